@@ -1,0 +1,502 @@
+//! Read views: a consistent snapshot of the store and the two read paths every feature uses.
+//!
+//! - [`Snapshot::scan`] / [`Snapshot::scan_parallel`]: customers one at a time, in customer-key
+//!   order, each with its events in time order, reading only the columns asked for. The data
+//!   comes straight from the memory-mapped scan files; a customer whose events sit in one
+//!   segment is handed out without copying, one spread over several is merged first.
+//! - [`Snapshot::timeline`]: one customer's full events, in order, from Parquet.
+//!
+//! A snapshot is what the manifest named when it was taken plus the log's batches after the
+//! checkpoint, so readers in other processes see everything a writer has acknowledged.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use cairn_model::Micros;
+
+use crate::dict::CustomerDict;
+use crate::error::{Result, StoreError};
+use crate::manifest::{Manifest, SegmentMeta};
+use crate::parquet_io::{self, StoredEvent};
+use crate::scanfile::ScanData;
+use crate::{SEGMENTS_DIR, wal};
+
+/// Which columns a scan reads. Columns not asked for come back as empty slices and are never
+/// paged in from disk.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Columns {
+    pub times: bool,
+    pub names: bool,
+    pub channels: bool,
+    pub values: bool,
+}
+
+impl Columns {
+    pub const ALL: Columns = Columns {
+        times: true,
+        names: true,
+        channels: true,
+        values: true,
+    };
+}
+
+/// One customer's events, as parallel slices in time order.
+#[derive(Debug, Clone, Copy)]
+pub struct Customer<'a> {
+    pub key: u32,
+    pub times: &'a [i64],
+    /// Indexes into [`Snapshot::event_names`].
+    pub names: &'a [u32],
+    /// Indexes into [`Snapshot::channels`].
+    pub channels: &'a [u16],
+    /// NaN where an event has no value; empty when no event in the store has one.
+    pub values: &'a [f64],
+}
+
+impl Customer<'_> {
+    pub fn len(&self) -> usize {
+        self.times
+            .len()
+            .max(self.names.len())
+            .max(self.channels.len())
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+struct Source {
+    scan: ScanData,
+    /// Where the full events live: a Parquet file, or memory for events still in the log.
+    rows: Rows,
+}
+
+enum Rows {
+    Parquet(PathBuf),
+    Memory(Vec<StoredEvent>),
+}
+
+pub struct Snapshot {
+    dir: PathBuf,
+    manifest: Manifest,
+    dict: CustomerDict,
+    /// Identifiers of customers first seen in the log tail, keyed after the dictionary.
+    tail_customers: Vec<String>,
+    event_names: Vec<String>,
+    channels: Vec<String>,
+    /// Segments in log order, then the log tail.
+    sources: Vec<Source>,
+}
+
+/// Summary figures of a snapshot.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Stats {
+    pub customers: u64,
+    pub events: u64,
+    pub first_event: Option<Micros>,
+    pub last_event: Option<Micros>,
+    pub event_names: Vec<(String, u64)>,
+    pub channels: Vec<(String, u64)>,
+    pub segments: u64,
+    pub log_events: u64,
+    pub disk_bytes: u64,
+}
+
+impl Snapshot {
+    /// Loads the current state of the store in `dir` without taking the writer's lock.
+    pub fn load(dir: &Path) -> Result<Snapshot> {
+        // A writer may commit between reading the manifest and reading the files it names
+        // (a compaction removes segments, a checkpoint removes log files): retry until the
+        // manifest is the same before and after.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match Snapshot::try_load(dir) {
+                Ok(Some(s)) => return Ok(s),
+                Ok(None) if attempts < 20 => continue,
+                Ok(None) => {
+                    return Err(StoreError::Corrupt {
+                        path: dir.to_path_buf(),
+                        reason: "the store kept changing while being read".into(),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn try_load(dir: &Path) -> Result<Option<Snapshot>> {
+        let manifest = Manifest::load(dir)?.unwrap_or_else(Manifest::new);
+        let dict = CustomerDict::load(dir, &manifest.customers, false)?;
+        let mut sources = Vec::with_capacity(manifest.segments.len() + 1);
+        for seg in &manifest.segments {
+            let scan_path = dir.join(SEGMENTS_DIR).join(seg.scan_name());
+            match ScanData::open(&scan_path) {
+                Ok(scan) => sources.push(Source {
+                    scan,
+                    rows: Rows::Parquet(dir.join(SEGMENTS_DIR).join(seg.parquet_name())),
+                }),
+                Err(StoreError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let batches = wal::read(dir, manifest.wal_checkpoint)?;
+        if Manifest::load(dir)?.map(|m| m.version) != Some(manifest.version)
+            && manifest.version != 0
+        {
+            return Ok(None);
+        }
+        let mut snapshot = Snapshot {
+            dir: dir.to_path_buf(),
+            event_names: manifest.event_names.clone(),
+            channels: manifest.channels.clone(),
+            manifest,
+            dict,
+            tail_customers: Vec::new(),
+            sources,
+        };
+        if !batches.is_empty() {
+            snapshot.add_tail(batches);
+        }
+        Ok(Some(snapshot))
+    }
+
+    /// Turns log batches into an in-memory source, keyed and sorted like a segment.
+    fn add_tail(&mut self, batches: Vec<wal::Batch>) {
+        let mut new_keys = crate::hash::FxHashMap::<String, u32>::default();
+        let mut seq = self.manifest.next_seq;
+        let mut rows = Vec::new();
+        for batch in batches {
+            for event in batch.events {
+                let id = event.customer_id();
+                let key = match self.dict.key(id) {
+                    Some(k) => k,
+                    None => *new_keys.entry(id.to_string()).or_insert_with(|| {
+                        self.tail_customers.push(id.to_string());
+                        (self.dict.len() + self.tail_customers.len() - 1) as u32
+                    }),
+                };
+                rows.push(StoredEvent { key, seq, event });
+                seq += 1;
+            }
+        }
+        let (names, channels) = (&mut self.event_names, &mut self.channels);
+        let scan = crate::segment::scan_columns(
+            &mut rows,
+            |n| intern(names, n),
+            |c| intern(channels, c) as u16,
+        );
+        self.sources.push(Source {
+            scan: ScanData::from_columns(&scan),
+            rows: Rows::Memory(rows),
+        });
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn segments(&self) -> &[SegmentMeta] {
+        &self.manifest.segments
+    }
+
+    pub fn event_names(&self) -> &[String] {
+        &self.event_names
+    }
+
+    pub fn channels(&self) -> &[String] {
+        &self.channels
+    }
+
+    /// Number of customer keys in use (keys are `0..key_count()`).
+    pub fn key_count(&self) -> usize {
+        self.dict.len() + self.tail_customers.len()
+    }
+
+    /// The raw identifier of a customer key.
+    pub fn customer_id(&self, key: u32) -> Option<&str> {
+        self.dict.id(key).or_else(|| {
+            self.tail_customers
+                .get((key as usize).checked_sub(self.dict.len())?)
+                .map(String::as_str)
+        })
+    }
+
+    /// The key of a raw customer identifier.
+    pub fn customer_key(&self, id: &str) -> Option<u32> {
+        self.dict.key(id).or_else(|| {
+            let i = self.tail_customers.iter().position(|c| c == id)?;
+            Some((self.dict.len() + i) as u32)
+        })
+    }
+
+    pub fn events(&self) -> u64 {
+        self.sources.iter().map(|s| s.scan.events() as u64).sum()
+    }
+
+    /// Visits every customer in key order.
+    pub fn scan(&self, columns: Columns, mut visit: impl FnMut(Customer<'_>)) {
+        self.scan_range(columns, 0..u32::MAX, &mut visit);
+    }
+
+    /// Splits the customers into `threads` key ranges of similar event counts and scans them
+    /// in parallel; returns each thread's state, in key order.
+    pub fn scan_parallel<S: Send>(
+        &self,
+        columns: Columns,
+        threads: usize,
+        init: impl Fn() -> S + Sync,
+        visit: impl Fn(&mut S, Customer<'_>) + Sync,
+    ) -> Vec<S> {
+        let ranges = self.key_ranges(threads.max(1));
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = ranges
+                .into_iter()
+                .map(|range| {
+                    let (init, visit) = (&init, &visit);
+                    scope.spawn(move || {
+                        let mut state = init();
+                        self.scan_range(columns, range, &mut |c| visit(&mut state, c));
+                        state
+                    })
+                })
+                .collect();
+            // A scan thread only panics on a bug; re-raise it in the caller.
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    }
+
+    /// Key ranges holding about equal numbers of events, cut on the largest source.
+    fn key_ranges(&self, parts: usize) -> Vec<Range<u32>> {
+        let Some(big) = self.sources.iter().max_by_key(|s| s.scan.events()) else {
+            return vec![0..u32::MAX];
+        };
+        let (keys, starts) = (big.scan.keys(), big.scan.starts());
+        let total = big.scan.events() as u64;
+        let mut bounds = vec![0u32];
+        for p in 1..parts {
+            let target = total * p as u64 / parts as u64;
+            let i = starts
+                .partition_point(|&s| (s as u64) < target)
+                .min(keys.len().saturating_sub(1));
+            let key = keys.get(i).copied().unwrap_or(u32::MAX);
+            if key > *bounds.last().unwrap_or(&0) {
+                bounds.push(key);
+            }
+        }
+        bounds.push(u32::MAX);
+        bounds.windows(2).map(|w| w[0]..w[1]).collect()
+    }
+
+    fn scan_range(&self, columns: Columns, range: Range<u32>, visit: &mut dyn FnMut(Customer<'_>)) {
+        let mut cursors: Vec<usize> = self
+            .sources
+            .iter()
+            .map(|s| s.scan.keys().partition_point(|&k| k < range.start))
+            .collect();
+        let mut merged = Merged::default();
+        let mut holders: Vec<usize> = Vec::with_capacity(self.sources.len());
+        loop {
+            let mut min = u32::MAX;
+            for (s, &c) in self.sources.iter().zip(&cursors) {
+                if let Some(&k) = s.scan.keys().get(c) {
+                    min = min.min(k);
+                }
+            }
+            if min >= range.end {
+                return;
+            }
+            holders.clear();
+            for (i, (s, c)) in self.sources.iter().zip(cursors.iter_mut()).enumerate() {
+                if s.scan.keys().get(*c) == Some(&min) {
+                    holders.push(i);
+                }
+            }
+            if let [only] = holders[..] {
+                let src = &self.sources[only].scan;
+                visit(view(src, min, src.rows(cursors[only]), columns));
+            } else {
+                merged.fill(&self.sources, &cursors, &holders, columns);
+                visit(merged.view(min, columns));
+            }
+            for &i in &holders {
+                cursors[i] += 1;
+            }
+        }
+    }
+
+    /// One customer's events in order, with every field, from the Parquet segments and the log.
+    pub fn timeline(&self, customer_id: &str) -> Result<Option<Vec<StoredEvent>>> {
+        let Some(key) = self.customer_key(customer_id) else {
+            return Ok(None);
+        };
+        let mut events = Vec::new();
+        for src in &self.sources {
+            let Some(i) = src.scan.find(key) else {
+                continue;
+            };
+            let rows = src.scan.rows(i);
+            match &src.rows {
+                Rows::Parquet(path) => events.extend(parquet_io::read(path, Some(&[rows]))?),
+                Rows::Memory(all) => events.extend_from_slice(&all[rows]),
+            }
+        }
+        events.sort_by_key(|e| (e.event.timestamp, e.seq));
+        Ok(Some(events))
+    }
+
+    pub fn stats(&self) -> Stats {
+        let mut name_counts = vec![0u64; self.event_names.len()];
+        let mut channel_counts = vec![0u64; self.channels.len()];
+        let mut seen = vec![false; self.key_count()];
+        let (mut first, mut last) = (None::<Micros>, None::<Micros>);
+        for src in &self.sources {
+            for &n in src.scan.names() {
+                name_counts[n as usize] += 1;
+            }
+            for &c in src.scan.channels() {
+                channel_counts[c as usize] += 1;
+            }
+            for &k in src.scan.keys() {
+                seen[k as usize] = true;
+            }
+            for (i, _) in src.scan.keys().iter().enumerate() {
+                let times = &src.scan.times()[src.scan.rows(i)];
+                if let (Some(&a), Some(&b)) = (times.first(), times.last()) {
+                    first = Some(first.map_or(a, |f| f.min(a)));
+                    last = Some(last.map_or(b, |l| l.max(b)));
+                }
+            }
+        }
+        let named = |names: &[String], counts: Vec<u64>| {
+            let mut v: Vec<(String, u64)> = names
+                .iter()
+                .cloned()
+                .zip(counts)
+                .filter(|(_, c)| *c > 0)
+                .collect();
+            v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            v
+        };
+        let log_events = self
+            .sources
+            .iter()
+            .filter(|s| matches!(s.rows, Rows::Memory(_)))
+            .map(|s| s.scan.events() as u64)
+            .sum();
+        Stats {
+            customers: seen.iter().filter(|&&s| s).count() as u64,
+            events: self.events(),
+            first_event: first,
+            last_event: last,
+            event_names: named(&self.event_names, name_counts),
+            channels: named(&self.channels, channel_counts),
+            segments: self.manifest.segments.len() as u64,
+            log_events,
+            disk_bytes: crate::fsutil::disk_bytes(&self.dir),
+        }
+    }
+}
+
+fn intern(list: &mut Vec<String>, name: &str) -> u32 {
+    match list.iter().position(|n| n == name) {
+        Some(i) => i as u32,
+        None => {
+            list.push(name.to_string());
+            (list.len() - 1) as u32
+        }
+    }
+}
+
+fn view(src: &ScanData, key: u32, rows: Range<usize>, c: Columns) -> Customer<'_> {
+    Customer {
+        key,
+        times: if c.times {
+            &src.times()[rows.clone()]
+        } else {
+            &[]
+        },
+        names: if c.names {
+            &src.names()[rows.clone()]
+        } else {
+            &[]
+        },
+        channels: if c.channels {
+            &src.channels()[rows.clone()]
+        } else {
+            &[]
+        },
+        values: match (c.values, src.values()) {
+            (true, Some(v)) => &v[rows],
+            (true, None) => &NAN_PAD[..0],
+            _ => &[],
+        },
+    }
+}
+
+static NAN_PAD: [f64; 0] = [];
+
+/// Scratch space for a customer whose events are spread over several sources.
+#[derive(Default)]
+struct Merged {
+    order: Vec<(i64, usize, usize)>,
+    times: Vec<i64>,
+    names: Vec<u32>,
+    channels: Vec<u16>,
+    values: Vec<f64>,
+}
+
+impl Merged {
+    fn fill(&mut self, sources: &[Source], cursors: &[usize], holders: &[usize], c: Columns) {
+        self.order.clear();
+        for &h in holders {
+            let scan = &sources[h].scan;
+            let rows = scan.rows(cursors[h]);
+            let times = scan.times();
+            self.order.extend(rows.map(|r| (times[r], h, r)));
+        }
+        // Stable: equal times keep source order (older segments first), which is log order.
+        self.order.sort_by_key(|&(t, _, _)| t);
+        let any_values = holders.iter().any(|&h| sources[h].scan.values().is_some());
+        self.times.clear();
+        self.names.clear();
+        self.channels.clear();
+        self.values.clear();
+        for &(t, h, r) in &self.order {
+            let scan = &sources[h].scan;
+            if c.times {
+                self.times.push(t);
+            }
+            if c.names {
+                self.names.push(scan.names()[r]);
+            }
+            if c.channels {
+                self.channels.push(scan.channels()[r]);
+            }
+            if c.values && any_values {
+                self.values.push(scan.values().map_or(f64::NAN, |v| v[r]));
+            }
+        }
+    }
+
+    fn view(&self, key: u32, _c: Columns) -> Customer<'_> {
+        Customer {
+            key,
+            times: &self.times,
+            names: &self.names,
+            channels: &self.channels,
+            values: &self.values,
+        }
+    }
+}

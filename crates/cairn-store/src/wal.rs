@@ -1,0 +1,312 @@
+//! The write-ahead log: where streamed events become durable before anything else happens.
+//!
+//! Files `wal/NNNNNNNNNNNNNNNNNNNN.log` (named by the first batch number they hold) are
+//! sequences of framed records (see [`crate::framing`]); each record is one batch:
+//! `batch number u64 | events as JSON`. Appends use group commit: callers queue their
+//! encoded batches, one of them writes everything queued and fsyncs once, then wakes the
+//! others. [`Wal::append`] returns only once its batch is on disk.
+//!
+//! Recovery reads every file in order. A damaged record with nothing valid after it is a torn
+//! tail (a crash mid-write, so never acknowledged): it is cut and reported. A damaged record
+//! followed by valid ones is corruption: opening fails with [`StoreError::CorruptLog`] rather
+//! than skipping acknowledged data; `cairn repair` moves the damaged part aside.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use cairn_model::Event;
+
+use crate::error::{IoContext, Result, StoreError};
+use crate::framing::{encode_record, scan_records};
+use crate::fsutil::fsync_dir;
+
+pub const WAL_DIR: &str = "wal";
+
+/// One recovered batch.
+#[derive(Debug)]
+pub struct Batch {
+    pub number: u64,
+    pub events: Vec<Event>,
+}
+
+/// What recovery found, for the log.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    pub batches: Vec<Batch>,
+    /// Bytes cut from a torn tail, with the file.
+    pub cut: Option<(PathBuf, u64)>,
+}
+
+struct State {
+    /// Encoded records waiting for the next write.
+    queued: Vec<u8>,
+    /// The number the next batch gets.
+    next: u64,
+    /// Every batch up to this number is on disk.
+    durable: u64,
+    writing: bool,
+    failed: bool,
+    file: Option<File>,
+}
+
+pub struct Wal {
+    dir: PathBuf,
+    state: Mutex<State>,
+    done: Condvar,
+}
+
+fn file_name(first: u64) -> String {
+    format!("{first:020}.log")
+}
+
+/// The log files in `dir`, in order, with the first batch number each holds.
+fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut files = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(files),
+        Err(e) => {
+            return Err(StoreError::Io {
+                path: dir.to_path_buf(),
+                source: e,
+            });
+        }
+    };
+    for entry in entries {
+        let path = entry.at(dir)?.path();
+        let first = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(first) = first {
+            files.push((first, path));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn decode(path: &Path, offset: usize, payload: &[u8]) -> Result<Batch> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!("record at byte {offset}: {reason}"),
+    };
+    let number = payload
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+        .ok_or_else(|| corrupt("too short".into()))?;
+    let events = serde_json::from_slice(&payload[8..]).map_err(|e| corrupt(e.to_string()))?;
+    Ok(Batch { number, events })
+}
+
+/// Reads the log without changing it: what a reader sees while a writer runs. A torn tail is
+/// ignored (the writer may be in the middle of writing it).
+pub fn read(data_dir: &Path, after: u64) -> Result<Vec<Batch>> {
+    let mut batches = Vec::new();
+    for (_, path) in list(&data_dir.join(WAL_DIR))? {
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            // Removed by a checkpoint after we listed it: its batches are in segments now,
+            // and the caller re-reads the manifest when it changed.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(StoreError::Io { path, source: e }),
+        };
+        let scanned = scan_records(&bytes);
+        if scanned.valid_after > 0 {
+            return Err(StoreError::CorruptLog {
+                path,
+                offset: scanned.good_len as u64,
+                reason: scanned.damage.map(|d| d.to_string()).unwrap_or_default(),
+                valid_after: scanned.valid_after,
+            });
+        }
+        let mut offset = 0;
+        for payload in scanned.records {
+            let batch = decode(&path, offset, payload)?;
+            offset += payload.len() + crate::framing::HEADER_LEN;
+            if batch.number > after {
+                batches.push(batch);
+            }
+        }
+    }
+    Ok(batches)
+}
+
+impl Wal {
+    /// Opens the log for appending after recovering it: returns the batches after `checkpoint`.
+    pub fn open(data_dir: &Path, checkpoint: u64) -> Result<(Wal, Recovery)> {
+        let dir = data_dir.join(WAL_DIR);
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        let mut recovery = Recovery::default();
+        let mut last = checkpoint;
+        let files = list(&dir)?;
+        for (i, (_, path)) in files.iter().enumerate() {
+            let bytes = std::fs::read(path).at(path)?;
+            let scanned = scan_records(&bytes);
+            let is_last_file = i + 1 == files.len();
+            if let Some(damage) = &scanned.damage
+                && (scanned.valid_after > 0 || !is_last_file)
+            {
+                return Err(StoreError::CorruptLog {
+                    path: path.clone(),
+                    offset: scanned.good_len as u64,
+                    reason: damage.to_string(),
+                    valid_after: scanned.valid_after,
+                });
+            }
+            let mut offset = 0;
+            for payload in &scanned.records {
+                let batch = decode(path, offset, payload)?;
+                offset += payload.len() + crate::framing::HEADER_LEN;
+                last = last.max(batch.number);
+                if batch.number > checkpoint {
+                    recovery.batches.push(batch);
+                }
+            }
+            if scanned.damage.is_some() {
+                let cut = bytes.len() - scanned.good_len;
+                let f = OpenOptions::new().write(true).open(path).at(path)?;
+                f.set_len(scanned.good_len as u64).at(path)?;
+                f.sync_all().at(path)?;
+                recovery.cut = Some((path.clone(), cut as u64));
+            }
+        }
+        let wal = Wal {
+            dir,
+            state: Mutex::new(State {
+                queued: Vec::new(),
+                next: last + 1,
+                durable: last,
+                writing: false,
+                failed: false,
+                file: None,
+            }),
+            done: Condvar::new(),
+        };
+        Ok((wal, recovery))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the state inconsistent in a way that
+        // matters more than the panic itself; keep serving the other callers.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a batch for the next group write and returns its number at once; it is durable
+    /// only after [`Wal::wait_durable`] returns for it.
+    pub fn enqueue(&self, events: &[Event]) -> Result<u64> {
+        let json = serde_json::to_vec(events).map_err(|e| StoreError::Corrupt {
+            path: self.dir.clone(),
+            reason: format!("cannot encode batch: {e}"),
+        })?;
+        let mut st = self.lock();
+        if st.failed {
+            return Err(self.failed_error());
+        }
+        let number = st.next;
+        st.next += 1;
+        let mut payload = Vec::with_capacity(8 + json.len());
+        payload.extend_from_slice(&number.to_le_bytes());
+        payload.extend_from_slice(&json);
+        encode_record(&payload, &mut st.queued);
+        Ok(number)
+    }
+
+    /// Blocks until batch `number` is on disk. The first waiter to find no write in progress
+    /// writes everything queued and fsyncs once for all of them (group commit).
+    pub fn wait_durable(&self, number: u64) -> Result<()> {
+        let mut st = self.lock();
+        loop {
+            if st.durable >= number {
+                return Ok(());
+            }
+            if st.failed {
+                return Err(self.failed_error());
+            }
+            if st.writing {
+                st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            st.writing = true;
+            let buf = std::mem::take(&mut st.queued);
+            let upto = st.next - 1;
+            let mut file = match st.file.take() {
+                Some(f) => f,
+                None => match self.create_file(st.durable + 1) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        st.writing = false;
+                        st.failed = true;
+                        self.done.notify_all();
+                        return Err(e);
+                    }
+                },
+            };
+            drop(st);
+            let res = file.write_all(&buf).and_then(|_| file.sync_data());
+            st = self.lock();
+            st.file = Some(file);
+            st.writing = false;
+            match res {
+                Ok(()) => st.durable = upto,
+                Err(_) => st.failed = true,
+            }
+            self.done.notify_all();
+        }
+    }
+
+    fn failed_error(&self) -> StoreError {
+        StoreError::Io {
+            path: self.dir.clone(),
+            source: std::io::Error::other("an earlier write to the log failed; reopen the store"),
+        }
+    }
+
+    fn create_file(&self, first: u64) -> Result<File> {
+        let path = self.dir.join(file_name(first));
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .at(&path)?;
+        fsync_dir(&self.dir).at(&self.dir)?;
+        Ok(f)
+    }
+
+    /// The number of the last durable batch.
+    pub fn last_durable(&self) -> u64 {
+        self.lock().durable
+    }
+
+    /// Starts a new file for the next batches, so that the current ones can be removed once
+    /// they are in segments. Returns the last batch number in the closed files.
+    pub fn rotate(&self) -> u64 {
+        let mut st = self.lock();
+        while st.writing {
+            st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st.file = None;
+        st.durable
+    }
+
+    /// Removes log files whose batches are all at or below `checkpoint`.
+    pub fn remove_upto(&self, checkpoint: u64) -> Result<()> {
+        let files = list(&self.dir)?;
+        let current = self.lock().file.as_ref().map(|_| ()).is_some();
+        for (i, (_, path)) in files.iter().enumerate() {
+            // A file's batches end where the next file begins.
+            let next_first = files.get(i + 1).map(|(f, _)| *f);
+            let fully_checkpointed = match next_first {
+                Some(next) => next - 1 <= checkpoint,
+                None => !current && self.last_durable() <= checkpoint,
+            };
+            if fully_checkpointed {
+                std::fs::remove_file(path).at(path)?;
+            }
+        }
+        fsync_dir(&self.dir).at(&self.dir)
+    }
+}

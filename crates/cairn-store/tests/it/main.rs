@@ -1,0 +1,366 @@
+//! Store behaviour through its public API: what is written is read back, once, in order.
+
+use std::path::Path;
+
+use cairn_model::{Event, EventKind};
+use cairn_store::{Columns, Options, Snapshot, Store, StoreError};
+
+fn event(customer: &str, name: &str, t: i64, id: &str) -> Event {
+    Event {
+        message_id: id.to_string(),
+        kind: EventKind::Track,
+        event: name.to_string(),
+        user_id: Some(customer.to_string()),
+        anonymous_id: None,
+        timestamp: t,
+        sent_at: None,
+        received_at: None,
+        channel: "web".to_string(),
+        value: None,
+        group_id: None,
+        previous_id: None,
+        properties: Some(format!(r#"{{"n":"{id}"}}"#)),
+        traits: None,
+        context: None,
+    }
+}
+
+/// Every customer's (name, time) sequence, by customer id.
+fn journeys(snap: &Snapshot) -> Vec<(String, Vec<(String, i64)>)> {
+    let mut out = Vec::new();
+    snap.scan(Columns::ALL, |c| {
+        let id = snap.customer_id(c.key).unwrap().to_string();
+        let evs = c
+            .names
+            .iter()
+            .zip(c.times)
+            .map(|(&n, &t)| (snap.event_names()[n as usize].clone(), t))
+            .collect();
+        out.push((id, evs));
+    });
+    out.sort();
+    out
+}
+
+fn import(store: &Store, events: Vec<Event>) -> cairn_store::Outcome {
+    let mut txn = store.import().unwrap();
+    txn.add(events).unwrap();
+    txn.commit().unwrap()
+}
+
+#[test]
+fn import_scan_and_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let out = import(
+        &store,
+        vec![
+            event("b", "view", 30, "1"),
+            event("a", "buy", 20, "2"),
+            event("a", "view", 10, "3"),
+            event("b", "buy", 40, "4"),
+        ],
+    );
+    assert_eq!((out.accepted, out.duplicates), (4, 0));
+    let snap = store.snapshot().unwrap();
+    assert_eq!(
+        journeys(&snap),
+        vec![
+            ("a".into(), vec![("view".into(), 10), ("buy".into(), 20)]),
+            ("b".into(), vec![("view".into(), 30), ("buy".into(), 40)]),
+        ]
+    );
+    let tl = snap.timeline("a").unwrap().unwrap();
+    assert_eq!(
+        tl.iter()
+            .map(|e| e.event.message_id.as_str())
+            .collect::<Vec<_>>(),
+        ["3", "2"]
+    );
+    assert_eq!(tl[0].event.properties.as_deref(), Some(r#"{"n":"3"}"#));
+    assert!(snap.timeline("nobody").unwrap().is_none());
+    let stats = snap.stats();
+    assert_eq!((stats.customers, stats.events), (2, 4));
+    assert_eq!((stats.first_event, stats.last_event), (Some(10), Some(40)));
+}
+
+#[test]
+fn the_same_messages_twice_are_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let batch = vec![
+        event("a", "view", 10, "m1"),
+        event("a", "buy", 20, "m2"),
+        event("a", "buy", 20, "m2"),
+    ];
+    let first = import(&store, batch.clone());
+    assert_eq!((first.accepted, first.duplicates), (2, 1));
+    let second = import(&store, batch.clone());
+    assert_eq!((second.accepted, second.duplicates), (0, 3));
+    let appended = store.append(batch).unwrap();
+    assert_eq!((appended.accepted, appended.duplicates), (0, 3));
+    drop(store);
+    // Also across restarts, where the seen ids come back from the segments.
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(
+        import(&store, vec![event("a", "view", 10, "m1")]).accepted,
+        0
+    );
+    assert_eq!(store.snapshot().unwrap().events(), 2);
+}
+
+#[test]
+fn an_import_not_committed_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    {
+        let mut txn = store.import().unwrap();
+        txn.add(vec![event("a", "view", 10, "x1")]).unwrap();
+        // dropped without commit
+    }
+    assert_eq!(store.snapshot().unwrap().events(), 0);
+    // Its message ids are free again.
+    assert_eq!(
+        import(&store, vec![event("a", "view", 10, "x1")]).accepted,
+        1
+    );
+    let files = std::fs::read_dir(dir.path().join("segments"))
+        .unwrap()
+        .count();
+    assert_eq!(files, 2, "one parquet file and one scan file");
+}
+
+#[test]
+fn appended_events_are_visible_to_readers_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path(),
+        Options {
+            memtable_events: 1_000_000,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    store
+        .append(vec![
+            event("a", "view", 10, "w1"),
+            event("c", "view", 5, "w2"),
+        ])
+        .unwrap();
+    store.append(vec![event("a", "buy", 20, "w3")]).unwrap();
+    // A reader in another process sees the log tail without a flush.
+    let snap = Snapshot::load(dir.path()).unwrap();
+    assert_eq!(snap.events(), 3);
+    assert_eq!(snap.stats().log_events, 3);
+    assert_eq!(snap.timeline("a").unwrap().unwrap().len(), 2);
+    drop(store); // no flush: recovery replays the log
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let snap = store.snapshot().unwrap();
+    assert_eq!(snap.events(), 3);
+    assert_eq!(
+        snap.stats().log_events,
+        0,
+        "recovery moved the log into a segment"
+    );
+    assert_eq!(
+        journeys(&snap)[0],
+        (
+            "a".to_string(),
+            vec![("view".to_string(), 10), ("buy".to_string(), 20)]
+        )
+    );
+}
+
+#[test]
+fn one_writer_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = Store::open(dir.path(), Options::default()).unwrap();
+    assert!(matches!(
+        Store::open(dir.path(), Options::default()),
+        Err(StoreError::Locked { .. })
+    ));
+}
+
+fn wal_file(dir: &Path) -> std::path::PathBuf {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files.pop().unwrap()
+}
+
+#[test]
+fn flipped_byte_in_the_log_tail_is_cut_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(
+            dir.path(),
+            Options {
+                memtable_events: 1_000_000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        store.append(vec![event("a", "view", 10, "t1")]).unwrap();
+        store.append(vec![event("a", "buy", 20, "t2")]).unwrap();
+    }
+    let path = wal_file(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x20;
+    std::fs::write(&path, bytes).unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let (cut_file, cut) = store.recovered_cut().unwrap();
+    assert_eq!(cut_file, &path);
+    assert!(*cut > 0);
+    assert_eq!(
+        journeys(&store.snapshot().unwrap())[0].1,
+        vec![("view".to_string(), 10)]
+    );
+}
+
+#[test]
+fn flipped_byte_in_the_log_middle_is_reported_not_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(
+            dir.path(),
+            Options {
+                memtable_events: 1_000_000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        for i in 0..3 {
+            store
+                .append(vec![event("a", "view", i, &format!("c{i}"))])
+                .unwrap();
+        }
+    }
+    let path = wal_file(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[20] ^= 0x01;
+    std::fs::write(&path, bytes).unwrap();
+    match Store::open(dir.path(), Options::default()) {
+        Err(StoreError::CorruptLog {
+            valid_after,
+            offset,
+            ..
+        }) => {
+            assert_eq!(offset, 0);
+            assert_eq!(valid_after, 2);
+        }
+        Err(other) => panic!("expected CorruptLog, got {other}"),
+        Ok(_) => panic!("expected CorruptLog, opened fine"),
+    }
+    // Readers refuse too, rather than show a store with a hole.
+    assert!(matches!(
+        Snapshot::load(dir.path()),
+        Err(StoreError::CorruptLog { .. })
+    ));
+}
+
+#[test]
+fn compaction_keeps_every_event_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path(),
+        Options {
+            max_segments: 100,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for round in 0..5i64 {
+        let events = (0..20)
+            .map(|c| {
+                event(
+                    &format!("c{c}"),
+                    &format!("e{}", round % 3),
+                    round * 10 + c,
+                    &format!("{round}-{c}"),
+                )
+            })
+            .collect();
+        import(&store, events);
+    }
+    // Equal timestamps across segments keep log order.
+    import(&store, vec![event("c0", "tie-a", 0, "tie1")]);
+    import(&store, vec![event("c0", "tie-b", 0, "tie2")]);
+    let before = journeys(&store.snapshot().unwrap());
+    assert_eq!(store.snapshot().unwrap().segments().len(), 7);
+    let c = store.compact(true).unwrap();
+    assert_eq!(c.merged_segments, 7);
+    let snap = store.snapshot().unwrap();
+    assert_eq!(snap.segments().len(), 1);
+    assert_eq!(journeys(&snap), before);
+    let c0 = &before.iter().find(|(id, _)| id == "c0").unwrap().1;
+    assert_eq!(
+        &c0[..3],
+        &[
+            ("e0".to_string(), 0),
+            ("tie-a".to_string(), 0),
+            ("tie-b".to_string(), 0)
+        ]
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("segments"))
+            .unwrap()
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn automatic_compaction_bounds_the_segment_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path(),
+        Options {
+            max_segments: 3,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for i in 0..6 {
+        import(&store, vec![event("a", "view", i, &format!("auto{i}"))]);
+    }
+    let snap = store.snapshot().unwrap();
+    assert!(snap.segments().len() <= 3);
+    assert_eq!(snap.events(), 6);
+}
+
+#[test]
+fn parallel_scan_sees_each_customer_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let events = (0..1000)
+        .flat_map(|c| (0..3).map(move |i| event(&format!("c{c}"), "e", i, &format!("{c}/{i}"))))
+        .collect();
+    import(&store, events);
+    store
+        .append(vec![
+            event("c7", "late", 99, "late1"),
+            event("new", "first", 1, "new1"),
+        ])
+        .unwrap();
+    let snap = store.snapshot().unwrap();
+    let parts = snap.scan_parallel(
+        Columns {
+            times: true,
+            ..Default::default()
+        },
+        2,
+        Vec::new,
+        |v: &mut Vec<(u32, usize)>, c| v.push((c.key, c.times.len())),
+    );
+    let all: Vec<(u32, usize)> = parts.into_iter().flatten().collect();
+    assert_eq!(all.len(), 1001);
+    let mut keys: Vec<u32> = all.iter().map(|a| a.0).collect();
+    keys.dedup();
+    assert_eq!(keys.len(), 1001, "key order, no customer twice");
+    assert_eq!(all.iter().map(|a| a.1).sum::<usize>(), 3002);
+    let c7 = snap.customer_key("c7").unwrap();
+    assert_eq!(all.iter().find(|a| a.0 == c7).unwrap().1, 4);
+}
