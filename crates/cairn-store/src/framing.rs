@@ -172,3 +172,25 @@ mod tests {
         );
     }
 }
+
+/// Every readable record, stepping over damaged stretches byte by byte until a valid record
+/// starts again. Returns the records and how many bytes were stepped over. Only for repair:
+/// normal recovery never skips anything.
+pub fn salvage(buf: &[u8]) -> (Vec<&[u8]>, usize) {
+    let mut records = Vec::new();
+    let mut skipped = 0;
+    let mut i = 0;
+    while i < buf.len() {
+        match read_record(buf, i) {
+            Ok((payload, next)) => {
+                records.push(payload);
+                i = next;
+            }
+            Err(_) => {
+                skipped += 1;
+                i += 1;
+            }
+        }
+    }
+    (records, skipped)
+}

@@ -31,6 +31,7 @@ mod fsutil;
 mod hash;
 mod manifest;
 mod parquet_io;
+mod repair;
 mod scanfile;
 mod segment;
 mod snapshot;
@@ -44,7 +45,8 @@ use cairn_model::Event;
 
 pub use error::{Result, StoreError};
 pub use fsutil::disk_bytes;
-pub use manifest::{Manifest, SegmentMeta};
+pub use manifest::{MANIFEST_FILE, Manifest, SegmentMeta};
+pub use repair::{RepairReport, repair};
 pub use parquet_io::StoredEvent;
 pub use snapshot::{Columns, Customer, Snapshot, Stats};
 

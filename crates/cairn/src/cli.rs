@@ -1,0 +1,221 @@
+//! The command line: every command, flag and environment variable in one place.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use cairn_store::{Options, Snapshot, Store};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::render;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Cairn: collect every customer interaction, discover and orchestrate journeys.",
+    long_about = "Cairn keeps every interaction of every customer in one durable, customer-ordered event \
+store and answers journey questions over it.\n\n\
+Start with `cairn demo` to generate and import realistic demo journeys, then try `cairn stats` and \
+`cairn timeline CUSTOMER`. Import your own history with `cairn import FILE...` (XES, CSV, JSONL of \
+Segment messages, Parquet).",
+    after_help = "Examples:\n  cairn demo\n  cairn import events.csv --customer user --event action --time ts\n  \
+cairn --data-dir /var/lib/cairn stats --format json\n  cairn timeline user-42"
+)]
+pub struct Cli {
+    /// Where the store lives. Created if missing.
+    #[arg(long, global = true, env = "CAIRN_DATA_DIR", default_value = "./cairn-data", value_name = "DIR")]
+    pub data_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Generate demo journeys, import them and print a summary.
+    Demo(DemoArgs),
+    /// Import files (XES, CSV, JSONL, Parquet) into the store.
+    #[command(long_about = "Import files (XES, CSV, JSONL, Parquet) into the store.\n\n\
+Each file is imported atomically: its events become visible together when the whole file has been \
+read, or not at all (an interrupted import leaves nothing behind; run it again). Records already \
+stored (same message id) are skipped, so importing a file twice stores it once.\n\n\
+What identifies a record: a JSONL message's `messageId`; a CSV/Parquet row's message id column \
+when there is one; otherwise a hash of (format, customer, event, timestamp, occurrence), where \
+occurrence numbers identical (customer, event, timestamp) records in file order (per trace for XES).")]
+    Import(ImportArgs),
+    /// Stream Segment JSONL messages through the write-ahead log (as the HTTP API does).
+    #[command(long_about = "Stream Segment JSONL messages through the write-ahead log, batch by batch, \
+the way the HTTP collection API writes. Each batch is acknowledged on stdout (`ack N`, the running \
+count of accepted messages) only once it is durable. Reads FILE, or stdin when FILE is `-` or absent.")]
+    Ingest(IngestArgs),
+    /// Write realistic multi-channel demo journeys to a file (JSONL, CSV or Parquet).
+    Generate(GenerateArgs),
+    /// Counts of customers, events, event names and channels.
+    Stats(FormatArgs),
+    /// One customer's events in time order.
+    Timeline(TimelineArgs),
+    /// Merge segments into one, for the fastest scans.
+    Compact(FormatArgs),
+    /// Make a damaged store openable again: move a corrupt part of the log aside.
+    Repair,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct FormatArgs {
+    /// Output as a readable table or as JSON for scripts.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// Files to import; the format comes from the name (.xes, .xes.gz, .csv, .csv.gz, .jsonl, .ndjson, .json, .parquet).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// CSV/Parquet column holding the customer id [default: customer_id, user_id, case:concept:name, ...].
+    #[arg(long, value_name = "COL")]
+    pub customer: Option<String>,
+    /// CSV/Parquet column holding the event (activity) name [default: event, activity, concept:name, ...].
+    #[arg(long, value_name = "COL")]
+    pub event: Option<String>,
+    /// CSV/Parquet column holding the time [default: timestamp, time, time:timestamp, ...].
+    #[arg(long, value_name = "COL")]
+    pub time: Option<String>,
+    /// CSV/Parquet column holding the channel [default: channel].
+    #[arg(long, value_name = "COL")]
+    pub channel: Option<String>,
+    /// CSV/Parquet column holding a numeric value or revenue [default: value, revenue, amount].
+    #[arg(long, value_name = "COL")]
+    pub value: Option<String>,
+    /// CSV/Parquet column holding a unique message id [default: message_id, messageId, event_id].
+    #[arg(long, value_name = "COL")]
+    pub message_id: Option<String>,
+    /// Channel of records that name none (e.g. call_center for a call-center export).
+    #[arg(long, value_name = "CHANNEL")]
+    pub default_channel: Option<String>,
+    /// Bad records to tolerate per file before giving up on it; rejected records go to the quarantine file.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_errors: u64,
+    /// Where rejected records are written (JSON lines) [default: DATA_DIR/quarantine/FILE.rejected.jsonl].
+    #[arg(long, value_name = "FILE")]
+    pub quarantine: Option<PathBuf>,
+    /// Events per segment written while importing (memory use grows with it).
+    #[arg(long, default_value_t = 2_000_000, value_name = "N", hide = true)]
+    pub chunk_events: usize,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    /// JSONL file of Segment messages, or `-` for stdin.
+    #[arg(default_value = "-")]
+    pub file: PathBuf,
+    /// Messages per batch (one durable write each).
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// Number of customers (about 12 events each).
+    #[arg(long, default_value_t = 10_000)]
+    pub customers: u64,
+    /// Random seed: the same seed always gives the same file.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Output file; the format comes from the name: .jsonl, .csv or .parquet.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Number of demo customers.
+    #[arg(long, default_value_t = 20_000)]
+    pub customers: u64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct TimelineArgs {
+    /// The customer's id (user id or anonymous id as sent).
+    pub customer: String,
+    /// Show at most this many events (the earliest).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+pub fn open_store(cli_dir: &std::path::Path) -> Result<Store> {
+    let store = Store::open(cli_dir, Options::default())
+        .with_context(|| format!("cannot open the store in {}", cli_dir.display()))?;
+    if let Some((file, bytes)) = store.recovered_cut() {
+        eprintln!(
+            "warning: cut a torn tail of {bytes} bytes from {} (a write interrupted by a crash, never acknowledged)",
+            file.display()
+        );
+    }
+    Ok(store)
+}
+
+pub fn open_snapshot(dir: &std::path::Path) -> Result<Snapshot> {
+    if !dir.join(cairn_store::MANIFEST_FILE).exists() {
+        anyhow::bail!(
+            "no cairn store in {} (run `cairn demo` or `cairn import FILE` first, or pass --data-dir)",
+            dir.display()
+        );
+    }
+    Snapshot::load(dir).with_context(|| format!("cannot read the store in {}", dir.display()))
+}
+
+pub fn stderr_is_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let dir = cli.data_dir;
+    match cli.command {
+        Command::Demo(args) => crate::demo::run(&dir, &args),
+        Command::Import(args) => crate::import::run(&dir, &args),
+        Command::Ingest(args) => crate::import::ingest(&dir, &args),
+        Command::Generate(args) => crate::demo::generate(&args),
+        Command::Stats(args) => render::stats(&open_snapshot(&dir)?, args.format),
+        Command::Timeline(args) => render::timeline(&open_snapshot(&dir)?, &args),
+        Command::Compact(args) => {
+            let store = open_store(&dir)?;
+            let c = store.compact(true)?;
+            let snap = store.snapshot()?;
+            match args.format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::json!({"merged_segments": c.merged_segments, "events": c.events, "segments": snap.segments().len()})
+                ),
+                Format::Table => println!(
+                    "merged {} segments ({} events); {} segment(s) now",
+                    c.merged_segments,
+                    c.events,
+                    snap.segments().len()
+                ),
+            }
+            Ok(())
+        }
+        Command::Repair => {
+            let report = cairn_store::repair(&dir)?;
+            println!("{report}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! `cairn import` and `cairn ingest`: files into the store, with progress, an error budget and
+//! a quarantine file.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use cairn_import::{CsvMapping, ImportOptions, RecordError};
+use cairn_model::{Event, MessageDefaults, parse_message};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cli::{Format, ImportArgs, IngestArgs, open_store, stderr_is_terminal};
+
+/// Records read per call into a source; the reader thread runs one chunk ahead of the writer.
+const READ_CHUNK: usize = 64 * 1024;
+
+#[derive(Debug, Default, serde::Serialize)]
+struct FileReport {
+    file: PathBuf,
+    format: &'static str,
+    records: u64,
+    imported: u64,
+    duplicates: u64,
+    rejected: u64,
+    seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quarantine: Option<PathBuf>,
+}
+
+pub fn run(dir: &Path, args: &ImportArgs) -> Result<()> {
+    let reports = import_all(dir, args)?;
+    if args.format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "files": reports }))?);
+    }
+    Ok(())
+}
+
+/// Imports without printing a summary (for `cairn demo --format json`).
+pub fn run_quiet(dir: &Path, args: &ImportArgs) -> Result<()> {
+    import_all(dir, args).map(|_| ())
+}
+
+fn import_all(dir: &Path, args: &ImportArgs) -> Result<Vec<FileReport>> {
+    let options = ImportOptions {
+        mapping: CsvMapping {
+            customer: args.customer.clone(),
+            event: args.event.clone(),
+            time: args.time.clone(),
+            channel: args.channel.clone(),
+            value: args.value.clone(),
+            message_id: args.message_id.clone(),
+        },
+        default_channel: args.default_channel.clone(),
+    };
+    // Check every file can at least be opened before importing any, so a typo in the third
+    // name does not leave the first two imported and the user wondering.
+    for file in &args.files {
+        cairn_import::Format::detect(file)?;
+        std::fs::metadata(file).with_context(|| format!("{}: cannot read", file.display()))?;
+    }
+    let store = open_store(dir)?;
+    let mut reports = Vec::new();
+    for file in &args.files {
+        let report = import_file(&store, dir, file, &options, args)
+            .with_context(|| format!("{}: not imported (nothing from this file was stored)", file.display()))?;
+        if args.format == Format::Table {
+            println!(
+                "{}: {} events imported, {} duplicates skipped, {} rejected in {:.2}s ({:.0} events/s){}",
+                report.file.display(),
+                report.imported,
+                report.duplicates,
+                report.rejected,
+                report.seconds,
+                report.records as f64 / report.seconds.max(1e-9),
+                report.quarantine.as_ref().map(|q| format!("; rejected records in {}", q.display())).unwrap_or_default()
+            );
+        }
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+fn progress_bar(total: u64, file: &Path) -> ProgressBar {
+    if !stderr_is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}  {prefix}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    bar
+}
+
+fn import_file(
+    store: &cairn_store::Store,
+    dir: &Path,
+    file: &Path,
+    options: &ImportOptions,
+    args: &ImportArgs,
+) -> Result<FileReport> {
+    let started = Instant::now();
+    let mut source = cairn_import::open(file, options)?;
+    let format = cairn_import::Format::detect(file)?.as_str();
+    let bar = progress_bar(source.progress().1, file);
+
+    // Reading and parsing run on their own thread, one chunk ahead of sorting and writing.
+    type Chunk = (Vec<Result<Event, RecordError>>, (u64, u64));
+    let (tx, rx) = mpsc::sync_channel::<Result<Chunk, cairn_import::ImportError>>(4);
+    let reader = std::thread::spawn(move || {
+        loop {
+            match source.next_chunk(READ_CHUNK) {
+                Ok(Some(chunk)) => {
+                    if tx.send(Ok((chunk, source.progress()))).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+
+    let mut report = FileReport { file: file.to_path_buf(), format, ..Default::default() };
+    let mut quarantine: Option<(PathBuf, BufWriter<File>)> = None;
+    let mut first_error: Option<RecordError> = None;
+    let mut txn = store.import()?;
+    let mut pending: Vec<Event> = Vec::new();
+    for message in rx {
+        let (chunk, (done, _)) = message?;
+        for item in chunk {
+            report.records += 1;
+            match item {
+                Ok(event) => pending.push(event),
+                Err(err) => {
+                    report.rejected += 1;
+                    if report.rejected > args.max_errors {
+                        drop(txn);
+                        bar.finish_and_clear();
+                        let more = if args.max_errors == 0 { " (use --max-errors N to skip bad records)" } else { "" };
+                        bail!("{err}\ntoo many bad records: more than --max-errors {}{more}", args.max_errors);
+                    }
+                    write_quarantine(&mut quarantine, dir, file, args, &err)?;
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        if pending.len() >= args.chunk_events {
+            let outcome = txn.add(std::mem::take(&mut pending))?;
+            report.imported += outcome.accepted;
+            report.duplicates += outcome.duplicates;
+        }
+        bar.set_position(done);
+        bar.set_prefix(format!("{} events", report.records));
+    }
+    // The reader thread only panics on a bug; surface it rather than import half a file.
+    if reader.join().is_err() {
+        bail!("the reader thread failed");
+    }
+    let outcome = txn.add(pending)?;
+    report.imported += outcome.accepted;
+    report.duplicates += outcome.duplicates;
+    txn.commit()?;
+    bar.finish_and_clear();
+    if let Some((path, mut w)) = quarantine {
+        w.flush()?;
+        report.quarantine = Some(path);
+    }
+    if let Some(err) = first_error {
+        eprintln!("warning: {} bad record(s) skipped; the first: {err}", report.rejected);
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn write_quarantine(
+    quarantine: &mut Option<(PathBuf, BufWriter<File>)>,
+    dir: &Path,
+    file: &Path,
+    args: &ImportArgs,
+    err: &RecordError,
+) -> Result<()> {
+    if quarantine.is_none() {
+        let path = match &args.quarantine {
+            Some(p) => p.clone(),
+            None => {
+                let q = dir.join("quarantine");
+                std::fs::create_dir_all(&q).with_context(|| format!("cannot create {}", q.display()))?;
+                let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "input".into());
+                q.join(format!("{name}.rejected.jsonl"))
+            }
+        };
+        let f = File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot write the quarantine file {}", path.display()))?;
+        *quarantine = Some((path, BufWriter::new(f)));
+    }
+    if let Some((_, w)) = quarantine {
+        let line = serde_json::json!({
+            "file": err.file,
+            "line": err.location.line,
+            "record": err.location.record,
+            "field": err.field,
+            "reason": err.reason,
+            "raw": err.raw,
+        });
+        writeln!(w, "{line}")?;
+    }
+    Ok(())
+}
+
+pub fn ingest(dir: &Path, args: &IngestArgs) -> Result<()> {
+    let input: Box<dyn BufRead> = if args.file.as_os_str() == "-" {
+        Box::new(BufReader::new(std::io::stdin().lock()))
+    } else {
+        let f = File::open(&args.file).with_context(|| format!("{}: cannot open", args.file.display()))?;
+        Box::new(BufReader::new(f))
+    };
+    let name = args.file.display().to_string();
+    let store = open_store(dir)?;
+    let mut batch = Vec::with_capacity(args.batch);
+    let mut accepted = 0u64;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut send = |batch: &mut Vec<Event>, out: &mut std::io::StdoutLock| -> Result<()> {
+        let outcome = store.append(std::mem::take(batch))?;
+        accepted += outcome.accepted + outcome.duplicates;
+        writeln!(out, "ack {accepted}")?;
+        out.flush()?;
+        Ok(())
+    };
+    for (i, line) in input.lines().enumerate() {
+        let line = line.with_context(|| format!("{name}:{}: cannot read", i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(&line).with_context(|| format!("{name}:{}: not JSON", i + 1))?;
+        let event = parse_message(&value, &MessageDefaults::default()).with_context(|| format!("{name}:{}", i + 1))?;
+        batch.push(event);
+        if batch.len() >= args.batch {
+            send(&mut batch, &mut out)?;
+        }
+    }
+    if !batch.is_empty() {
+        send(&mut batch, &mut out)?;
+    }
+    store.flush()?;
+    Ok(())
+}
