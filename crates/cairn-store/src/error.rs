@@ -47,8 +47,8 @@ pub enum StoreError {
         supported: u32,
     },
 
-    #[error("the store was opened read-only")]
-    ReadOnly,
+    #[error("{reason}")]
+    Limit { reason: String },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -46,8 +46,8 @@ use cairn_model::Event;
 pub use error::{Result, StoreError};
 pub use fsutil::disk_bytes;
 pub use manifest::{MANIFEST_FILE, Manifest, SegmentMeta};
-pub use repair::{RepairReport, repair};
 pub use parquet_io::StoredEvent;
+pub use repair::{RepairReport, repair};
 pub use snapshot::{Columns, Customer, Snapshot, Stats};
 
 use dict::CustomerDict;
@@ -143,20 +143,14 @@ impl Inner {
 }
 
 /// The dictionary index of `name`, adding it to `list` when new; `cache` mirrors `list`.
-fn intern_cached(list: &mut Vec<String>, cache: &mut FxHashMap<String, u32>, name: &str) -> u32 {
+fn intern_cached(list: &mut Vec<String>, cache: &mut FxHashMap<String, u32>, name: &str) -> usize {
     if let Some(&id) = cache.get(name) {
-        return id;
+        return id as usize;
     }
     list.push(name.to_string());
-    let id = (list.len() - 1) as u32;
-    cache.insert(name.to_string(), id);
+    let id = list.len() - 1;
+    cache.insert(name.to_string(), id as u32);
     id
-}
-
-/// Channels are stored as u16: more than 65,536 distinct channels would be a misuse, and they
-/// share the last slot rather than fail an import.
-fn channel_index(id: u32) -> u16 {
-    id.min(u16::MAX as u32) as u16
 }
 
 impl Store {
@@ -250,8 +244,8 @@ impl Store {
             );
             for seg in &inner.manifest.segments {
                 let path = self.dir.join(SEGMENTS_DIR).join(seg.parquet_name());
-                parquet_io::read_message_ids(&path, |id| {
-                    seen.insert(message_digest(id));
+                parquet_io::read_message_digests(&path, |d| {
+                    seen.insert(d);
                 })?;
             }
             for batch in &inner.memtable {
@@ -351,12 +345,26 @@ impl Store {
         let batches: Vec<wal::Batch> = inner.memtable.drain(..take).collect();
         let events: Vec<Event> = batches.into_iter().flat_map(|b| b.events).collect();
         inner.memtable_events -= events.len();
-        let mut txn = Txn::begin(self, inner);
-        let result = txn.add(events).and_then(|_| {
-            txn.manifest.wal_checkpoint = upto;
-            txn.commit()
-        });
-        result?;
+        // Log events were deduplicated when they were appended.
+        let mut state = TxnState::default();
+        let seg_dir = self.dir.join(SEGMENTS_DIR);
+        let written =
+            prepare_chunk(inner, &mut state, events, false).and_then(|(_, chunk)| match chunk {
+                Some((id, chunk)) => segment::write(&seg_dir, id, &chunk).map(Some),
+                None => Ok(None),
+            });
+        match written {
+            Err(e) => {
+                rollback(self, inner, state);
+                return Err(e);
+            }
+            Ok(meta) => {
+                let manifest = state.manifest.get_or_insert_with(|| inner.manifest.clone());
+                manifest.segments.extend(meta);
+                manifest.wal_checkpoint = upto;
+            }
+        }
+        commit(self, inner, state)?;
         self.wal.remove_upto(upto)?;
         self.maybe_compact(inner)?;
         Ok(())
@@ -374,6 +382,7 @@ impl Store {
             committed: false,
             outcome: Outcome::default(),
             state: TxnState::default(),
+            writing: None,
         })
     }
 
@@ -415,35 +424,45 @@ impl Store {
         for seg in &old {
             rows.extend(parquet_io::read(&seg_dir.join(seg.parquet_name()), None)?);
         }
+        let events = rows.len() as u64;
         let mut manifest = inner.manifest.clone();
-        let scan = segment::scan_columns(
-            &mut rows,
+        let chunk = segment::Chunk::new(
+            rows,
             |n| intern_cached(&mut manifest.event_names, &mut inner.names, n),
-            |c| {
-                channel_index(intern_cached(
-                    &mut manifest.channels,
-                    &mut inner.channels,
-                    c,
-                ))
-            },
-        );
+            |c| intern_cached(&mut manifest.channels, &mut inner.channels, c),
+        )?;
         let id = manifest.next_segment_id;
         manifest.next_segment_id += 1;
-        let meta = segment::write(&seg_dir, id, &rows, &scan)?;
+        let meta = match segment::write(&seg_dir, id, &chunk) {
+            Ok(meta) => meta,
+            Err(e) => {
+                remove_segment_files(&seg_dir, id);
+                return Err(e);
+            }
+        };
         manifest.segments.splice(range, [meta]);
         manifest.commit(&self.dir)?;
         inner.manifest = manifest;
         for seg in &old {
-            for name in [seg.parquet_name(), seg.scan_name()] {
-                let path = seg_dir.join(name);
-                std::fs::remove_file(&path).at(&path)?;
-            }
+            remove_segment_files(&seg_dir, seg.id);
         }
         crate::fsutil::fsync_dir(&seg_dir).at(&seg_dir)?;
         Ok(Compaction {
             merged_segments: old.len(),
-            events: rows.len() as u64,
+            events,
         })
+    }
+}
+
+/// Removes a segment's files, if they exist. Only for segments the manifest no longer (or
+/// never) named: a failure leaves garbage that the next writer removes, never a broken store.
+fn remove_segment_files(seg_dir: &Path, id: u64) {
+    let meta = SegmentMeta {
+        id,
+        ..Default::default()
+    };
+    for name in [meta.parquet_name(), meta.scan_name()] {
+        let _ = std::fs::remove_file(seg_dir.join(name));
     }
 }
 
@@ -469,81 +488,97 @@ fn remove_orphans(dir: &Path, manifest: &Manifest) -> Result<()> {
 /// The part of a write in progress that is undone if it is not committed.
 #[derive(Default)]
 struct TxnState {
+    /// The working copy of the manifest the write adds to.
     manifest: Option<Manifest>,
-    written: Vec<PathBuf>,
-    digests: Vec<u128>,
+    /// Segments written (or being written) that the manifest does not name yet.
+    written: Vec<u64>,
+    /// Sorted message-id digests of each chunk written so far, to find duplicates across
+    /// chunks of one import without a hash set insert per event (cache misses dominate
+    /// those); merging sorted runs is sequential and several times cheaper.
+    runs: Vec<Vec<u128>>,
 }
 
-/// Writes chunks as new segments against a working copy of the manifest.
-struct Txn<'a, 'b> {
-    store: &'a Store,
-    inner: &'b mut Inner,
-    manifest: Manifest,
-    state: TxnState,
-}
-
-impl<'a, 'b> Txn<'a, 'b> {
-    fn begin(store: &'a Store, inner: &'b mut Inner) -> Txn<'a, 'b> {
-        let manifest = inner.manifest.clone();
-        Txn {
-            store,
-            inner,
-            manifest,
-            state: TxnState::default(),
+/// Removes events whose message id is already stored (`seen`), in an earlier chunk of this
+/// write (`runs`) or earlier in this chunk; adds this chunk's digests to `runs`. The first
+/// occurrence in input order is kept. Returns the events left and the number dropped.
+fn drop_duplicates(
+    events: Vec<Event>,
+    seen: Option<&FxHashSet<u128>>,
+    runs: &mut Vec<Vec<u128>>,
+) -> (Vec<Event>, u64) {
+    let mut tagged: Vec<(u128, u32)> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (message_digest(&e.message_id), i as u32))
+        .collect();
+    tagged.sort_unstable();
+    let seen = seen.filter(|s| !s.is_empty());
+    let mut keep = vec![true; events.len()];
+    let mut cursors = vec![0usize; runs.len()];
+    let mut previous = None;
+    let mut run = Vec::with_capacity(tagged.len());
+    for &(d, i) in &tagged {
+        let duplicate = previous == Some(d)
+            || seen.is_some_and(|s| s.contains(&d))
+            || runs.iter().zip(cursors.iter_mut()).any(|(r, c)| {
+                // Digests arrive in ascending order, so each cursor only moves forward.
+                while *c < r.len() && r[*c] < d {
+                    *c += 1;
+                }
+                r.get(*c) == Some(&d)
+            });
+        previous = Some(d);
+        if duplicate {
+            keep[i as usize] = false;
+        } else {
+            run.push(d);
         }
     }
-
-    fn add(&mut self, events: Vec<Event>) -> Result<()> {
-        write_chunk(
-            self.store,
-            self.inner,
-            &mut self.manifest,
-            &mut self.state,
-            events,
-            false,
-        )
-        .map(|_| ())
-    }
-
-    fn commit(mut self) -> Result<()> {
-        let state = std::mem::take(&mut self.state);
-        commit(
-            self.store,
-            self.inner,
-            std::mem::take(&mut self.manifest),
-            state,
-        )
-    }
+    let duplicates = keep.iter().filter(|&&k| !k).count() as u64;
+    runs.push(run);
+    let fresh = events
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(e, k)| k.then_some(e))
+        .collect();
+    (fresh, duplicates)
 }
 
-impl Drop for Txn<'_, '_> {
-    fn drop(&mut self) {
-        rollback(self.inner, std::mem::take(&mut self.state));
-    }
+/// Dedupes, keys and numbers a batch of events and interns their names into the working
+/// manifest; returns the chunk to write as segment `id` (none when all were duplicates).
+fn prepare_chunk(
+    inner: &mut Inner,
+    state: &mut TxnState,
+    events: Vec<Event>,
+    dedupe: bool,
+) -> Result<(Outcome, Option<(u64, segment::Chunk)>)> {
+    let mut manifest = state
+        .manifest
+        .take()
+        .unwrap_or_else(|| inner.manifest.clone());
+    let result = prepare_into(inner, &mut manifest, state, events, dedupe);
+    state.manifest = Some(manifest);
+    result
 }
 
-/// Dedupes, keys, sorts and writes one chunk as a segment into the working manifest.
-fn write_chunk(
-    store: &Store,
+fn prepare_into(
     inner: &mut Inner,
     manifest: &mut Manifest,
     state: &mut TxnState,
     events: Vec<Event>,
     dedupe: bool,
-) -> Result<Outcome> {
+) -> Result<(Outcome, Option<(u64, segment::Chunk)>)> {
     let mut outcome = Outcome::default();
+    let events = if dedupe {
+        let (fresh, duplicates) = drop_duplicates(events, inner.seen.as_ref(), &mut state.runs);
+        outcome.duplicates = duplicates;
+        fresh
+    } else {
+        events
+    };
     let mut rows = Vec::with_capacity(events.len());
     let mut last_customer: Option<(String, u32)> = None;
     for event in events {
-        if dedupe {
-            let d = message_digest(&event.message_id);
-            // `insert` is false when the id is stored already or earlier in this import.
-            if !inner.seen.get_or_insert_with(Default::default).insert(d) {
-                outcome.duplicates += 1;
-                continue;
-            }
-            state.digests.push(d);
-        }
         // Sources mostly list a customer's events together: skip the map lookup then.
         let key = match &last_customer {
             Some((id, key)) if id == event.customer_id() => *key,
@@ -562,41 +597,27 @@ fn write_chunk(
     }
     outcome.accepted = rows.len() as u64;
     if rows.is_empty() {
-        return Ok(outcome);
+        return Ok((outcome, None));
     }
-    let scan = segment::scan_columns(
-        &mut rows,
+    let chunk = segment::Chunk::new(
+        rows,
         |n| intern_cached(&mut manifest.event_names, &mut inner.names, n),
-        |c| {
-            channel_index(intern_cached(
-                &mut manifest.channels,
-                &mut inner.channels,
-                c,
-            ))
-        },
-    );
+        |c| intern_cached(&mut manifest.channels, &mut inner.channels, c),
+    )?;
     let id = manifest.next_segment_id;
     manifest.next_segment_id += 1;
-    let seg_dir = store.dir.join(SEGMENTS_DIR);
-    let probe = SegmentMeta {
-        id,
-        ..Default::default()
-    };
-    state.written.push(seg_dir.join(probe.parquet_name()));
-    state.written.push(seg_dir.join(probe.scan_name()));
-    let meta = segment::write(&seg_dir, id, &rows, &scan)?;
-    manifest.segments.push(meta);
-    Ok(outcome)
+    state.written.push(id);
+    Ok((outcome, Some((id, chunk))))
 }
 
-fn commit(
-    store: &Store,
-    inner: &mut Inner,
-    mut manifest: Manifest,
-    mut state: TxnState,
-) -> Result<()> {
+/// Makes a write's segments part of the store: one atomic manifest commit.
+fn commit(store: &Store, inner: &mut Inner, mut state: TxnState) -> Result<()> {
+    let Some(mut manifest) = state.manifest.take() else {
+        return Ok(());
+    };
     let result = (|| {
-        crate::fsutil::fsync_dir(&store.dir.join(SEGMENTS_DIR)).at(store.dir.join(SEGMENTS_DIR))?;
+        let seg_dir = store.dir.join(SEGMENTS_DIR);
+        crate::fsutil::fsync_dir(&seg_dir).at(&seg_dir)?;
         manifest.customers = inner.dict.persist()?;
         manifest.commit(&store.dir)
     })();
@@ -604,85 +625,96 @@ fn commit(
         Ok(()) => {
             inner.dict.committed(manifest.customers.clone());
             inner.manifest = manifest;
-            state.written.clear();
-            state.digests.clear();
+            if !state.runs.is_empty() {
+                // Rather than insert every new digest into the seen set (slow, and useless
+                // to a one-off import), drop it: it is rebuilt from the segments when needed.
+                inner.seen = None;
+            }
             Ok(())
         }
         Err(e) => {
-            rollback(inner, state);
+            rollback(store, inner, state);
             Err(e)
         }
     }
 }
 
-fn rollback(inner: &mut Inner, state: TxnState) {
-    if state.written.is_empty() && state.digests.is_empty() {
+fn rollback(store: &Store, inner: &mut Inner, state: TxnState) {
+    if state.manifest.is_none() && state.written.is_empty() {
         return;
     }
-    for path in &state.written {
-        let _ = std::fs::remove_file(path);
-    }
-    if let Some(seen) = inner.seen.as_mut() {
-        for d in &state.digests {
-            seen.remove(d);
-        }
+    let seg_dir = store.dir.join(SEGMENTS_DIR);
+    for &id in &state.written {
+        remove_segment_files(&seg_dir, id);
     }
     inner.dict.rollback();
-    // Dictionary entries the failed write added to the working manifest are gone with it.
+    // Dictionary entries the failed write added to its working manifest are gone with it.
     inner.rebuild_caches();
 }
 
-/// A bulk import in progress. Dropping it without [`Import::commit`] undoes it: its
-/// segments are deleted and nothing of it was ever visible.
+/// A bulk import in progress. Each chunk is keyed on the caller's thread and written as a
+/// segment on a background thread while the caller prepares the next one. Dropping an
+/// import without [`Import::commit`] undoes it: its segments are deleted and nothing of it
+/// was ever visible.
 pub struct Import<'a> {
     store: &'a Store,
     inner: MutexGuard<'a, Inner>,
     committed: bool,
     outcome: Outcome,
     state: TxnState,
+    writing: Option<std::thread::JoinHandle<Result<SegmentMeta>>>,
 }
 
 impl Import<'_> {
     /// Adds a chunk of events: deduplicated by message id (against the store and earlier
     /// chunks), sorted, and written as a segment that becomes visible at commit.
     pub fn add(&mut self, events: Vec<Event>) -> Result<Outcome> {
-        let inner = &mut *self.inner;
-        let mut manifest = self
-            .state
-            .manifest
-            .take()
-            .unwrap_or_else(|| inner.manifest.clone());
-        let result = write_chunk(
-            self.store,
-            inner,
-            &mut manifest,
-            &mut self.state,
-            events,
-            true,
-        );
-        self.state.manifest = Some(manifest);
-        let outcome = result?;
+        let (outcome, chunk) = prepare_chunk(&mut self.inner, &mut self.state, events, true)?;
         self.outcome += outcome;
+        self.finish_writing()?;
+        if let Some((id, chunk)) = chunk {
+            let seg_dir = self.store.dir.join(SEGMENTS_DIR);
+            self.writing = Some(std::thread::spawn(move || {
+                segment::write(&seg_dir, id, &chunk)
+            }));
+        }
         Ok(outcome)
+    }
+
+    /// Waits for the segment being written and adds it to the working manifest.
+    fn finish_writing(&mut self) -> Result<()> {
+        let Some(handle) = self.writing.take() else {
+            return Ok(());
+        };
+        let meta = handle
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+        if let Some(manifest) = self.state.manifest.as_mut() {
+            manifest.segments.push(meta);
+        }
+        Ok(())
     }
 
     /// Makes every chunk visible at once, durably.
     pub fn commit(mut self) -> Result<Outcome> {
-        let inner = &mut *self.inner;
-        let mut state = std::mem::take(&mut self.state);
+        self.finish_writing()?;
+        let state = std::mem::take(&mut self.state);
         self.committed = true;
-        if let Some(manifest) = state.manifest.take() {
-            commit(self.store, inner, manifest, state)?;
-            self.store.maybe_compact(inner)?;
-        }
+        let inner = &mut *self.inner;
+        commit(self.store, inner, state)?;
+        self.store.maybe_compact(inner)?;
         Ok(self.outcome)
     }
 }
 
 impl Drop for Import<'_> {
     fn drop(&mut self) {
+        // Let a segment still being written finish before its files are removed.
+        if let Some(handle) = self.writing.take() {
+            let _ = handle.join();
+        }
         if !self.committed {
-            rollback(&mut self.inner, std::mem::take(&mut self.state));
+            rollback(self.store, &mut self.inner, std::mem::take(&mut self.state));
         }
     }
 }

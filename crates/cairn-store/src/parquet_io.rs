@@ -10,7 +10,9 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::builder::{Float64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow_array::builder::{
+    FixedSizeBinaryBuilder, Float64Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMicrosecondType, UInt32Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array, UInt64Array};
@@ -18,11 +20,12 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use cairn_model::{Event, EventKind};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
 use crate::error::{IoContext, Result, StoreError};
+use crate::hash::message_digest;
 
 /// An event as stored: with its customer key and its position in the log.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,7 +49,10 @@ pub fn schema() -> SchemaRef {
         Field::new("event", DataType::Utf8, false),
         Field::new("channel", DataType::Utf8, false),
         Field::new("value", DataType::Float64, true),
-        Field::new("message_id", DataType::Utf8, false),
+        // A canonical lowercase UUID (what Segment's SDKs send) is kept as 16 bytes in
+        // `message_uuid`; any other id as text in `message_id`. Exactly one of them is set.
+        Field::new("message_id", DataType::Utf8, true),
+        Field::new("message_uuid", DataType::FixedSizeBinary(16), true),
         Field::new("user_id", DataType::Utf8, true),
         Field::new("anonymous_id", DataType::Utf8, true),
         Field::new("sent_at", ts(), true),
@@ -65,28 +71,33 @@ fn writer_properties() -> WriterProperties {
         .set_max_row_group_row_count(Some(ROW_GROUP))
         // Unique per row: a dictionary would only be built to be thrown away.
         .set_column_dictionary_enabled(ColumnPath::from("message_id"), false)
+        .set_column_dictionary_enabled(ColumnPath::from("message_uuid"), false)
+        // Times and sequence numbers rise within a customer: deltas pack into a few bits.
         .set_column_dictionary_enabled(ColumnPath::from("seq"), false)
+        .set_column_encoding(ColumnPath::from("seq"), Encoding::DELTA_BINARY_PACKED)
         .set_column_dictionary_enabled(ColumnPath::from("timestamp"), false)
+        .set_column_encoding(ColumnPath::from("timestamp"), Encoding::DELTA_BINARY_PACKED)
         .build()
 }
 
-/// Writes sorted events to a new Parquet file and fsyncs it; returns its size.
-pub fn write(path: &Path, rows: &[StoredEvent]) -> Result<u64> {
+/// Writes `rows` in the given order to a new Parquet file and fsyncs it; returns its size.
+pub fn write(path: &Path, rows: &[StoredEvent], order: &[u32]) -> Result<u64> {
     let file = File::create(path).at(path)?;
     let pq = |source| StoreError::Parquet {
         path: path.to_path_buf(),
         source,
     };
     let mut writer = ArrowWriter::try_new(file, schema(), Some(writer_properties())).map_err(pq)?;
-    for chunk in rows.chunks(WRITE_BATCH) {
-        writer.write(&to_batch(chunk)?).map_err(pq)?;
+    for chunk in order.chunks(WRITE_BATCH) {
+        let batch: Vec<&StoredEvent> = chunk.iter().map(|&i| &rows[i as usize]).collect();
+        writer.write(&to_batch(&batch)?).map_err(pq)?;
     }
     let file = writer.into_inner().map_err(pq)?;
     file.sync_all().at(path)?;
     Ok(file.metadata().at(path)?.len())
 }
 
-fn to_batch(rows: &[StoredEvent]) -> Result<RecordBatch> {
+fn to_batch(rows: &[&StoredEvent]) -> Result<RecordBatch> {
     let n = rows.len();
     let strings = |f: &dyn Fn(&Event) -> Option<&str>| -> ArrayRef {
         let mut b = StringBuilder::with_capacity(n, n * 8);
@@ -106,6 +117,20 @@ fn to_batch(rows: &[StoredEvent]) -> Result<RecordBatch> {
     for r in rows {
         value.append_option(r.event.value);
     }
+    let mut message_id = StringBuilder::with_capacity(n, 0);
+    let mut message_uuid = FixedSizeBinaryBuilder::with_capacity(n, 16);
+    for r in rows {
+        match uuid_bytes(&r.event.message_id) {
+            Some(bytes) => {
+                message_id.append_null();
+                message_uuid.append_value(bytes)?;
+            }
+            None => {
+                message_id.append_value(&r.event.message_id);
+                message_uuid.append_null();
+            }
+        }
+    }
     let columns: Vec<ArrayRef> = vec![
         strings(&|e| Some(e.customer_id())),
         Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.key))),
@@ -115,7 +140,8 @@ fn to_batch(rows: &[StoredEvent]) -> Result<RecordBatch> {
         strings(&|e| Some(&e.event)),
         strings(&|e| Some(&e.channel)),
         Arc::new(value.finish()),
-        strings(&|e| Some(&e.message_id)),
+        Arc::new(message_id.finish()),
+        Arc::new(message_uuid.finish()),
         strings(&|e| e.user_id.as_deref()),
         strings(&|e| e.anonymous_id.as_deref()),
         times(&|e| e.sent_at),
@@ -206,6 +232,9 @@ fn from_batch(batch: &RecordBatch, out: &mut Vec<StoredEvent>) -> Result<(), Str
         string("channel")?,
         string("message_id")?,
     );
+    let message_uuid = col("message_uuid")?
+        .as_fixed_size_binary_opt()
+        .ok_or("message_uuid is not binary")?;
     let (user_id, anonymous_id, group_id, previous_id) = (
         string("user_id")?,
         string("anonymous_id")?,
@@ -222,7 +251,11 @@ fn from_batch(batch: &RecordBatch, out: &mut Vec<StoredEvent>) -> Result<(), Str
             key: keys.value(i),
             seq: seqs.value(i),
             event: Event {
-                message_id: message_id.value(i).to_string(),
+                message_id: if message_uuid.is_valid(i) {
+                    uuid_text(message_uuid.value(i))
+                } else {
+                    message_id.value(i).to_string()
+                },
                 kind,
                 event: event.value(i).to_string(),
                 user_id: opt(user_id, i),
@@ -243,22 +276,27 @@ fn from_batch(batch: &RecordBatch, out: &mut Vec<StoredEvent>) -> Result<(), Str
     Ok(())
 }
 
-/// Reads only the `message_id` column: what deduplication needs from existing segments.
-pub fn read_message_ids(path: &Path, mut each: impl FnMut(&str)) -> Result<()> {
+/// The digests of every message id in a segment: what deduplication needs from it. Reads only
+/// the two message-id columns.
+pub fn read_message_digests(path: &Path, mut each: impl FnMut(u128)) -> Result<()> {
     let pq = |source| StoreError::Parquet {
         path: path.to_path_buf(),
         source,
     };
+    let corrupt = |reason: &str| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    };
     let file = File::open(path).at(path)?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?;
-    let idx = builder
-        .schema()
+    let schema = builder.schema().clone();
+    let text = schema
         .index_of("message_id")
-        .map_err(|_| StoreError::Corrupt {
-            path: path.to_path_buf(),
-            reason: "no message_id column".into(),
-        })?;
-    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [idx]);
+        .map_err(|_| corrupt("no message_id column"))?;
+    let uuid = schema
+        .index_of("message_uuid")
+        .map_err(|_| corrupt("no message_uuid column"))?;
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [text, uuid]);
     for batch in builder
         .with_projection(mask)
         .with_batch_size(WRITE_BATCH)
@@ -269,13 +307,81 @@ pub fn read_message_ids(path: &Path, mut each: impl FnMut(&str)) -> Result<()> {
         let ids = batch
             .column(0)
             .as_string_opt::<i32>()
-            .ok_or_else(|| StoreError::Corrupt {
-                path: path.to_path_buf(),
-                reason: "message_id is not text".into(),
-            })?;
-        for id in ids.iter().flatten() {
-            each(id);
+            .ok_or_else(|| corrupt("message_id is not text"))?;
+        let uuids = batch
+            .column(1)
+            .as_fixed_size_binary_opt()
+            .ok_or_else(|| corrupt("message_uuid is not binary"))?;
+        for i in 0..batch.num_rows() {
+            if uuids.is_valid(i) {
+                each(message_digest(&uuid_text(uuids.value(i))));
+            } else {
+                each(message_digest(ids.value(i)));
+            }
         }
     }
     Ok(())
+}
+
+/// The 16 bytes of a canonical lowercase UUID (`8-4-4-4-12` hex digits), else `None`. Only
+/// the canonical form is packed, so that [`uuid_text`] gives back exactly the id received.
+fn uuid_bytes(id: &str) -> Option<[u8; 16]> {
+    let b = id.as_bytes();
+    if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    let mut n = 0;
+    let mut high: Option<u8> = None;
+    for &c in b {
+        if c == b'-' {
+            continue;
+        }
+        let v = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        match high.take() {
+            None => high = Some(v),
+            Some(h) => {
+                out[n] = (h << 4) | v;
+                n += 1;
+            }
+        }
+    }
+    (n == 16).then_some(out)
+}
+
+fn uuid_text(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(36);
+    for (i, &b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_canonical_uuids_are_packed_and_they_round_trip() {
+        let id = "c4dae589-afdb-4dd5-890e-f4ba468a6ceb";
+        assert_eq!(uuid_text(&uuid_bytes(id).unwrap()), id);
+        for other in [
+            "C4DAE589-AFDB-4DD5-890E-F4BA468A6CEB",
+            "c4dae589afdb4dd5890ef4ba468a6ceb",
+            "node-next-1-x",
+            "c4dae589-afdb-4dd5-890e-f4ba468a6cez",
+            "",
+        ] {
+            assert_eq!(uuid_bytes(other), None, "{other}");
+        }
+    }
 }

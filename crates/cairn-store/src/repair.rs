@@ -31,8 +31,14 @@ impl std::fmt::Display for RepairReport {
 pub fn repair(data_dir: &Path) -> Result<RepairReport> {
     let dir = data_dir.join(WAL_DIR);
     let mut report = RepairReport::default();
-    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(report) };
-    let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "log")).collect();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(report);
+    };
+    let mut paths: Vec<_> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
     paths.sort();
     for path in paths {
         let bytes = std::fs::read(&path).at(&path)?;

@@ -5,15 +5,16 @@
 //! fixed-width little-endian arrays, memory-mapped and used in place without decoding:
 //!
 //! ```text
-//! header   "CAIRNSC1" | version u32 | flags u32 | events u64 | customers u64      (32 bytes)
-//! keys     [u32; customers]        customer key of each run, ascending
-//! starts   [u32; customers + 1]    index of each customer's first event; last = events
-//! times    [i64; events]           µs since epoch, ascending within a customer
-//! names    [u32; events]           index into the manifest's event-name dictionary
-//! channels [u16; events]           index into the manifest's channel dictionary
-//! values   [f64; events]           NaN where none; only when flags & 1
+//! header     "CAIRNSC2" | version u32 | flags u32 | events u64 | customers u64 | values u64  (40 bytes)
+//! keys       [u32; customers]      customer key of each run, ascending
+//! starts     [u32; customers + 1]  index of each customer's first event; last = events
+//! times      [i64; events]         µs since epoch, ascending within a customer
+//! names      [u16; events]         index into the manifest's event-name dictionary
+//! channels   [u16; events]         index into the manifest's channel dictionary
+//! value_rows [u32; values]         rows that carry a value, ascending (most events carry none)
+//! value_vals [f64; values]         their values
 //! ```
-//! Each array starts on an 8-byte boundary. About 14 bytes per event, 22 with values.
+//! Each array starts on an 8-byte boundary: 12 bytes per event plus 12 per valued event.
 //! A scan file is derived data: it can always be rebuilt from its Parquet segment.
 
 use std::fs::File;
@@ -22,10 +23,9 @@ use std::path::Path;
 
 use crate::error::{IoContext, Result, StoreError};
 
-const MAGIC: &[u8; 8] = b"CAIRNSC1";
-const VERSION: u32 = 1;
-const HEADER: usize = 32;
-const HAS_VALUES: u32 = 1;
+const MAGIC: &[u8; 8] = b"CAIRNSC2";
+const VERSION: u32 = 2;
+const HEADER: usize = 40;
 
 /// The columns of a scan file, as plain vectors (for building one).
 #[derive(Debug, Default, Clone)]
@@ -33,10 +33,11 @@ pub struct ScanColumns {
     pub keys: Vec<u32>,
     pub starts: Vec<u32>,
     pub times: Vec<i64>,
-    pub names: Vec<u32>,
+    pub names: Vec<u16>,
     pub channels: Vec<u16>,
-    /// Empty when no event has a value.
-    pub values: Vec<f64>,
+    /// Rows (ascending) that carry a value, and the values.
+    pub value_rows: Vec<u32>,
+    pub value_vals: Vec<f64>,
 }
 
 struct Layout {
@@ -45,7 +46,8 @@ struct Layout {
     times: usize,
     names: usize,
     channels: usize,
-    values: usize,
+    value_rows: usize,
+    value_vals: usize,
     end: usize,
 }
 
@@ -53,54 +55,52 @@ fn align8(n: usize) -> usize {
     n.div_ceil(8) * 8
 }
 
-fn layout(events: usize, customers: usize, has_values: bool) -> Layout {
+fn layout(events: usize, customers: usize, values: usize) -> Layout {
     let keys = HEADER;
     let starts = align8(keys + 4 * customers);
     let times = align8(starts + 4 * (customers + 1));
     let names = times + 8 * events;
-    let channels = align8(names + 4 * events);
-    let values = align8(channels + 2 * events);
-    let end = if has_values {
-        values + 8 * events
-    } else {
-        values
-    };
+    let channels = align8(names + 2 * events);
+    let value_rows = align8(channels + 2 * events);
+    let value_vals = align8(value_rows + 4 * values);
+    let end = value_vals + 8 * values;
     Layout {
         keys,
         starts,
         times,
         names,
         channels,
-        values,
+        value_rows,
+        value_vals,
         end,
     }
 }
 
 /// Writes a scan file and fsyncs it; returns its size.
 pub fn write(path: &Path, c: &ScanColumns) -> Result<u64> {
-    let events = c.times.len();
-    let customers = c.keys.len();
-    debug_assert_eq!(c.starts.len(), customers + 1);
-    let has_values = !c.values.is_empty();
-    let l = layout(events, customers, has_values);
+    let l = layout(c.times.len(), c.keys.len(), c.value_rows.len());
     let mut buf = vec![0u8; l.end];
-    buf[..8].copy_from_slice(MAGIC);
-    buf[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    buf[12..16].copy_from_slice(&(if has_values { HAS_VALUES } else { 0 }).to_le_bytes());
-    buf[16..24].copy_from_slice(&(events as u64).to_le_bytes());
-    buf[24..32].copy_from_slice(&(customers as u64).to_le_bytes());
-    put(&mut buf, l.keys, &c.keys);
-    put(&mut buf, l.starts, &c.starts);
-    put(&mut buf, l.times, &c.times);
-    put(&mut buf, l.names, &c.names);
-    put(&mut buf, l.channels, &c.channels);
-    if has_values {
-        put(&mut buf, l.values, &c.values);
-    }
+    fill(&mut buf, &l, c);
     let mut f = File::create(path).at(path)?;
     f.write_all(&buf).at(path)?;
     f.sync_all().at(path)?;
     Ok(buf.len() as u64)
+}
+
+fn fill(buf: &mut [u8], l: &Layout, c: &ScanColumns) {
+    debug_assert_eq!(c.starts.len(), c.keys.len() + 1);
+    buf[..8].copy_from_slice(MAGIC);
+    buf[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    buf[16..24].copy_from_slice(&(c.times.len() as u64).to_le_bytes());
+    buf[24..32].copy_from_slice(&(c.keys.len() as u64).to_le_bytes());
+    buf[32..40].copy_from_slice(&(c.value_rows.len() as u64).to_le_bytes());
+    put(buf, l.keys, &c.keys);
+    put(buf, l.starts, &c.starts);
+    put(buf, l.times, &c.times);
+    put(buf, l.names, &c.names);
+    put(buf, l.channels, &c.channels);
+    put(buf, l.value_rows, &c.value_rows);
+    put(buf, l.value_vals, &c.value_vals);
 }
 
 fn put<T: bytemuck::Pod>(buf: &mut [u8], at: usize, items: &[T]) {
@@ -119,7 +119,7 @@ pub struct ScanData {
     backing: Backing,
     events: usize,
     customers: usize,
-    has_values: bool,
+    values: usize,
 }
 
 impl ScanData {
@@ -135,23 +135,14 @@ impl ScanData {
     }
 
     pub fn from_columns(c: &ScanColumns) -> ScanData {
-        let has_values = !c.values.is_empty();
-        let l = layout(c.times.len(), c.keys.len(), has_values);
+        let l = layout(c.times.len(), c.keys.len(), c.value_rows.len());
         let mut words = vec![0u64; l.end / 8];
-        let buf: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
-        put(buf, l.keys, &c.keys);
-        put(buf, l.starts, &c.starts);
-        put(buf, l.times, &c.times);
-        put(buf, l.names, &c.names);
-        put(buf, l.channels, &c.channels);
-        if has_values {
-            put(buf, l.values, &c.values);
-        }
+        fill(bytemuck::cast_slice_mut(&mut words), &l, c);
         ScanData {
             backing: Backing::Owned(words),
             events: c.times.len(),
             customers: c.keys.len(),
-            has_values,
+            values: c.value_rows.len(),
         }
     }
 
@@ -169,10 +160,19 @@ impl ScanData {
         if word32(8) != VERSION {
             return Err(format!("scan file version {} not supported", word32(8)));
         }
-        let has_values = word32(12) & HAS_VALUES != 0;
         let events = word64(16) as usize;
         let customers = word64(24) as usize;
-        let l = layout(events, customers, has_values);
+        let values = word64(32) as usize;
+        // Checked arithmetic: a damaged header must give an error, not an overflow.
+        let fits = events
+            .checked_mul(24)
+            .and(customers.checked_mul(16))
+            .and(values.checked_mul(24))
+            .is_some();
+        if !fits {
+            return Err("impossible counts in the header".into());
+        }
+        let l = layout(events, customers, values);
         if bytes.len() != l.end {
             return Err(format!(
                 "size {} does not match its header ({} expected)",
@@ -184,7 +184,7 @@ impl ScanData {
             backing,
             events,
             customers,
-            has_values,
+            values,
         };
         let starts = data.starts();
         if starts.first() != Some(&0) || starts.last().copied() != Some(events as u32) {
@@ -201,7 +201,7 @@ impl ScanData {
     }
 
     fn layout(&self) -> Layout {
-        layout(self.events, self.customers, self.has_values)
+        layout(self.events, self.customers, self.values)
     }
 
     fn slice<T: bytemuck::Pod>(&self, at: usize, n: usize) -> &[T] {
@@ -222,15 +222,29 @@ impl ScanData {
     pub fn times(&self) -> &[i64] {
         self.slice(self.layout().times, self.events)
     }
-    pub fn names(&self) -> &[u32] {
+    pub fn names(&self) -> &[u16] {
         self.slice(self.layout().names, self.events)
     }
     pub fn channels(&self) -> &[u16] {
         self.slice(self.layout().channels, self.events)
     }
-    pub fn values(&self) -> Option<&[f64]> {
-        self.has_values
-            .then(|| self.slice(self.layout().values, self.events))
+    /// Fills `out` (one slot per row of `rows`) with the values of those rows, NaN where none.
+    pub fn values_into(&self, rows: std::ops::Range<usize>, out: &mut Vec<f64>) {
+        out.clear();
+        out.resize(rows.len(), f64::NAN);
+        if self.values == 0 {
+            return;
+        }
+        let l = self.layout();
+        let value_rows: &[u32] = self.slice(l.value_rows, self.values);
+        let value_vals: &[f64] = self.slice(l.value_vals, self.values);
+        let from = value_rows.partition_point(|&r| (r as usize) < rows.start);
+        for (&r, &v) in value_rows[from..].iter().zip(&value_vals[from..]) {
+            if r as usize >= rows.end {
+                break;
+            }
+            out[r as usize - rows.start] = v;
+        }
     }
 
     /// The index of `key` among this file's customers.
@@ -257,7 +271,8 @@ mod tests {
             times: vec![10, 20, 5],
             names: vec![0, 1, 0],
             channels: vec![1, 1, 0],
-            values: vec![f64::NAN, 9.5, f64::NAN],
+            value_rows: vec![1, 2],
+            value_vals: vec![9.5, 1.0],
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.scan");
@@ -267,11 +282,15 @@ mod tests {
             assert_eq!(data.times(), &[10, 20, 5]);
             assert_eq!(data.names(), &[0, 1, 0]);
             assert_eq!(data.channels(), &[1, 1, 0]);
-            assert_eq!(data.values().unwrap()[1], 9.5);
+            let mut v = Vec::new();
+            data.values_into(0..2, &mut v);
+            assert!(v[0].is_nan() && v[1] == 9.5);
+            data.values_into(2..3, &mut v);
+            assert_eq!(v, [1.0]);
             assert_eq!(data.find(7), Some(1));
             assert_eq!(data.rows(1), 2..3);
         }
-        std::fs::write(&path, b"CAIRNSC1 but short").unwrap();
+        std::fs::write(&path, b"CAIRNSC2 but short").unwrap();
         assert!(ScanData::open(&path).is_err());
     }
 }

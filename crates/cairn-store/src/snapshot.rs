@@ -46,10 +46,10 @@ pub struct Customer<'a> {
     pub key: u32,
     pub times: &'a [i64],
     /// Indexes into [`Snapshot::event_names`].
-    pub names: &'a [u32],
+    pub names: &'a [u16],
     /// Indexes into [`Snapshot::channels`].
     pub channels: &'a [u16],
-    /// NaN where an event has no value; empty when no event in the store has one.
+    /// NaN where an event has no value.
     pub values: &'a [f64],
 }
 
@@ -160,13 +160,13 @@ impl Snapshot {
             sources,
         };
         if !batches.is_empty() {
-            snapshot.add_tail(batches);
+            snapshot.add_tail(batches)?;
         }
         Ok(Some(snapshot))
     }
 
     /// Turns log batches into an in-memory source, keyed and sorted like a segment.
-    fn add_tail(&mut self, batches: Vec<wal::Batch>) {
+    fn add_tail(&mut self, batches: Vec<wal::Batch>) -> Result<()> {
         let mut new_keys = crate::hash::FxHashMap::<String, u32>::default();
         let mut seq = self.manifest.next_seq;
         let mut rows = Vec::new();
@@ -185,15 +185,14 @@ impl Snapshot {
             }
         }
         let (names, channels) = (&mut self.event_names, &mut self.channels);
-        let scan = crate::segment::scan_columns(
-            &mut rows,
-            |n| intern(names, n),
-            |c| intern(channels, c) as u16,
-        );
+        let chunk =
+            crate::segment::Chunk::new(rows, |n| intern(names, n), |c| intern(channels, c))?;
+        let (rows, scan) = chunk.into_sorted();
         self.sources.push(Source {
             scan: ScanData::from_columns(&scan),
             rows: Rows::Memory(rows),
         });
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -306,6 +305,7 @@ impl Snapshot {
             .map(|s| s.scan.keys().partition_point(|&k| k < range.start))
             .collect();
         let mut merged = Merged::default();
+        let mut values = Vec::new();
         let mut holders: Vec<usize> = Vec::with_capacity(self.sources.len());
         loop {
             let mut min = u32::MAX;
@@ -325,10 +325,32 @@ impl Snapshot {
             }
             if let [only] = holders[..] {
                 let src = &self.sources[only].scan;
-                visit(view(src, min, src.rows(cursors[only]), columns));
+                let rows = src.rows(cursors[only]);
+                if columns.values {
+                    src.values_into(rows.clone(), &mut values);
+                }
+                visit(Customer {
+                    key: min,
+                    times: if columns.times {
+                        &src.times()[rows.clone()]
+                    } else {
+                        &[]
+                    },
+                    names: if columns.names {
+                        &src.names()[rows.clone()]
+                    } else {
+                        &[]
+                    },
+                    channels: if columns.channels {
+                        &src.channels()[rows]
+                    } else {
+                        &[]
+                    },
+                    values: if columns.values { &values } else { &[] },
+                });
             } else {
                 merged.fill(&self.sources, &cursors, &holders, columns);
-                visit(merged.view(min, columns));
+                visit(merged.view(min));
             }
             for &i in &holders {
                 cursors[i] += 1;
@@ -371,12 +393,12 @@ impl Snapshot {
             for &k in src.scan.keys() {
                 seen[k as usize] = true;
             }
-            for (i, _) in src.scan.keys().iter().enumerate() {
-                let times = &src.scan.times()[src.scan.rows(i)];
-                if let (Some(&a), Some(&b)) = (times.first(), times.last()) {
-                    first = Some(first.map_or(a, |f| f.min(a)));
-                    last = Some(last.map_or(b, |l| l.max(b)));
-                }
+            // Times ascend within a customer, not across: look at every one.
+            if let (Some(&a), Some(&b)) =
+                (src.scan.times().iter().min(), src.scan.times().iter().max())
+            {
+                first = Some(first.map_or(a, |f| f.min(a)));
+                last = Some(last.map_or(b, |l| l.max(b)));
             }
         }
         let named = |names: &[String], counts: Vec<u64>| {
@@ -409,52 +431,25 @@ impl Snapshot {
     }
 }
 
-fn intern(list: &mut Vec<String>, name: &str) -> u32 {
+fn intern(list: &mut Vec<String>, name: &str) -> usize {
     match list.iter().position(|n| n == name) {
-        Some(i) => i as u32,
+        Some(i) => i,
         None => {
             list.push(name.to_string());
-            (list.len() - 1) as u32
+            list.len() - 1
         }
     }
 }
-
-fn view(src: &ScanData, key: u32, rows: Range<usize>, c: Columns) -> Customer<'_> {
-    Customer {
-        key,
-        times: if c.times {
-            &src.times()[rows.clone()]
-        } else {
-            &[]
-        },
-        names: if c.names {
-            &src.names()[rows.clone()]
-        } else {
-            &[]
-        },
-        channels: if c.channels {
-            &src.channels()[rows.clone()]
-        } else {
-            &[]
-        },
-        values: match (c.values, src.values()) {
-            (true, Some(v)) => &v[rows],
-            (true, None) => &NAN_PAD[..0],
-            _ => &[],
-        },
-    }
-}
-
-static NAN_PAD: [f64; 0] = [];
 
 /// Scratch space for a customer whose events are spread over several sources.
 #[derive(Default)]
 struct Merged {
     order: Vec<(i64, usize, usize)>,
     times: Vec<i64>,
-    names: Vec<u32>,
+    names: Vec<u16>,
     channels: Vec<u16>,
     values: Vec<f64>,
+    scratch: Vec<f64>,
 }
 
 impl Merged {
@@ -468,7 +463,6 @@ impl Merged {
         }
         // Stable: equal times keep source order (older segments first), which is log order.
         self.order.sort_by_key(|&(t, _, _)| t);
-        let any_values = holders.iter().any(|&h| sources[h].scan.values().is_some());
         self.times.clear();
         self.names.clear();
         self.channels.clear();
@@ -484,13 +478,14 @@ impl Merged {
             if c.channels {
                 self.channels.push(scan.channels()[r]);
             }
-            if c.values && any_values {
-                self.values.push(scan.values().map_or(f64::NAN, |v| v[r]));
+            if c.values {
+                scan.values_into(r..r + 1, &mut self.scratch);
+                self.values.push(self.scratch[0]);
             }
         }
     }
 
-    fn view(&self, key: u32, _c: Columns) -> Customer<'_> {
+    fn view(&self, key: u32) -> Customer<'_> {
         Customer {
             key,
             times: &self.times,

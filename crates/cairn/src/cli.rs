@@ -24,7 +24,13 @@ cairn --data-dir /var/lib/cairn stats --format json\n  cairn timeline user-42"
 )]
 pub struct Cli {
     /// Where the store lives. Created if missing.
-    #[arg(long, global = true, env = "CAIRN_DATA_DIR", default_value = "./cairn-data", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_DATA_DIR",
+        default_value = "./cairn-data",
+        value_name = "DIR"
+    )]
     pub data_dir: PathBuf,
 
     #[command(subcommand)]
@@ -36,18 +42,22 @@ pub enum Command {
     /// Generate demo journeys, import them and print a summary.
     Demo(DemoArgs),
     /// Import files (XES, CSV, JSONL, Parquet) into the store.
-    #[command(long_about = "Import files (XES, CSV, JSONL, Parquet) into the store.\n\n\
+    #[command(
+        long_about = "Import files (XES, CSV, JSONL, Parquet) into the store.\n\n\
 Each file is imported atomically: its events become visible together when the whole file has been \
 read, or not at all (an interrupted import leaves nothing behind; run it again). Records already \
 stored (same message id) are skipped, so importing a file twice stores it once.\n\n\
 What identifies a record: a JSONL message's `messageId`; a CSV/Parquet row's message id column \
 when there is one; otherwise a hash of (format, customer, event, timestamp, occurrence), where \
-occurrence numbers identical (customer, event, timestamp) records in file order (per trace for XES).")]
+occurrence numbers identical (customer, event, timestamp) records in file order (per trace for XES)."
+    )]
     Import(ImportArgs),
     /// Stream Segment JSONL messages through the write-ahead log (as the HTTP API does).
-    #[command(long_about = "Stream Segment JSONL messages through the write-ahead log, batch by batch, \
+    #[command(
+        long_about = "Stream Segment JSONL messages through the write-ahead log, batch by batch, \
 the way the HTTP collection API writes. Each batch is acknowledged on stdout (`ack N`, the running \
-count of accepted messages) only once it is durable. Reads FILE, or stdin when FILE is `-` or absent.")]
+count of accepted messages) only once it is durable. Reads FILE, or stdin when FILE is `-` or absent."
+    )]
     Ingest(IngestArgs),
     /// Write realistic multi-channel demo journeys to a file (JSONL, CSV or Parquet).
     Generate(GenerateArgs),

@@ -19,9 +19,11 @@ fn customer_bar(total: u64) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("generating [{bar:30}] {pos}/{len} customers {per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "generating [{bar:30}] {pos}/{len} customers {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar
 }
@@ -29,9 +31,14 @@ fn customer_bar(total: u64) -> ProgressBar {
 pub fn generate(args: &GenerateArgs) -> Result<()> {
     let started = Instant::now();
     let bar = customer_bar(args.customers);
-    let summary = write_file(&GenerateOptions { customers: args.customers, seed: args.seed }, &args.out, |done| {
-        bar.set_position(done)
-    })?;
+    let summary = write_file(
+        &GenerateOptions {
+            customers: args.customers,
+            seed: args.seed,
+        },
+        &args.out,
+        |done| bar.set_position(done),
+    )?;
     bar.finish_and_clear();
     println!(
         "{}: {} customers, {} events, {} in {:.2}s",
@@ -51,10 +58,20 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<()> {
     let result = (|| {
         let quiet = args.format == Format::Json;
         if !quiet {
-            println!("Generating {} demo customers (seed {}) …", args.customers, args.seed);
+            println!(
+                "Generating {} demo customers (seed {}) …",
+                args.customers, args.seed
+            );
         }
         let bar = customer_bar(args.customers);
-        write_file(&GenerateOptions { customers: args.customers, seed: args.seed }, &file, |d| bar.set_position(d))?;
+        write_file(
+            &GenerateOptions {
+                customers: args.customers,
+                seed: args.seed,
+            },
+            &file,
+            |d| bar.set_position(d),
+        )?;
         bar.finish_and_clear();
         if !quiet {
             println!("Importing into {} …", dir.display());
@@ -89,25 +106,31 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<()> {
 /// The most common journeys (first steps, repeats collapsed) and hand-offs between steps.
 fn summary(snap: &Snapshot, format: Format) -> Result<()> {
     const PREFIX: usize = 5;
-    let mut paths: HashMap<Vec<u32>, u64> = HashMap::new();
-    let mut edges: HashMap<(u32, u32), u64> = HashMap::new();
-    snap.scan(Columns { names: true, ..Default::default() }, |c| {
-        let mut path: Vec<u32> = Vec::with_capacity(PREFIX);
-        for &n in c.names {
-            if path.last() != Some(&n) {
-                if path.len() == PREFIX {
-                    break;
+    let mut paths: HashMap<Vec<u16>, u64> = HashMap::new();
+    let mut edges: HashMap<(u16, u16), u64> = HashMap::new();
+    snap.scan(
+        Columns {
+            names: true,
+            ..Default::default()
+        },
+        |c| {
+            let mut path: Vec<u16> = Vec::with_capacity(PREFIX);
+            for &n in c.names {
+                if path.last() != Some(&n) {
+                    if path.len() == PREFIX {
+                        break;
+                    }
+                    path.push(n);
                 }
-                path.push(n);
             }
-        }
-        *paths.entry(path).or_default() += 1;
-        for w in c.names.windows(2) {
-            *edges.entry((w[0], w[1])).or_default() += 1;
-        }
-    });
+            *paths.entry(path).or_default() += 1;
+            for w in c.names.windows(2) {
+                *edges.entry((w[0], w[1])).or_default() += 1;
+            }
+        },
+    );
     let names = snap.event_names();
-    let name = |i: u32| names.get(i as usize).map(String::as_str).unwrap_or("?");
+    let name = |i: u16| names.get(i as usize).map(String::as_str).unwrap_or("?");
     let mut paths: Vec<_> = paths.into_iter().collect();
     paths.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let mut edges: Vec<_> = edges.into_iter().collect();
@@ -131,12 +154,21 @@ fn summary(snap: &Snapshot, format: Format) -> Result<()> {
     println!("\nmost common journeys (first {PREFIX} steps, repeats collapsed)");
     for (path, n) in paths.iter().take(10) {
         let share = *n as f64 * 100.0 / stats.customers.max(1) as f64;
-        println!("{n:>8} {share:>5.1}%  {}", path.iter().map(|&i| name(i)).collect::<Vec<_>>().join(" → "));
+        println!(
+            "{n:>8} {share:>5.1}%  {}",
+            path.iter()
+                .map(|&i| name(i))
+                .collect::<Vec<_>>()
+                .join(" → ")
+        );
     }
     println!("\nmost common transitions");
     for ((a, b), n) in edges.iter().take(10) {
         println!("{n:>8}  {} → {}", name(*a), name(*b));
     }
-    println!("\nNext: `cairn --data-dir {} timeline CUSTOMER`, `cairn stats --format json`", snap.dir().display());
+    println!(
+        "\nNext: `cairn --data-dir {} timeline CUSTOMER`, `cairn stats --format json`",
+        snap.dir().display()
+    );
     Ok(())
 }

@@ -33,7 +33,10 @@ struct FileReport {
 pub fn run(dir: &Path, args: &ImportArgs) -> Result<()> {
     let reports = import_all(dir, args)?;
     if args.format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "files": reports }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "files": reports }))?
+        );
     }
     Ok(())
 }
@@ -64,8 +67,12 @@ fn import_all(dir: &Path, args: &ImportArgs) -> Result<Vec<FileReport>> {
     let store = open_store(dir)?;
     let mut reports = Vec::new();
     for file in &args.files {
-        let report = import_file(&store, dir, file, &options, args)
-            .with_context(|| format!("{}: not imported (nothing from this file was stored)", file.display()))?;
+        let report = import_file(&store, dir, file, &options, args).with_context(|| {
+            format!(
+                "{}: not imported (nothing from this file was stored)",
+                file.display()
+            )
+        })?;
         if args.format == Format::Table {
             println!(
                 "{}: {} events imported, {} duplicates skipped, {} rejected in {:.2}s ({:.0} events/s){}",
@@ -75,7 +82,11 @@ fn import_all(dir: &Path, args: &ImportArgs) -> Result<Vec<FileReport>> {
                 report.rejected,
                 report.seconds,
                 report.records as f64 / report.seconds.max(1e-9),
-                report.quarantine.as_ref().map(|q| format!("; rejected records in {}", q.display())).unwrap_or_default()
+                report
+                    .quarantine
+                    .as_ref()
+                    .map(|q| format!("; rejected records in {}", q.display()))
+                    .unwrap_or_default()
             );
         }
         reports.push(report);
@@ -89,11 +100,17 @@ fn progress_bar(total: u64, file: &Path) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}  {prefix}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}  {prefix}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
-    bar.set_message(file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    bar.set_message(
+        file.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    );
     bar
 }
 
@@ -111,7 +128,9 @@ fn import_file(
 
     // Reading and parsing run on their own thread, one chunk ahead of sorting and writing.
     type Chunk = (Vec<Result<Event, RecordError>>, (u64, u64));
-    let (tx, rx) = mpsc::sync_channel::<Result<Chunk, cairn_import::ImportError>>(4);
+    // Room for a whole segment's worth of chunks, so parsing goes on while a segment is written.
+    let depth = args.chunk_events.div_ceil(READ_CHUNK) + 2;
+    let (tx, rx) = mpsc::sync_channel::<Result<Chunk, cairn_import::ImportError>>(depth);
     let reader = std::thread::spawn(move || {
         loop {
             match source.next_chunk(READ_CHUNK) {
@@ -129,7 +148,11 @@ fn import_file(
         }
     });
 
-    let mut report = FileReport { file: file.to_path_buf(), format, ..Default::default() };
+    let mut report = FileReport {
+        file: file.to_path_buf(),
+        format,
+        ..Default::default()
+    };
     let mut quarantine: Option<(PathBuf, BufWriter<File>)> = None;
     let mut first_error: Option<RecordError> = None;
     let mut txn = store.import()?;
@@ -145,8 +168,15 @@ fn import_file(
                     if report.rejected > args.max_errors {
                         drop(txn);
                         bar.finish_and_clear();
-                        let more = if args.max_errors == 0 { " (use --max-errors N to skip bad records)" } else { "" };
-                        bail!("{err}\ntoo many bad records: more than --max-errors {}{more}", args.max_errors);
+                        let more = if args.max_errors == 0 {
+                            " (use --max-errors N to skip bad records)"
+                        } else {
+                            ""
+                        };
+                        bail!(
+                            "{err}\ntoo many bad records: more than --max-errors {}{more}",
+                            args.max_errors
+                        );
                     }
                     write_quarantine(&mut quarantine, dir, file, args, &err)?;
                     first_error.get_or_insert(err);
@@ -175,7 +205,10 @@ fn import_file(
         report.quarantine = Some(path);
     }
     if let Some(err) = first_error {
-        eprintln!("warning: {} bad record(s) skipped; the first: {err}", report.rejected);
+        eprintln!(
+            "warning: {} bad record(s) skipped; the first: {err}",
+            report.rejected
+        );
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
@@ -193,8 +226,12 @@ fn write_quarantine(
             Some(p) => p.clone(),
             None => {
                 let q = dir.join("quarantine");
-                std::fs::create_dir_all(&q).with_context(|| format!("cannot create {}", q.display()))?;
-                let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "input".into());
+                std::fs::create_dir_all(&q)
+                    .with_context(|| format!("cannot create {}", q.display()))?;
+                let name = file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "input".into());
                 q.join(format!("{name}.rejected.jsonl"))
             }
         };
@@ -223,7 +260,8 @@ pub fn ingest(dir: &Path, args: &IngestArgs) -> Result<()> {
     let input: Box<dyn BufRead> = if args.file.as_os_str() == "-" {
         Box::new(BufReader::new(std::io::stdin().lock()))
     } else {
-        let f = File::open(&args.file).with_context(|| format!("{}: cannot open", args.file.display()))?;
+        let f = File::open(&args.file)
+            .with_context(|| format!("{}: cannot open", args.file.display()))?;
         Box::new(BufReader::new(f))
     };
     let name = args.file.display().to_string();
@@ -246,7 +284,8 @@ pub fn ingest(dir: &Path, args: &IngestArgs) -> Result<()> {
         }
         let value: serde_json::Value =
             serde_json::from_str(&line).with_context(|| format!("{name}:{}: not JSON", i + 1))?;
-        let event = parse_message(&value, &MessageDefaults::default()).with_context(|| format!("{name}:{}", i + 1))?;
+        let event = parse_message(&value, &MessageDefaults::default())
+            .with_context(|| format!("{name}:{}", i + 1))?;
         batch.push(event);
         if batch.len() >= args.batch {
             send(&mut batch, &mut out)?;

@@ -44,7 +44,11 @@ pub fn print_stats(stats: &Stats) {
         "on disk     {} in {} segment(s){}",
         human_bytes(stats.disk_bytes),
         stats.segments,
-        if stats.log_events > 0 { format!(", {} events in the log", stats.log_events) } else { String::new() }
+        if stats.log_events > 0 {
+            format!(", {} events in the log", stats.log_events)
+        } else {
+            String::new()
+        }
     );
     println!();
     print_counts("channel", &stats.channels, stats.events, usize::MAX);
@@ -53,10 +57,19 @@ pub fn print_stats(stats: &Stats) {
 }
 
 fn print_counts(title: &str, rows: &[(String, u64)], total: u64, limit: usize) {
-    let width = rows.iter().take(limit).map(|(n, _)| n.chars().count()).max().unwrap_or(0).max(title.len());
+    let width = rows
+        .iter()
+        .take(limit)
+        .map(|(n, _)| n.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(title.len());
     println!("{title:<width$}  {:>12}  {:>6}", "events", "share");
     for (name, count) in rows.iter().take(limit) {
-        println!("{name:<width$}  {count:>12}  {:>5.1}%", *count as f64 * 100.0 / total.max(1) as f64);
+        println!(
+            "{name:<width$}  {count:>12}  {:>5.1}%",
+            *count as f64 * 100.0 / total.max(1) as f64
+        );
     }
     if rows.len() > limit {
         println!("… and {} more", rows.len() - limit);
@@ -71,11 +84,17 @@ pub fn human_bytes(b: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 fn parse_json_text(text: &Option<String>) -> Value {
-    text.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or(Value::Null)
+    text.as_deref()
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or(Value::Null)
 }
 
 pub fn event_json(e: &StoredEvent) -> Value {
@@ -107,7 +126,11 @@ pub fn event_json(e: &StoredEvent) -> Value {
 
 pub fn timeline(snap: &Snapshot, args: &TimelineArgs) -> Result<()> {
     let Some(mut events) = snap.timeline(&args.customer)? else {
-        bail!("no customer {:?} in {}", args.customer, snap.dir().display());
+        bail!(
+            "no customer {:?} in {}",
+            args.customer,
+            snap.dir().display()
+        );
     };
     let total = events.len();
     if let Some(limit) = args.limit {
@@ -126,8 +149,18 @@ pub fn timeline(snap: &Snapshot, args: &TimelineArgs) -> Result<()> {
     for e in &events {
         let ev = &e.event;
         let value = ev.value.map(|v| format!("  value={v}")).unwrap_or_default();
-        let props = ev.properties.as_deref().map(|p| format!("  {p}")).unwrap_or_default();
-        println!("{}  {:<12}  {:<9} {}{value}{props}", format_micros(ev.timestamp), ev.channel, ev.kind.as_str(), ev.event);
+        let props = ev
+            .properties
+            .as_deref()
+            .map(|p| format!("  {p}"))
+            .unwrap_or_default();
+        println!(
+            "{}  {:<12}  {:<9} {}{value}{props}",
+            format_micros(ev.timestamp),
+            ev.channel,
+            ev.kind.as_str(),
+            ev.event
+        );
     }
     if events.len() < total {
         println!("… {} more (raise --limit)", total - events.len());

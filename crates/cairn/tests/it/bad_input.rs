@@ -8,7 +8,13 @@ use crate::{fails, ok, shared_data, stats};
 /// A store holding the running example, to check that failed imports leave it untouched.
 fn store_with_history() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    ok(dir.path(), &["import", shared_data("running-example.xes").to_str().unwrap()]);
+    ok(
+        dir.path(),
+        &[
+            "import",
+            shared_data("running-example.xes").to_str().unwrap(),
+        ],
+    );
     dir
 }
 
@@ -18,12 +24,21 @@ fn check_rejected(name: &str, content: &[u8], expect: &[&str]) {
     let file = dir.path().join(name);
     std::fs::write(&file, content).unwrap();
     let err = fails(dir.path(), &["import", file.to_str().unwrap()]);
-    assert!(err.contains(name), "error should name the file {name}: {err}");
+    assert!(
+        err.contains(name),
+        "error should name the file {name}: {err}"
+    );
     for part in expect {
-        assert!(err.contains(part), "error for {name} should contain {part:?}: {err}");
+        assert!(
+            err.contains(part),
+            "error for {name} should contain {part:?}: {err}"
+        );
     }
     let after = stats(dir.path());
-    assert_eq!(before["events"], after["events"], "{name}: earlier data changed");
+    assert_eq!(
+        before["events"], after["events"],
+        "{name}: earlier data changed"
+    );
     assert_eq!(after["events"], 42);
 }
 
@@ -61,7 +76,10 @@ fn empty_file() {
 
 #[test]
 fn binary_files() {
-    let junk: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).chain([0, 0, 0]).collect();
+    let junk: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .chain([0, 0, 0])
+        .collect();
     for name in ["junk.csv", "junk.jsonl", "junk.xes", "junk.parquet"] {
         check_rejected(name, &junk, &[]);
     }
@@ -79,13 +97,25 @@ fn max_errors_keeps_going_and_quarantines() {
     let q = dir.path().join("rejected.jsonl");
     let out = ok(
         dir.path(),
-        &["import", file.to_str().unwrap(), "--max-errors", "5", "--quarantine", q.to_str().unwrap(), "--format", "json"],
+        &[
+            "import",
+            file.to_str().unwrap(),
+            "--max-errors",
+            "5",
+            "--quarantine",
+            q.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
     );
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["files"][0]["imported"], 2);
     assert_eq!(report["files"][0]["rejected"], 2);
-    let lines: Vec<serde_json::Value> =
-        std::fs::read_to_string(&q).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&q)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["line"], 3);
     assert_eq!(lines[0]["field"], "timestamp");
@@ -100,7 +130,10 @@ fn unknown_format_and_missing_file_import_nothing() {
     let good = shared_data("receipt.csv");
     // The second name is wrong: nothing is imported, not even the first file.
     let err = fails(dir.path(), &["import", good.to_str().unwrap(), "nope.txt"]);
-    assert!(err.contains("nope.txt") && err.contains("unknown file format"), "{err}");
+    assert!(
+        err.contains("nope.txt") && err.contains("unknown file format"),
+        "{err}"
+    );
     let err = fails(dir.path(), &["import", "missing.csv"]);
     assert!(err.contains("missing.csv"), "{err}");
     assert_eq!(stats(dir.path())["events"], 42);
@@ -110,6 +143,12 @@ fn unknown_format_and_missing_file_import_nothing() {
 fn reading_an_empty_data_dir_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let err = fails(&dir.path().join("nothing-here"), &["stats"]);
-    assert!(err.contains("no cairn store") && err.contains("cairn demo"), "{err}");
-    assert!(!Path::new(&dir.path().join("nothing-here")).exists(), "a read must not create a store");
+    assert!(
+        err.contains("no cairn store") && err.contains("cairn demo"),
+        "{err}"
+    );
+    assert!(
+        !Path::new(&dir.path().join("nothing-here")).exists(),
+        "a read must not create a store"
+    );
 }

@@ -32,7 +32,13 @@ fn per_file_counts(dir: &Path) -> Vec<u64> {
     let s = stats(dir);
     let names = s["event_names"].as_object().unwrap();
     (0..FILES)
-        .map(|f| names.iter().filter(|(n, _)| n.starts_with(&format!("f{f}-"))).map(|(_, c)| c.as_u64().unwrap()).sum())
+        .map(|f| {
+            names
+                .iter()
+                .filter(|(n, _)| n.starts_with(&format!("f{f}-")))
+                .map(|(_, c)| c.as_u64().unwrap())
+                .sum()
+        })
         .collect()
 }
 
@@ -58,7 +64,10 @@ fn import_kills(target_kills: usize) {
     let mut i = 0;
     while kills < target_kills {
         i += 1;
-        assert!(i < target_kills * 5, "only {kills} of {i} imports could be killed mid-way");
+        assert!(
+            i < target_kills * 5,
+            "only {kills} of {i} imports could be killed mid-way"
+        );
         let f = rng.next(FILES as u64) as usize;
         let mut child = cairn()
             .arg("--data-dir")
@@ -85,7 +94,10 @@ fn import_kills(target_kills: usize) {
                 "iteration {i}: file {file} is partly imported ({count} events): imports must be atomic"
             );
             if acknowledged[file] {
-                assert_eq!(count, EVENTS_PER_FILE as u64, "iteration {i}: acknowledged file {file} lost or doubled");
+                assert_eq!(
+                    count, EVENTS_PER_FILE as u64,
+                    "iteration {i}: acknowledged file {file} lost or doubled"
+                );
             }
         }
     }
@@ -94,7 +106,10 @@ fn import_kills(target_kills: usize) {
     let total: u64 = per_file_counts(&dir).iter().sum();
     assert_eq!(stats(&dir)["events"].as_u64(), Some(total));
     eprintln!("{kills} kills during import in {i} runs");
-    assert!(acknowledged.iter().any(|&a| a), "no import ever finished: the test checked nothing acknowledged");
+    assert!(
+        acknowledged.iter().any(|&a| a),
+        "no import ever finished: the test checked nothing acknowledged"
+    );
 }
 
 /// Sends numbered messages to `cairn ingest` until killed; returns how many were acknowledged
@@ -125,7 +140,10 @@ fn ingest_until_killed(dir: &Path, first: u64, rng: &mut Lcg) -> u64 {
     let reader = std::thread::spawn(move || {
         let mut acked = 0;
         for line in BufReader::new(stdout).lines() {
-            match line.ok().and_then(|l| l.strip_prefix("ack ").and_then(|n| n.parse::<u64>().ok())) {
+            match line
+                .ok()
+                .and_then(|l| l.strip_prefix("ack ").and_then(|n| n.parse::<u64>().ok()))
+            {
                 Some(n) => acked = n,
                 None => break,
             }
@@ -149,7 +167,11 @@ fn stored_message_numbers(dir: &Path) -> Vec<u64> {
         }
         let tl: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         for e in tl["events"].as_array().unwrap() {
-            all.push(e["messageId"].as_str().unwrap()[1..].parse::<u64>().unwrap());
+            all.push(
+                e["messageId"].as_str().unwrap()[1..]
+                    .parse::<u64>()
+                    .unwrap(),
+            );
         }
     }
     all.sort_unstable();
@@ -167,7 +189,11 @@ fn ingest_kills(iterations: usize) {
         let stored = stored_message_numbers(&dir);
         let mut unique = stored.clone();
         unique.dedup();
-        assert_eq!(unique.len(), stored.len(), "iteration {i}: a message is stored twice");
+        assert_eq!(
+            unique.len(),
+            stored.len(),
+            "iteration {i}: a message is stored twice"
+        );
         assert!(
             (0..acknowledged).all(|n| stored.binary_search(&n).is_ok()),
             "iteration {i}: an acknowledged message is missing (acked {acknowledged}, stored {})",

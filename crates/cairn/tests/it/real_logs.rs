@@ -8,7 +8,11 @@ fn check(file: &str, customers: u64, events: u64) {
     let path = path.to_str().unwrap();
     ok(dir.path(), &["import", path]);
     let s = stats(dir.path());
-    assert_eq!((s["customers"].as_u64(), s["events"].as_u64()), (Some(customers), Some(events)), "{file}");
+    assert_eq!(
+        (s["customers"].as_u64(), s["events"].as_u64()),
+        (Some(customers), Some(events)),
+        "{file}"
+    );
     // Importing the same file again stores nothing twice.
     let out = ok(dir.path(), &["import", path, "--format", "json"]);
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -35,14 +39,38 @@ fn receipt_csv() {
 #[test]
 fn running_example_timeline_is_in_time_order() {
     let dir = tempfile::tempdir().unwrap();
-    ok(dir.path(), &["import", shared_data("running-example.xes").to_str().unwrap()]);
-    let tl: serde_json::Value = serde_json::from_str(&ok(dir.path(), &["timeline", "3", "--format", "json"])).unwrap();
+    ok(
+        dir.path(),
+        &[
+            "import",
+            shared_data("running-example.xes").to_str().unwrap(),
+        ],
+    );
+    let tl: serde_json::Value =
+        serde_json::from_str(&ok(dir.path(), &["timeline", "3", "--format", "json"])).unwrap();
     let events = tl["events"].as_array().unwrap();
-    let names: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
     assert_eq!(
         names,
-        ["register request", "examine casually", "check ticket", "decide", "reinitiate request", "examine thoroughly", "check ticket", "decide", "pay compensation"]
+        [
+            "register request",
+            "examine casually",
+            "check ticket",
+            "decide",
+            "reinitiate request",
+            "examine thoroughly",
+            "check ticket",
+            "decide",
+            "pay compensation"
+        ]
     );
-    assert!(events.iter().all(|e| e["messageId"].as_str().is_some_and(|m| m.starts_with("xes-"))));
+    assert!(events.iter().all(|e| {
+        e["messageId"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("xes-"))
+    }));
     assert_eq!(events[0]["properties"]["org:resource"], "Pete");
 }
