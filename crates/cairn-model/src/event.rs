@@ -97,7 +97,20 @@ pub fn derive_message_id(kind: &str, parts: &[&[u8]]) -> String {
         hasher.update(&(part.len() as u64).to_le_bytes());
         hasher.update(part);
     }
-    format!("{kind}-{:032x}", hasher.digest128())
+    derived_id_text(kind, hasher.digest128())
+}
+
+/// The text of a derived id: `KIND-` and the 128-bit digest as 32 hex digits. Hand-written
+/// because `format!` was a fifth of the CSV import's time.
+pub fn derived_id_text(kind: &str, digest: u128) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(kind.len() + 33);
+    id.push_str(kind);
+    id.push('-');
+    for i in (0..32).rev() {
+        id.push(HEX[((digest >> (i * 4)) & 0xf) as usize] as char);
+    }
+    id
 }
 
 #[cfg(test)]

@@ -498,14 +498,14 @@ struct TxnState {
     runs: Vec<Vec<u128>>,
 }
 
-/// Removes events whose message id is already stored (`seen`), in an earlier chunk of this
-/// write (`runs`) or earlier in this chunk; adds this chunk's digests to `runs`. The first
-/// occurrence in input order is kept. Returns the events left and the number dropped.
-fn drop_duplicates(
-    events: Vec<Event>,
+/// Marks (false) the events whose message id is already stored (`seen`), in an earlier chunk
+/// of this write (`runs`) or earlier in this chunk; adds this chunk's digests to `runs`. The
+/// first occurrence in input order is kept.
+fn find_duplicates(
+    events: &[Event],
     seen: Option<&FxHashSet<u128>>,
     runs: &mut Vec<Vec<u128>>,
-) -> (Vec<Event>, u64) {
+) -> Vec<bool> {
     let mut tagged: Vec<(u128, u32)> = events
         .iter()
         .enumerate()
@@ -534,14 +534,8 @@ fn drop_duplicates(
             run.push(d);
         }
     }
-    let duplicates = keep.iter().filter(|&&k| !k).count() as u64;
     runs.push(run);
-    let fresh = events
-        .into_iter()
-        .zip(keep)
-        .filter_map(|(e, k)| k.then_some(e))
-        .collect();
-    (fresh, duplicates)
+    keep
 }
 
 /// Dedupes, keys and numbers a batch of events and interns their names into the working
@@ -569,16 +563,18 @@ fn prepare_into(
     dedupe: bool,
 ) -> Result<(Outcome, Option<(u64, segment::Chunk)>)> {
     let mut outcome = Outcome::default();
-    let events = if dedupe {
-        let (fresh, duplicates) = drop_duplicates(events, inner.seen.as_ref(), &mut state.runs);
-        outcome.duplicates = duplicates;
-        fresh
+    let keep = if dedupe {
+        find_duplicates(&events, inner.seen.as_ref(), &mut state.runs)
     } else {
-        events
+        Vec::new()
     };
-    let mut rows = Vec::with_capacity(events.len());
+    outcome.duplicates = keep.iter().filter(|&&k| !k).count() as u64;
+    let mut rows = Vec::with_capacity(events.len() - outcome.duplicates as usize);
     let mut last_customer: Option<(String, u32)> = None;
-    for event in events {
+    for (i, event) in events.into_iter().enumerate() {
+        if keep.get(i) == Some(&false) {
+            continue;
+        }
         // Sources mostly list a customer's events together: skip the map lookup then.
         let key = match &last_customer {
             Some((id, key)) if id == event.customer_id() => *key,

@@ -156,7 +156,8 @@ fn import_file(
     let mut quarantine: Option<(PathBuf, BufWriter<File>)> = None;
     let mut first_error: Option<RecordError> = None;
     let mut txn = store.import()?;
-    let mut pending: Vec<Event> = Vec::new();
+    // Sized up front: growing a vector of large events would copy it again and again.
+    let mut pending: Vec<Event> = Vec::with_capacity(args.chunk_events + READ_CHUNK);
     for message in rx {
         let (chunk, (done, _)) = message?;
         for item in chunk {
@@ -184,7 +185,11 @@ fn import_file(
             }
         }
         if pending.len() >= args.chunk_events {
-            let outcome = txn.add(std::mem::take(&mut pending))?;
+            let full = std::mem::replace(
+                &mut pending,
+                Vec::with_capacity(args.chunk_events + READ_CHUNK),
+            );
+            let outcome = txn.add(full)?;
             report.imported += outcome.accepted;
             report.duplicates += outcome.duplicates;
         }
