@@ -279,7 +279,7 @@ impl Snapshot {
     /// Key ranges holding about equal numbers of events, cut on the largest source.
     fn key_ranges(&self, parts: usize) -> Vec<Range<u32>> {
         let Some(big) = self.sources.iter().max_by_key(|s| s.scan.events()) else {
-            return vec![0..u32::MAX];
+            return std::iter::once(0..u32::MAX).collect();
         };
         let (keys, starts) = (big.scan.keys(), big.scan.starts());
         let total = big.scan.events() as u64;

@@ -59,7 +59,7 @@ fn import_kills(target_kills: usize) {
     let started = std::time::Instant::now();
     ok(&probe, &["import", files[0].to_str().unwrap()]);
     let span_ms = (started.elapsed().as_millis() as u64 * 15 / 10).max(5);
-    let mut acknowledged = vec![false; FILES];
+    let mut acknowledged = [false; FILES];
     let mut kills = 0;
     let mut i = 0;
     while kills < target_kills {
