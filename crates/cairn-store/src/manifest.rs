@@ -41,6 +41,8 @@ pub struct Manifest {
 pub struct DictExtent {
     pub count: u64,
     pub bytes: u64,
+    /// CRC-32 of the first `bytes` bytes.
+    pub crc: u32,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
