@@ -141,20 +141,9 @@ fn readable(dt: &DataType) -> bool {
     }
 }
 
-/// The epoch heuristic of [`parse_timestamp`]: seconds below 10^11, milliseconds below 10^14,
-/// microseconds below 10^17, nanoseconds above.
+/// The epoch heuristic of [`parse_timestamp`], shared with it.
 fn epoch_micros(v: f64) -> Option<Micros> {
-    let a = v.abs();
-    let micros = if a < 1e11 {
-        v * 1e6
-    } else if a < 1e14 {
-        v * 1e3
-    } else if a < 1e17 {
-        v
-    } else {
-        v / 1e3
-    };
-    micros.is_finite().then_some(micros.round() as Micros)
+    cairn_model::epoch_to_micros(v)
 }
 
 fn epoch_micros_int(v: i128) -> Micros {

@@ -16,4 +16,4 @@ pub mod time;
 pub use channel::derive_channel;
 pub use event::{Event, EventKind, Micros, derive_message_id, derived_id_text};
 pub use segment::{FieldError, MessageDefaults, parse_message};
-pub use time::{TimeError, format_micros, parse_timestamp};
+pub use time::{TimeError, epoch_to_micros, format_micros, parse_timestamp};

@@ -38,7 +38,12 @@ fn parse_epoch(t: &str) -> Option<Micros> {
     {
         return None;
     }
-    let v: f64 = t.parse().ok()?;
+    epoch_to_micros(t.parse().ok()?)
+}
+
+/// A number since the epoch, in whichever unit its size says: seconds below 10^11,
+/// milliseconds below 10^14, microseconds below 10^17, nanoseconds above.
+pub fn epoch_to_micros(v: f64) -> Option<Micros> {
     let a = v.abs();
     let micros = if a < 1e11 {
         v * 1e6
