@@ -25,6 +25,8 @@ pub struct CsvSource {
     delimiter: u8,
     names: Vec<String>,
     roles: Roles,
+    /// A `type` column: rows whose value is a Segment message type take it as their kind.
+    kind_column: Option<usize>,
     /// Columns copied into `properties` / `traits`, with their keys as JSON text.
     properties: Vec<(usize, String)>,
     traits: Vec<(usize, String)>,
@@ -80,6 +82,12 @@ impl CsvSource {
             .map(|h| String::from_utf8_lossy(h).trim().to_string())
             .collect();
         let (roles, _) = columns::resolve(path, &names, &options.mapping, None)?;
+        // A `type` column holding Segment message types (as Cairn's own CSV export and the demo
+        // generator write) gives each row its kind; any other value stays a property.
+        let kind_column = names
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case("type"))
+            .filter(|&i| !roles.is_mapped(i, &names));
         let mut properties = Vec::new();
         let mut traits = Vec::new();
         for (i, name) in names.iter().enumerate() {
@@ -102,6 +110,7 @@ impl CsvSource {
             delimiter,
             names,
             roles,
+            kind_column,
             properties,
             traits,
             default_channel: crate::default_channel(options),
@@ -195,10 +204,15 @@ impl CsvSource {
             Some(id) if !id.is_empty() => id.to_string(),
             _ => String::new(),
         };
+        let kind_cell = self
+            .kind_column
+            .map(|i| (i, EventKind::parse(row[i].trim())));
+        let kind = kind_cell.and_then(|(_, k)| k).unwrap_or(EventKind::Track);
         self.props_buf.clear();
         for (i, key) in &self.properties {
             let cell = &row[*i];
-            if !cell.is_empty() {
+            let is_kind = matches!(kind_cell, Some((k, Some(_))) if k == *i);
+            if !cell.is_empty() && !is_kind {
                 self.props_buf.key_fragment(key);
                 self.props_buf.str_value(cell);
             }
@@ -213,7 +227,7 @@ impl CsvSource {
         }
         Ok(Event {
             message_id,
-            kind: EventKind::Track,
+            kind,
             event: event.to_string(),
             user_id: Some(customer.to_string()),
             anonymous_id: None,

@@ -402,19 +402,18 @@ impl Store {
     }
 
     fn maybe_compact(&self, inner: &mut Inner) -> Result<Compaction> {
-        let mut done = Compaction::default();
-        while inner.manifest.segments.len() > self.options.max_segments {
-            // Merge the neighbouring pair with the fewest events: cheap, and it keeps
-            // segments covering contiguous ranges of the log.
-            let segs = &inner.manifest.segments;
-            let i = (0..segs.len() - 1)
-                .min_by_key(|&i| segs[i].events + segs[i + 1].events)
-                .unwrap_or(0);
-            let c = self.merge(inner, i..i + 2)?;
-            done.merged_segments += c.merged_segments;
-            done.events += c.events;
+        let segs = &inner.manifest.segments;
+        if segs.len() <= self.options.max_segments {
+            return Ok(Compaction::default());
         }
-        Ok(done)
+        // One merge brings the count back to the limit: the run of neighbouring segments, of
+        // the length needed, with the fewest events. Neighbours only, so that segments keep
+        // covering contiguous ranges of the log; one merge, so nothing is rewritten twice.
+        let width = segs.len() - self.options.max_segments + 1;
+        let start = (0..=segs.len() - width)
+            .min_by_key(|&i| segs[i..i + width].iter().map(|s| s.events).sum::<u64>())
+            .unwrap_or(0);
+        self.merge(inner, start..start + width)
     }
 
     fn merge(&self, inner: &mut Inner, range: std::ops::Range<usize>) -> Result<Compaction> {

@@ -52,7 +52,8 @@ pub fn schema() -> SchemaRef {
         // A canonical lowercase UUID (what Segment's SDKs send) is kept as 16 bytes in
         // `message_uuid`; any other id as text in `message_id`. Exactly one of them is set.
         Field::new("message_id", DataType::Utf8, true),
-        Field::new("message_uuid", DataType::FixedSizeBinary(16), true),
+        Field::new("message_uuid", DataType::FixedSizeBinary(16), true)
+            .with_extension_type(arrow_schema::extension::Uuid),
         Field::new("user_id", DataType::Utf8, true),
         Field::new("anonymous_id", DataType::Utf8, true),
         Field::new("sent_at", ts(), true),
@@ -77,11 +78,19 @@ fn writer_properties() -> WriterProperties {
         // compress to almost nothing with plain encoding and zstd.
         .set_column_dictionary_enabled(ColumnPath::from("user_id"), false)
         .set_column_dictionary_enabled(ColumnPath::from("anonymous_id"), false)
-        // Times and sequence numbers rise within a customer: deltas pack into a few bits.
+        // Keys and sequence numbers rise in runs: deltas pack into a few bits (keys: 1 byte an
+        // event down to 0.1 with zstd). Times jump between customers, which spoils delta
+        // packing; splitting their bytes into streams lets zstd find the slow-moving high
+        // bytes instead (5.6 → 4.9 bytes an event, measured on generated journeys).
+        .set_column_dictionary_enabled(ColumnPath::from("customer_key"), false)
+        .set_column_encoding(
+            ColumnPath::from("customer_key"),
+            Encoding::DELTA_BINARY_PACKED,
+        )
         .set_column_dictionary_enabled(ColumnPath::from("seq"), false)
         .set_column_encoding(ColumnPath::from("seq"), Encoding::DELTA_BINARY_PACKED)
         .set_column_dictionary_enabled(ColumnPath::from("timestamp"), false)
-        .set_column_encoding(ColumnPath::from("timestamp"), Encoding::DELTA_BINARY_PACKED)
+        .set_column_encoding(ColumnPath::from("timestamp"), Encoding::BYTE_STREAM_SPLIT)
         .build()
 }
 

@@ -480,3 +480,26 @@ fn xes_larger_than_a_block_with_tricky_comments() {
     assert_eq!(last.location.line, Some(*want_lines.last().unwrap()));
     assert_eq!(last.location.record, 4_001);
 }
+
+#[test]
+fn csv_type_column_gives_the_kind_when_it_holds_segment_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typed.csv");
+    std::fs::write(
+        &path,
+        "customer_id,event,timestamp,type\nc1,identify,2024-01-01T00:00:00Z,identify\nc1,Ticket,2024-01-01T00:01:00Z,complaint\n",
+    )
+    .unwrap();
+    let events: Vec<_> = cairn_import::read_all(&path, &Default::default())
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(events[0].kind, cairn_model::EventKind::Identify);
+    assert_eq!(events[0].properties, None, "the kind is not kept twice");
+    assert_eq!(events[1].kind, cairn_model::EventKind::Track);
+    assert_eq!(
+        events[1].properties.as_deref(),
+        Some(r#"{"type":"complaint"}"#)
+    );
+}
