@@ -151,6 +151,10 @@ fn summary(snap: &Snapshot, format: Format) -> Result<()> {
     }
     println!();
     render::print_stats(&stats);
+    println!(
+        "\n(customers counts raw ids: a visitor's anonymous id and the user id they later sign in \
+         with count twice until identity resolution merges them)"
+    );
     println!("\nmost common journeys (first {PREFIX} steps, repeats collapsed)");
     for (path, n) in paths.iter().take(10) {
         let share = *n as f64 * 100.0 / stats.customers.max(1) as f64;
