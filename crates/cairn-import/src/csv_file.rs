@@ -43,22 +43,14 @@ pub struct CsvSource {
 
 impl CsvSource {
     pub fn open(path: &Path, gz_name: bool, options: &ImportOptions) -> Result<Self, ImportError> {
-        let Input {
-            mut reader,
-            progress,
-            gzip,
-        } = input::open_file(path, gz_name)?;
-        let mut head = Vec::new();
-        input::fill_head(&mut reader, &mut head, SNIFF)
-            .map_err(|e| Input::read_error(gzip, path, e))?;
-        if head.is_empty() {
-            return Err(ImportError::EmptyFile {
-                file: path.to_path_buf(),
-            });
-        }
-        if let Some((line, reason)) = input::sniff_binary(&head) {
-            return Err(ImportError::malformed(path, Some(line), reason));
-        }
+        let (
+            Input {
+                reader,
+                progress,
+                gzip,
+            },
+            head,
+        ) = input::open_text(path, gz_name, SNIFF, 0)?;
         let delimiter = detect_delimiter(&head);
         let mut occurrences = Occurrences::default();
         if !gzip {

@@ -236,22 +236,15 @@ struct State {
 
 impl XesSource {
     pub fn open(path: &Path, gz_name: bool, options: &ImportOptions) -> Result<Self, ImportError> {
-        let Input {
-            mut reader,
-            progress,
-            gzip,
-        } = input::open_file(path, gz_name)?;
-        let mut head = Vec::with_capacity(BLOCK);
-        let n = input::fill_head(&mut reader, &mut head, SNIFF)
-            .map_err(|e| Input::read_error(gzip, path, e))?;
-        if head.is_empty() {
-            return Err(ImportError::EmptyFile {
-                file: path.to_path_buf(),
-            });
-        }
-        if let Some((line, reason)) = input::sniff_binary(&head) {
-            return Err(ImportError::malformed(path, Some(line), reason));
-        }
+        let (
+            Input {
+                reader,
+                progress,
+                gzip,
+            },
+            mut head,
+        ) = input::open_text(path, gz_name, SNIFF, BLOCK)?;
+        let n = head.len();
         if head.starts_with(b"\xef\xbb\xbf") {
             head.drain(..3);
         }
