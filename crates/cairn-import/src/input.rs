@@ -269,6 +269,29 @@ pub fn count_newlines(bytes: &[u8]) -> u64 {
     total + rest.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
+/// Opens a text file (CSV, JSONL, XES) and reads its first `want` bytes, refusing an empty
+/// file or one that looks binary, so every text reader starts from the same checks.
+pub fn open_text(
+    path: &Path,
+    gz_name: bool,
+    want: usize,
+    capacity: usize,
+) -> Result<(Input, Vec<u8>), ImportError> {
+    let mut input = open_file(path, gz_name)?;
+    let mut head = Vec::with_capacity(capacity.max(want));
+    fill_head(&mut input.reader, &mut head, want)
+        .map_err(|e| Input::read_error(input.gzip, path, e))?;
+    if head.is_empty() {
+        return Err(ImportError::EmptyFile {
+            file: path.to_path_buf(),
+        });
+    }
+    if let Some((line, reason)) = sniff_binary(&head) {
+        return Err(ImportError::malformed(path, Some(line), reason));
+    }
+    Ok((input, head))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,27 +323,4 @@ mod tests {
         }
         assert_eq!(count_newlines(b""), 0);
     }
-}
-
-/// Opens a text file (CSV, JSONL, XES) and reads its first `want` bytes, refusing an empty
-/// file or one that looks binary, so every text reader starts from the same checks.
-pub fn open_text(
-    path: &Path,
-    gz_name: bool,
-    want: usize,
-    capacity: usize,
-) -> Result<(Input, Vec<u8>), ImportError> {
-    let mut input = open_file(path, gz_name)?;
-    let mut head = Vec::with_capacity(capacity.max(want));
-    fill_head(&mut input.reader, &mut head, want)
-        .map_err(|e| Input::read_error(input.gzip, path, e))?;
-    if head.is_empty() {
-        return Err(ImportError::EmptyFile {
-            file: path.to_path_buf(),
-        });
-    }
-    if let Some((line, reason)) = sniff_binary(&head) {
-        return Err(ImportError::malformed(path, Some(line), reason));
-    }
-    Ok((input, head))
 }

@@ -244,7 +244,7 @@ impl XesSource {
             },
             mut head,
         ) = input::open_text(path, gz_name, SNIFF, BLOCK)?;
-        let n = head.len();
+        let filled = head.len();
         if head.starts_with(b"\xef\xbb\xbf") {
             head.drain(..3);
         }
@@ -256,7 +256,7 @@ impl XesSource {
                 cut: 0,
                 newlines: 0,
                 counted: 0,
-                eof: n < SNIFF,
+                eof: filled < SNIFF,
                 capture: Vec::new(),
                 capture_from: None,
             },
