@@ -343,16 +343,17 @@ impl Store {
         }
         self.wal.rotate();
         let batches: Vec<wal::Batch> = inner.memtable.drain(..take).collect();
-        let events: Vec<Event> = batches.into_iter().flat_map(|b| b.events).collect();
+        let mut events: Vec<Event> = batches.into_iter().flat_map(|b| b.events).collect();
         inner.memtable_events -= events.len();
         // Log events were deduplicated when they were appended.
         let mut state = TxnState::default();
         let seg_dir = self.dir.join(SEGMENTS_DIR);
-        let written =
-            prepare_chunk(inner, &mut state, events, false).and_then(|(_, chunk)| match chunk {
+        let written = prepare_chunk(inner, &mut state, &mut events, false).and_then(
+            |(_, chunk)| match chunk {
                 Some((id, chunk)) => segment::write(&seg_dir, id, &chunk).map(Some),
                 None => Ok(None),
-            });
+            },
+        );
         match written {
             Err(e) => {
                 rollback(self, inner, state);
@@ -495,6 +496,8 @@ struct TxnState {
     /// chunks of one import without a hash set insert per event (cache misses dominate
     /// those); merging sorted runs is sequential and several times cheaper.
     runs: Vec<Vec<u128>>,
+    /// An empty row buffer handed back by the segment writer, for the next chunk.
+    spare_rows: Vec<StoredEvent>,
 }
 
 /// Marks (false) the events whose message id is already stored (`seen`), in an earlier chunk
@@ -542,7 +545,7 @@ fn find_duplicates(
 fn prepare_chunk(
     inner: &mut Inner,
     state: &mut TxnState,
-    events: Vec<Event>,
+    events: &mut Vec<Event>,
     dedupe: bool,
 ) -> Result<(Outcome, Option<(u64, segment::Chunk)>)> {
     let mut manifest = state
@@ -558,19 +561,23 @@ fn prepare_into(
     inner: &mut Inner,
     manifest: &mut Manifest,
     state: &mut TxnState,
-    events: Vec<Event>,
+    events: &mut Vec<Event>,
     dedupe: bool,
 ) -> Result<(Outcome, Option<(u64, segment::Chunk)>)> {
     let mut outcome = Outcome::default();
     let keep = if dedupe {
-        find_duplicates(&events, inner.seen.as_ref(), &mut state.runs)
+        find_duplicates(events, inner.seen.as_ref(), &mut state.runs)
     } else {
         Vec::new()
     };
     outcome.duplicates = keep.iter().filter(|&&k| !k).count() as u64;
-    let mut rows = Vec::with_capacity(events.len() - outcome.duplicates as usize);
+    // Reuse the last chunk's row buffer: a fresh one would be new memory the kernel has to
+    // zero page by page, gigabytes over an import.
+    let mut rows = std::mem::take(&mut state.spare_rows);
+    rows.clear();
+    rows.reserve(events.len() - outcome.duplicates as usize);
     let mut last_customer: Option<(String, u32)> = None;
-    for (i, event) in events.into_iter().enumerate() {
+    for (i, event) in events.drain(..).enumerate() {
         if keep.get(i) == Some(&false) {
             continue;
         }
@@ -657,20 +664,32 @@ pub struct Import<'a> {
     committed: bool,
     outcome: Outcome,
     state: TxnState,
-    writing: Option<std::thread::JoinHandle<Result<SegmentMeta>>>,
+    writing: Option<std::thread::JoinHandle<(Result<SegmentMeta>, Vec<StoredEvent>)>>,
 }
 
 impl Import<'_> {
     /// Adds a chunk of events: deduplicated by message id (against the store and earlier
     /// chunks), sorted, and written as a segment that becomes visible at commit.
-    pub fn add(&mut self, events: Vec<Event>) -> Result<Outcome> {
+    pub fn add(&mut self, mut events: Vec<Event>) -> Result<Outcome> {
+        self.add_from(&mut events)
+    }
+
+    /// [`Import::add`] that drains `events`, leaving its allocation to the caller for the
+    /// next chunk.
+    pub fn add_from(&mut self, events: &mut Vec<Event>) -> Result<Outcome> {
+        // Prepare this chunk while the previous one is still being written (the writer hands
+        // its row buffer back for the chunk after this one), then wait for it: keeping it in
+        // the working manifest in id order.
         let (outcome, chunk) = prepare_chunk(&mut self.inner, &mut self.state, events, true)?;
         self.outcome += outcome;
         self.finish_writing()?;
         if let Some((id, chunk)) = chunk {
             let seg_dir = self.store.dir.join(SEGMENTS_DIR);
             self.writing = Some(std::thread::spawn(move || {
-                segment::write(&seg_dir, id, &chunk)
+                let written = segment::write(&seg_dir, id, &chunk);
+                let mut rows = chunk.rows;
+                rows.clear();
+                (written, rows)
             }));
         }
         Ok(outcome)
@@ -681,9 +700,11 @@ impl Import<'_> {
         let Some(handle) = self.writing.take() else {
             return Ok(());
         };
-        let meta = handle
+        let (written, rows) = handle
             .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        self.state.spare_rows = rows;
+        let meta = written?;
         if let Some(manifest) = self.state.manifest.as_mut() {
             manifest.segments.push(meta);
         }

@@ -156,7 +156,8 @@ fn import_file(
     let mut quarantine: Option<(PathBuf, BufWriter<File>)> = None;
     let mut first_error: Option<RecordError> = None;
     let mut txn = store.import()?;
-    // Sized up front: growing a vector of large events would copy it again and again.
+    // Sized up front and reused for every chunk: growing a vector of large events would copy it
+    // again and again, and a fresh one is memory the kernel must zero first.
     let mut pending: Vec<Event> = Vec::with_capacity(args.chunk_events + READ_CHUNK);
     for message in rx {
         let (chunk, (done, _)) = message?;
@@ -185,11 +186,7 @@ fn import_file(
             }
         }
         if pending.len() >= args.chunk_events {
-            let full = std::mem::replace(
-                &mut pending,
-                Vec::with_capacity(args.chunk_events + READ_CHUNK),
-            );
-            let outcome = txn.add(full)?;
+            let outcome = txn.add_from(&mut pending)?;
             report.imported += outcome.accepted;
             report.duplicates += outcome.duplicates;
         }
@@ -200,7 +197,7 @@ fn import_file(
     if reader.join().is_err() {
         bail!("the reader thread failed");
     }
-    let outcome = txn.add(pending)?;
+    let outcome = txn.add_from(&mut pending)?;
     report.imported += outcome.accepted;
     report.duplicates += outcome.duplicates;
     txn.commit()?;
