@@ -44,7 +44,6 @@ use std::sync::{Mutex, MutexGuard};
 use cairn_model::Event;
 
 pub use error::{Result, StoreError};
-pub use fsutil::disk_bytes;
 pub use manifest::{MANIFEST_FILE, Manifest, SegmentMeta};
 pub use parquet_io::StoredEvent;
 pub use repair::{RepairReport, repair};
@@ -265,6 +264,9 @@ impl Store {
             self.load_seen(&mut inner)?;
             let mut fresh = Vec::with_capacity(events.len());
             let mut digests = Vec::with_capacity(events.len());
+            // Repeats inside this batch: a set, not a scan of `digests` per event.
+            let mut in_batch =
+                FxHashSet::with_capacity_and_hasher(events.len(), Default::default());
             let mut outcome = Outcome::default();
             for e in events {
                 let d = message_digest(&e.message_id);
@@ -273,8 +275,7 @@ impl Store {
                     // the duplicate only once the first copy is durable.
                     wait_for = wait_for.max(batch);
                     outcome.duplicates += 1;
-                } else if inner.seen.as_ref().is_some_and(|s| s.contains(&d))
-                    || digests.contains(&d)
+                } else if inner.seen.as_ref().is_some_and(|s| s.contains(&d)) || !in_batch.insert(d)
                 {
                     outcome.duplicates += 1;
                 } else {

@@ -110,6 +110,21 @@ fn the_same_messages_twice_are_stored_once() {
 }
 
 #[test]
+fn a_message_repeated_inside_one_appended_batch_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let out = store
+        .append(vec![
+            event("a", "view", 10, "r1"),
+            event("a", "view", 10, "r1"),
+            event("a", "buy", 20, "r2"),
+        ])
+        .unwrap();
+    assert_eq!((out.accepted, out.duplicates), (2, 1));
+    assert_eq!(store.snapshot().unwrap().events(), 2);
+}
+
+#[test]
 fn an_import_not_committed_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), Options::default()).unwrap();
