@@ -65,22 +65,25 @@ fn main() {
             for (&t, &n) in c.times.iter().zip(c.names) {
                 check = check.wrapping_add(t as u64 ^ n as u64);
             }
-        });
+        })
+        .expect("scan");
         assert_eq!(seen, events);
         check
     });
     let parallel = median(runs, || {
-        let parts = snap.scan_parallel(
-            cols,
-            2,
-            || (0u64, 0u64),
-            |s, c| {
-                s.1 += c.times.len() as u64;
-                for (&t, &n) in c.times.iter().zip(c.names) {
-                    s.0 = s.0.wrapping_add(t as u64 ^ n as u64);
-                }
-            },
-        );
+        let parts = snap
+            .scan_parallel(
+                cols,
+                2,
+                || (0u64, 0u64),
+                |s, c| {
+                    s.1 += c.times.len() as u64;
+                    for (&t, &n) in c.times.iter().zip(c.names) {
+                        s.0 = s.0.wrapping_add(t as u64 ^ n as u64);
+                    }
+                },
+            )
+            .expect("scan");
         assert_eq!(parts.iter().map(|p| p.1).sum::<u64>(), events);
         parts.iter().fold(0u64, |a, p| a.wrapping_add(p.0))
     });

@@ -16,7 +16,7 @@ use arrow_array::builder::{
 };
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMicrosecondType, UInt32Type, UInt64Type};
-use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array, UInt64Array};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use cairn_model::{Event, EventKind};
 use parquet::arrow::ArrowWriter;
@@ -287,6 +287,41 @@ fn from_batch(batch: &RecordBatch, out: &mut Vec<StoredEvent>) -> Result<(), Str
         });
     }
     Ok(())
+}
+
+/// One text column of a segment (e.g. `properties`), every row in file order, as Arrow arrays
+/// of at most [`WRITE_BATCH`] rows each. Reads only that column.
+pub fn read_text_column(path: &Path, name: &str) -> Result<Vec<StringArray>> {
+    let pq = |source| StoreError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let corrupt = |reason: String| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = File::open(path).at(path)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?;
+    let index = builder
+        .schema()
+        .index_of(name)
+        .map_err(|_| corrupt(format!("no {name} column")))?;
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [index]);
+    let mut arrays = Vec::new();
+    for batch in builder
+        .with_projection(mask)
+        .with_batch_size(WRITE_BATCH)
+        .build()
+        .map_err(pq)?
+    {
+        let batch = batch?;
+        let texts = batch
+            .column(0)
+            .as_string_opt::<i32>()
+            .ok_or_else(|| corrupt(format!("{name} is not text")))?;
+        arrays.push(texts.clone());
+    }
+    Ok(arrays)
 }
 
 /// The digests of every message id in a segment: what deduplication needs from it. Reads only

@@ -12,6 +12,7 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use arrow_array::{Array, StringArray};
 use cairn_model::Micros;
 
 use crate::dict::CustomerDict;
@@ -29,6 +30,9 @@ pub struct Columns {
     pub names: bool,
     pub channels: bool,
     pub values: bool,
+    /// Each event's `properties` JSON text. Not in the scan files: read from the Parquet
+    /// segments when asked for, so it costs a pass over that column first.
+    pub properties: bool,
 }
 
 impl Columns {
@@ -37,6 +41,7 @@ impl Columns {
         names: true,
         channels: true,
         values: true,
+        properties: true,
     };
 }
 
@@ -51,6 +56,8 @@ pub struct Customer<'a> {
     pub channels: &'a [u16],
     /// NaN where an event has no value.
     pub values: &'a [f64],
+    /// JSON object text; empty where an event has no properties.
+    pub properties: &'a [&'a str],
 }
 
 impl Customer<'_> {
@@ -241,9 +248,13 @@ impl Snapshot {
         self.sources.iter().map(|s| s.scan.events() as u64).sum()
     }
 
-    /// Visits every customer in key order.
-    pub fn scan(&self, columns: Columns, mut visit: impl FnMut(Customer<'_>)) {
-        self.scan_range(columns, 0..u32::MAX, &mut visit);
+    /// Visits every customer in key order. Fails only when properties are asked for and a
+    /// segment cannot be read.
+    pub fn scan(&self, columns: Columns, mut visit: impl FnMut(Customer<'_>)) -> Result<()> {
+        let arrays = self.load_properties(columns)?;
+        let texts = property_texts(&self.sources, &arrays, columns);
+        self.scan_range(columns, &texts, 0..u32::MAX, &mut visit);
+        Ok(())
     }
 
     /// Splits the customers into `threads` key ranges of similar event counts and scans them
@@ -254,7 +265,10 @@ impl Snapshot {
         threads: usize,
         init: impl Fn() -> S + Sync,
         visit: impl Fn(&mut S, Customer<'_>) + Sync,
-    ) -> Vec<S> {
+    ) -> Result<Vec<S>> {
+        let arrays = self.load_properties(columns)?;
+        let texts = property_texts(&self.sources, &arrays, columns);
+        let texts = &texts;
         let ranges = self.key_ranges(threads.max(1));
         std::thread::scope(|scope| {
             let handles: Vec<_> = ranges
@@ -263,16 +277,16 @@ impl Snapshot {
                     let (init, visit) = (&init, &visit);
                     scope.spawn(move || {
                         let mut state = init();
-                        self.scan_range(columns, range, &mut |c| visit(&mut state, c));
+                        self.scan_range(columns, texts, range, &mut |c| visit(&mut state, c));
                         state
                     })
                 })
                 .collect();
             // A scan thread only panics on a bug; re-raise it in the caller.
-            handles
+            Ok(handles
                 .into_iter()
                 .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
+                .collect())
         })
     }
 
@@ -298,7 +312,27 @@ impl Snapshot {
         bounds.windows(2).map(|w| w[0]..w[1]).collect()
     }
 
-    fn scan_range(&self, columns: Columns, range: Range<u32>, visit: &mut dyn FnMut(Customer<'_>)) {
+    /// The properties column of every Parquet source, when the scan asks for it.
+    fn load_properties(&self, columns: Columns) -> Result<Vec<Vec<StringArray>>> {
+        if !columns.properties {
+            return Ok(Vec::new());
+        }
+        self.sources
+            .iter()
+            .map(|src| match &src.rows {
+                Rows::Parquet(path) => parquet_io::read_text_column(path, "properties"),
+                Rows::Memory(_) => Ok(Vec::new()),
+            })
+            .collect()
+    }
+
+    fn scan_range(
+        &self,
+        columns: Columns,
+        texts: &[Vec<&str>],
+        range: Range<u32>,
+        visit: &mut dyn FnMut(Customer<'_>),
+    ) {
         let mut cursors: Vec<usize> = self
             .sources
             .iter()
@@ -347,9 +381,13 @@ impl Snapshot {
                         &[]
                     },
                     values: if columns.values { &values } else { &[] },
+                    properties: match texts.get(only) {
+                        Some(t) => &t[src.rows(cursors[only])],
+                        None => &[],
+                    },
                 });
             } else {
-                merged.fill(&self.sources, &cursors, &holders, columns);
+                merged.fill(&self.sources, texts, &cursors, &holders, columns);
                 visit(merged.view(min));
             }
             for &i in &holders {
@@ -441,19 +479,55 @@ fn intern(list: &mut Vec<String>, name: &str) -> usize {
     }
 }
 
+/// Each source's properties as one `&str` per row (empty when absent), or nothing when the
+/// scan does not ask for them.
+fn property_texts<'a>(
+    sources: &'a [Source],
+    arrays: &'a [Vec<StringArray>],
+    columns: Columns,
+) -> Vec<Vec<&'a str>> {
+    if !columns.properties {
+        return Vec::new();
+    }
+    sources
+        .iter()
+        .zip(arrays)
+        .map(|(src, arrays)| match &src.rows {
+            Rows::Parquet(_) => arrays
+                .iter()
+                .flat_map(|a| {
+                    (0..a.len()).map(move |i| if a.is_valid(i) { a.value(i) } else { "" })
+                })
+                .collect(),
+            Rows::Memory(rows) => rows
+                .iter()
+                .map(|r| r.event.properties.as_deref().unwrap_or(""))
+                .collect(),
+        })
+        .collect()
+}
+
 /// Scratch space for a customer whose events are spread over several sources.
 #[derive(Default)]
-struct Merged {
+struct Merged<'s> {
     order: Vec<(i64, usize, usize)>,
     times: Vec<i64>,
     names: Vec<u16>,
     channels: Vec<u16>,
     values: Vec<f64>,
+    properties: Vec<&'s str>,
     scratch: Vec<f64>,
 }
 
-impl Merged {
-    fn fill(&mut self, sources: &[Source], cursors: &[usize], holders: &[usize], c: Columns) {
+impl<'s> Merged<'s> {
+    fn fill(
+        &mut self,
+        sources: &[Source],
+        texts: &[Vec<&'s str>],
+        cursors: &[usize],
+        holders: &[usize],
+        c: Columns,
+    ) {
         self.order.clear();
         for &h in holders {
             let scan = &sources[h].scan;
@@ -467,6 +541,7 @@ impl Merged {
         self.names.clear();
         self.channels.clear();
         self.values.clear();
+        self.properties.clear();
         for &(t, h, r) in &self.order {
             let scan = &sources[h].scan;
             if c.times {
@@ -482,6 +557,9 @@ impl Merged {
                 scan.values_into(r..r + 1, &mut self.scratch);
                 self.values.push(self.scratch[0]);
             }
+            if let Some(t) = texts.get(h) {
+                self.properties.push(t[r]);
+            }
         }
     }
 
@@ -492,6 +570,7 @@ impl Merged {
             names: &self.names,
             channels: &self.channels,
             values: &self.values,
+            properties: &self.properties,
         }
     }
 }

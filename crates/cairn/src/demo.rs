@@ -128,7 +128,7 @@ fn summary(snap: &Snapshot, format: Format) -> Result<()> {
                 *edges.entry((w[0], w[1])).or_default() += 1;
             }
         },
-    );
+    )?;
     let names = snap.event_names();
     let name = |i: u16| names.get(i as usize).map(String::as_str).unwrap_or("?");
     let mut paths: Vec<_> = paths.into_iter().collect();

@@ -37,7 +37,8 @@ fn journeys(snap: &Snapshot) -> Vec<(String, Vec<(String, i64)>)> {
             .map(|(&n, &t)| (snap.event_names()[n as usize].clone(), t))
             .collect();
         out.push((id, evs));
-    });
+    })
+    .unwrap();
     out.sort();
     out
 }
@@ -361,15 +362,17 @@ fn parallel_scan_sees_each_customer_once() {
         ])
         .unwrap();
     let snap = store.snapshot().unwrap();
-    let parts = snap.scan_parallel(
-        Columns {
-            times: true,
-            ..Default::default()
-        },
-        2,
-        Vec::new,
-        |v: &mut Vec<(u32, usize)>, c| v.push((c.key, c.times.len())),
-    );
+    let parts = snap
+        .scan_parallel(
+            Columns {
+                times: true,
+                ..Default::default()
+            },
+            2,
+            Vec::new,
+            |v: &mut Vec<(u32, usize)>, c| v.push((c.key, c.times.len())),
+        )
+        .unwrap();
     let all: Vec<(u32, usize)> = parts.into_iter().flatten().collect();
     assert_eq!(all.len(), 1001);
     let mut keys: Vec<u32> = all.iter().map(|a| a.0).collect();
@@ -378,4 +381,53 @@ fn parallel_scan_sees_each_customer_once() {
     assert_eq!(all.iter().map(|a| a.1).sum::<usize>(), 3002);
     let c7 = snap.customer_key("c7").unwrap();
     assert_eq!(all.iter().find(|a| a.0 == c7).unwrap().1, 4);
+}
+
+#[test]
+fn scan_yields_each_events_properties_in_order_across_segments_and_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    // One customer spread over two imported segments and the log tail, plus one event
+    // without properties: the scan must pair every event with its own properties.
+    import(
+        &store,
+        vec![event("a", "x", 30, "a3"), event("b", "x", 5, "b1")],
+    );
+    import(&store, vec![event("a", "x", 10, "a1")]);
+    let mut bare = event("a", "x", 20, "a2");
+    bare.properties = None;
+    store.append(vec![bare]).unwrap();
+    let snap = store.snapshot().unwrap();
+    let mut seen = Vec::new();
+    snap.scan(Columns::ALL, |c| {
+        let id = snap.customer_id(c.key).unwrap().to_string();
+        let pairs: Vec<(i64, String)> = c
+            .times
+            .iter()
+            .zip(c.properties)
+            .map(|(&t, p)| (t, p.to_string()))
+            .collect();
+        seen.push((id, pairs));
+    })
+    .unwrap();
+    let text = |id: &str| format!(r#"{{"n":"{id}"}}"#);
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "a".to_string(),
+                vec![(10, text("a1")), (20, String::new()), (30, text("a3"))]
+            ),
+            ("b".to_string(), vec![(5, text("b1"))]),
+        ]
+    );
+    // Without the flag no properties are read.
+    snap.scan(
+        Columns {
+            times: true,
+            ..Default::default()
+        },
+        |c| assert!(c.properties.is_empty()),
+    )
+    .unwrap();
 }
