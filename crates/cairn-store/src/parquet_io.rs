@@ -378,28 +378,34 @@ fn uuid_bytes(id: &str) -> Option<[u8; 16]> {
     if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
         return None;
     }
+    // Branch-free: random hex digits make a per-character `match` mispredict about every
+    // other byte, which cost an eighth of a whole CSV import.
+    const HEX_PAIRS: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
     let mut out = [0u8; 16];
-    let mut n = 0;
-    let mut high: Option<u8> = None;
-    for &c in b {
-        if c == b'-' {
-            continue;
-        }
-        let v = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            _ => return None,
-        };
-        match high.take() {
-            None => high = Some(v),
-            Some(h) => {
-                out[n] = (h << 4) | v;
-                n += 1;
-            }
-        }
+    let mut invalid = 0u8;
+    for (o, &at) in out.iter_mut().zip(&HEX_PAIRS) {
+        let (high, low) = (HEX_VALUE[b[at] as usize], HEX_VALUE[b[at + 1] as usize]);
+        invalid |= (high | low) & 0x10;
+        *o = (high << 4) | (low & 0x0f);
     }
-    (n == 16).then_some(out)
+    (invalid == 0).then_some(out)
 }
+
+/// The value of a lowercase hex digit, or 0x10 (an invalid marker bit) for any other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [0x10u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 fn uuid_text(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
