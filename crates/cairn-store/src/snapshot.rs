@@ -339,7 +339,7 @@ impl Snapshot {
             .map(|s| s.scan.keys().partition_point(|&k| k < range.start))
             .collect();
         let mut merged = Merged::default();
-        let mut values = Vec::new();
+        let mut single = Merged::default();
         let mut holders: Vec<usize> = Vec::with_capacity(self.sources.len());
         loop {
             let mut min = u32::MAX;
@@ -359,33 +359,27 @@ impl Snapshot {
             }
             if let [only] = holders[..] {
                 let src = &self.sources[only].scan;
-                let rows = src.rows(cursors[only]);
-                if columns.values {
-                    src.values_into(rows.clone(), &mut values);
+                let i = cursors[only];
+                let rows = src.rows(i);
+                single.clear();
+                if columns.times {
+                    src.times_into(i, &mut single.times);
                 }
-                visit(Customer {
-                    key: min,
-                    times: if columns.times {
-                        &src.times()[rows.clone()]
-                    } else {
-                        &[]
-                    },
-                    names: if columns.names {
-                        &src.names()[rows.clone()]
-                    } else {
-                        &[]
-                    },
-                    channels: if columns.channels {
-                        &src.channels()[rows]
-                    } else {
-                        &[]
-                    },
-                    values: if columns.values { &values } else { &[] },
-                    properties: match texts.get(only) {
-                        Some(t) => &t[src.rows(cursors[only])],
-                        None => &[],
-                    },
-                });
+                if columns.names {
+                    src.names().extend_into(rows.clone(), &mut single.names);
+                }
+                if columns.channels {
+                    src.channels()
+                        .extend_into(rows.clone(), &mut single.channels);
+                }
+                if columns.values {
+                    src.values_into(rows.clone(), &mut single.values);
+                }
+                let mut customer = single.view(min);
+                if let Some(t) = texts.get(only) {
+                    customer.properties = &t[rows];
+                }
+                visit(customer);
             } else {
                 merged.fill(&self.sources, texts, &cursors, &holders, columns);
                 visit(merged.view(min));
@@ -422,19 +416,12 @@ impl Snapshot {
         let mut seen = vec![false; self.key_count()];
         let (mut first, mut last) = (None::<Micros>, None::<Micros>);
         for src in &self.sources {
-            for &n in src.scan.names() {
-                name_counts[n as usize] += 1;
-            }
-            for &c in src.scan.channels() {
-                channel_counts[c as usize] += 1;
-            }
+            src.scan.names().count_into(&mut name_counts);
+            src.scan.channels().count_into(&mut channel_counts);
             for &k in src.scan.keys() {
                 seen[k as usize] = true;
             }
-            // Times ascend within a customer, not across: look at every one.
-            if let (Some(&a), Some(&b)) =
-                (src.scan.times().iter().min(), src.scan.times().iter().max())
-            {
+            if let Some((a, b)) = src.scan.time_range() {
                 first = Some(first.map_or(a, |f| f.min(a)));
                 last = Some(last.map_or(b, |l| l.max(b)));
             }
@@ -507,7 +494,8 @@ fn property_texts<'a>(
         .collect()
 }
 
-/// Scratch space for a customer whose events are spread over several sources.
+/// Scratch space for decoding a customer's events, and merging them when they are spread
+/// over several sources.
 #[derive(Default)]
 struct Merged<'s> {
     order: Vec<(i64, usize, usize)>,
@@ -517,6 +505,7 @@ struct Merged<'s> {
     values: Vec<f64>,
     properties: Vec<&'s str>,
     scratch: Vec<f64>,
+    scratch_times: Vec<i64>,
 }
 
 impl<'s> Merged<'s> {
@@ -532,26 +521,24 @@ impl<'s> Merged<'s> {
         for &h in holders {
             let scan = &sources[h].scan;
             let rows = scan.rows(cursors[h]);
-            let times = scan.times();
-            self.order.extend(rows.map(|r| (times[r], h, r)));
+            self.scratch_times.clear();
+            scan.times_into(cursors[h], &mut self.scratch_times);
+            self.order
+                .extend(self.scratch_times.iter().zip(rows).map(|(&t, r)| (t, h, r)));
         }
         // Stable: equal times keep source order (older segments first), which is log order.
         self.order.sort_by_key(|&(t, _, _)| t);
-        self.times.clear();
-        self.names.clear();
-        self.channels.clear();
-        self.values.clear();
-        self.properties.clear();
+        self.clear();
         for &(t, h, r) in &self.order {
             let scan = &sources[h].scan;
             if c.times {
                 self.times.push(t);
             }
             if c.names {
-                self.names.push(scan.names()[r]);
+                self.names.push(scan.names().get(r));
             }
             if c.channels {
-                self.channels.push(scan.channels()[r]);
+                self.channels.push(scan.channels().get(r));
             }
             if c.values {
                 scan.values_into(r..r + 1, &mut self.scratch);
@@ -561,6 +548,14 @@ impl<'s> Merged<'s> {
                 self.properties.push(t[r]);
             }
         }
+    }
+
+    fn clear(&mut self) {
+        self.times.clear();
+        self.names.clear();
+        self.channels.clear();
+        self.values.clear();
+        self.properties.clear();
     }
 
     fn view(&self, key: u32) -> Customer<'_> {
