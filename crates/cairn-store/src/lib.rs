@@ -52,6 +52,8 @@ pub use snapshot::{Columns, Customer, Snapshot, Stats};
 use dict::CustomerDict;
 use error::IoContext;
 use hash::{FxHashMap, FxHashSet, message_digest};
+use parquet_io::EventColumns;
+use segment::DictionaryIds;
 
 pub const SEGMENTS_DIR: &str = "segments";
 const LOCK_FILE: &str = "LOCK";
@@ -349,12 +351,13 @@ impl Store {
         // Log events were deduplicated when they were appended.
         let mut state = TxnState::default();
         let seg_dir = self.dir.join(SEGMENTS_DIR);
-        let written = prepare_chunk(inner, &mut state, &mut events, false).and_then(
-            |(_, chunk)| match chunk {
-                Some((id, chunk)) => segment::write(&seg_dir, id, &chunk).map(Some),
-                None => Ok(None),
-            },
-        );
+        let written =
+            prepare_chunk(inner, &mut state, &mut events, false).and_then(|(_, pending)| {
+                match pending {
+                    Some(pending) => pending.write(&seg_dir).map(Some),
+                    None => Ok(None),
+                }
+            });
         match written {
             Err(e) => {
                 rollback(self, inner, state);
@@ -421,20 +424,32 @@ impl Store {
     fn merge(&self, inner: &mut Inner, range: std::ops::Range<usize>) -> Result<Compaction> {
         let seg_dir = self.dir.join(SEGMENTS_DIR);
         let old: Vec<SegmentMeta> = inner.manifest.segments[range.clone()].to_vec();
-        let mut rows = Vec::with_capacity(old.iter().map(|s| s.events as usize).sum());
-        for seg in &old {
-            rows.extend(parquet_io::read(&seg_dir.join(seg.parquet_name()), None)?);
-        }
-        let events = rows.len() as u64;
         let mut manifest = inner.manifest.clone();
-        let chunk = segment::Chunk::new(
-            rows,
-            |n| intern_cached(&mut manifest.event_names, &mut inner.names, n),
-            |c| intern_cached(&mut manifest.channels, &mut inner.channels, c),
-        )?;
+        let mut columns = EventColumns::default();
+        for seg in &old {
+            // One segment's rows at a time: they are copied into `columns` and dropped.
+            let rows = parquet_io::read(&seg_dir.join(seg.parquet_name()), None)?;
+            let mut ids = DictionaryIds::default();
+            for r in &rows {
+                let (name, channel) = ids.of(
+                    &r.event,
+                    |n| intern_cached(&mut manifest.event_names, &mut inner.names, n),
+                    |c| intern_cached(&mut manifest.channels, &mut inner.channels, c),
+                )?;
+                columns.push(r.key, r.seq, name, channel, &r.event);
+            }
+        }
+        let events = columns.len() as u64;
         let id = manifest.next_segment_id;
         manifest.next_segment_id += 1;
-        let meta = match segment::write(&seg_dir, id, &chunk) {
+        let written = segment::write(
+            &seg_dir,
+            id,
+            &columns,
+            &manifest.event_names,
+            &manifest.channels,
+        );
+        let meta = match written {
             Ok(meta) => meta,
             Err(e) => {
                 remove_segment_files(&seg_dir, id);
@@ -497,8 +512,9 @@ struct TxnState {
     /// chunks of one import without a hash set insert per event (cache misses dominate
     /// those); merging sorted runs is sequential and several times cheaper.
     runs: Vec<Vec<u128>>,
-    /// An empty row buffer handed back by the segment writer, for the next chunk.
-    spare_rows: Vec<StoredEvent>,
+    /// Emptied columns handed back by the segment writer, for the next chunk: their
+    /// buffers are memory already paged in.
+    spare: EventColumns,
 }
 
 /// Marks (false) the events whose message id is already stored (`seen`), in an earlier chunk
@@ -548,7 +564,7 @@ fn prepare_chunk(
     state: &mut TxnState,
     events: &mut Vec<Event>,
     dedupe: bool,
-) -> Result<(Outcome, Option<(u64, segment::Chunk)>)> {
+) -> Result<(Outcome, Option<PendingSegment>)> {
     let mut manifest = state
         .manifest
         .take()
@@ -564,7 +580,7 @@ fn prepare_into(
     state: &mut TxnState,
     events: &mut Vec<Event>,
     dedupe: bool,
-) -> Result<(Outcome, Option<(u64, segment::Chunk)>)> {
+) -> Result<(Outcome, Option<PendingSegment>)> {
     let mut outcome = Outcome::default();
     let keep = if dedupe {
         find_duplicates(events, inner.seen.as_ref(), &mut state.runs)
@@ -572,45 +588,64 @@ fn prepare_into(
         Vec::new()
     };
     outcome.duplicates = keep.iter().filter(|&&k| !k).count() as u64;
-    // Reuse the last chunk's row buffer: a fresh one would be new memory the kernel has to
-    // zero page by page, gigabytes over an import.
-    let mut rows = std::mem::take(&mut state.spare_rows);
-    rows.clear();
-    rows.reserve(events.len() - outcome.duplicates as usize);
-    let mut last_customer: Option<(String, u32)> = None;
-    for (i, event) in events.drain(..).enumerate() {
+    // Reuse the last chunk's buffers: fresh ones would be new memory the kernel has to zero
+    // page by page, gigabytes over an import.
+    let mut columns = std::mem::take(&mut state.spare);
+    columns.clear();
+    let mut ids = DictionaryIds::default();
+    let mut last_customer: Option<(&str, u32)> = None;
+    for (i, event) in events.iter().enumerate() {
         if keep.get(i) == Some(&false) {
             continue;
         }
         // Sources mostly list a customer's events together: skip the map lookup then.
-        let key = match &last_customer {
-            Some((id, key)) if id == event.customer_id() => *key,
+        let key = match last_customer {
+            Some((id, key)) if id == event.customer_id() => key,
             _ => {
                 let key = inner.dict.key_or_insert(event.customer_id());
-                last_customer = Some((event.customer_id().to_string(), key));
+                last_customer = Some((event.customer_id(), key));
                 key
             }
         };
-        rows.push(StoredEvent {
-            key,
-            seq: manifest.next_seq,
+        let (name, channel) = ids.of(
             event,
-        });
+            |n| intern_cached(&mut manifest.event_names, &mut inner.names, n),
+            |c| intern_cached(&mut manifest.channels, &mut inner.channels, c),
+        )?;
+        columns.push(key, manifest.next_seq, name, channel, event);
         manifest.next_seq += 1;
     }
-    outcome.accepted = rows.len() as u64;
-    if rows.is_empty() {
+    events.clear();
+    outcome.accepted = columns.len() as u64;
+    if columns.is_empty() {
+        state.spare = columns;
         return Ok((outcome, None));
     }
-    let chunk = segment::Chunk::new(
-        rows,
-        |n| intern_cached(&mut manifest.event_names, &mut inner.names, n),
-        |c| intern_cached(&mut manifest.channels, &mut inner.channels, c),
-    )?;
     let id = manifest.next_segment_id;
     manifest.next_segment_id += 1;
     state.written.push(id);
-    Ok((outcome, Some((id, chunk))))
+    let pending = PendingSegment {
+        id,
+        columns,
+        names: manifest.event_names.clone(),
+        channels: manifest.channels.clone(),
+    };
+    Ok((outcome, Some(pending)))
+}
+
+/// A segment ready to be written, with the dictionaries its indexes point into (a copy, so
+/// that it can be written on another thread while the next chunk adds names).
+struct PendingSegment {
+    id: u64,
+    columns: EventColumns,
+    names: Vec<String>,
+    channels: Vec<String>,
+}
+
+impl PendingSegment {
+    fn write(&self, seg_dir: &Path) -> Result<SegmentMeta> {
+        segment::write(seg_dir, self.id, &self.columns, &self.names, &self.channels)
+    }
 }
 
 /// Makes a write's segments part of the store: one atomic manifest commit.
@@ -665,7 +700,7 @@ pub struct Import<'a> {
     committed: bool,
     outcome: Outcome,
     state: TxnState,
-    writing: Option<std::thread::JoinHandle<(Result<SegmentMeta>, Vec<StoredEvent>)>>,
+    writing: Option<std::thread::JoinHandle<(Result<SegmentMeta>, EventColumns)>>,
 }
 
 impl Import<'_> {
@@ -679,18 +714,16 @@ impl Import<'_> {
     /// next chunk.
     pub fn add_from(&mut self, events: &mut Vec<Event>) -> Result<Outcome> {
         // Prepare this chunk while the previous one is still being written (the writer hands
-        // its row buffer back for the chunk after this one), then wait for it: keeping it in
+        // its columns back for the chunk after this one), then wait for it: keeping it in
         // the working manifest in id order.
-        let (outcome, chunk) = prepare_chunk(&mut self.inner, &mut self.state, events, true)?;
+        let (outcome, pending) = prepare_chunk(&mut self.inner, &mut self.state, events, true)?;
         self.outcome += outcome;
         self.finish_writing()?;
-        if let Some((id, chunk)) = chunk {
+        if let Some(pending) = pending {
             let seg_dir = self.store.dir.join(SEGMENTS_DIR);
             self.writing = Some(std::thread::spawn(move || {
-                let written = segment::write(&seg_dir, id, &chunk);
-                let mut rows = chunk.rows;
-                rows.clear();
-                (written, rows)
+                let written = pending.write(&seg_dir);
+                (written, pending.columns)
             }));
         }
         Ok(outcome)
@@ -701,10 +734,10 @@ impl Import<'_> {
         let Some(handle) = self.writing.take() else {
             return Ok(());
         };
-        let (written, rows) = handle
+        let (written, columns) = handle
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        self.state.spare_rows = rows;
+        self.state.spare = columns;
         let meta = written?;
         if let Some(manifest) = self.state.manifest.as_mut() {
             manifest.segments.push(meta);

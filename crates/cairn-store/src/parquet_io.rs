@@ -16,7 +16,9 @@ use arrow_array::builder::{
 };
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMicrosecondType, UInt32Type, UInt64Type};
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow_array::{
+    Array, ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array, UInt64Array,
+};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use cairn_model::{Event, EventKind};
 use parquet::arrow::ArrowWriter;
@@ -94,78 +96,250 @@ fn writer_properties() -> WriterProperties {
         .build()
 }
 
-/// Writes `rows` in the given order to a new Parquet file and fsyncs it; returns its size.
-pub fn write(path: &Path, rows: &[StoredEvent], order: &[u32]) -> Result<u64> {
-    let file = File::create(path).at(path)?;
-    let pq = |source| StoreError::Parquet {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut writer = ArrowWriter::try_new(file, schema(), Some(writer_properties())).map_err(pq)?;
-    for chunk in order.chunks(WRITE_BATCH) {
-        let batch: Vec<&StoredEvent> = chunk.iter().map(|&i| &rows[i as usize]).collect();
-        writer.write(&to_batch(&batch)?).map_err(pq)?;
-    }
-    let file = writer.into_inner().map_err(pq)?;
-    file.sync_all().at(path)?;
-    Ok(file.metadata().at(path)?.len())
+/// One text column of [`EventColumns`]: every value's bytes back to back. 64-bit offsets,
+/// so a chunk or a compaction of any size fits (Arrow's own string builders stop at 2 GiB).
+#[derive(Debug, Default)]
+struct TextColumn {
+    bytes: Vec<u8>,
+    /// Where each value ends in `bytes`, with [`NULL`] set for a missing value.
+    ends: Vec<u64>,
 }
 
-fn to_batch(rows: &[&StoredEvent]) -> Result<RecordBatch> {
-    let n = rows.len();
-    let strings = |f: &dyn Fn(&Event) -> Option<&str>| -> ArrayRef {
-        let mut b = StringBuilder::with_capacity(n, n * 8);
-        for r in rows {
-            b.append_option(f(&r.event));
+const NULL: u64 = 1 << 63;
+
+impl TextColumn {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    fn push(&mut self, text: Option<&str>) {
+        match text {
+            Some(t) => {
+                self.bytes.extend_from_slice(t.as_bytes());
+                self.ends.push(self.bytes.len() as u64);
+            }
+            None => self.ends.push(self.bytes.len() as u64 | NULL),
+        }
+    }
+
+    fn get(&self, row: usize) -> Option<&str> {
+        let end = self.ends[row];
+        if end & NULL != 0 {
+            return None;
+        }
+        let start = match row {
+            0 => 0,
+            _ => self.ends[row - 1] & !NULL,
+        };
+        let bytes = &self.bytes[start as usize..end as usize];
+        // SAFETY: `bytes` is exactly one value pushed as a `&str`, so it is valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    }
+
+    /// The values of `rows`, in that order, as an Arrow array.
+    fn gather(&self, rows: &[u32]) -> ArrayRef {
+        let bytes = rows
+            .iter()
+            .map(|&r| self.get(r as usize).map_or(0, str::len))
+            .sum();
+        let mut b = StringBuilder::with_capacity(rows.len(), bytes);
+        for &r in rows {
+            b.append_option(self.get(r as usize));
         }
         Arc::new(b.finish())
-    };
-    let times = |f: &dyn Fn(&Event) -> Option<i64>| -> ArrayRef {
-        let mut b = TimestampMicrosecondBuilder::with_capacity(n);
-        for r in rows {
-            b.append_option(f(&r.event));
-        }
-        Arc::new(b.finish().with_timezone("UTC"))
-    };
-    let mut value = Float64Builder::with_capacity(n);
-    for r in rows {
-        value.append_option(r.event.value);
     }
-    let mut message_id = StringBuilder::with_capacity(n, 0);
-    let mut message_uuid = FixedSizeBinaryBuilder::with_capacity(n, 16);
-    for r in rows {
-        match uuid_bytes(&r.event.message_id) {
-            Some(bytes) => {
-                message_id.append_null();
-                message_uuid.append_value(bytes)?;
-            }
-            None => {
-                message_id.append_value(&r.event.message_id);
-                message_uuid.append_null();
-            }
+}
+
+/// Events on their way into a segment, as columns in arrival order: what every segment
+/// writer (import, log flush, compaction) fills, and [`EventColumns::write`] sorts and writes.
+/// Columns rather than `Event`s because an event is a dozen separately allocated strings:
+/// copying their bytes into a few growing buffers is several times cheaper to build, hold
+/// and drop, and a cleared `EventColumns` keeps its buffers for the next chunk.
+#[derive(Debug, Default)]
+pub struct EventColumns {
+    pub keys: Vec<u32>,
+    pub times: Vec<i64>,
+    pub seqs: Vec<u64>,
+    /// Indexes into the store's event-name and channel dictionaries.
+    pub names: Vec<u16>,
+    pub channels: Vec<u16>,
+    pub values: Vec<Option<f64>>,
+    kinds: Vec<EventKind>,
+    /// Set where the message id is a canonical UUID (`message_id` then holds null).
+    message_uuids: Vec<Option<[u8; 16]>>,
+    sent_at: Vec<Option<i64>>,
+    received_at: Vec<Option<i64>>,
+    message_id: TextColumn,
+    user_id: TextColumn,
+    anonymous_id: TextColumn,
+    group_id: TextColumn,
+    previous_id: TextColumn,
+    properties: TextColumn,
+    traits: TextColumn,
+    context: TextColumn,
+}
+
+impl EventColumns {
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Empties every column, keeping the memory for the next chunk.
+    pub fn clear(&mut self) {
+        self.keys.clear();
+        self.times.clear();
+        self.seqs.clear();
+        self.names.clear();
+        self.channels.clear();
+        self.values.clear();
+        self.kinds.clear();
+        self.message_uuids.clear();
+        self.sent_at.clear();
+        self.received_at.clear();
+        for text in [
+            &mut self.message_id,
+            &mut self.user_id,
+            &mut self.anonymous_id,
+            &mut self.group_id,
+            &mut self.previous_id,
+            &mut self.properties,
+            &mut self.traits,
+            &mut self.context,
+        ] {
+            text.clear();
         }
     }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.key))),
-        times(&|e| Some(e.timestamp)),
-        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.seq))),
-        strings(&|e| Some(e.kind.as_str())),
-        strings(&|e| Some(&e.event)),
-        strings(&|e| Some(&e.channel)),
-        Arc::new(value.finish()),
-        Arc::new(message_id.finish()),
-        Arc::new(message_uuid.finish()),
-        strings(&|e| e.user_id.as_deref()),
-        strings(&|e| e.anonymous_id.as_deref()),
-        times(&|e| e.sent_at),
-        times(&|e| e.received_at),
-        strings(&|e| e.group_id.as_deref()),
-        strings(&|e| e.previous_id.as_deref()),
-        strings(&|e| e.properties.as_deref()),
-        strings(&|e| e.traits.as_deref()),
-        strings(&|e| e.context.as_deref()),
-    ];
-    Ok(RecordBatch::try_new(schema(), columns)?)
+
+    /// Appends one event with its customer key, log position and dictionary indexes.
+    pub fn push(&mut self, key: u32, seq: u64, name: u16, channel: u16, e: &Event) {
+        self.keys.push(key);
+        self.times.push(e.timestamp);
+        self.seqs.push(seq);
+        self.names.push(name);
+        self.channels.push(channel);
+        self.values.push(e.value);
+        self.kinds.push(e.kind);
+        let uuid = uuid_bytes(&e.message_id);
+        self.message_uuids.push(uuid);
+        self.message_id
+            .push(uuid.is_none().then_some(e.message_id.as_str()));
+        self.user_id.push(e.user_id.as_deref());
+        self.anonymous_id.push(e.anonymous_id.as_deref());
+        self.sent_at.push(e.sent_at);
+        self.received_at.push(e.received_at);
+        self.group_id.push(e.group_id.as_deref());
+        self.previous_id.push(e.previous_id.as_deref());
+        self.properties.push(e.properties.as_deref());
+        self.traits.push(e.traits.as_deref());
+        self.context.push(e.context.as_deref());
+    }
+
+    /// Row indexes in segment order: (customer key, timestamp, seq).
+    pub fn order(&self) -> Vec<u32> {
+        let mut keyed: Vec<(u32, i64, u64, u32)> = (0..self.len())
+            .map(|i| (self.keys[i], self.times[i], self.seqs[i], i as u32))
+            .collect();
+        if !keyed.is_sorted() {
+            keyed.sort_unstable();
+        }
+        keyed.into_iter().map(|k| k.3).collect()
+    }
+
+    /// Writes the rows named by `order`, in that order, to a new Parquet file and fsyncs it;
+    /// returns its size. `names` and `channels` are the store's dictionaries.
+    pub fn write(
+        &self,
+        path: &Path,
+        order: &[u32],
+        names: &[String],
+        channels: &[String],
+    ) -> Result<u64> {
+        let pq = |source| StoreError::Parquet {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::create(path).at(path)?;
+        let mut writer =
+            ArrowWriter::try_new(file, schema(), Some(writer_properties())).map_err(pq)?;
+        for rows in order.chunks(WRITE_BATCH) {
+            writer
+                .write(&self.batch(path, rows, names, channels)?)
+                .map_err(pq)?;
+        }
+        let file = writer.into_inner().map_err(pq)?;
+        file.sync_all().at(path)?;
+        Ok(file.metadata().at(path)?.len())
+    }
+
+    fn batch(
+        &self,
+        path: &Path,
+        rows: &[u32],
+        names: &[String],
+        channels: &[String],
+    ) -> Result<RecordBatch> {
+        let n = rows.len();
+        let each = || rows.iter().map(|&r| r as usize);
+        let dictionary_text = |dict: &[String], ids: &[u16]| -> Result<ArrayRef> {
+            let mut b = StringBuilder::with_capacity(n, n * 12);
+            for r in each() {
+                let id = ids[r] as usize;
+                let text = dict.get(id).ok_or_else(|| StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: format!("dictionary index {id} out of range"),
+                })?;
+                b.append_value(text);
+            }
+            Ok(Arc::new(b.finish()))
+        };
+        let times = |values: &[Option<i64>]| -> ArrayRef {
+            let mut b = TimestampMicrosecondBuilder::with_capacity(n);
+            for r in each() {
+                b.append_option(values[r]);
+            }
+            Arc::new(b.finish().with_timezone("UTC"))
+        };
+        let mut kinds = StringBuilder::with_capacity(n, n * 5);
+        let mut value = Float64Builder::with_capacity(n);
+        let mut uuid = FixedSizeBinaryBuilder::with_capacity(n, 16);
+        for r in each() {
+            kinds.append_value(self.kinds[r].as_str());
+            value.append_option(self.values[r]);
+            match self.message_uuids[r] {
+                Some(bytes) => uuid.append_value(bytes)?,
+                None => uuid.append_null(),
+            }
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt32Array::from_iter_values(each().map(|r| self.keys[r]))),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(each().map(|r| self.times[r]))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(UInt64Array::from_iter_values(each().map(|r| self.seqs[r]))),
+            Arc::new(kinds.finish()),
+            dictionary_text(names, &self.names)?,
+            dictionary_text(channels, &self.channels)?,
+            Arc::new(value.finish()),
+            self.message_id.gather(rows),
+            Arc::new(uuid.finish()),
+            self.user_id.gather(rows),
+            self.anonymous_id.gather(rows),
+            times(&self.sent_at),
+            times(&self.received_at),
+            self.group_id.gather(rows),
+            self.previous_id.gather(rows),
+            self.properties.gather(rows),
+            self.traits.gather(rows),
+            self.context.gather(rows),
+        ];
+        Ok(RecordBatch::try_new(schema(), columns)?)
+    }
 }
 
 /// Reads events back, all of them or only the given row ranges (sorted, disjoint).

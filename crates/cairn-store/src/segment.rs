@@ -2,116 +2,51 @@
 
 use std::path::Path;
 
+use cairn_model::Event;
+
 use crate::error::{Result, StoreError};
 use crate::manifest::SegmentMeta;
-use crate::parquet_io::{self, StoredEvent};
+use crate::parquet_io::EventColumns;
 use crate::scanfile::{self, ScanColumns};
-
-/// Events on their way into a segment, in arrival order, with their dictionary indexes.
-#[derive(Debug, Default)]
-pub struct Chunk {
-    pub rows: Vec<StoredEvent>,
-    pub names: Vec<u16>,
-    pub channels: Vec<u16>,
-}
 
 /// The most event names (and channels) a store holds: scan files keep their indexes in 16
 /// bits. Product analytics tools cap event types far lower (a few thousand).
 pub const MAX_NAMES: usize = u16::MAX as usize;
 
-impl Chunk {
-    /// Dictionary indexes for every row, from `name_id` / `channel_id` (which add new names).
-    pub fn new(
-        rows: Vec<StoredEvent>,
-        mut name_id: impl FnMut(&str) -> usize,
-        mut channel_id: impl FnMut(&str) -> usize,
-    ) -> Result<Chunk> {
-        let mut names = Vec::with_capacity(rows.len());
-        let mut channels = Vec::with_capacity(rows.len());
-        // Consecutive events mostly share a name or a channel: skip the lookup when they do.
-        let mut last_name: Option<(&str, u16)> = None;
-        let mut last_channel: Option<(&str, u16)> = None;
-        for r in &rows {
-            let name = match last_name {
-                Some((n, id)) if n == r.event.event => id,
-                _ => {
-                    let id = checked(name_id(&r.event.event), "event names")?;
-                    last_name = Some((&r.event.event, id));
-                    id
-                }
-            };
-            names.push(name);
-            let channel = match last_channel {
-                Some((c, id)) if c == r.event.channel => id,
-                _ => {
-                    let id = checked(channel_id(&r.event.channel), "channels")?;
-                    last_channel = Some((&r.event.channel, id));
-                    id
-                }
-            };
-            channels.push(channel);
-        }
-        Ok(Chunk {
-            rows,
-            names,
-            channels,
-        })
-    }
+/// Dictionary indexes of events' names and channels. Consecutive events mostly share a name
+/// or a channel: the lookup is skipped when they do.
+#[derive(Default)]
+pub struct DictionaryIds<'e> {
+    last_name: Option<(&'e str, u16)>,
+    last_channel: Option<(&'e str, u16)>,
+}
 
-    /// Row indexes in segment order: (customer key, timestamp, seq). The events themselves are
-    /// large, so they are never moved; the writers follow this order instead.
-    pub fn order(&self) -> Vec<u32> {
-        let mut keyed: Vec<(u32, i64, u64, u32)> = self
-            .rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.key, r.event.timestamp, r.seq, i as u32))
-            .collect();
-        if !keyed.is_sorted() {
-            keyed.sort_unstable();
-        }
-        keyed.into_iter().map(|k| k.3).collect()
-    }
-
-    /// The scan columns, in `order`.
-    pub fn scan_columns(&self, order: &[u32]) -> ScanColumns {
-        let n = order.len();
-        let mut c = ScanColumns {
-            times: Vec::with_capacity(n),
-            names: Vec::with_capacity(n),
-            channels: Vec::with_capacity(n),
-            ..Default::default()
+impl<'e> DictionaryIds<'e> {
+    /// The (name, channel) indexes of `e`, from `name_id` / `channel_id` (which add new
+    /// names to the dictionaries).
+    pub fn of(
+        &mut self,
+        e: &'e Event,
+        name_id: impl FnOnce(&str) -> usize,
+        channel_id: impl FnOnce(&str) -> usize,
+    ) -> Result<(u16, u16)> {
+        let name = match self.last_name {
+            Some((n, id)) if n == e.event => id,
+            _ => {
+                let id = checked(name_id(&e.event), "event names")?;
+                self.last_name = Some((&e.event, id));
+                id
+            }
         };
-        for (pos, &i) in order.iter().enumerate() {
-            let r = &self.rows[i as usize];
-            if c.keys.last() != Some(&r.key) {
-                c.keys.push(r.key);
-                c.starts.push(pos as u32);
+        let channel = match self.last_channel {
+            Some((c, id)) if c == e.channel => id,
+            _ => {
+                let id = checked(channel_id(&e.channel), "channels")?;
+                self.last_channel = Some((&e.channel, id));
+                id
             }
-            c.times.push(r.event.timestamp);
-            c.names.push(self.names[i as usize]);
-            c.channels.push(self.channels[i as usize]);
-            if let Some(v) = r.event.value {
-                c.value_rows.push(pos as u32);
-                c.value_vals.push(v);
-            }
-        }
-        c.starts.push(n as u32);
-        c
-    }
-
-    /// Puts the rows themselves in segment order (for in-memory sources, which index rows by
-    /// scan position).
-    pub fn into_sorted(self) -> (Vec<StoredEvent>, ScanColumns) {
-        let order = self.order();
-        let scan = self.scan_columns(&order);
-        let mut slots: Vec<Option<StoredEvent>> = self.rows.into_iter().map(Some).collect();
-        // `order` is a permutation of the row indexes, so every slot is taken exactly once.
-        let rows = order
-            .iter()
-            .filter_map(|&i| slots[i as usize].take())
-            .collect();
-        (rows, scan)
+        };
+        Ok((name, channel))
     }
 }
 
@@ -126,22 +61,56 @@ fn checked(id: usize, what: &str) -> Result<u16> {
         })
 }
 
-/// Writes segment `id` into `dir` (Parquet first, then its scan file) and describes it.
-pub fn write(dir: &Path, id: u64, chunk: &Chunk) -> Result<SegmentMeta> {
-    let order = chunk.order();
-    let scan = chunk.scan_columns(&order);
+/// The scan columns of `c`, in `order`.
+pub fn scan_columns(c: &EventColumns, order: &[u32]) -> ScanColumns {
+    let n = order.len();
+    let mut s = ScanColumns {
+        times: Vec::with_capacity(n),
+        names: Vec::with_capacity(n),
+        channels: Vec::with_capacity(n),
+        ..Default::default()
+    };
+    for (pos, &i) in order.iter().enumerate() {
+        let i = i as usize;
+        if s.keys.last() != Some(&c.keys[i]) {
+            s.keys.push(c.keys[i]);
+            s.starts.push(pos as u32);
+        }
+        s.times.push(c.times[i]);
+        s.names.push(c.names[i]);
+        s.channels.push(c.channels[i]);
+        if let Some(v) = c.values[i] {
+            s.value_rows.push(pos as u32);
+            s.value_vals.push(v);
+        }
+    }
+    s.starts.push(n as u32);
+    s
+}
+
+/// Writes the events of `c` as segment `id` into `dir` (Parquet first, then its scan file)
+/// and describes it. `names` and `channels` are the dictionaries `c`'s indexes point into.
+pub fn write(
+    dir: &Path,
+    id: u64,
+    c: &EventColumns,
+    names: &[String],
+    channels: &[String],
+) -> Result<SegmentMeta> {
+    let order = c.order();
+    let scan = scan_columns(c, &order);
     let mut meta = SegmentMeta {
         id,
-        events: chunk.rows.len() as u64,
+        events: c.len() as u64,
         customers: scan.keys.len() as u64,
-        min_seq: chunk.rows.iter().map(|r| r.seq).min().unwrap_or(0),
-        max_seq: chunk.rows.iter().map(|r| r.seq).max().unwrap_or(0),
+        min_seq: c.seqs.iter().copied().min().unwrap_or(0),
+        max_seq: c.seqs.iter().copied().max().unwrap_or(0),
         first_event: scan.times.iter().copied().min().unwrap_or(0),
         last_event: scan.times.iter().copied().max().unwrap_or(0),
         parquet_bytes: 0,
         scan_bytes: 0,
     };
-    meta.parquet_bytes = parquet_io::write(&dir.join(meta.parquet_name()), &chunk.rows, &order)?;
+    meta.parquet_bytes = c.write(&dir.join(meta.parquet_name()), &order, names, channels)?;
     meta.scan_bytes = scanfile::write(&dir.join(meta.scan_name()), &scan)?;
     Ok(meta)
 }

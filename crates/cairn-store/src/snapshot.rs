@@ -18,8 +18,9 @@ use cairn_model::Micros;
 use crate::dict::CustomerDict;
 use crate::error::{Result, StoreError};
 use crate::manifest::{Manifest, SegmentMeta};
-use crate::parquet_io::{self, StoredEvent};
+use crate::parquet_io::{self, EventColumns, StoredEvent};
 use crate::scanfile::ScanData;
+use crate::segment::{DictionaryIds, scan_columns};
 use crate::{SEGMENTS_DIR, wal};
 
 /// Which columns a scan reads. Columns not asked for come back as empty slices and are never
@@ -191,10 +192,23 @@ impl Snapshot {
                 seq += 1;
             }
         }
+        // The same columns and order as a segment written from these events.
+        let mut columns = EventColumns::default();
+        let mut ids = DictionaryIds::default();
         let (names, channels) = (&mut self.event_names, &mut self.channels);
-        let chunk =
-            crate::segment::Chunk::new(rows, |n| intern(names, n), |c| intern(channels, c))?;
-        let (rows, scan) = chunk.into_sorted();
+        for r in &rows {
+            let (name, channel) =
+                ids.of(&r.event, |n| intern(names, n), |c| intern(channels, c))?;
+            columns.push(r.key, r.seq, name, channel, &r.event);
+        }
+        let order = columns.order();
+        let scan = scan_columns(&columns, &order);
+        let mut slots: Vec<Option<StoredEvent>> = rows.into_iter().map(Some).collect();
+        // `order` is a permutation of the row indexes, so every slot is taken exactly once.
+        let rows = order
+            .iter()
+            .filter_map(|&i| slots[i as usize].take())
+            .collect();
         self.sources.push(Source {
             scan: ScanData::from_columns(&scan),
             rows: Rows::Memory(rows),
