@@ -346,18 +346,20 @@ impl Store {
         }
         self.wal.rotate();
         let batches: Vec<wal::Batch> = inner.memtable.drain(..take).collect();
-        let mut events: Vec<Event> = batches.into_iter().flat_map(|b| b.events).collect();
+        let events: Vec<Event> = batches.into_iter().flat_map(|b| b.events).collect();
         inner.memtable_events -= events.len();
-        // Log events were deduplicated when they were appended.
         let mut state = TxnState::default();
         let seg_dir = self.dir.join(SEGMENTS_DIR);
-        let written =
-            prepare_chunk(inner, &mut state, &mut events, false).and_then(|(_, pending)| {
-                match pending {
-                    Some(pending) => pending.write(&seg_dir).map(Some),
-                    None => Ok(None),
-                }
-            });
+        let mut columns = EventColumns::default();
+        // Log events were deduplicated when they were appended: every row is kept.
+        let written = push_events(inner, &mut state, &mut columns, None, &events).and_then(|()| {
+            if columns.is_empty() {
+                return Ok(None);
+            }
+            next_segment(inner, &mut state, columns, Vec::new())
+                .write(&seg_dir)
+                .map(Some)
+        });
         match written {
             Err(e) => {
                 rollback(self, inner, state);
@@ -387,6 +389,9 @@ impl Store {
             committed: false,
             outcome: Outcome::default(),
             state: TxnState::default(),
+            segment_events: SEGMENT_EVENTS,
+            filling: EventColumns::default(),
+            digests: Vec::new(),
             writing: None,
         })
     }
@@ -446,6 +451,7 @@ impl Store {
             &seg_dir,
             id,
             &columns,
+            &[],
             &manifest.event_names,
             &manifest.channels,
         );
@@ -512,27 +518,24 @@ struct TxnState {
     /// chunks of one import without a hash set insert per event (cache misses dominate
     /// those); merging sorted runs is sequential and several times cheaper.
     runs: Vec<Vec<u128>>,
-    /// Emptied columns handed back by the segment writer, for the next chunk: their
-    /// buffers are memory already paged in.
-    spare: EventColumns,
 }
 
-/// Marks (false) the events whose message id is already stored (`seen`), in an earlier chunk
-/// of this write (`runs`) or earlier in this chunk; adds this chunk's digests to `runs`. The
-/// first occurrence in input order is kept.
+/// Marks (false) the rows whose message-id digest is already stored (`seen`), in an earlier
+/// segment of this write (`runs`) or earlier in `digests`; adds the kept digests to `runs`.
+/// The first occurrence in input order is kept.
 fn find_duplicates(
-    events: &[Event],
+    digests: &[u128],
     seen: Option<&FxHashSet<u128>>,
     runs: &mut Vec<Vec<u128>>,
 ) -> Vec<bool> {
-    let mut tagged: Vec<(u128, u32)> = events
+    let mut tagged: Vec<(u128, u32)> = digests
         .iter()
         .enumerate()
-        .map(|(i, e)| (message_digest(&e.message_id), i as u32))
+        .map(|(i, &d)| (d, i as u32))
         .collect();
     tagged.sort_unstable();
     let seen = seen.filter(|s| !s.is_empty());
-    let mut keep = vec![true; events.len()];
+    let mut keep = vec![true; digests.len()];
     let mut cursors = vec![0usize; runs.len()];
     let mut previous = None;
     let mut run = Vec::with_capacity(tagged.len());
@@ -557,47 +560,19 @@ fn find_duplicates(
     keep
 }
 
-/// Dedupes, keys and numbers a batch of events and interns their names into the working
-/// manifest; returns the chunk to write as segment `id` (none when all were duplicates).
-fn prepare_chunk(
+/// Keys, numbers and interns `events` into `columns` (and their message-id digests into
+/// `digests`, when given), adding new names to the write's working manifest.
+fn push_events(
     inner: &mut Inner,
     state: &mut TxnState,
-    events: &mut Vec<Event>,
-    dedupe: bool,
-) -> Result<(Outcome, Option<PendingSegment>)> {
-    let mut manifest = state
-        .manifest
-        .take()
-        .unwrap_or_else(|| inner.manifest.clone());
-    let result = prepare_into(inner, &mut manifest, state, events, dedupe);
-    state.manifest = Some(manifest);
-    result
-}
-
-fn prepare_into(
-    inner: &mut Inner,
-    manifest: &mut Manifest,
-    state: &mut TxnState,
-    events: &mut Vec<Event>,
-    dedupe: bool,
-) -> Result<(Outcome, Option<PendingSegment>)> {
-    let mut outcome = Outcome::default();
-    let keep = if dedupe {
-        find_duplicates(events, inner.seen.as_ref(), &mut state.runs)
-    } else {
-        Vec::new()
-    };
-    outcome.duplicates = keep.iter().filter(|&&k| !k).count() as u64;
-    // Reuse the last chunk's buffers: fresh ones would be new memory the kernel has to zero
-    // page by page, gigabytes over an import.
-    let mut columns = std::mem::take(&mut state.spare);
-    columns.clear();
+    columns: &mut EventColumns,
+    mut digests: Option<&mut Vec<u128>>,
+    events: &[Event],
+) -> Result<()> {
+    let manifest = state.manifest.get_or_insert_with(|| inner.manifest.clone());
     let mut ids = DictionaryIds::default();
     let mut last_customer: Option<(&str, u32)> = None;
-    for (i, event) in events.iter().enumerate() {
-        if keep.get(i) == Some(&false) {
-            continue;
-        }
+    for event in events {
         // Sources mostly list a customer's events together: skip the map lookup then.
         let key = match last_customer {
             Some((id, key)) if id == event.customer_id() => key,
@@ -614,37 +589,55 @@ fn prepare_into(
         )?;
         columns.push(key, manifest.next_seq, name, channel, event);
         manifest.next_seq += 1;
+        if let Some(d) = digests.as_deref_mut() {
+            d.push(message_digest(&event.message_id));
+        }
     }
-    events.clear();
-    outcome.accepted = columns.len() as u64;
-    if columns.is_empty() {
-        state.spare = columns;
-        return Ok((outcome, None));
-    }
+    Ok(())
+}
+
+/// Takes `columns` as the write's next segment (only the rows `keep` marks, all when it is
+/// empty), with a copy of the dictionaries its indexes point into.
+fn next_segment(
+    inner: &Inner,
+    state: &mut TxnState,
+    columns: EventColumns,
+    keep: Vec<bool>,
+) -> PendingSegment {
+    let manifest = state.manifest.get_or_insert_with(|| inner.manifest.clone());
     let id = manifest.next_segment_id;
     manifest.next_segment_id += 1;
     state.written.push(id);
-    let pending = PendingSegment {
+    PendingSegment {
         id,
         columns,
+        keep,
         names: manifest.event_names.clone(),
         channels: manifest.channels.clone(),
-    };
-    Ok((outcome, Some(pending)))
+    }
 }
 
-/// A segment ready to be written, with the dictionaries its indexes point into (a copy, so
-/// that it can be written on another thread while the next chunk adds names).
+/// A segment ready to be written. Its dictionaries are a copy, so that it can be written on
+/// another thread while the next segment adds names.
 struct PendingSegment {
     id: u64,
     columns: EventColumns,
+    /// Which rows to write (all when empty): duplicates found at the end are left out.
+    keep: Vec<bool>,
     names: Vec<String>,
     channels: Vec<String>,
 }
 
 impl PendingSegment {
     fn write(&self, seg_dir: &Path) -> Result<SegmentMeta> {
-        segment::write(seg_dir, self.id, &self.columns, &self.names, &self.channels)
+        segment::write(
+            seg_dir,
+            self.id,
+            &self.columns,
+            &self.keep,
+            &self.names,
+            &self.channels,
+        )
     }
 }
 
@@ -690,54 +683,106 @@ fn rollback(store: &Store, inner: &mut Inner, state: TxnState) {
     inner.rebuild_caches();
 }
 
-/// A bulk import in progress. Each chunk is keyed on the caller's thread and written as a
-/// segment on a background thread while the caller prepares the next one. Dropping an
-/// import without [`Import::commit`] undoes it: its segments are deleted and nothing of it
-/// was ever visible.
+/// Events an import puts in one segment unless told otherwise: memory grows with it (about
+/// 150 bytes an event, twice: one segment filling while the one before is written).
+pub const SEGMENT_EVENTS: usize = 2_000_000;
+
+/// A bulk import in progress. Events are keyed and copied into columns on the caller's
+/// thread; every [`SEGMENT_EVENTS`] of them are deduplicated and written as a segment on a
+/// background thread while the caller goes on. Dropping an import without
+/// [`Import::commit`] undoes it: its segments are deleted and nothing of it was ever visible.
 pub struct Import<'a> {
     store: &'a Store,
     inner: MutexGuard<'a, Inner>,
     committed: bool,
     outcome: Outcome,
     state: TxnState,
+    segment_events: usize,
+    /// The segment being filled, and the message-id digest of each of its rows.
+    filling: EventColumns,
+    digests: Vec<u128>,
     writing: Option<std::thread::JoinHandle<(Result<SegmentMeta>, EventColumns)>>,
 }
 
 impl Import<'_> {
-    /// Adds a chunk of events: deduplicated by message id (against the store and earlier
-    /// chunks), sorted, and written as a segment that becomes visible at commit.
+    /// Sets how many events go into each segment (at least one).
+    pub fn set_segment_events(&mut self, events: usize) {
+        self.segment_events = events.max(1);
+    }
+
+    /// Adds events: deduplicated by message id (against the store and the rest of this
+    /// import), sorted, and written in segments that become visible at commit. Returns the
+    /// counts of the segments completed during this call (the totals come from commit).
     pub fn add(&mut self, mut events: Vec<Event>) -> Result<Outcome> {
         self.add_from(&mut events)
     }
 
-    /// [`Import::add`] that drains `events`, leaving its allocation to the caller for the
-    /// next chunk.
+    /// [`Import::add`] that empties `events`, leaving its allocation to the caller.
     pub fn add_from(&mut self, events: &mut Vec<Event>) -> Result<Outcome> {
-        // Prepare this chunk while the previous one is still being written (the writer hands
-        // its columns back for the chunk after this one), then wait for it: keeping it in
-        // the working manifest in id order.
-        let (outcome, pending) = prepare_chunk(&mut self.inner, &mut self.state, events, true)?;
-        self.outcome += outcome;
-        self.finish_writing()?;
-        if let Some(pending) = pending {
-            let seg_dir = self.store.dir.join(SEGMENTS_DIR);
-            self.writing = Some(std::thread::spawn(move || {
-                let written = pending.write(&seg_dir);
-                (written, pending.columns)
-            }));
+        let mut outcome = Outcome::default();
+        let mut rest = &events[..];
+        while !rest.is_empty() {
+            let room = self.segment_events - self.filling.len();
+            let (now, later) = rest.split_at(room.min(rest.len()));
+            push_events(
+                &mut self.inner,
+                &mut self.state,
+                &mut self.filling,
+                Some(&mut self.digests),
+                now,
+            )?;
+            rest = later;
+            if self.filling.len() >= self.segment_events {
+                outcome += self.seal()?;
+            }
         }
+        events.clear();
         Ok(outcome)
     }
 
-    /// Waits for the segment being written and adds it to the working manifest.
+    /// Deduplicates the segment being filled and starts writing it, once the one before is
+    /// written (segments join the working manifest in id order).
+    fn seal(&mut self) -> Result<Outcome> {
+        let keep = find_duplicates(
+            &self.digests,
+            self.inner.seen.as_ref(),
+            &mut self.state.runs,
+        );
+        self.digests.clear();
+        let duplicates = keep.iter().filter(|&&k| !k).count();
+        let outcome = Outcome {
+            accepted: (keep.len() - duplicates) as u64,
+            duplicates: duplicates as u64,
+        };
+        self.outcome += outcome;
+        let mut columns = std::mem::take(&mut self.filling);
+        // The writer hands back its emptied columns as the next `filling`.
+        self.finish_writing()?;
+        if outcome.accepted == 0 {
+            columns.clear();
+            self.filling = columns;
+            return Ok(outcome);
+        }
+        let pending = next_segment(&self.inner, &mut self.state, columns, keep);
+        let seg_dir = self.store.dir.join(SEGMENTS_DIR);
+        self.writing = Some(std::thread::spawn(move || {
+            let written = pending.write(&seg_dir);
+            (written, pending.columns)
+        }));
+        Ok(outcome)
+    }
+
+    /// Waits for the segment being written and adds it to the working manifest; takes its
+    /// emptied columns back for the next segment (their memory is already paged in).
     fn finish_writing(&mut self) -> Result<()> {
         let Some(handle) = self.writing.take() else {
             return Ok(());
         };
-        let (written, columns) = handle
+        let (written, mut columns) = handle
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        self.state.spare = columns;
+        columns.clear();
+        self.filling = columns;
         let meta = written?;
         if let Some(manifest) = self.state.manifest.as_mut() {
             manifest.segments.push(meta);
@@ -745,8 +790,11 @@ impl Import<'_> {
         Ok(())
     }
 
-    /// Makes every chunk visible at once, durably.
+    /// Makes every event added visible at once, durably; returns the totals.
     pub fn commit(mut self) -> Result<Outcome> {
+        if !self.filling.is_empty() {
+            self.seal()?;
+        }
         self.finish_writing()?;
         let state = std::mem::take(&mut self.state);
         self.committed = true;

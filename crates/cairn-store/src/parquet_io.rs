@@ -239,9 +239,11 @@ impl EventColumns {
         self.context.push(e.context.as_deref());
     }
 
-    /// Row indexes in segment order: (customer key, timestamp, seq).
-    pub fn order(&self) -> Vec<u32> {
+    /// Indexes of the rows `keep` marks (all when it is empty) in segment order: (customer
+    /// key, timestamp, seq).
+    pub fn order(&self, keep: &[bool]) -> Vec<u32> {
         let mut keyed: Vec<(u32, i64, u64, u32)> = (0..self.len())
+            .filter(|&i| keep.get(i) != Some(&false))
             .map(|i| (self.keys[i], self.times[i], self.seqs[i], i as u32))
             .collect();
         if !keyed.is_sorted() {

@@ -88,23 +88,26 @@ pub fn scan_columns(c: &EventColumns, order: &[u32]) -> ScanColumns {
     s
 }
 
-/// Writes the events of `c` as segment `id` into `dir` (Parquet first, then its scan file)
-/// and describes it. `names` and `channels` are the dictionaries `c`'s indexes point into.
+/// Writes the events of `c` that `keep` marks (all when it is empty) as segment `id` into
+/// `dir` (Parquet first, then its scan file) and describes it. `names` and `channels` are the
+/// dictionaries `c`'s indexes point into.
 pub fn write(
     dir: &Path,
     id: u64,
     c: &EventColumns,
+    keep: &[bool],
     names: &[String],
     channels: &[String],
 ) -> Result<SegmentMeta> {
-    let order = c.order();
+    let order = c.order(keep);
     let scan = scan_columns(c, &order);
+    let seqs = || order.iter().map(|&i| c.seqs[i as usize]);
     let mut meta = SegmentMeta {
         id,
-        events: c.len() as u64,
+        events: order.len() as u64,
         customers: scan.keys.len() as u64,
-        min_seq: c.seqs.iter().copied().min().unwrap_or(0),
-        max_seq: c.seqs.iter().copied().max().unwrap_or(0),
+        min_seq: seqs().min().unwrap_or(0),
+        max_seq: seqs().max().unwrap_or(0),
         first_event: scan.times.iter().copied().min().unwrap_or(0),
         last_event: scan.times.iter().copied().max().unwrap_or(0),
         parquet_bytes: 0,

@@ -201,7 +201,7 @@ impl Snapshot {
                 ids.of(&r.event, |n| intern(names, n), |c| intern(channels, c))?;
             columns.push(r.key, r.seq, name, channel, &r.event);
         }
-        let order = columns.order();
+        let order = columns.order(&[]);
         let scan = scan_columns(&columns, &order);
         let mut slots: Vec<Option<StoredEvent>> = rows.into_iter().map(Some).collect();
         // `order` is a permutation of the row indexes, so every slot is taken exactly once.

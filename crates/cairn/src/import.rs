@@ -14,8 +14,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::{Format, ImportArgs, IngestArgs, open_store, stderr_is_terminal};
 
-/// Records read per call into a source; the reader thread runs one chunk ahead of the writer.
+/// Records read per call into a source.
 const READ_CHUNK: usize = 64 * 1024;
+/// Parsed chunks the reader thread may run ahead by.
+const READ_AHEAD: usize = 4;
 
 #[derive(Debug, Default, serde::Serialize)]
 struct FileReport {
@@ -129,9 +131,9 @@ fn import_file(
 
     // Reading and parsing run on their own thread, one chunk ahead of sorting and writing.
     type Chunk = (Vec<Result<Event, RecordError>>, (u64, u64));
-    // Room for a whole segment's worth of chunks, so parsing goes on while a segment is written.
-    let depth = args.chunk_events.div_ceil(READ_CHUNK) + 2;
-    let (tx, rx) = mpsc::sync_channel::<Result<Chunk, cairn_import::ImportError>>(depth);
+    // A few chunks of slack: enough to ride out a pause while a segment is handed to its
+    // writer, small enough that parsed events (large structs) never pile up in memory.
+    let (tx, rx) = mpsc::sync_channel::<Result<Chunk, cairn_import::ImportError>>(READ_AHEAD);
     let reader = std::thread::spawn(move || {
         loop {
             match source.next_chunk(READ_CHUNK) {
@@ -157,9 +159,9 @@ fn import_file(
     let mut quarantine: Option<(PathBuf, BufWriter<File>)> = None;
     let mut first_error: Option<RecordError> = None;
     let mut txn = store.import()?;
-    // Sized up front and reused for every chunk: growing a vector of large events would copy it
-    // again and again, and a fresh one is memory the kernel must zero first.
-    let mut pending: Vec<Event> = Vec::with_capacity(args.chunk_events + READ_CHUNK);
+    txn.set_segment_events(args.chunk_events);
+    // Reused for every chunk: a fresh vector of large events is memory the kernel must zero.
+    let mut pending: Vec<Event> = Vec::with_capacity(READ_CHUNK);
     for message in rx {
         let (chunk, (done, _)) = message?;
         for item in chunk {
@@ -186,11 +188,7 @@ fn import_file(
                 }
             }
         }
-        if pending.len() >= args.chunk_events {
-            let outcome = txn.add_from(&mut pending)?;
-            report.imported += outcome.accepted;
-            report.duplicates += outcome.duplicates;
-        }
+        txn.add_from(&mut pending)?;
         bar.set_position(done);
         bar.set_prefix(format!("{} events", report.records));
     }
@@ -198,10 +196,9 @@ fn import_file(
     if reader.join().is_err() {
         bail!("the reader thread failed");
     }
-    let outcome = txn.add_from(&mut pending)?;
-    report.imported += outcome.accepted;
-    report.duplicates += outcome.duplicates;
-    txn.commit()?;
+    let outcome = txn.commit()?;
+    report.imported = outcome.accepted;
+    report.duplicates = outcome.duplicates;
     bar.finish_and_clear();
     if let Some((path, mut w)) = quarantine {
         w.flush()?;

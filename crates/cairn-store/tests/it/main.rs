@@ -491,3 +491,31 @@ fn every_field_survives_import_log_and_compaction_unchanged() {
         store.compact(true).unwrap();
     }
 }
+
+#[test]
+fn duplicates_are_found_within_and_across_the_segments_of_one_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    import(&store, vec![event("a", "view", 1, "stored")]);
+    let mut txn = store.import().unwrap();
+    // Three events a segment: the repeats land in the same segment, in a later one, and in
+    // the store already.
+    txn.set_segment_events(3);
+    let ids = ["x", "y", "x", "z", "y", "stored", "w", "w"];
+    for (t, id) in ids.iter().enumerate() {
+        txn.add(vec![event("b", "view", t as i64, id)]).unwrap();
+    }
+    let out = txn.commit().unwrap();
+    assert_eq!((out.accepted, out.duplicates), (4, 4));
+    let snap = store.snapshot().unwrap();
+    let stored: Vec<i64> = snap
+        .timeline("b")
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(|r| r.event.timestamp)
+        .collect();
+    // The first occurrence of each id is kept.
+    assert_eq!(stored, [0, 1, 3, 6]);
+    assert_eq!(snap.events(), 5);
+}
