@@ -1,0 +1,184 @@
+//! Discovery commands on the real logs, checked against the answers of other tools
+//! (`testdata/expected/*.json`: pm4py for the process map and variants, ClickHouse's
+//! `windowFunnel` for the funnel).
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::{ok, shared_data};
+
+fn json(dir: &std::path::Path, args: &[&str]) -> Value {
+    serde_json::from_str(&ok(dir, args)).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+fn expected(name: &str) -> Value {
+    let path = shared_data(&format!("expected/{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn counts(v: &Value) -> HashMap<String, u64> {
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+        .collect()
+}
+
+/// Imports `file`, then checks map, variants and the ClickHouse-mode funnel against
+/// `expected/NAME.json`.
+fn check(file: &str, name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["import", shared_data(file).to_str().unwrap()]);
+    let want = expected(name);
+
+    // Process map: directly-follows counts, start/end activities, times per edge.
+    let map = json(d, &["map", "--format", "json"]);
+    assert_eq!(map["customers"], want["cases"], "{name}: cases");
+    assert_eq!(map["events"], want["events"], "{name}: events");
+    let edges: HashMap<(String, String), &Value> = map["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                (
+                    e["from"].as_str().unwrap().to_string(),
+                    e["to"].as_str().unwrap().to_string(),
+                ),
+                e,
+            )
+        })
+        .collect();
+    let dfg = want["dfg"].as_array().unwrap();
+    assert_eq!(edges.len(), dfg.len(), "{name}: number of edges");
+    for e in dfg {
+        let key = (
+            e["from"].as_str().unwrap().to_string(),
+            e["to"].as_str().unwrap().to_string(),
+        );
+        let got = edges
+            .get(&key)
+            .unwrap_or_else(|| panic!("{name}: missing edge {key:?}"));
+        assert_eq!(got["count"], e["count"], "{name}: count of {key:?}");
+    }
+    for e in want["dfg_mean_seconds"].as_array().unwrap() {
+        let key = (
+            e["from"].as_str().unwrap().to_string(),
+            e["to"].as_str().unwrap().to_string(),
+        );
+        let got = edges[&key];
+        for field in ["mean_s", "median_s"] {
+            let (g, w) = (got[field].as_f64().unwrap(), e[field].as_f64().unwrap());
+            assert!(
+                (g - w).abs() <= 0.001,
+                "{name}: {field} of {key:?}: got {g}, pm4py {w}"
+            );
+        }
+    }
+    assert_eq!(
+        counts(&map["start"]),
+        counts(&want["start_activities"]),
+        "{name}: start"
+    );
+    assert_eq!(
+        counts(&map["end"]),
+        counts(&want["end_activities"]),
+        "{name}: end"
+    );
+
+    // Variants: how many, and the count of each of pm4py's top 20.
+    let variants = json(d, &["variants", "--top", "1000000", "--format", "json"]);
+    assert_eq!(
+        variants["total_variants"], want["variant_count"],
+        "{name}: variants"
+    );
+    let by_seq: HashMap<Vec<String>, u64> = variants["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                serde_json::from_value(v["events"].clone()).unwrap(),
+                v["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for v in want["variants_top20"].as_array().unwrap() {
+        let seq: Vec<String> = serde_json::from_value(v["variant"].clone()).unwrap();
+        assert_eq!(
+            by_seq.get(&seq).copied(),
+            v["count"].as_u64(),
+            "{name}: variant {seq:?}"
+        );
+    }
+
+    // Funnel, ClickHouse mode: customers by furthest level.
+    let wf = &want["window_funnel"];
+    let mut args: Vec<String> = vec!["funnel".into()];
+    for s in wf["steps"].as_array().unwrap() {
+        args.push(s.as_str().unwrap().into());
+    }
+    let window = format!("{}s", wf["window_seconds"]);
+    args.extend(
+        [
+            "--mode",
+            "clickhouse",
+            "--window",
+            window.as_str(),
+            "--format",
+            "json",
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let funnel = json(d, &args);
+    let got: Vec<u64> = funnel["customers_by_max_level"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let want_levels = counts(&wf["customers_by_max_level"]);
+    for (level, n) in got.iter().enumerate() {
+        assert_eq!(
+            *n,
+            want_levels.get(&level.to_string()).copied().unwrap_or(0),
+            "{name}: customers at level {level}: got {got:?}, ClickHouse {want_levels:?}"
+        );
+    }
+    // `customers` per step counts those who reached at least that step.
+    let steps = funnel["steps"].as_array().unwrap();
+    for (k, s) in steps.iter().enumerate() {
+        assert_eq!(
+            s["customers"].as_u64().unwrap(),
+            got[k + 1..].iter().sum::<u64>()
+        );
+    }
+}
+
+#[test]
+fn running_example_matches_pm4py_and_clickhouse() {
+    check("running-example.xes", "running-example");
+}
+
+#[test]
+fn running_example_csv_matches_the_xes_answers() {
+    check("running-example.csv", "running-example");
+}
+
+#[test]
+fn roadtraffic_matches_pm4py_and_clickhouse() {
+    check("roadtraffic100traces.xes", "roadtraffic100traces");
+}
+
+#[test]
+fn helpdesk_matches_pm4py_and_clickhouse() {
+    check("helpdesk.xes.gz", "helpdesk");
+}
+
+#[test]
+fn teleclaims_matches_pm4py_and_clickhouse() {
+    check("02_teleclaims.xes.gz", "02_teleclaims");
+}
