@@ -32,6 +32,8 @@ pub mod error;
 pub mod funnel;
 mod hash;
 pub mod map;
+pub mod paths;
+pub mod retention;
 pub mod scope;
 pub mod stats;
 pub mod variants;
@@ -40,6 +42,8 @@ pub use counts::{ActivityCounts, Counts};
 pub use error::DiscoveryError;
 pub use funnel::{Funnel, FunnelMode, FunnelResult, StepSpec};
 pub use map::{MapResult, ProcessMap};
+pub use paths::{Anchor, Paths, PathsResult, Rename};
+pub use retention::{Period, Retention, RetentionResult};
 pub use scope::{Scope, Scoped};
 pub use variants::{Variants, VariantsResult};
 

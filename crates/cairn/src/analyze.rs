@@ -562,3 +562,228 @@ fn funnel_table(r: &FunnelResult) -> String {
     }
     o
 }
+
+// ---------------------------------------------------------------------------------------------
+// cairn paths
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  cairn paths --from 'Product Viewed' --steps 3\n  \
+cairn paths --to 'Order Completed' --steps 4 --collapse-repeats\n  \
+cairn paths --from 'Checkout Started' --rename 'Email .*=Email' --format json"
+)]
+pub struct PathsArgs {
+    /// Follow journeys forward from the first time they did EVENT.
+    #[arg(long, value_name = "EVENT", conflicts_with = "to")]
+    pub from: Option<String>,
+    /// Follow journeys backward from the first time they did EVENT.
+    #[arg(long, value_name = "EVENT")]
+    pub to: Option<String>,
+    /// How many events after (or before) the anchor.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub steps: usize,
+    /// Events with their own node at each step (the rest share `(other)`); also how many
+    /// whole paths are listed.
+    #[arg(long, default_value_t = 5, value_name = "K")]
+    pub top: usize,
+    /// Count runs of the same event once (`a a a b` is `a b`).
+    #[arg(long)]
+    pub collapse_repeats: bool,
+    /// Rename events whose whole name matches REGEX (NAME may use $1 for groups); events
+    /// renamed alike merge. Repeatable; the first matching rule wins.
+    #[arg(long, value_name = "REGEX=NAME")]
+    pub rename: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+}
+
+fn rename_rules(rules: &[String], names: &[String]) -> Result<cairn_discovery::Rename> {
+    let mut compiled = Vec::new();
+    for rule in rules {
+        let bad = |reason: String| cairn_discovery::DiscoveryError::BadRename {
+            rule: rule.clone(),
+            reason,
+        };
+        let (re, name) = rule
+            .rsplit_once('=')
+            .ok_or_else(|| bad("expected REGEX=NAME, e.g. 'Email .*=Email'".into()))?;
+        let re = regex_lite::Regex::new(&format!("^(?:{re})$"))
+            .map_err(|e| bad(format!("invalid regular expression: {e}")))?;
+        compiled.push((re, name.to_string()));
+    }
+    Ok(cairn_discovery::Rename::with(names, |n| {
+        compiled
+            .iter()
+            .find(|(re, _)| re.is_match(n))
+            .map(|(re, name)| re.replace(n, name.as_str()).into_owned())
+    }))
+}
+
+pub fn paths(dir: &Path, args: &PathsArgs) -> Result<()> {
+    let snap = open_snapshot(dir)?;
+    let rename = rename_rules(&args.rename, snap.event_names())?;
+    let anchor = match (&args.from, &args.to) {
+        (Some(e), _) => cairn_discovery::Anchor::From(name_id(&rename.names, e).context("--from")?),
+        (None, Some(e)) => cairn_discovery::Anchor::To(name_id(&rename.names, e).context("--to")?),
+        (None, None) => cairn_discovery::Anchor::Start,
+    };
+    if args.steps == 0 || args.steps > 50 {
+        anyhow::bail!("--steps must be between 1 and 50, got {}", args.steps);
+    }
+    let analysis = Scoped {
+        scope: args.scope.resolve(&snap)?,
+        inner: cairn_discovery::Paths {
+            rename,
+            anchor,
+            steps: args.steps,
+            top: args.top,
+            collapse_repeats: args.collapse_repeats,
+        },
+    };
+    let r = execute(&snap, &analysis)?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+        Format::Table => print!("{}", paths_table(&r, args)),
+    }
+    Ok(())
+}
+
+fn paths_table(r: &cairn_discovery::PathsResult, args: &PathsArgs) -> String {
+    let mut o = String::new();
+    let what = match (&args.from, &args.to) {
+        (Some(e), _) => format!("after the first {e:?}"),
+        (None, Some(e)) => format!("before the first {e:?}"),
+        (None, None) => "from the start of each journey".into(),
+    };
+    let _ = writeln!(
+        o,
+        "paths {what}: {} customers, {} steps",
+        r.customers, args.steps
+    );
+    let total = r.customers.max(1) as f64;
+    let mut steps: Vec<i32> = r.nodes.iter().map(|n| n.step).collect();
+    steps.dedup();
+    for s in steps {
+        let cells: Vec<String> = r
+            .nodes
+            .iter()
+            .filter(|n| n.step == s)
+            .map(|n| format!("{} {:.1}%", n.name, 100.0 * n.customers as f64 / total))
+            .collect();
+        let _ = writeln!(o, "  step {s:>3}: {}", cells.join(" · "));
+    }
+    let _ = writeln!(o, "\nmost common paths");
+    for p in &r.paths {
+        let _ = writeln!(
+            o,
+            "  {:>8}  {:>5.1}%  {}",
+            p.customers,
+            100.0 * p.customers as f64 / total,
+            truncate(&compress(&p.events), 110)
+        );
+    }
+    o
+}
+
+// ---------------------------------------------------------------------------------------------
+// cairn retention
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
+pub enum ByArg {
+    /// Calendar weeks, Monday to Sunday.
+    #[default]
+    Week,
+    /// Calendar months.
+    Month,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  cairn retention --by week\n  \
+cairn retention --by month --tz Europe/Paris --format json")]
+pub struct RetentionArgs {
+    /// Cohort and period size.
+    #[arg(long, value_enum, default_value_t = ByArg::Week)]
+    pub by: ByArg,
+    /// Time zone that decides which day (and so which week or month) an event falls in: an
+    /// IANA name such as Europe/Paris, or UTC.
+    #[arg(long, default_value = "UTC", value_name = "ZONE")]
+    pub tz: String,
+    /// Later periods reported per cohort.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub periods: usize,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+}
+
+pub fn retention(dir: &Path, args: &RetentionArgs) -> Result<()> {
+    let snap = open_snapshot(dir)?;
+    let tz = if args.tz.eq_ignore_ascii_case("utc") {
+        jiff::tz::TimeZone::UTC
+    } else {
+        jiff::tz::TimeZone::get(&args.tz).with_context(|| {
+            format!(
+                "--tz {:?}: unknown time zone (try an IANA name such as Europe/Paris)",
+                args.tz
+            )
+        })?
+    };
+    let analysis = Scoped {
+        scope: args.scope.resolve(&snap)?,
+        inner: cairn_discovery::Retention {
+            period: match args.by {
+                ByArg::Week => cairn_discovery::Period::Week,
+                ByArg::Month => cairn_discovery::Period::Month,
+            },
+            tz,
+            periods: args.periods,
+        },
+    };
+    let r = execute(&snap, &analysis)?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+        Format::Table => print!("{}", retention_table(&r)),
+    }
+    Ok(())
+}
+
+fn retention_table(r: &cairn_discovery::RetentionResult) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "retention by {} ({}): {} customers, cohorts by first event; share active again in each later {}",
+        r.by, r.timezone, r.customers, r.by
+    );
+    let n = r
+        .cohorts
+        .iter()
+        .map(|c| c.retention.len())
+        .max()
+        .unwrap_or(1);
+    let head: Vec<String> = (0..n).map(|k| format!("{:>6}", format!("+{k}"))).collect();
+    let _ = writeln!(
+        o,
+        "{:<10}  {:>9}  {}",
+        "cohort",
+        "customers",
+        head.join(" ")
+    );
+    for c in &r.cohorts {
+        let cells: Vec<String> = c
+            .retention
+            .iter()
+            .map(|s| format!("{:>5.1}%", s * 100.0))
+            .collect();
+        let _ = writeln!(
+            o,
+            "{:<10}  {:>9}  {}",
+            c.cohort,
+            c.customers,
+            cells.join(" ")
+        );
+    }
+    o
+}

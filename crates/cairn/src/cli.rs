@@ -88,6 +88,10 @@ cairn variants --goal 'Order Completed' --format json"
     Variants(crate::analyze::VariantsArgs),
     /// How many customers go through a sequence of steps within a time window.
     Funnel(crate::analyze::FunnelArgs),
+    /// The most common next (or previous) events around an event, as a Sankey-ready graph.
+    Paths(crate::analyze::PathsArgs),
+    /// Cohorts by first event and the share of each active again week by week or month by month.
+    Retention(crate::analyze::RetentionArgs),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
@@ -244,6 +248,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Map(args) => crate::analyze::map(&dir, &args),
         Command::Variants(args) => crate::analyze::variants(&dir, &args),
         Command::Funnel(args) => crate::analyze::funnel(&dir, &args),
+        Command::Paths(args) => crate::analyze::paths(&dir, &args),
+        Command::Retention(args) => crate::analyze::retention(&dir, &args),
         Command::Repair => {
             let report = cairn_store::repair(&dir)?;
             println!("{report}");

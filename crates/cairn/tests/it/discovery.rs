@@ -182,3 +182,199 @@ fn helpdesk_matches_pm4py_and_clickhouse() {
 fn teleclaims_matches_pm4py_and_clickhouse() {
     check("02_teleclaims.xes.gz", "02_teleclaims");
 }
+
+fn running_example() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    ok(
+        dir.path(),
+        &[
+            "import",
+            shared_data("running-example.xes").to_str().unwrap(),
+        ],
+    );
+    dir
+}
+
+#[test]
+fn paths_follow_the_directly_follows_graph() {
+    let dir = running_example();
+    let p = json(
+        dir.path(),
+        &[
+            "paths",
+            "--from",
+            "register request",
+            "--steps",
+            "1",
+            "--format",
+            "json",
+        ],
+    );
+    let node = |id: &str| {
+        p["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id)
+            .map_or(0, |n| n["customers"].as_u64().unwrap())
+    };
+    assert_eq!(p["customers"], 6);
+    // pm4py's edges out of "register request": examine casually 3, check ticket 2, examine thoroughly 1.
+    assert_eq!(node("1:examine casually"), 3);
+    assert_eq!(node("1:check ticket"), 2);
+    assert_eq!(node("1:examine thoroughly"), 1);
+    // Backwards from "decide", renaming both examinations to one name.
+    let p = json(
+        dir.path(),
+        &[
+            "paths",
+            "--to",
+            "decide",
+            "--steps",
+            "2",
+            "--rename",
+            "examine (.*)=examine",
+            "--format",
+            "json",
+        ],
+    );
+    let links: u64 = p["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["source"] == "0:decide")
+        .map(|l| l["customers"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        links, 6,
+        "every customer has one step before their first decide"
+    );
+    assert!(
+        p["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == "examine")
+    );
+}
+
+#[test]
+fn scope_flags_filter_customers_and_time() {
+    let dir = running_example();
+    let d = dir.path();
+    let map = json(
+        d,
+        &["map", "--where-did", "reject request", "--format", "json"],
+    );
+    assert_eq!(map["customers"], 3);
+    assert_eq!(
+        counts(&map["end"]),
+        HashMap::from([("reject request".into(), 3)])
+    );
+    let map = json(
+        d,
+        &[
+            "map",
+            "--where-not-did",
+            "reject request",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(map["customers"], 3);
+    // Cases 1, 2 and 3 start on 2010-12-30/31; everything after 2011-01-01 belongs to others.
+    let all = json(d, &["map", "--format", "json"]);
+    let early = json(d, &["map", "--until", "2011-01-01", "--format", "json"]);
+    let late = json(d, &["map", "--since", "2011-01-01", "--format", "json"]);
+    assert_eq!(
+        early["events"].as_u64().unwrap() + late["events"].as_u64().unwrap(),
+        all["events"].as_u64().unwrap()
+    );
+    let dot = ok(d, &["map", "--format", "dot", "--top", "3"]);
+    assert!(dot.starts_with("digraph"));
+    assert!(dot.contains("\"decide\" -> "));
+    let err = crate::fails(d, &["map", "--where-did", "decid"]);
+    assert!(err.contains("unknown event \"decid\""), "{err}");
+    assert!(err.contains("decide"), "suggests the near name: {err}");
+}
+
+#[test]
+fn retention_by_month_in_a_time_zone() {
+    let dir = running_example();
+    let r = json(
+        dir.path(),
+        &[
+            "retention",
+            "--by",
+            "month",
+            "--tz",
+            "Europe/Amsterdam",
+            "--format",
+            "json",
+        ],
+    );
+    let cohorts = r["cohorts"].as_array().unwrap();
+    let total: u64 = cohorts
+        .iter()
+        .map(|c| c["customers"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 6);
+    assert_eq!(cohorts[0]["cohort"], "2010-12");
+    for c in cohorts {
+        assert_eq!(c["retention"][0], 1.0);
+    }
+}
+
+/// The same events imported as one file, or split over several files imported in another
+/// order (so spread over several segments), give the same answers.
+#[test]
+fn answers_do_not_depend_on_import_order_or_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let whole = tmp.path().join("all.jsonl");
+    ok(
+        tmp.path(),
+        &[
+            "generate",
+            "--customers",
+            "300",
+            "--seed",
+            "7",
+            "--out",
+            whole.to_str().unwrap(),
+        ],
+    );
+    let text = std::fs::read_to_string(&whole).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut parts = [String::new(), String::new(), String::new()];
+    // Reverse order, dealt round-robin: every customer's events end up in several files.
+    for (i, l) in lines.iter().rev().enumerate() {
+        parts[i % 3].push_str(l);
+        parts[i % 3].push('\n');
+    }
+    let (one, many) = (tmp.path().join("one"), tmp.path().join("many"));
+    ok(&one, &["import", whole.to_str().unwrap()]);
+    for (i, p) in parts.iter().enumerate().rev() {
+        let f = tmp.path().join(format!("part{i}.jsonl"));
+        std::fs::write(&f, p).unwrap();
+        ok(&many, &["import", f.to_str().unwrap()]);
+    }
+    assert!(crate::stats(&many)["segments"].as_u64().unwrap() >= 3);
+    for args in [
+        &["map", "--format", "json"][..],
+        &["variants", "--top", "50", "--format", "json"],
+        &[
+            "funnel",
+            "Product Viewed",
+            "Product Added",
+            "Order Completed",
+            "--breakdown",
+            "channel",
+            "--format",
+            "json",
+        ],
+        &["paths", "--from", "Product Viewed", "--format", "json"],
+        &["retention", "--format", "json"],
+    ] {
+        assert_eq!(json(&one, args), json(&many, args), "{args:?}");
+    }
+}
