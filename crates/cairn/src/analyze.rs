@@ -421,7 +421,7 @@ pub enum ModeArg {
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Semantics of the default mode, with worked examples: docs/funnels.md.\n\n\
+    after_help = "Semantics of every mode, with worked examples: docs/funnels.md.\n\n\
 Examples:\n  cairn funnel 'Product Viewed' 'Product Added' 'Order Completed' --window 7d\n  \
 cairn funnel 'Product Viewed' 'Order Completed[plan=pro]' --breakdown channel\n  \
 cairn funnel A B C --mode clickhouse --window 30d --format json"
