@@ -787,3 +787,114 @@ fn retention_table(r: &cairn_discovery::RetentionResult) -> String {
     }
     o
 }
+
+// ---------------------------------------------------------------------------------------------
+// cairn insights
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Only the part of each journey before the first goal event is looked at. \
+Behaviours (events, transitions, repeats, channel switches) are compared by the goal rate of \
+customers with and without them: odds ratio with a +0.5 prior, a Bonferroni-corrected test, \
+ranked by the conversions they go with. Correlation, not causation.\n\n\
+Examples:\n  cairn insights --goal 'Order Completed'\n  \
+cairn insights --goal 'Order Completed' --first-channel mobile --format json"
+)]
+pub struct InsightsArgs {
+    /// The event that counts as success.
+    #[arg(long, value_name = "EVENT")]
+    pub goal: String,
+    /// Behaviours seen by fewer customers (or by all but fewer) are not tested.
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub min_customers: u64,
+    /// Family-wise significance level.
+    #[arg(long, default_value_t = 0.01, value_name = "P")]
+    pub alpha: f64,
+    /// Findings (and drop-off rows) to report.
+    #[arg(long, default_value_t = 10, value_name = "K")]
+    pub top: usize,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+}
+
+pub fn insights(dir: &Path, args: &InsightsArgs) -> Result<()> {
+    let snap = open_snapshot(dir)?;
+    let goal = name_id(snap.event_names(), &args.goal).context("--goal")?;
+    let analysis = Scoped {
+        scope: args.scope.resolve(&snap)?,
+        inner: cairn_discovery::Insights {
+            names: snap.event_names().to_vec(),
+            channels: snap.channels().to_vec(),
+            goal,
+            min_customers: args.min_customers.max(1),
+            alpha: args.alpha,
+            top: args.top,
+        },
+    };
+    let r = execute(&snap, &analysis)?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+        Format::Table => print!("{}", insights_table(&r)),
+    }
+    Ok(())
+}
+
+fn insights_table(r: &cairn_discovery::InsightsResult) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{} of {} customers ({:.1}%) reached {:?}; {} behaviours tested, {} significant shown",
+        r.converted,
+        r.customers,
+        r.conversion_rate * 100.0,
+        r.goal,
+        r.tested,
+        r.findings.len()
+    );
+    // Pain points first: what goes with fewer conversions is what to fix.
+    for (title, pain) in [
+        ("pain points: what goes with fewer conversions", true),
+        ("what goes with more conversions", false),
+    ] {
+        let _ = writeln!(o, "\n{title}:");
+        let rows: Vec<_> = r
+            .findings
+            .iter()
+            .filter(|f| (f.impact_conversions < 0.0) == pain)
+            .collect();
+        for (i, f) in rows.iter().enumerate() {
+            let _ = writeln!(o, "{:>3}. {}", i + 1, f.text);
+        }
+        if rows.is_empty() {
+            let _ = writeln!(
+                o,
+                "     nothing significant (try a lower --min-customers or a higher --alpha)"
+            );
+        }
+    }
+    let _ = writeln!(o, "\nwhere journeys without {:?} end:", r.goal);
+    for d in &r.drop_off {
+        let _ = writeln!(
+            o,
+            "  {:>8}  {:>5.1}%  {}",
+            d.customers,
+            d.share * 100.0,
+            d.event
+        );
+    }
+    let _ = writeln!(o, "\nslowest transitions before the goal (median, p90):");
+    for s in &r.slow_transitions {
+        let _ = writeln!(
+            o,
+            "  {:>9}  {:>9}  {:>8}×  {} → {}",
+            human_duration(s.median_s),
+            human_duration(s.p90_s),
+            s.count,
+            s.from,
+            s.to
+        );
+    }
+    o
+}

@@ -92,6 +92,8 @@ cairn variants --goal 'Order Completed' --format json"
     Paths(crate::analyze::PathsArgs),
     /// Cohorts by first event and the share of each active again week by week or month by month.
     Retention(crate::analyze::RetentionArgs),
+    /// Pain points: which events, transitions, repeats and channel switches go with reaching a goal or not.
+    Insights(crate::analyze::InsightsArgs),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
@@ -250,6 +252,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Funnel(args) => crate::analyze::funnel(&dir, &args),
         Command::Paths(args) => crate::analyze::paths(&dir, &args),
         Command::Retention(args) => crate::analyze::retention(&dir, &args),
+        Command::Insights(args) => crate::analyze::insights(&dir, &args),
         Command::Repair => {
             let report = cairn_store::repair(&dir)?;
             println!("{report}");

@@ -378,3 +378,27 @@ fn answers_do_not_depend_on_import_order_or_segments() {
         assert_eq!(json(&one, args), json(&many, args), "{args:?}");
     }
 }
+
+#[test]
+fn insights_count_goal_and_drop_off() {
+    let dir = running_example();
+    let r = json(
+        dir.path(),
+        &[
+            "insights",
+            "--goal",
+            "pay compensation",
+            "--min-customers",
+            "1",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(r["customers"], 6);
+    assert_eq!(r["converted"], 3);
+    // The three other cases end with "reject request".
+    assert_eq!(r["drop_off"][0]["event"], "reject request");
+    assert_eq!(r["drop_off"][0]["customers"], 3);
+    // Six cases cannot make anything significant after correcting for every test.
+    assert_eq!(r["findings"].as_array().unwrap().len(), 0);
+}
