@@ -319,23 +319,28 @@ impl Funnel {
 
     /// How far one customer got, and along which events.
     pub fn evaluate(&self, t: &Timeline<'_>) -> Outcome {
+        self.evaluate_with(t, &mut Scratch::default())
+    }
+
+    /// [`Funnel::evaluate`] reusing buffers across customers.
+    pub fn evaluate_with(&self, t: &Timeline<'_>, scratch: &mut Scratch) -> Outcome {
         match self.mode {
-            FunnelMode::Default => self.ordered(t),
+            FunnelMode::Default => self.ordered(t, scratch),
             FunnelMode::Strict => self.strict(t),
-            FunnelMode::AnyOrder => self.any_order(t),
-            FunnelMode::ClickHouse => self.clickhouse(t),
+            FunnelMode::AnyOrder => self.any_order(t, scratch),
+            FunnelMode::ClickHouse => self.clickhouse(t, scratch),
         }
     }
 
     /// Default mode. `chains[k]` holds the latest-started attempt that reached step k.
-    fn ordered(&self, t: &Timeline<'_>) -> Outcome {
+    fn ordered(&self, t: &Timeline<'_>, scratch: &mut Scratch) -> Outcome {
         let s = self.steps();
         let mut reached = [false; MAX_STEPS];
-        let mut chains = [[0u32; MAX_STEPS]; MAX_STEPS];
+        let chains = chains(&mut scratch.chains);
         let mut best = Outcome::NONE;
         for i in 0..t.len() {
             if self.is_excluded(t.names[i]) {
-                keep_best(&mut best, &reached, &chains, s);
+                keep_best(&mut best, &reached, chains, s);
                 reached = [false; MAX_STEPS];
                 continue;
             }
@@ -373,7 +378,7 @@ impl Funnel {
                 }
             }
         }
-        keep_best(&mut best, &reached, &chains, s);
+        keep_best(&mut best, &reached, chains, s);
         best
     }
 
@@ -414,11 +419,12 @@ impl Funnel {
         best
     }
 
-    fn any_order(&self, t: &Timeline<'_>) -> Outcome {
+    fn any_order(&self, t: &Timeline<'_>, scratch: &mut Scratch) -> Outcome {
         let s = self.steps();
         let reqs = self.multiplicity.len();
         // Matching events as (index, requirement mask).
-        let mut events: Vec<(u32, u32)> = Vec::new();
+        let events = &mut scratch.events;
+        events.clear();
         let mut best: Option<(usize, usize, usize)> = None; // (distinct, lo, hi) into `events`
         let mut counts = vec![0u32; reqs];
         let mut distinct = 0usize;
@@ -494,12 +500,13 @@ impl Funnel {
     }
 
     /// ClickHouse `windowFunnel` default mode (see the module docs).
-    fn clickhouse(&self, t: &Timeline<'_>) -> Outcome {
+    fn clickhouse(&self, t: &Timeline<'_>, scratch: &mut Scratch) -> Outcome {
         let s = self.steps();
         let window = self.window.div_euclid(1_000_000);
         // (second, step, event index), ordered by second then step as ClickHouse sorts its
         // (timestamp, event level) pairs; the sort is stable so equal pairs keep event order.
-        let mut pairs: Vec<(i64, u8, u32)> = Vec::new();
+        let pairs = &mut scratch.pairs;
+        pairs.clear();
         for i in 0..t.len() {
             let mut m = self.matches(t, i);
             let sec = t.times[i].div_euclid(1_000_000);
@@ -511,8 +518,8 @@ impl Funnel {
         }
         pairs.sort_by_key(|&(sec, k, _)| (sec, k));
         let mut first = [None::<i64>; MAX_STEPS];
-        let mut chains = [[0u32; MAX_STEPS]; MAX_STEPS];
-        for &(sec, k, i) in &pairs {
+        let chains = chains(&mut scratch.chains);
+        for &(sec, k, i) in pairs.iter() {
             let k = k as usize;
             if k == 0 {
                 first[0] = Some(sec);
@@ -564,7 +571,7 @@ impl Funnel {
 fn keep_best(
     best: &mut Outcome,
     reached: &[bool; MAX_STEPS],
-    chains: &[[u32; MAX_STEPS]; MAX_STEPS],
+    chains: &[[u32; MAX_STEPS]],
     s: usize,
 ) {
     if let Some(k) = (0..s).rev().find(|&k| reached[k])
@@ -626,7 +633,26 @@ impl StepsAcc {
     }
 }
 
+/// Buffers a funnel reuses from customer to customer (one per scan thread), so evaluating a
+/// customer allocates nothing and clears no more than it uses.
+#[derive(Default)]
+pub struct Scratch {
+    /// `chains[k]`: events of the attempt kept for step k; read only where `reached[k]`.
+    chains: Vec<[u32; MAX_STEPS]>,
+    pairs: Vec<(i64, u8, u32)>,
+    events: Vec<(u32, u32)>,
+}
+
+/// The chains buffer, grown to its full size on first use.
+fn chains(v: &mut Vec<[u32; MAX_STEPS]>) -> &mut [[u32; MAX_STEPS]] {
+    if v.len() < MAX_STEPS {
+        v.resize(MAX_STEPS, [0; MAX_STEPS]);
+    }
+    v
+}
+
 pub struct FunnelPartial {
+    scratch: Scratch,
     all: StepsAcc,
     groups: FxHashMap<String, StepsAcc>,
 }
@@ -685,6 +711,7 @@ impl Analysis for Funnel {
         FunnelPartial {
             all: StepsAcc::new(self.steps()),
             groups: FxHashMap::default(),
+            scratch: Scratch::default(),
         }
     }
 
@@ -692,7 +719,7 @@ impl Analysis for Funnel {
         if t.is_empty() {
             return;
         }
-        let o = self.evaluate(t);
+        let o = self.evaluate_with(t, &mut p.scratch);
         p.all.add(t, &o);
         if self.breakdown.is_some() && o.level > 0 {
             let key = self.breakdown_key(t, &o);
