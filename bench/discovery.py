@@ -166,7 +166,7 @@ def prepare(cairn: str, customers: int, seed: int, want_pm4py: bool) -> dict:
     if not parquet.exists():
         log(f"generating {parquet}")
         subprocess.run([cairn, "generate", "--customers", str(customers), "--seed", str(seed),
-                        "--out", str(parquet)], check=True)
+                        "--out", str(parquet)], check=True, stdout=sys.stderr)
     data = WORK / f"cairn-{tag}"
     if not (data / "MANIFEST.json").exists():
         log(f"importing into {data}")
@@ -237,7 +237,8 @@ def main() -> None:
     # memory every timed child would otherwise inherit in its peak RSS (fork before exec).
     env = json.loads(subprocess.run(
         [PY, __file__, "--prepare", args.cairn, str(args.customers), str(args.seed),
-         "0" if "pm4py" in skip else "1"], check=True, capture_output=True, text=True).stdout)
+         "0" if "pm4py" in skip else "1"], check=True, stdout=subprocess.PIPE,
+        text=True).stdout.strip().splitlines()[-1])
     plan = {
         "funnel": [("chdb", "chdb")],
         "map": [("chdb", "chdb"), ("duckdb", "duckdb"), ("pm4py", "pm4py")],
