@@ -5,6 +5,12 @@
 //! to last event), the share that reached the goal event (when one is given) and the revenue
 //! (sum of event values) of those journeys. Counts are checked against pm4py's
 //! `get_variants` on the real logs in `testdata/`.
+//!
+//! With a goal, a journey's variant is what the customer did **before** the first goal event
+//! (the whole journey when they never reached it), and its duration runs to the goal event. So
+//! customers who did `a → b` and then converted share a variant with those who did `a → b` and
+//! stopped, and the goal rate says how often that path led to the goal. (Over whole journeys it
+//! could only be 0 or 1.) Revenue is always that of the whole journey.
 
 use std::cmp::Ordering;
 
@@ -28,7 +34,7 @@ pub struct Variant {
     /// Of all customers in scope.
     pub share: f64,
     pub median_duration_s: f64,
-    /// Share of this variant's customers who did the goal event; `null` without a goal.
+    /// Share of this variant's customers who then reached the goal; `null` without a goal.
     pub goal_rate: Option<f64>,
     /// Sum of the event values of this variant's journeys.
     pub revenue: f64,
@@ -103,17 +109,18 @@ impl Analysis for Variants {
             return;
         }
         p.customers += 1;
-        let acc = match p.map.get_mut(t.names) {
+        let goal_at = self.goal.and_then(|g| t.names.iter().position(|&n| n == g));
+        let (seq, end) = match goal_at {
+            Some(i) => (&t.names[..i], i),
+            None => (t.names, t.len() - 1),
+        };
+        let acc = match p.map.get_mut(seq) {
             Some(acc) => acc,
-            None => p.map.entry(t.names.into()).or_default(),
+            None => p.map.entry(seq.into()).or_default(),
         };
         acc.count += 1;
-        acc.durations.push(t.times[t.len() - 1] - t.times[0]);
-        if let Some(g) = self.goal
-            && t.names.contains(&g)
-        {
-            acc.goal += 1;
-        }
+        acc.durations.push(t.times[end] - t.times[0]);
+        acc.goal += u64::from(goal_at.is_some());
         acc.revenue.add(Money::of(t));
     }
 
@@ -180,21 +187,33 @@ mod tests {
         a.values = vec![f64::NAN, 20.5];
         let b = Owned::new(2, &[(0, 0), (1, 30)]);
         let c = Owned::new(3, &[(1, 0), (0, 5)]);
-        let v = Variants {
+        let d = Owned::new(4, &[(0, 0)]);
+        let mut v = Variants {
             names: names(&["x", "y"]),
             top: 1,
-            goal: Some(1),
+            goal: None,
         };
-        let r = run(&v, [a.view(), b.view(), c.view()]);
-        assert_eq!(r.total_variants, 2);
-        assert_eq!(r.customers, 3);
+        let r = run(&v, [a.view(), b.view(), c.view(), d.view()]);
+        assert_eq!(r.total_variants, 3);
+        assert_eq!(r.customers, 4);
         assert_eq!(r.variants.len(), 1);
         let top = &r.variants[0];
         assert_eq!(top.events, ["x", "y"]);
         assert_eq!(top.count, 2);
         assert_eq!(top.median_duration_s, 20.0);
-        assert_eq!(top.goal_rate, Some(1.0));
+        assert_eq!(top.goal_rate, None);
         assert_eq!(top.revenue, 20.5);
-        assert_eq!(r.other_customers, 1);
+        assert_eq!(r.other_customers, 2);
+        // With goal y: a and b did x before it, d did x and stopped, c reached y first.
+        v.goal = Some(1);
+        v.top = 10;
+        let r = run(&v, [a.view(), b.view(), c.view(), d.view()]);
+        assert_eq!(r.total_variants, 2);
+        let x = &r.variants[0];
+        assert_eq!((x.events.clone(), x.count), (vec!["x".to_string()], 3));
+        assert!((x.goal_rate.unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(x.median_duration_s, 10.0, "to the goal: 10, 30; d: 0");
+        assert!(r.variants[1].events.is_empty());
+        assert_eq!(r.variants[1].goal_rate, Some(1.0));
     }
 }

@@ -309,7 +309,8 @@ pub struct VariantsArgs {
     /// How many variants to list (the most common first).
     #[arg(long, default_value_t = 10, value_name = "K")]
     pub top: usize,
-    /// Report the share of each variant's customers who did EVENT.
+    /// Group journeys by what customers did before their first EVENT (whole journey if
+    /// never) and report how often each such path reached it.
     #[arg(long, value_name = "EVENT")]
     pub goal: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -385,6 +386,9 @@ fn variants_table(r: &VariantsResult) -> String {
 
 /// `a → b → b → b → c` as `a → b ×3 → c`, so long journeys fit a line.
 fn compress(events: &[String]) -> String {
+    if events.is_empty() {
+        return "(nothing before the goal)".into();
+    }
     let mut parts: Vec<String> = Vec::new();
     let mut i = 0;
     while i < events.len() {

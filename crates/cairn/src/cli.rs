@@ -81,8 +81,10 @@ cairn map --first-channel email --since 2026-01-01 --format json"
     /// Whole journeys grouped by their exact sequence of events.
     #[command(
         long_about = "Variants: customers grouped by their whole journey (the exact sequence of event \
-names). For each: count, share, median duration (first to last event), goal rate with --goal, and \
-revenue (sum of event values).\n\nExamples:\n  cairn variants --top 20\n  \
+names). For each: count, share, median duration (first to last event) and revenue (sum of event \
+values). With --goal EVENT a journey's variant is what came before its first EVENT (the whole \
+journey if never), its duration runs to EVENT, and the goal rate is how often that path led to \
+it.\n\nExamples:\n  cairn variants --top 20\n  \
 cairn variants --goal 'Order Completed' --format json"
     )]
     Variants(crate::analyze::VariantsArgs),
