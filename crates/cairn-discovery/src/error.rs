@@ -14,6 +14,10 @@ pub enum DiscoveryError {
     BadDuration { got: String },
     #[error("{what} is not available with {with}")]
     Unsupported { what: String, with: String },
+    #[error(
+        "segment {segment:?}: cannot read {part:?} (expected did:EVENT, not-did:EVENT or first-channel:CHANNEL, joined by commas, or all)"
+    )]
+    BadSegment { segment: String, part: String },
     #[error("rename rule {rule:?}: {reason}")]
     BadRename { rule: String, reason: String },
 }

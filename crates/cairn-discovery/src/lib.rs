@@ -27,6 +27,7 @@
 //! ClickHouse-compatible funnel mode, which reproduces ClickHouse's own tie order (see
 //! [`funnel`]). Durations are computed in microseconds and reported in seconds (`*_s`).
 
+pub mod compare;
 pub mod counts;
 pub mod error;
 pub mod funnel;

@@ -902,3 +902,175 @@ fn insights_table(r: &cairn_discovery::InsightsResult) -> String {
     }
     o
 }
+
+// ---------------------------------------------------------------------------------------------
+// cairn compare
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "A segment is `all`, or conditions joined by commas, all of which must hold: \
+did:EVENT, not-did:EVENT, first-channel:CHANNEL.\n\n\
+Examples:\n  cairn compare first-channel:mobile first-channel:web\n  \
+cairn compare 'did:Signed Up' 'not-did:Signed Up' --funnel 'Product Viewed' 'Order Completed'"
+)]
+pub struct CompareArgs {
+    /// Segment A.
+    pub a: String,
+    /// Segment B.
+    pub b: String,
+    /// Also compare this funnel (steps as in `cairn funnel`).
+    #[arg(long, num_args = 1.., value_name = "STEP")]
+    pub funnel: Vec<String>,
+    /// Funnel window.
+    #[arg(long, default_value = "7d", value_name = "DURATION")]
+    pub window: String,
+    /// Differences listed per section.
+    #[arg(long, default_value_t = 10, value_name = "K")]
+    pub top: usize,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Time range applied to both segments.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+}
+
+pub fn compare(dir: &Path, args: &CompareArgs) -> Result<()> {
+    use cairn_discovery::compare::{compare_maps, compare_variants, parse_segment};
+    let snap = open_snapshot(dir)?;
+    let names = snap.event_names().to_vec();
+    let range = ScopeArgs {
+        since: args.since.clone(),
+        until: args.until.clone(),
+        ..ScopeArgs::default()
+    }
+    .resolve(&snap)?;
+    let segment = |text: &str| -> Result<Scope> {
+        let s = parse_segment(
+            text,
+            |n| name_id(&names, n),
+            |c| {
+                snap.channels()
+                    .iter()
+                    .position(|x| x == c)
+                    .map(|i| i as u16)
+                    .ok_or_else(|| cairn_discovery::DiscoveryError::UnknownChannel {
+                        name: c.to_string(),
+                        known: snap.channels().to_vec(),
+                    })
+            },
+        )?;
+        Ok(Scope {
+            since: range.since,
+            until: range.until,
+            ..s
+        })
+    };
+    let (sa, sb) = (segment(&args.a)?, segment(&args.b)?);
+    let map = |scope: &Scope| {
+        execute(
+            &snap,
+            &Scoped {
+                scope: scope.clone(),
+                inner: ProcessMap::new(names.clone()),
+            },
+        )
+    };
+    let variants = |scope: &Scope| {
+        execute(
+            &snap,
+            &Scoped {
+                scope: scope.clone(),
+                inner: Variants {
+                    names: names.clone(),
+                    top: 500,
+                    goal: None,
+                },
+            },
+        )
+    };
+    let funnel = |scope: &Scope| -> Result<Option<FunnelResult>> {
+        if args.funnel.is_empty() {
+            return Ok(None);
+        }
+        let spec = FunnelSpec {
+            steps: args
+                .funnel
+                .iter()
+                .map(|s| StepSpec::parse(s))
+                .collect::<Result<Vec<_>, _>>()?,
+            window: parse_duration(&args.window).context("--window")?,
+            ..FunnelSpec::default()
+        };
+        Ok(Some(execute(
+            &snap,
+            &Scoped {
+                scope: scope.clone(),
+                inner: Funnel::new(&names, snap.channels().to_vec(), spec)?,
+            },
+        )?))
+    };
+    let (ma, mb) = (map(&sa)?, map(&sb)?);
+    let (va, vb) = (variants(&sa)?, variants(&sb)?);
+    let (fa, fb) = (funnel(&sa)?, funnel(&sb)?);
+    let edges = compare_maps(&ma, &mb, args.top);
+    let vdiff = compare_variants(&va, &vb, args.top);
+    if args.format == Format::Json {
+        let out = serde_json::json!({
+            "a": {"segment": args.a, "customers": ma.customers, "funnel": fa},
+            "b": {"segment": args.b, "customers": mb.customers, "funnel": fb},
+            "edges": edges,
+            "variants": vdiff,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let mut o = String::new();
+    let _ = writeln!(o, "A = {}: {} customers", args.a, ma.customers);
+    let _ = writeln!(o, "B = {}: {} customers", args.b, mb.customers);
+    if let (Some(fa), Some(fb)) = (&fa, &fb) {
+        let _ = writeln!(
+            o,
+            "\nfunnel (share of each segment's entrants, window {}):",
+            args.window
+        );
+        for (x, y) in fa.steps.iter().zip(&fb.steps) {
+            let _ = writeln!(
+                o,
+                "  {:<30}  A {:>6.1}%  B {:>6.1}%  ({:+.1} points)",
+                truncate(&x.name, 30),
+                x.conversion_from_first * 100.0,
+                y.conversion_from_first * 100.0,
+                (x.conversion_from_first - y.conversion_from_first) * 100.0
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "\ntransitions most different (share of each segment's customers):"
+    );
+    for e in &edges {
+        let _ = writeln!(
+            o,
+            "  A {:>5.1}%  B {:>5.1}%  ({:+5.1})  {}",
+            e.a_share * 100.0,
+            e.b_share * 100.0,
+            e.difference * 100.0,
+            truncate(&format!("{} → {}", e.from, e.to), 80)
+        );
+    }
+    let _ = writeln!(o, "\njourneys most different:");
+    for v in &vdiff {
+        let _ = writeln!(
+            o,
+            "  A {:>5.1}%  B {:>5.1}%  ({:+5.1})  {}",
+            v.a_share * 100.0,
+            v.b_share * 100.0,
+            v.difference * 100.0,
+            truncate(&compress(&v.events), 90)
+        );
+    }
+    print!("{o}");
+    Ok(())
+}

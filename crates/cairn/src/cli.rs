@@ -96,6 +96,8 @@ cairn variants --goal 'Order Completed' --format json"
     Retention(crate::analyze::RetentionArgs),
     /// Pain points: which events, transitions, repeats and channel switches go with reaching a goal or not.
     Insights(crate::analyze::InsightsArgs),
+    /// Two segments side by side: funnel, most different transitions and journeys.
+    Compare(crate::analyze::CompareArgs),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
@@ -255,6 +257,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Paths(args) => crate::analyze::paths(&dir, &args),
         Command::Retention(args) => crate::analyze::retention(&dir, &args),
         Command::Insights(args) => crate::analyze::insights(&dir, &args),
+        Command::Compare(args) => crate::analyze::compare(&dir, &args),
         Command::Repair => {
             let report = cairn_store::repair(&dir)?;
             println!("{report}");

@@ -402,3 +402,37 @@ fn insights_count_goal_and_drop_off() {
     // Six cases cannot make anything significant after correcting for every test.
     assert_eq!(r["findings"].as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn compare_two_segments() {
+    let dir = running_example();
+    let r = json(
+        dir.path(),
+        &[
+            "compare",
+            "did:reject request",
+            "not-did:reject request",
+            "--funnel",
+            "register request",
+            "decide",
+            "--window",
+            "30d",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(r["a"]["customers"], 3);
+    assert_eq!(r["b"]["customers"], 3);
+    let first = &r["edges"][0];
+    assert_eq!(first["difference"].as_f64().unwrap().abs(), 1.0);
+    assert!(
+        r["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["from"] == "decide" && e["to"] == "reject request" && e["a_share"] == 1.0)
+    );
+    assert_eq!(r["a"]["funnel"]["steps"][1]["customers"], 3);
+    let err = crate::fails(dir.path(), &["compare", "did", "all"]);
+    assert!(err.contains("did:EVENT"), "{err}");
+}
