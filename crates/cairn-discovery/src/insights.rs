@@ -18,6 +18,10 @@
 //!   with the behaviour converted like those without it, `(rate_without − rate_with) × customers`,
 //!   and the difference in mean revenue per customer.
 //!
+//! With `churn`, each finding also gives the share of customers with and without the behaviour
+//! who went quiet: no event in the `inactive` period before `as_of` (the caller passes the
+//! data's last event time; the engine reads no clock).
+//!
 //! Findings are ranked by absolute impact. Correlation is not causation; the text says "goes
 //! with", never "causes". Drop-off (where non-converting journeys end) and slow transitions
 //! (longest median times between consecutive events) are reported as they are, without tests.
@@ -39,6 +43,14 @@ pub struct Insights {
     pub alpha: f64,
     /// How many findings to report of each sign (fewer / more conversions).
     pub top: usize,
+    pub churn: Option<Churn>,
+}
+
+/// A customer has churned when their last event is more than `inactive` before `as_of`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Churn {
+    pub as_of: Micros,
+    pub inactive: Micros,
 }
 
 /// What a behaviour is, packed in a u64 key: kind in the top byte.
@@ -54,12 +66,14 @@ enum Behaviour {
 struct Cell {
     customers: u64,
     converted: u64,
+    churned: u64,
     revenue: Money,
 }
 
 pub struct InsightsPartial {
     customers: u64,
     converted: u64,
+    churned: u64,
     revenue: Money,
     behaviours: FxHashMap<Behaviour, Cell>,
     /// Non-converting journeys by their last event.
@@ -85,6 +99,9 @@ pub struct Finding {
     pub impact_conversions: f64,
     pub revenue_per_customer_with: f64,
     pub revenue_per_customer_without: f64,
+    /// Share of customers with (without) the behaviour who churned; `null` without `churn`.
+    pub churn_with: Option<f64>,
+    pub churn_without: Option<f64>,
     pub text: String,
 }
 
@@ -111,6 +128,8 @@ pub struct InsightsResult {
     pub customers: u64,
     pub converted: u64,
     pub conversion_rate: f64,
+    /// Customers with no event in the inactive period; `null` without `churn`.
+    pub churned: Option<u64>,
     /// Behaviours tested (the Bonferroni factor).
     pub tested: u64,
     pub findings: Vec<Finding>,
@@ -134,6 +153,7 @@ impl Analysis for Insights {
         InsightsPartial {
             customers: 0,
             converted: 0,
+            churned: 0,
             revenue: Money::default(),
             behaviours: FxHashMap::default(),
             ended_at: FxHashMap::default(),
@@ -151,6 +171,10 @@ impl Analysis for Insights {
         // Before the goal only; a journey that starts with the goal has nothing to explain.
         let before = goal_at.unwrap_or(t.len());
         let revenue = Money::of(t);
+        let churned = self
+            .churn
+            .is_some_and(|c| c.as_of - t.times[t.len() - 1] > c.inactive);
+        p.churned += u64::from(churned);
         p.customers += 1;
         p.converted += u64::from(converted);
         p.revenue.add(revenue);
@@ -187,6 +211,7 @@ impl Analysis for Insights {
             let c = p.behaviours.entry(beh).or_default();
             c.customers += 1;
             c.converted += u64::from(converted);
+            c.churned += u64::from(churned);
             c.revenue.add(revenue);
         }
         if !converted {
@@ -197,11 +222,13 @@ impl Analysis for Insights {
     fn merge(&self, into: &mut InsightsPartial, other: InsightsPartial) {
         into.customers += other.customers;
         into.converted += other.converted;
+        into.churned += other.churned;
         into.revenue.add(other.revenue);
         for (k, v) in other.behaviours {
             let c = into.behaviours.entry(k).or_default();
             c.customers += v.customers;
             c.converted += v.converted;
+            c.churned += v.churned;
             c.revenue.add(v.revenue);
         }
         for (k, v) in other.ended_at {
@@ -267,6 +294,12 @@ impl Analysis for Insights {
                     ),
                 };
                 let impact = (rw - ro) * n1 as f64;
+                let churn = self.churn.map(|_| {
+                    (
+                        c.churned as f64 / n1 as f64,
+                        (p.churned - c.churned) as f64 / n0 as f64,
+                    )
+                });
                 let text = format!(
                     "{n1} customers ({:.1}%) {doing} before {goal:?}: {:.1}% of them reached it vs {:.1}% of the others \
 (odds ratio {:.2}, p {}); it goes with about {:.0} {} conversions",
@@ -277,7 +310,15 @@ impl Analysis for Insights {
                     if p_value < 0.001 { "< 0.001".to_string() } else { format!("= {p_value:.3}") },
                     impact.abs(),
                     if impact >= 0.0 { "more" } else { "fewer" },
-                );
+                ) + &churn
+                    .map(|(a, b)| {
+                        format!(
+                            "; {:.1}% of them went quiet vs {:.1}%",
+                            a * 100.0,
+                            b * 100.0
+                        )
+                    })
+                    .unwrap_or_default();
                 Some(Finding {
                     kind,
                     subject,
@@ -289,6 +330,8 @@ impl Analysis for Insights {
                     impact_conversions: impact,
                     revenue_per_customer_with: rev_with,
                     revenue_per_customer_without: rev_without,
+                    churn_with: churn.map(|c| c.0),
+                    churn_without: churn.map(|c| c.1),
                     text,
                 })
             })
@@ -354,6 +397,7 @@ impl Analysis for Insights {
             customers: n,
             converted: k,
             conversion_rate: k as f64 / n.max(1) as f64,
+            churned: self.churn.map(|_| p.churned),
             tested,
             findings,
             drop_off,
@@ -420,6 +464,10 @@ mod tests {
             min_customers: 10,
             alpha: 0.05,
             top: 10,
+            churn: Some(Churn {
+                as_of: 100_000_000,
+                inactive: 75_000_000,
+            }),
         };
         let r = run(&ins, js.iter().map(|o| o.view()));
         assert_eq!(r.customers, 200);
@@ -432,6 +480,9 @@ mod tests {
         assert!(support.impact_conversions < 0.0);
         assert_eq!(support.customers, 50);
         assert!(support.text.contains("fewer"), "{}", support.text);
+        // Journeys that end before second 25 went quiet: those without support or a buy.
+        assert!(r.churned.unwrap() > 0);
+        assert!(support.churn_with.is_some());
         assert!(r.findings.iter().all(|f| f.p_value < 0.05));
         assert!(r.drop_off.iter().any(|d| d.event == "support"));
     }

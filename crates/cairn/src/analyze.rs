@@ -817,6 +817,10 @@ pub struct InsightsArgs {
     /// Findings (and drop-off rows) to report.
     #[arg(long, default_value_t = 10, value_name = "K")]
     pub top: usize,
+    /// A customer with no event in this period before the store's last event has churned;
+    /// findings show the churn share with and without each behaviour.
+    #[arg(long, default_value = "30d", value_name = "DURATION")]
+    pub inactive: String,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     #[command(flatten)]
@@ -835,6 +839,16 @@ pub fn insights(dir: &Path, args: &InsightsArgs) -> Result<()> {
             min_customers: args.min_customers.max(1),
             alpha: args.alpha,
             top: args.top,
+            churn: snap
+                .stats()
+                .last_event
+                .map(|as_of| -> Result<cairn_discovery::insights::Churn> {
+                    Ok(cairn_discovery::insights::Churn {
+                        as_of,
+                        inactive: parse_duration(&args.inactive).context("--inactive")?,
+                    })
+                })
+                .transpose()?,
         },
     };
     let r = execute(&snap, &analysis)?;
@@ -849,11 +863,14 @@ fn insights_table(r: &cairn_discovery::InsightsResult) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{} of {} customers ({:.1}%) reached {:?}; {} behaviours tested, {} significant shown",
+        "{} of {} customers ({:.1}%) reached {:?}{}; {} behaviours tested, {} significant shown",
         r.converted,
         r.customers,
         r.conversion_rate * 100.0,
         r.goal,
+        r.churned
+            .map(|c| format!(", {c} went quiet"))
+            .unwrap_or_default(),
         r.tested,
         r.findings.len()
     );
