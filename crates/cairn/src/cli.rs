@@ -69,6 +69,35 @@ count of accepted messages) only once it is durable. Reads FILE, or stdin when F
     Compact(FormatArgs),
     /// Make a damaged store openable again: move a corrupt part of the log aside.
     Repair,
+    /// The process map: which event directly follows which, how often and how fast.
+    #[command(
+        long_about = "The process map (directly-follows graph): for every pair of events that follow \
+each other directly in a customer's journey, how often (count and distinct customers) and how long \
+in between (median, mean, p90); plus the activities journeys start and end with.\n\n\
+Examples:\n  cairn map\n  cairn map --top 8 --min-count 50 --format dot | dot -Tsvg > map.svg\n  \
+cairn map --first-channel email --since 2026-01-01 --format json"
+    )]
+    Map(crate::analyze::MapArgs),
+    /// Whole journeys grouped by their exact sequence of events.
+    #[command(
+        long_about = "Variants: customers grouped by their whole journey (the exact sequence of event \
+names). For each: count, share, median duration (first to last event) and revenue (sum of event \
+values). With --goal EVENT a journey's variant is what came before its first EVENT (the whole \
+journey if never), its duration runs to EVENT, and the goal rate is how often that path led to \
+it.\n\nExamples:\n  cairn variants --top 20\n  \
+cairn variants --goal 'Order Completed' --format json"
+    )]
+    Variants(crate::analyze::VariantsArgs),
+    /// How many customers go through a sequence of steps within a time window.
+    Funnel(crate::analyze::FunnelArgs),
+    /// The most common next (or previous) events around an event, as a Sankey-ready graph.
+    Paths(crate::analyze::PathsArgs),
+    /// Cohorts by first event and the share of each active again week by week or month by month.
+    Retention(crate::analyze::RetentionArgs),
+    /// Pain points: which events, transitions, repeats and channel switches go with reaching a goal or not.
+    Insights(crate::analyze::InsightsArgs),
+    /// Two segments side by side: funnel, most different transitions and journeys.
+    Compare(crate::analyze::CompareArgs),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
@@ -222,6 +251,13 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Map(args) => crate::analyze::map(&dir, &args),
+        Command::Variants(args) => crate::analyze::variants(&dir, &args),
+        Command::Funnel(args) => crate::analyze::funnel(&dir, &args),
+        Command::Paths(args) => crate::analyze::paths(&dir, &args),
+        Command::Retention(args) => crate::analyze::retention(&dir, &args),
+        Command::Insights(args) => crate::analyze::insights(&dir, &args),
+        Command::Compare(args) => crate::analyze::compare(&dir, &args),
         Command::Repair => {
             let report = cairn_store::repair(&dir)?;
             println!("{report}");

@@ -1,6 +1,7 @@
 //! `cairn`: the one binary. Parses the command line, wires the library crates together and
 //! renders their results; no engine logic lives here.
 
+mod analyze;
 mod cli;
 mod demo;
 mod import;

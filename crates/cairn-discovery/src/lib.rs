@@ -1,0 +1,223 @@
+//! Journey discovery: process maps, variants, funnels, paths and retention, computed as pure
+//! functions over customer timelines.
+//!
+//! # The idea
+//!
+//! Every analysis sees customers one at a time, each as a [`Timeline`]: parallel slices of its
+//! events in time order (event-name ids, microsecond times, channel ids, values, property JSON).
+//! It never reads files, the clock or the store: whoever owns the data hands timelines in. Today
+//! that is the CLI, which adapts `cairn_store::Snapshot::scan_parallel`; once identities are
+//! merged, the scan will hand out a profile's merged timeline in exactly the same shape, so every
+//! analysis follows merges without change.
+//!
+//! An analysis implements [`Analysis`]: it makes an empty *partial* result, folds timelines
+//! into it ([`Analysis::add`]), merges partials of disjoint customer sets
+//! ([`Analysis::merge`]) and turns the final partial into its output ([`Analysis::finish`]).
+//! That shape is what lets a scan run on several threads, one partial per thread, and what makes
+//! results independent of how customers are split or ordered: `merge` only ever adds counts and
+//! concatenates samples, and outputs are sorted by value, never by arrival.
+//!
+//! [`Scoped`] wraps any analysis with a [`Scope`] (time range and segment conditions), so every
+//! analysis accepts the same filters.
+//!
+//! # Order and time
+//!
+//! A timeline's events are in the store's order: by timestamp, then by the order the store
+//! received them (its sequence number). Analyses rely on that order and never re-sort, except the
+//! ClickHouse-compatible funnel mode, which reproduces ClickHouse's own tie order (see
+//! [`funnel`]). Durations are computed in microseconds and reported in seconds (`*_s`).
+
+pub mod compare;
+pub mod counts;
+pub mod error;
+pub mod funnel;
+mod hash;
+pub mod insights;
+pub mod map;
+pub mod paths;
+pub mod retention;
+pub mod scope;
+pub mod stats;
+pub mod variants;
+
+pub use counts::{ActivityCounts, Counts};
+pub use error::DiscoveryError;
+pub use funnel::{Funnel, FunnelMode, FunnelResult, StepSpec};
+pub use insights::{Insights, InsightsResult};
+pub use map::{MapResult, ProcessMap};
+pub use paths::{Anchor, Paths, PathsResult, Rename};
+pub use retention::{Period, Retention, RetentionResult};
+pub use scope::{Scope, Scoped};
+pub use variants::{Variants, VariantsResult};
+
+/// Microseconds since the Unix epoch, UTC.
+pub type Micros = i64;
+
+/// One customer's events in time order, as parallel slices.
+///
+/// `times` and `names` are always present and of equal length. `channels`, `values` and
+/// `properties` are either empty (not read, see [`Needs`]) or of the same length.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeline<'a> {
+    /// The customer (or, after identity merges, the profile) this journey belongs to.
+    pub customer: u32,
+    pub times: &'a [Micros],
+    /// Event-name ids: indexes into the name table the analysis was built with.
+    pub names: &'a [u16],
+    /// Channel ids: indexes into the channel table the analysis was built with.
+    pub channels: &'a [u16],
+    /// An event's numeric value (e.g. revenue); NaN where it has none.
+    pub values: &'a [f64],
+    /// Each event's properties as JSON object text; empty where it has none.
+    pub properties: &'a [&'a str],
+}
+
+impl<'a> Timeline<'a> {
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The events in `range` (indexes), keeping every column that is present.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Timeline<'a> {
+        fn cut<'b, T>(s: &'b [T], r: &std::ops::Range<usize>) -> &'b [T] {
+            if s.is_empty() { s } else { &s[r.clone()] }
+        }
+        Timeline {
+            customer: self.customer,
+            times: cut(self.times, &range),
+            names: cut(self.names, &range),
+            channels: cut(self.channels, &range),
+            values: cut(self.values, &range),
+            properties: cut(self.properties, &range),
+        }
+    }
+
+    /// Sum of the values that are present (not NaN).
+    pub fn revenue(&self) -> f64 {
+        self.values.iter().filter(|v| !v.is_nan()).sum()
+    }
+}
+
+/// The optional columns an analysis reads; the caller may leave the others empty.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub channels: bool,
+    pub values: bool,
+    pub properties: bool,
+}
+
+impl Needs {
+    pub fn or(self, other: Needs) -> Needs {
+        Needs {
+            channels: self.channels || other.channels,
+            values: self.values || other.values,
+            properties: self.properties || other.properties,
+        }
+    }
+}
+
+/// An analysis over customer timelines, computed as mergeable partial results.
+///
+/// Contract: for any partition of the customers into groups, folding each group into its own
+/// partial and merging the partials gives the same output as folding all customers into one.
+pub trait Analysis: Sync {
+    type Partial: Send;
+    type Output;
+
+    /// Which optional columns [`Analysis::add`] looks at.
+    fn needs(&self) -> Needs;
+    /// An empty partial result.
+    fn partial(&self) -> Self::Partial;
+    /// Folds one customer's timeline in.
+    fn add(&self, partial: &mut Self::Partial, timeline: &Timeline<'_>);
+    /// Folds the partial of a disjoint set of customers in.
+    fn merge(&self, into: &mut Self::Partial, other: Self::Partial);
+    /// The result.
+    fn finish(&self, partial: Self::Partial) -> Self::Output;
+}
+
+/// Runs an analysis over timelines on the calling thread.
+pub fn run<'a, A: Analysis>(
+    analysis: &A,
+    timelines: impl IntoIterator<Item = Timeline<'a>>,
+) -> A::Output {
+    let mut partial = analysis.partial();
+    for t in timelines {
+        analysis.add(&mut partial, &t);
+    }
+    analysis.finish(partial)
+}
+
+/// Merges partials (e.g. one per scan thread) and finishes.
+pub fn finish_partials<A: Analysis>(
+    analysis: &A,
+    partials: impl IntoIterator<Item = A::Partial>,
+) -> A::Output {
+    let mut iter = partials.into_iter();
+    let mut acc = iter.next().unwrap_or_else(|| analysis.partial());
+    for p in iter {
+        analysis.merge(&mut acc, p);
+    }
+    analysis.finish(acc)
+}
+
+/// Looks an event name up in a name table.
+pub fn name_id(names: &[String], name: &str) -> Result<u16, DiscoveryError> {
+    names
+        .iter()
+        .position(|n| n == name)
+        .map(|i| i as u16)
+        .ok_or_else(|| DiscoveryError::UnknownEvent {
+            name: name.to_string(),
+            known: error::suggestions(names, name),
+        })
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::*;
+
+    /// An owned journey for tests: (name, time in seconds, channel, value).
+    #[derive(Debug, Clone, Default)]
+    pub struct Owned {
+        pub customer: u32,
+        pub times: Vec<Micros>,
+        pub names: Vec<u16>,
+        pub channels: Vec<u16>,
+        pub values: Vec<f64>,
+        pub properties: Vec<&'static str>,
+    }
+
+    impl Owned {
+        /// Events as (name id, seconds).
+        pub fn new(customer: u32, events: &[(u16, i64)]) -> Owned {
+            Owned {
+                customer,
+                times: events.iter().map(|e| e.1 * 1_000_000).collect(),
+                names: events.iter().map(|e| e.0).collect(),
+                channels: vec![0; events.len()],
+                values: vec![f64::NAN; events.len()],
+                properties: vec![""; events.len()],
+            }
+        }
+
+        pub fn view(&self) -> Timeline<'_> {
+            Timeline {
+                customer: self.customer,
+                times: &self.times,
+                names: &self.names,
+                channels: &self.channels,
+                values: &self.values,
+                properties: &self.properties,
+            }
+        }
+    }
+
+    pub fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+}

@@ -1,0 +1,395 @@
+//! The process map: the directly-follows graph of all journeys.
+//!
+//! For every pair of events that follow each other directly in a customer's journey (`a` then
+//! `b`, nothing in between), the map counts the occurrences, the distinct customers, and the
+//! time between them (mean, median, p90). It also counts each journey's first and last event
+//! (start and end activities). This is the same graph pm4py's `discover_dfg` and
+//! `discover_performance_dfg` compute, and the test suite checks it against pm4py on the real
+//! logs in `testdata/`.
+//!
+//! With a `keep` mask (e.g. the top K activities), events of other names are removed from each
+//! journey first, so `a → x → b` with `x` dropped becomes an edge `a → b`: the process-mining
+//! convention for an activity filter, and what keeps the map of a filtered log a valid map.
+
+use serde::{Serialize, Serializer};
+
+use crate::hash::FxHashMap;
+use crate::stats::summarize;
+use crate::{Analysis, Micros, Needs, Timeline};
+
+pub struct ProcessMap {
+    pub names: Vec<String>,
+    /// Which name ids take part; `None` keeps all.
+    pub keep: Option<Vec<bool>>,
+    /// Edges seen fewer times are left out of the result (but counted in `hidden_edges`).
+    pub min_count: u64,
+}
+
+impl ProcessMap {
+    pub fn new(names: Vec<String>) -> ProcessMap {
+        ProcessMap {
+            names,
+            keep: None,
+            min_count: 1,
+        }
+    }
+
+    fn kept(&self, n: u16) -> bool {
+        match &self.keep {
+            Some(k) => k.get(n as usize).copied().unwrap_or(false),
+            None => (n as usize) < self.names.len(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Activity {
+    pub name: String,
+    pub events: u64,
+    pub customers: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Edge {
+    pub from: String,
+    pub to: String,
+    /// Times `to` directly followed `from`.
+    pub count: u64,
+    /// Distinct customers with this transition.
+    pub customers: u64,
+    pub mean_s: f64,
+    pub median_s: f64,
+    pub p90_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MapResult {
+    /// Customers with at least one (kept) event.
+    pub customers: u64,
+    pub events: u64,
+    /// By descending event count.
+    pub activities: Vec<Activity>,
+    /// By descending count, then names.
+    pub edges: Vec<Edge>,
+    /// Journeys starting with each activity, by descending count.
+    #[serde(serialize_with = "as_map")]
+    pub start: Vec<(String, u64)>,
+    /// Journeys ending with each activity, by descending count.
+    #[serde(serialize_with = "as_map")]
+    pub end: Vec<(String, u64)>,
+    /// Edges left out because they occurred fewer than `min_count` times.
+    pub hidden_edges: u64,
+}
+
+/// Serializes `(key, count)` pairs as a JSON object, keeping their order.
+pub(crate) fn as_map<S: Serializer>(pairs: &[(String, u64)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
+}
+
+struct EdgeAcc {
+    from: u16,
+    to: u16,
+    count: u64,
+    customers: u64,
+    /// The customer (partial-local sequence number) that last used this edge.
+    last: u32,
+    durations: Vec<Micros>,
+}
+
+/// Finds an edge's slot: a dense matrix for the usual few hundred names, a hash map beyond.
+enum EdgeIndex {
+    Dense { n: usize, slots: Vec<u32> },
+    Sparse(FxHashMap<(u16, u16), u32>),
+}
+
+const DENSE_MAX_NAMES: usize = 1024;
+
+impl EdgeIndex {
+    fn new(n: usize) -> EdgeIndex {
+        if n <= DENSE_MAX_NAMES {
+            EdgeIndex::Dense {
+                n,
+                slots: vec![u32::MAX; n * n],
+            }
+        } else {
+            EdgeIndex::Sparse(FxHashMap::default())
+        }
+    }
+
+    /// The slot of `(a, b)`, or `next` after recording it as new.
+    #[inline]
+    fn slot(&mut self, a: u16, b: u16, next: u32) -> (u32, bool) {
+        match self {
+            EdgeIndex::Dense { n, slots } => {
+                let s = &mut slots[a as usize * *n + b as usize];
+                if *s == u32::MAX {
+                    *s = next;
+                    (next, true)
+                } else {
+                    (*s, false)
+                }
+            }
+            EdgeIndex::Sparse(map) => {
+                let mut new = false;
+                let s = *map.entry((a, b)).or_insert_with(|| {
+                    new = true;
+                    next
+                });
+                (s, new)
+            }
+        }
+    }
+}
+
+pub struct MapPartial {
+    index: EdgeIndex,
+    edges: Vec<EdgeAcc>,
+    start: Vec<u64>,
+    end: Vec<u64>,
+    events: Vec<u64>,
+    customers_by: Vec<u64>,
+    stamp: Vec<u32>,
+    customers: u64,
+    total_events: u64,
+    seq: u32,
+}
+
+impl MapPartial {
+    #[inline]
+    fn edge(&mut self, a: u16, b: u16, dt: Micros) {
+        let (slot, new) = self.index.slot(a, b, self.edges.len() as u32);
+        if new {
+            self.edges.push(EdgeAcc {
+                from: a,
+                to: b,
+                count: 0,
+                customers: 0,
+                last: 0,
+                durations: Vec::new(),
+            });
+        }
+        let e = &mut self.edges[slot as usize];
+        e.count += 1;
+        if e.last != self.seq {
+            e.last = self.seq;
+            e.customers += 1;
+        }
+        e.durations.push(dt);
+    }
+}
+
+impl Analysis for ProcessMap {
+    type Partial = MapPartial;
+    type Output = MapResult;
+
+    fn needs(&self) -> Needs {
+        Needs::default()
+    }
+
+    fn partial(&self) -> MapPartial {
+        let n = self.names.len();
+        MapPartial {
+            index: EdgeIndex::new(n),
+            edges: Vec::new(),
+            start: vec![0; n],
+            end: vec![0; n],
+            events: vec![0; n],
+            customers_by: vec![0; n],
+            stamp: vec![0; n],
+            customers: 0,
+            total_events: 0,
+            seq: 0,
+        }
+    }
+
+    fn add(&self, p: &mut MapPartial, t: &Timeline<'_>) {
+        p.seq += 1;
+        let mut prev: Option<(u16, Micros)> = None;
+        let mut first = None;
+        for (&n, &time) in t.names.iter().zip(t.times) {
+            if !self.kept(n) {
+                continue;
+            }
+            let i = n as usize;
+            p.events[i] += 1;
+            p.total_events += 1;
+            if p.stamp[i] != p.seq {
+                p.stamp[i] = p.seq;
+                p.customers_by[i] += 1;
+            }
+            match prev {
+                Some((a, at)) => p.edge(a, n, time - at),
+                None => first = Some(n),
+            }
+            prev = Some((n, time));
+        }
+        if let (Some(f), Some((l, _))) = (first, prev) {
+            p.customers += 1;
+            p.start[f as usize] += 1;
+            p.end[l as usize] += 1;
+        }
+    }
+
+    fn merge(&self, into: &mut MapPartial, other: MapPartial) {
+        for e in other.edges {
+            let (slot, new) = into.index.slot(e.from, e.to, into.edges.len() as u32);
+            if new {
+                into.edges.push(EdgeAcc { last: 0, ..e });
+                continue;
+            }
+            let acc = &mut into.edges[slot as usize];
+            acc.count += e.count;
+            acc.customers += e.customers;
+            acc.durations.extend_from_slice(&e.durations);
+        }
+        let add = |a: &mut Vec<u64>, b: Vec<u64>| a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+        add(&mut into.start, other.start);
+        add(&mut into.end, other.end);
+        add(&mut into.events, other.events);
+        add(&mut into.customers_by, other.customers_by);
+        into.customers += other.customers;
+        into.total_events += other.total_events;
+    }
+
+    fn finish(&self, p: MapPartial) -> MapResult {
+        let name = |i: u16| self.names[i as usize].clone();
+        let mut hidden = 0;
+        let mut edges: Vec<Edge> = p
+            .edges
+            .into_iter()
+            .filter(|e| {
+                let keep = e.count >= self.min_count;
+                hidden += u64::from(!keep);
+                keep
+            })
+            .map(|mut e| {
+                let s = summarize(&mut e.durations);
+                Edge {
+                    from: name(e.from),
+                    to: name(e.to),
+                    count: e.count,
+                    customers: e.customers,
+                    // An edge exists only with at least one sample.
+                    mean_s: s.mean_s.unwrap_or(0.0),
+                    median_s: s.median_s.unwrap_or(0.0),
+                    p90_s: s.p90_s.unwrap_or(0.0),
+                }
+            })
+            .collect();
+        edges.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| a.from.cmp(&b.from))
+                .then_with(|| a.to.cmp(&b.to))
+        });
+        let mut activities: Vec<Activity> = (0..self.names.len())
+            .filter(|&i| p.events[i] > 0)
+            .map(|i| Activity {
+                name: self.names[i].clone(),
+                events: p.events[i],
+                customers: p.customers_by[i],
+            })
+            .collect();
+        activities.sort_by(|a, b| b.events.cmp(&a.events).then_with(|| a.name.cmp(&b.name)));
+        MapResult {
+            customers: p.customers,
+            events: p.total_events,
+            activities,
+            edges,
+            start: ranked(&self.names, &p.start),
+            end: ranked(&self.names, &p.end),
+            hidden_edges: hidden,
+        }
+    }
+}
+
+/// Non-zero counts with their names, by descending count, then name.
+pub(crate) fn ranked(names: &[String], counts: &[u64]) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c > 0)
+        .map(|(i, &c)| (names[i].clone(), c))
+        .collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{Owned, names};
+    use crate::{finish_partials, run};
+
+    fn journeys() -> Vec<Owned> {
+        vec![
+            Owned::new(1, &[(0, 0), (1, 10), (2, 40)]),
+            Owned::new(2, &[(0, 0), (1, 20), (1, 25), (2, 30)]),
+            Owned::new(3, &[(1, 5)]),
+        ]
+    }
+
+    #[test]
+    fn counts_edges_starts_and_ends() {
+        let js = journeys();
+        let map = ProcessMap::new(names(&["a", "b", "c"]));
+        let r = run(&map, js.iter().map(|o| o.view()));
+        assert_eq!(r.customers, 3);
+        assert_eq!(r.events, 8);
+        let ab = r
+            .edges
+            .iter()
+            .find(|e| e.from == "a" && e.to == "b")
+            .unwrap();
+        assert_eq!((ab.count, ab.customers), (2, 2));
+        assert_eq!(ab.mean_s, 15.0);
+        assert_eq!(ab.median_s, 15.0);
+        let bc = r
+            .edges
+            .iter()
+            .find(|e| e.from == "b" && e.to == "c")
+            .unwrap();
+        assert_eq!((bc.count, bc.mean_s), (2, 17.5));
+        let bb = r
+            .edges
+            .iter()
+            .find(|e| e.from == "b" && e.to == "b")
+            .unwrap();
+        assert_eq!((bb.count, bb.customers, bb.median_s), (1, 1, 5.0));
+        assert_eq!(r.start, vec![("a".into(), 2), ("b".into(), 1)]);
+        assert_eq!(
+            r.end,
+            vec![("b".into(), 1), ("c".into(), 2)]
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn keep_mask_bridges_removed_events() {
+        let js = journeys();
+        let mut map = ProcessMap::new(names(&["a", "b", "c"]));
+        map.keep = Some(vec![true, false, true]);
+        let r = run(&map, js.iter().map(|o| o.view()));
+        assert_eq!(r.edges.len(), 1);
+        assert_eq!(r.edges[0].from, "a");
+        assert_eq!(r.edges[0].to, "c");
+        assert_eq!(r.edges[0].count, 2);
+        assert_eq!(r.customers, 2, "customer 3 has no kept event");
+    }
+
+    #[test]
+    fn merging_partials_equals_one_pass() {
+        let js = journeys();
+        let map = ProcessMap::new(names(&["a", "b", "c"]));
+        let whole = run(&map, js.iter().map(|o| o.view()));
+        let mut parts = Vec::new();
+        for o in &js {
+            let mut p = map.partial();
+            map.add(&mut p, &o.view());
+            parts.push(p);
+        }
+        assert_eq!(finish_partials(&map, parts), whole);
+    }
+}

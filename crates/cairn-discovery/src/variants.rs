@@ -1,0 +1,219 @@
+//! Variants: whole journeys grouped by their exact sequence of events.
+//!
+//! Two customers share a variant when their journeys list the same event names in the same
+//! order. For each variant: how many customers, their share, the median journey duration (first
+//! to last event), the share that reached the goal event (when one is given) and the revenue
+//! (sum of event values) of those journeys. Counts are checked against pm4py's
+//! `get_variants` on the real logs in `testdata/`.
+//!
+//! With a goal, a journey's variant is what the customer did **before** the first goal event
+//! (the whole journey when they never reached it), and its duration runs to the goal event. So
+//! customers who did `a → b` and then converted share a variant with those who did `a → b` and
+//! stopped, and the goal rate says how often that path led to the goal. (Over whole journeys it
+//! could only be 0 or 1.) Revenue is always that of the whole journey.
+
+use std::cmp::Ordering;
+
+use serde::Serialize;
+
+use crate::hash::FxHashMap;
+use crate::stats::quantile;
+use crate::{Analysis, Micros, Needs, Timeline};
+
+pub struct Variants {
+    pub names: Vec<String>,
+    /// How many variants the result lists (the most common first).
+    pub top: usize,
+    pub goal: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Variant {
+    pub events: Vec<String>,
+    pub count: u64,
+    /// Of all customers in scope.
+    pub share: f64,
+    pub median_duration_s: f64,
+    /// Share of this variant's customers who then reached the goal; `null` without a goal.
+    pub goal_rate: Option<f64>,
+    /// Sum of the event values of this variant's journeys.
+    pub revenue: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VariantsResult {
+    pub customers: u64,
+    pub total_variants: u64,
+    /// The `top` most common, by descending count, ties by event names.
+    pub variants: Vec<Variant>,
+    /// Customers whose variant is not among the listed ones.
+    pub other_customers: u64,
+}
+
+#[derive(Default)]
+pub struct VariantAcc {
+    count: u64,
+    durations: Vec<Micros>,
+    goal: u64,
+    revenue: Money,
+}
+
+/// A sum of money kept exactly in millionths, so totals do not depend on the order in which
+/// customers and partials are added (floating-point addition is not associative).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Money(i128);
+
+impl Money {
+    pub fn of(t: &Timeline<'_>) -> Money {
+        Money(
+            t.values
+                .iter()
+                .filter(|v| v.is_finite())
+                .map(|v| (v * 1e6).round() as i128)
+                .sum(),
+        )
+    }
+    pub fn add(&mut self, other: Money) {
+        self.0 += other.0;
+    }
+    pub fn to_f64(self) -> f64 {
+        self.0 as f64 / 1e6
+    }
+}
+
+pub struct VariantsPartial {
+    map: FxHashMap<Box<[u16]>, VariantAcc>,
+    customers: u64,
+}
+
+impl Analysis for Variants {
+    type Partial = VariantsPartial;
+    type Output = VariantsResult;
+
+    fn needs(&self) -> Needs {
+        Needs {
+            values: true,
+            ..Needs::default()
+        }
+    }
+
+    fn partial(&self) -> VariantsPartial {
+        VariantsPartial {
+            map: FxHashMap::default(),
+            customers: 0,
+        }
+    }
+
+    fn add(&self, p: &mut VariantsPartial, t: &Timeline<'_>) {
+        if t.is_empty() {
+            return;
+        }
+        p.customers += 1;
+        let goal_at = self.goal.and_then(|g| t.names.iter().position(|&n| n == g));
+        let (seq, end) = match goal_at {
+            Some(i) => (&t.names[..i], i),
+            None => (t.names, t.len() - 1),
+        };
+        let acc = match p.map.get_mut(seq) {
+            Some(acc) => acc,
+            None => p.map.entry(seq.into()).or_default(),
+        };
+        acc.count += 1;
+        acc.durations.push(t.times[end] - t.times[0]);
+        acc.goal += u64::from(goal_at.is_some());
+        acc.revenue.add(Money::of(t));
+    }
+
+    fn merge(&self, into: &mut VariantsPartial, other: VariantsPartial) {
+        into.customers += other.customers;
+        for (k, v) in other.map {
+            let acc = into.map.entry(k).or_default();
+            acc.count += v.count;
+            acc.durations.extend_from_slice(&v.durations);
+            acc.goal += v.goal;
+            acc.revenue.add(v.revenue);
+        }
+    }
+
+    fn finish(&self, p: VariantsPartial) -> VariantsResult {
+        let total = p.map.len() as u64;
+        let mut all: Vec<(Box<[u16]>, VariantAcc)> = p.map.into_iter().collect();
+        let names = &self.names;
+        let order = |a: &(Box<[u16]>, VariantAcc), b: &(Box<[u16]>, VariantAcc)| -> Ordering {
+            b.1.count.cmp(&a.1.count).then_with(|| {
+                a.0.iter()
+                    .map(|&i| names[i as usize].as_str())
+                    .cmp(b.0.iter().map(|&i| names[i as usize].as_str()))
+            })
+        };
+        // Only the top K need a full order.
+        if self.top < all.len() {
+            if self.top > 0 {
+                all.select_nth_unstable_by(self.top - 1, order);
+            }
+            all.truncate(self.top);
+        }
+        all.sort_by(order);
+        let shown: u64 = all.iter().map(|v| v.1.count).sum();
+        let variants = all
+            .into_iter()
+            .map(|(seq, mut acc)| Variant {
+                events: seq.iter().map(|&i| names[i as usize].clone()).collect(),
+                count: acc.count,
+                share: acc.count as f64 / p.customers.max(1) as f64,
+                median_duration_s: quantile(&mut acc.durations, 0.5) / 1e6,
+                goal_rate: self.goal.map(|_| acc.goal as f64 / acc.count as f64),
+                revenue: acc.revenue.to_f64(),
+            })
+            .collect();
+        VariantsResult {
+            customers: p.customers,
+            total_variants: total,
+            variants,
+            other_customers: p.customers - shown,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run;
+    use crate::testutil::{Owned, names};
+
+    #[test]
+    fn groups_whole_journeys() {
+        let mut a = Owned::new(1, &[(0, 0), (1, 10)]);
+        a.values = vec![f64::NAN, 20.5];
+        let b = Owned::new(2, &[(0, 0), (1, 30)]);
+        let c = Owned::new(3, &[(1, 0), (0, 5)]);
+        let d = Owned::new(4, &[(0, 0)]);
+        let mut v = Variants {
+            names: names(&["x", "y"]),
+            top: 1,
+            goal: None,
+        };
+        let r = run(&v, [a.view(), b.view(), c.view(), d.view()]);
+        assert_eq!(r.total_variants, 3);
+        assert_eq!(r.customers, 4);
+        assert_eq!(r.variants.len(), 1);
+        let top = &r.variants[0];
+        assert_eq!(top.events, ["x", "y"]);
+        assert_eq!(top.count, 2);
+        assert_eq!(top.median_duration_s, 20.0);
+        assert_eq!(top.goal_rate, None);
+        assert_eq!(top.revenue, 20.5);
+        assert_eq!(r.other_customers, 2);
+        // With goal y: a and b did x before it, d did x and stopped, c reached y first.
+        v.goal = Some(1);
+        v.top = 10;
+        let r = run(&v, [a.view(), b.view(), c.view(), d.view()]);
+        assert_eq!(r.total_variants, 2);
+        let x = &r.variants[0];
+        assert_eq!((x.events.clone(), x.count), (vec!["x".to_string()], 3));
+        assert!((x.goal_rate.unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(x.median_duration_s, 10.0, "to the goal: 10, 30; d: 0");
+        assert!(r.variants[1].events.is_empty());
+        assert_eq!(r.variants[1].goal_rate, Some(1.0));
+    }
+}

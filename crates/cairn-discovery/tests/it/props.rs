@@ -1,0 +1,204 @@
+use cairn_discovery::funnel::{BreakdownBy, FunnelSpec};
+use cairn_discovery::{
+    Analysis, Funnel, FunnelMode, ProcessMap, Scope, Scoped, StepSpec, Timeline, Variants,
+    finish_partials, run,
+};
+use proptest::prelude::*;
+
+const NAMES: [&str; 5] = ["a", "b", "c", "d", "e"];
+const CHANNELS: [&str; 3] = ["web", "email", "app"];
+
+/// An owned journey: parallel columns, times ascending.
+#[derive(Debug, Clone)]
+struct Journey {
+    customer: u32,
+    times: Vec<i64>,
+    names: Vec<u16>,
+    channels: Vec<u16>,
+    values: Vec<f64>,
+}
+
+impl Journey {
+    fn view(&self) -> Timeline<'_> {
+        Timeline {
+            customer: self.customer,
+            times: &self.times,
+            names: &self.names,
+            channels: &self.channels,
+            values: &self.values,
+            properties: &[],
+        }
+    }
+}
+
+fn names() -> Vec<String> {
+    NAMES.iter().map(|s| s.to_string()).collect()
+}
+
+/// Journeys of up to 12 events, gaps of 0 to 2 hours (0 makes ties).
+fn journeys() -> impl Strategy<Value = Vec<Journey>> {
+    prop::collection::vec(
+        prop::collection::vec(
+            (0u16..5, 0i64..7_200, 0u16..3, prop::option::of(1u32..500)),
+            1..12,
+        ),
+        0..40,
+    )
+    .prop_map(|customers| {
+        customers
+            .into_iter()
+            .enumerate()
+            .map(|(i, events)| {
+                let mut t = 1_700_000_000_000_000i64;
+                let mut j = Journey {
+                    customer: i as u32,
+                    times: Vec::new(),
+                    names: Vec::new(),
+                    channels: Vec::new(),
+                    values: Vec::new(),
+                };
+                for (n, gap, ch, v) in events {
+                    t += gap * 1_000_000;
+                    j.times.push(t);
+                    j.names.push(n);
+                    j.channels.push(ch);
+                    j.values.push(v.map_or(f64::NAN, |v| v as f64 / 100.0));
+                }
+                j
+            })
+            .collect()
+    })
+}
+
+fn mode() -> impl Strategy<Value = FunnelMode> {
+    prop_oneof![
+        Just(FunnelMode::Default),
+        Just(FunnelMode::Strict),
+        Just(FunnelMode::AnyOrder),
+        Just(FunnelMode::ClickHouse),
+    ]
+}
+
+fn funnel(steps: &[u16], window_s: i64, mode: FunnelMode, breakdown: bool) -> Funnel {
+    Funnel::new(
+        &names(),
+        CHANNELS.iter().map(|s| s.to_string()).collect(),
+        FunnelSpec {
+            steps: steps
+                .iter()
+                .map(|&s| StepSpec::parse(NAMES[s as usize]).unwrap())
+                .collect(),
+            window: window_s * 1_000_000,
+            mode,
+            exclude: Vec::new(),
+            breakdown: breakdown.then_some(BreakdownBy::Channel),
+        },
+    )
+    .unwrap()
+}
+
+/// Folds each group into its own partial and merges them.
+fn split_run<A: Analysis>(a: &A, groups: &[Vec<&Journey>]) -> A::Output {
+    let partials = groups.iter().map(|g| {
+        let mut p = a.partial();
+        for j in g {
+            a.add(&mut p, &j.view());
+        }
+        p
+    });
+    finish_partials(a, partials.collect::<Vec<_>>())
+}
+
+/// Assigns each journey to one of `k` groups by the random `picks`, in reverse order (so the
+/// order customers arrive in differs from the one-pass run too).
+fn groups<'a>(js: &'a [Journey], picks: &[u8], k: usize) -> Vec<Vec<&'a Journey>> {
+    let mut g = vec![Vec::new(); k];
+    for (i, j) in js.iter().enumerate().rev() {
+        g[picks.get(i).copied().unwrap_or(0) as usize % k].push(j);
+    }
+    g
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn funnel_counts_never_increase(
+        js in journeys(),
+        steps in prop::collection::vec(0u16..5, 1..5),
+        window in 1i64..20_000,
+        mode in mode(),
+    ) {
+        let f = funnel(&steps, window, mode, false);
+        let r = run(&f, js.iter().map(Journey::view));
+        prop_assert_eq!(r.customers, js.len() as u64);
+        prop_assert_eq!(r.customers_by_max_level.iter().sum::<u64>(), r.customers);
+        for w in r.steps.windows(2) {
+            prop_assert!(w[1].customers <= w[0].customers, "{:?}", r.steps);
+            prop_assert!(w[1].conversion_from_previous <= 1.0);
+        }
+        // A wider window never loses customers at any step.
+        let wide = run(&funnel(&steps, window * 2, mode, false), js.iter().map(Journey::view));
+        if mode != FunnelMode::Strict {
+            for (a, b) in r.steps.iter().zip(&wide.steps) {
+                prop_assert!(b.customers >= a.customers);
+            }
+        }
+    }
+
+    #[test]
+    fn split_and_order_do_not_matter(
+        js in journeys(),
+        picks in prop::collection::vec(0u8..4, 40),
+        steps in prop::collection::vec(0u16..5, 1..5),
+        window in 1i64..20_000,
+        mode in mode(),
+    ) {
+        let parts = groups(&js, &picks, 3);
+        let f = funnel(&steps, window, mode, true);
+        prop_assert_eq!(split_run(&f, &parts), run(&f, js.iter().map(Journey::view)));
+        let m = ProcessMap::new(names());
+        prop_assert_eq!(split_run(&m, &parts), run(&m, js.iter().map(Journey::view)));
+        let v = Variants { names: names(), top: 100, goal: Some(2) };
+        prop_assert_eq!(split_run(&v, &parts), run(&v, js.iter().map(Journey::view)));
+    }
+
+    #[test]
+    fn segments_that_partition_customers_add_up(
+        js in journeys(),
+        steps in prop::collection::vec(0u16..5, 1..5),
+        window in 1i64..20_000,
+        mode in mode(),
+        did in 0u16..5,
+    ) {
+        let f = funnel(&steps, window, mode, true);
+        let whole = run(&f, js.iter().map(Journey::view));
+        let seg = |scope: Scope| run(
+            &Scoped { scope, inner: funnel(&steps, window, mode, true) },
+            js.iter().map(Journey::view),
+        );
+        let yes = seg(Scope { did: vec![did], ..Scope::default() });
+        let no = seg(Scope { did_not: vec![did], ..Scope::default() });
+        for k in 0..whole.customers_by_max_level.len() {
+            prop_assert_eq!(
+                yes.customers_by_max_level[k] + no.customers_by_max_level[k],
+                whole.customers_by_max_level[k]
+            );
+        }
+        // The breakdown by first-step channel partitions the customers who entered.
+        let groups = whole.breakdown.as_ref().unwrap();
+        for (k, step) in whole.steps.iter().enumerate() {
+            prop_assert_eq!(groups.iter().map(|g| g.steps[k].customers).sum::<u64>(), step.customers);
+        }
+        // Process map edges over the two segments add up too.
+        let map = |scope: Scope| run(&Scoped { scope, inner: ProcessMap::new(names()) }, js.iter().map(Journey::view));
+        let (all, a, b) = (
+            map(Scope::default()),
+            map(Scope { did: vec![did], ..Scope::default() }),
+            map(Scope { did_not: vec![did], ..Scope::default() }),
+        );
+        let count = |r: &cairn_discovery::MapResult| r.edges.iter().map(|e| e.count).sum::<u64>();
+        prop_assert_eq!(count(&a) + count(&b), count(&all));
+        prop_assert_eq!(a.customers + b.customers, all.customers);
+    }
+}
