@@ -377,6 +377,7 @@ pub struct Merge {
     pub a: Identifier,
     pub b: Identifier,
     pub message_id: String,
+    #[serde(serialize_with = "crate::time_text::one")]
     pub timestamp: Micros,
 }
 
@@ -388,6 +389,7 @@ pub struct Conflict {
     /// The identifier of the other profile.
     pub theirs: Identifier,
     pub message_id: String,
+    #[serde(serialize_with = "crate::time_text::one")]
     pub timestamp: Micros,
     /// `limit:user_id=1`, `max_identifiers=1000` or `split`.
     pub reason: String,
@@ -404,7 +406,34 @@ pub struct IdentityGraph {
     conflicts: Vec<RawConflict>,
     /// Store keys by node, for nodes that are a key's raw id.
     node_keys: Map<u32, Vec<u32>>,
+    /// Node of each store key's raw id, `NONE` where unknown.
+    key_node: Vec<u32>,
+    /// Nodes grouped by root (a counting sort): the members of root `r` are
+    /// `by_root[starts[r]..starts[r + 1]]`, so a profile is read in time proportional to its size.
+    by_root: Vec<u32>,
+    starts: Vec<u32>,
+    /// Indexes into `merges` and `conflicts` by root, in the order they were tried.
+    merges_of: Map<u32, Vec<u32>>,
+    conflicts_of: Map<u32, Vec<u32>>,
     map: ProfileMap,
+}
+
+/// Counting sort of nodes by root.
+fn group_by_root(root: &[u32]) -> (Vec<u32>, Vec<u32>) {
+    let mut starts = vec![0u32; root.len() + 1];
+    for &r in root {
+        starts[r as usize + 1] += 1;
+    }
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
+    }
+    let mut next = starts.clone();
+    let mut by_root = vec![0u32; root.len()];
+    for (n, &r) in root.iter().enumerate() {
+        by_root[next[r as usize] as usize] = n as u32;
+        next[r as usize] += 1;
+    }
+    (by_root, starts)
 }
 
 impl IdentityGraph {
@@ -438,6 +467,23 @@ impl IdentityGraph {
                 groups.entry(min_key[r]).or_default().push(key as u32);
             }
         }
+        let (by_root, starts) = group_by_root(&root);
+        let mut merges_of: Map<u32, Vec<u32>> = Map::default();
+        for (i, e) in merges.iter().enumerate() {
+            merges_of
+                .entry(root[e.strong as usize])
+                .or_default()
+                .push(i as u32);
+        }
+        let mut conflicts_of: Map<u32, Vec<u32>> = Map::default();
+        for (i, c) in conflicts.iter().enumerate() {
+            let (rs, rw) = (root[c.edge.strong as usize], root[c.edge.weak as usize]);
+            // Both ends ended up together through another path: nothing to show.
+            if rs != rw {
+                conflicts_of.entry(rs).or_default().push(i as u32);
+                conflicts_of.entry(rw).or_default().push(i as u32);
+            }
+        }
         IdentityGraph {
             config: b.config,
             nodes: b.nodes,
@@ -447,6 +493,11 @@ impl IdentityGraph {
             merges,
             conflicts,
             node_keys,
+            key_node: b.key_node,
+            by_root,
+            starts,
+            merges_of,
+            conflicts_of,
             map: ProfileMap { rep, groups },
         }
     }
@@ -477,11 +528,7 @@ impl IdentityGraph {
 
     /// Number of profiles (sets of identifiers).
     pub fn profile_count(&self) -> usize {
-        self.root
-            .iter()
-            .enumerate()
-            .filter(|&(n, &r)| n as u32 == r)
-            .count()
+        self.starts.windows(2).filter(|w| w[1] > w[0]).count()
     }
 
     /// The profile holding this identifier.
@@ -499,13 +546,17 @@ impl IdentityGraph {
             .find_map(|id| self.find(id))
     }
 
+    /// The identifier a typed text names (see [`IdentityGraph::lookup`]), as the graph holds it.
+    pub fn identifier(&self, text: &str) -> Option<Identifier> {
+        candidates(text, &self.config)
+            .into_iter()
+            .find(|id| self.nodes.contains_key(id))
+    }
+
     /// The profile of a store customer key.
     pub fn profile_of_key(&self, key: u32) -> Option<ProfileId> {
-        let (node, _) = self
-            .node_keys
-            .iter()
-            .find(|(_, keys)| keys.contains(&key))?;
-        Some(ProfileId(self.root[*node as usize]))
+        let node = *self.key_node.get(key as usize)?;
+        (node != NONE).then(|| ProfileId(self.root[node as usize]))
     }
 
     /// The profile's identifiers, highest priority first.
@@ -537,18 +588,20 @@ impl IdentityGraph {
     }
 
     fn members(&self, p: ProfileId) -> impl Iterator<Item = u32> + '_ {
-        self.root
+        let r = p.0 as usize;
+        self.by_root[self.starts[r] as usize..self.starts[r + 1] as usize]
             .iter()
-            .enumerate()
-            .filter(move |&(_, &r)| r == p.0)
-            .map(|(n, _)| n as u32)
+            .copied()
     }
 
     /// The links that built the profile, in the order they were made.
     pub fn merges(&self, p: ProfileId) -> Vec<Merge> {
-        self.merges
+        let none = Vec::new();
+        self.merges_of
+            .get(&p.0)
+            .unwrap_or(&none)
             .iter()
-            .filter(|e| self.root[e.strong as usize] == p.0)
+            .map(|&i| &self.merges[i as usize])
             .map(|e| Merge {
                 a: self.idents[e.strong as usize].clone(),
                 b: self.idents[e.weak as usize].clone(),
@@ -561,7 +614,8 @@ impl IdentityGraph {
     /// Links refused at either end of the profile, in the order they were tried.
     pub fn conflicts(&self, p: ProfileId) -> Vec<Conflict> {
         let mut out = Vec::new();
-        for c in &self.conflicts {
+        for &i in self.conflicts_of.get(&p.0).into_iter().flatten() {
+            let c = &self.conflicts[i as usize];
             let (s, w) = (c.edge.strong, c.edge.weak);
             let (ours, theirs) = if self.root[s as usize] == p.0 {
                 (s, w)
@@ -570,10 +624,6 @@ impl IdentityGraph {
             } else {
                 continue;
             };
-            if self.root[theirs as usize] == p.0 {
-                // Both ends ended up together through another path: nothing to show.
-                continue;
-            }
             let reason = match c.reason {
                 Refusal::Limit { kind_slot, limit } => {
                     format!("limit:{}={limit}", self.config.limits[kind_slot].0)

@@ -35,6 +35,23 @@ pub use stitch::{scan_profiles, scan_profiles_parallel};
 
 use cairn_store::{Snapshot, StoreError};
 
+/// Times are written as RFC 3339 text in JSON, as everywhere else in Cairn's output.
+pub(crate) mod time_text {
+    use cairn_model::{Micros, format_micros};
+    use serde::Serializer;
+
+    pub fn one<S: Serializer>(t: &Micros, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_micros(*t))
+    }
+
+    pub fn option<S: Serializer>(t: &Option<Micros>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&format_micros(*t)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 /// Builds the identity graph of everything in a snapshot, in one pass over its events.
 pub fn build(
     snapshot: &Snapshot,

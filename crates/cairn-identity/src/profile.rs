@@ -36,6 +36,7 @@ pub struct Profile {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Tracked<T> {
     pub value: T,
+    #[serde(serialize_with = "crate::time_text::one")]
     pub timestamp: Micros,
     pub message_id: String,
     /// Earlier values, oldest first (each change, not each repetition).
@@ -45,13 +46,16 @@ pub struct Tracked<T> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Change<T> {
     pub value: T,
+    #[serde(serialize_with = "crate::time_text::one")]
     pub timestamp: Micros,
     pub message_id: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Computed {
+    #[serde(serialize_with = "crate::time_text::option")]
     pub first_seen: Option<Micros>,
+    #[serde(serialize_with = "crate::time_text::option")]
     pub last_seen: Option<Micros>,
     pub event_count: u64,
     pub total_revenue: f64,

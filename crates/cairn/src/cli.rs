@@ -69,6 +69,14 @@ count of accepted messages) only once it is durable. Reads FILE, or stdin when F
     Compact(FormatArgs),
     /// Make a damaged store openable again: move a corrupt part of the log aside.
     Repair,
+    /// One customer's unified profile: identifiers, traits, computed traits, consent, merges
+    /// and a paginated cross-channel timeline, found by any of their identifiers.
+    Profile(crate::profile::ProfileArgs),
+    /// Identity resolution: merge statistics and operator splits (unmerge).
+    Profiles {
+        #[command(subcommand)]
+        command: crate::profile::ProfilesCommand,
+    },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
@@ -222,6 +230,8 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Profile(args) => crate::profile::show(&dir, &args),
+        Command::Profiles { command } => crate::profile::run(&dir, &command),
         Command::Repair => {
             let report = cairn_store::repair(&dir)?;
             println!("{report}");

@@ -4,6 +4,7 @@
 mod cli;
 mod demo;
 mod import;
+mod profile;
 mod render;
 
 use std::process::ExitCode;

@@ -1,6 +1,8 @@
 //! Identity resolution through the public API: chains of identifiers, every arrival order,
 //! conflicts, splits, and stitched scans over a real store.
 
+mod bench;
+
 use std::collections::BTreeSet;
 
 use cairn_identity::{

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod crash;
+mod profiles;
 mod real_logs;
 
 use std::path::Path;
