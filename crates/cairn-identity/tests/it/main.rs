@@ -552,3 +552,59 @@ fn profile_view_merges_traits_computes_and_tracks_consent() {
     assert!(profile.consent["Analytics"].value);
     assert_eq!(profile.merges.len(), 2);
 }
+
+/// Directly-follows counts (a process map) and variant counts over a scan, by event name.
+#[allow(clippy::type_complexity)]
+fn process_map_and_variants(
+    snap: &Snapshot,
+    scan: impl FnOnce(&mut dyn FnMut(cairn_store::Customer<'_>)),
+) -> (
+    std::collections::BTreeMap<(String, String), u64>,
+    std::collections::BTreeMap<Vec<String>, u64>,
+) {
+    let names = snap.event_names();
+    let (mut dfg, mut variants) = (Default::default(), Default::default());
+    let (dfg_ref, var_ref): (
+        &mut std::collections::BTreeMap<(String, String), u64>,
+        &mut std::collections::BTreeMap<Vec<String>, u64>,
+    ) = (&mut dfg, &mut variants);
+    scan(&mut |c| {
+        let seq: Vec<String> = c.names.iter().map(|&n| names[n as usize].clone()).collect();
+        for w in seq.windows(2) {
+            *dfg_ref.entry((w[0].clone(), w[1].clone())).or_default() += 1;
+        }
+        *var_ref.entry(seq).or_default() += 1;
+    });
+    (dfg, variants)
+}
+
+#[test]
+fn process_map_and_variants_are_equal_whether_identify_came_first_or_last() {
+    let (events, identifies) = shop(12);
+    let (_d1, first) = store_with(&[identifies.clone(), events.clone()], false);
+    let (_d2, last) = store_with(&[events.clone(), identifies], true);
+    let stitched = |snap: &Snapshot| {
+        let g = cairn_identity::build(snap, &Config::default(), &Splits::default()).unwrap();
+        process_map_and_variants(snap, |f| {
+            scan_profiles(snap, g.profile_map(), Columns::ALL, f).unwrap()
+        })
+    };
+    let (dfg_first, var_first) = stitched(&first);
+    assert_eq!((dfg_first.clone(), var_first.clone()), stitched(&last));
+    // The stitched variant of a customer who logged in runs from browsing to the purchase.
+    let converted: Vec<String> = ["page_view", "page_view", "identify", "purchase"]
+        .map(String::from)
+        .to_vec();
+    assert_eq!(var_first.get(&converted), Some(&8));
+    assert_eq!(
+        dfg_first.get(&("identify".into(), "purchase".into())),
+        Some(&8)
+    );
+    // Unstitched, no customer's path leads from a page view to a purchase.
+    let (dfg_raw, _) = process_map_and_variants(&first, |f| first.scan(Columns::ALL, f).unwrap());
+    assert!(
+        !dfg_raw
+            .keys()
+            .any(|(a, b)| a == "page_view" && b == "identify")
+    );
+}
