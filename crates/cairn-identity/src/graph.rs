@@ -17,18 +17,17 @@
 //! unconditionally before any edge.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 use cairn_model::{Event, EventKind, Micros};
 use serde::Serialize;
-use xxhash_rust::xxh3::{Xxh3DefaultBuilder, xxh3_64};
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::config::Config;
 use crate::extract;
 use crate::ident::{IdKind, Identifier, is_blocked};
 use crate::splits::Splits;
 
-type Map<K, V> = HashMap<K, V, Xxh3DefaultBuilder>;
+use crate::hash::{FxMap as Map, Groups};
 
 const NONE: u32 = u32::MAX;
 
@@ -51,7 +50,7 @@ pub struct GraphBuilder {
     /// Nodes that are one store key (same raw id sent as user id and as anonymous id).
     forced: Vec<(u32, u32)>,
     edges: Map<(u32, u32), Cause>,
-    messages: Vec<String>,
+    messages: Messages,
     /// Alias `previousId`s, resolved to a kind once all user ids are known.
     aliases: Vec<(String, u32, Cause)>,
     scratch: Vec<Identifier>,
@@ -66,7 +65,7 @@ impl GraphBuilder {
             key_node: Vec::new(),
             forced: Vec::new(),
             edges: Map::default(),
-            messages: Vec::new(),
+            messages: Messages::default(),
             aliases: Vec::new(),
             scratch: Vec::new(),
         }
@@ -116,9 +115,9 @@ impl GraphBuilder {
         let cause = Cause {
             time: event.timestamp,
             hash: xxh3_64(event.message_id.as_bytes()),
-            msg: self.messages.len() as u32,
+            msg: self.messages.len(),
         };
-        self.messages.push(event.message_id.clone());
+        self.messages.push(&event.message_id);
         let mut drain = ids.drain(..);
         let centre = drain.next().map(|id| self.intern(id)).unwrap_or(NONE);
         for id in drain {
@@ -248,7 +247,34 @@ impl GraphBuilder {
     }
 }
 
-fn cause_order(messages: &[String], a: &Cause, b: &Cause) -> Ordering {
+/// Message ids of the events that linked something, in one text: ten million small strings
+/// would be ten million allocations.
+#[derive(Default)]
+struct Messages {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Messages {
+    fn len(&self) -> u32 {
+        self.ends.len() as u32
+    }
+
+    fn push(&mut self, id: &str) {
+        self.text.push_str(id);
+        self.ends.push(self.text.len());
+    }
+}
+
+impl std::ops::Index<usize> for Messages {
+    type Output = str;
+    fn index(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+}
+
+fn cause_order(messages: &Messages, a: &Cause, b: &Cause) -> Ordering {
     a.time.cmp(&b.time).then(a.hash.cmp(&b.hash)).then_with(|| {
         if a.msg == b.msg {
             Ordering::Equal
@@ -401,39 +427,19 @@ pub struct IdentityGraph {
     nodes: Map<Identifier, u32>,
     idents: Vec<Identifier>,
     root: Vec<u32>,
-    messages: Vec<String>,
+    messages: Messages,
     merges: Vec<Edge>,
     conflicts: Vec<RawConflict>,
     /// Store keys by node, for nodes that are a key's raw id.
     node_keys: Map<u32, Vec<u32>>,
     /// Node of each store key's raw id, `NONE` where unknown.
     key_node: Vec<u32>,
-    /// Nodes grouped by root (a counting sort): the members of root `r` are
-    /// `by_root[starts[r]..starts[r + 1]]`, so a profile is read in time proportional to its size.
-    by_root: Vec<u32>,
-    starts: Vec<u32>,
-    /// Indexes into `merges` and `conflicts` by root, in the order they were tried.
-    merges_of: Map<u32, Vec<u32>>,
-    conflicts_of: Map<u32, Vec<u32>>,
+    /// Nodes, merges and conflicts grouped by root, so a profile is read in time
+    /// proportional to its size. A conflict is listed under both of its roots.
+    members_of: Groups,
+    merges_of: Groups,
+    conflicts_of: Groups,
     map: ProfileMap,
-}
-
-/// Counting sort of nodes by root.
-fn group_by_root(root: &[u32]) -> (Vec<u32>, Vec<u32>) {
-    let mut starts = vec![0u32; root.len() + 1];
-    for &r in root {
-        starts[r as usize + 1] += 1;
-    }
-    for i in 1..starts.len() {
-        starts[i] += starts[i - 1];
-    }
-    let mut next = starts.clone();
-    let mut by_root = vec![0u32; root.len()];
-    for (n, &r) in root.iter().enumerate() {
-        by_root[next[r as usize] as usize] = n as u32;
-        next[r as usize] += 1;
-    }
-    (by_root, starts)
 }
 
 impl IdentityGraph {
@@ -467,23 +473,28 @@ impl IdentityGraph {
                 groups.entry(min_key[r]).or_default().push(key as u32);
             }
         }
-        let (by_root, starts) = group_by_root(&root);
-        let mut merges_of: Map<u32, Vec<u32>> = Map::default();
-        for (i, e) in merges.iter().enumerate() {
-            merges_of
-                .entry(root[e.strong as usize])
-                .or_default()
-                .push(i as u32);
-        }
-        let mut conflicts_of: Map<u32, Vec<u32>> = Map::default();
-        for (i, c) in conflicts.iter().enumerate() {
+        let n = root.len();
+        let members_of = Groups::new(n, root.iter().enumerate().map(|(i, &r)| (r, i as u32)));
+        let merges_of = Groups::new(
+            n,
+            merges
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (root[e.strong as usize], i as u32)),
+        );
+        // Both ends ended up together through another path: nothing to show.
+        let split_ends = |c: &RawConflict| {
             let (rs, rw) = (root[c.edge.strong as usize], root[c.edge.weak as usize]);
-            // Both ends ended up together through another path: nothing to show.
-            if rs != rw {
-                conflicts_of.entry(rs).or_default().push(i as u32);
-                conflicts_of.entry(rw).or_default().push(i as u32);
-            }
-        }
+            (rs != rw).then_some((rs, rw))
+        };
+        let conflicts_of = Groups::new(
+            n,
+            conflicts.iter().enumerate().flat_map(|(i, c)| {
+                split_ends(c)
+                    .into_iter()
+                    .flat_map(move |(rs, rw)| [(rs, i as u32), (rw, i as u32)])
+            }),
+        );
         IdentityGraph {
             config: b.config,
             nodes: b.nodes,
@@ -494,8 +505,7 @@ impl IdentityGraph {
             conflicts,
             node_keys,
             key_node: b.key_node,
-            by_root,
-            starts,
+            members_of,
             merges_of,
             conflicts_of,
             map: ProfileMap { rep, groups },
@@ -528,7 +538,7 @@ impl IdentityGraph {
 
     /// Number of profiles (sets of identifiers).
     pub fn profile_count(&self) -> usize {
-        self.starts.windows(2).filter(|w| w[1] > w[0]).count()
+        self.members_of.non_empty()
     }
 
     /// The profile holding this identifier.
@@ -588,24 +598,19 @@ impl IdentityGraph {
     }
 
     fn members(&self, p: ProfileId) -> impl Iterator<Item = u32> + '_ {
-        let r = p.0 as usize;
-        self.by_root[self.starts[r] as usize..self.starts[r + 1] as usize]
-            .iter()
-            .copied()
+        self.members_of.get(p.0).iter().copied()
     }
 
     /// The links that built the profile, in the order they were made.
     pub fn merges(&self, p: ProfileId) -> Vec<Merge> {
-        let none = Vec::new();
         self.merges_of
-            .get(&p.0)
-            .unwrap_or(&none)
+            .get(p.0)
             .iter()
             .map(|&i| &self.merges[i as usize])
             .map(|e| Merge {
                 a: self.idents[e.strong as usize].clone(),
                 b: self.idents[e.weak as usize].clone(),
-                message_id: self.messages[e.cause.msg as usize].clone(),
+                message_id: self.messages[e.cause.msg as usize].to_string(),
                 timestamp: e.cause.time,
             })
             .collect()
@@ -614,7 +619,7 @@ impl IdentityGraph {
     /// Links refused at either end of the profile, in the order they were tried.
     pub fn conflicts(&self, p: ProfileId) -> Vec<Conflict> {
         let mut out = Vec::new();
-        for &i in self.conflicts_of.get(&p.0).into_iter().flatten() {
+        for &i in self.conflicts_of.get(p.0) {
             let c = &self.conflicts[i as usize];
             let (s, w) = (c.edge.strong, c.edge.weak);
             let (ours, theirs) = if self.root[s as usize] == p.0 {
@@ -634,7 +639,7 @@ impl IdentityGraph {
             out.push(Conflict {
                 ours: self.idents[ours as usize].clone(),
                 theirs: self.idents[theirs as usize].clone(),
-                message_id: self.messages[c.edge.cause.msg as usize].clone(),
+                message_id: self.messages[c.edge.cause.msg as usize].to_string(),
                 timestamp: c.edge.cause.time,
                 reason,
             });

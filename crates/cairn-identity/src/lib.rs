@@ -21,6 +21,7 @@
 pub mod config;
 pub mod extract;
 pub mod graph;
+mod hash;
 pub mod ident;
 pub mod profile;
 pub mod splits;
