@@ -382,6 +382,32 @@ pub fn read(path: &Path, ranges: Option<&[Range<usize>]>) -> Result<Vec<StoredEv
     Ok(out)
 }
 
+/// Reads every event of a segment in file order, one batch of at most [`WRITE_BATCH`] rows at
+/// a time, so memory stays bounded however large the segment is.
+pub fn read_each(path: &Path, each: &mut dyn FnMut(StoredEvent)) -> Result<()> {
+    let pq = |source| StoreError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).at(path)?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(pq)?
+        .with_batch_size(WRITE_BATCH)
+        .build()
+        .map_err(pq)?;
+    let mut rows = Vec::with_capacity(WRITE_BATCH);
+    for batch in reader {
+        let batch = batch?;
+        rows.clear();
+        from_batch(&batch, &mut rows).map_err(|reason| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+        rows.drain(..).for_each(&mut *each);
+    }
+    Ok(())
+}
+
 fn from_batch(batch: &RecordBatch, out: &mut Vec<StoredEvent>) -> Result<(), String> {
     let col = |name: &str| {
         batch

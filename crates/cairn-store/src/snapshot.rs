@@ -424,6 +424,20 @@ impl Snapshot {
         Ok(Some(events))
     }
 
+    /// Visits every event with all its fields, source by source (segments in log order, then
+    /// the log tail); not in customer order. For passes that need fields the scan files do not
+    /// hold, such as identity resolution reading `traits` and `context`. Memory stays bounded:
+    /// Parquet segments are read a batch at a time.
+    pub fn for_each_event(&self, mut visit: impl FnMut(&StoredEvent)) -> Result<()> {
+        for src in &self.sources {
+            match &src.rows {
+                Rows::Parquet(path) => parquet_io::read_each(path, &mut |e| visit(&e))?,
+                Rows::Memory(all) => all.iter().for_each(&mut visit),
+            }
+        }
+        Ok(())
+    }
+
     pub fn stats(&self) -> Stats {
         let mut name_counts = vec![0u64; self.event_names.len()];
         let mut channel_counts = vec![0u64; self.channels.len()];

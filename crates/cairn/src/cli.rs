@@ -98,6 +98,14 @@ cairn variants --goal 'Order Completed' --format json"
     Insights(crate::analyze::InsightsArgs),
     /// Two segments side by side: funnel, most different transitions and journeys.
     Compare(crate::analyze::CompareArgs),
+    /// One customer's unified profile: identifiers, traits, computed traits, consent, merges
+    /// and a paginated cross-channel timeline, found by any of their identifiers.
+    Profile(crate::profile::ProfileArgs),
+    /// Identity resolution: merge statistics and operator splits (unmerge).
+    Profiles {
+        #[command(subcommand)]
+        command: crate::profile::ProfilesCommand,
+    },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
@@ -258,6 +266,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Retention(args) => crate::analyze::retention(&dir, &args),
         Command::Insights(args) => crate::analyze::insights(&dir, &args),
         Command::Compare(args) => crate::analyze::compare(&dir, &args),
+        Command::Profile(args) => crate::profile::show(&dir, &args),
+        Command::Profiles { command } => crate::profile::run(&dir, &command),
         Command::Repair => {
             let report = cairn_store::repair(&dir)?;
             println!("{report}");

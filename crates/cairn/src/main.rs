@@ -5,6 +5,7 @@ mod analyze;
 mod cli;
 mod demo;
 mod import;
+mod profile;
 mod render;
 
 use std::process::ExitCode;

@@ -3,6 +3,7 @@
 mod bad_input;
 mod crash;
 mod discovery;
+mod profiles;
 mod real_logs;
 
 use std::path::Path;
