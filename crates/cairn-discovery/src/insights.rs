@@ -5,7 +5,10 @@
 //! they converted (a receipt e-mail, a review) is not mistaken for a cause.
 //!
 //! A *behaviour* is one of: did an event; took a transition `a → b`; repeated an event (rework,
-//! loops); switched channel `x → y` between consecutive events. For each behaviour seen by at
+//! loops); switched channel `x → y` between consecutive events; skipped a step of the usual path
+//! (given as `happy_path`, e.g. the most common path of converting customers: a customer skipped
+//! step k when they did a later step of the path without doing it; reaching the goal itself does
+//! not count, or every converter off the path would look like a skipper). For each behaviour seen by at
 //! least `min_customers` customers the engine builds the 2×2 table (did / did not × converted /
 //! not) and computes:
 //!
@@ -44,6 +47,8 @@ pub struct Insights {
     /// How many findings to report of each sign (fewer / more conversions).
     pub top: usize,
     pub churn: Option<Churn>,
+    /// The usual path to the goal, distinct events in order; empty for none.
+    pub happy_path: Vec<u16>,
 }
 
 /// A customer has churned when their last event is more than `inactive` before `as_of`.
@@ -60,6 +65,8 @@ enum Behaviour {
     Edge(u16, u16),
     Repeat(u16),
     Switch(u16, u16),
+    /// Index into the happy path.
+    Skipped(u16),
 }
 
 #[derive(Default, Clone, Copy)]
@@ -130,6 +137,8 @@ pub struct InsightsResult {
     pub conversion_rate: f64,
     /// Customers with no event in the inactive period; `null` without `churn`.
     pub churned: Option<u64>,
+    /// The usual path that skipped steps are measured against.
+    pub usual_path: Vec<String>,
     /// Behaviours tested (the Bonferroni factor).
     pub tested: u64,
     pub findings: Vec<Finding>,
@@ -204,6 +213,15 @@ impl Analysis for Insights {
             if w[0] == w[1] {
                 b.push(Behaviour::Repeat(w[0]));
             }
+        }
+        // Skipped steps: did a later step of the path without doing step k.
+        let mut past = false;
+        for (k, step) in self.happy_path.iter().enumerate().rev() {
+            let did = dids.binary_search(step).is_ok();
+            if past && !did {
+                b.push(Behaviour::Skipped(k as u16));
+            }
+            past |= did;
         }
         b.sort_unstable();
         b.dedup();
@@ -292,6 +310,14 @@ impl Analysis for Insights {
                         format!("{} → {}", channel(x), channel(y)),
                         format!("switched from {} to {}", channel(x), channel(y)),
                     ),
+                    Behaviour::Skipped(k) => {
+                        let step = name(self.happy_path[k as usize]);
+                        (
+                            "skipped_step",
+                            step.clone(),
+                            format!("skipped {step:?} of the usual path"),
+                        )
+                    }
                 };
                 let impact = (rw - ro) * n1 as f64;
                 let churn = self.churn.map(|_| {
@@ -398,6 +424,7 @@ impl Analysis for Insights {
             converted: k,
             conversion_rate: k as f64 / n.max(1) as f64,
             churned: self.churn.map(|_| p.churned),
+            usual_path: self.happy_path.iter().map(|&i| name(i)).collect(),
             tested,
             findings,
             drop_off,
@@ -468,6 +495,7 @@ mod tests {
                 as_of: 100_000_000,
                 inactive: 75_000_000,
             }),
+            happy_path: vec![3, 1],
         };
         let r = run(&ins, js.iter().map(|o| o.view()));
         assert_eq!(r.customers, 200);
@@ -483,6 +511,16 @@ mod tests {
         // Journeys that end before second 25 went quiet: those without support or a buy.
         assert!(r.churned.unwrap() > 0);
         assert!(support.churn_with.is_some());
+        // With browse → support as the usual path, the support customers (all even-numbered)
+        // skipped browse, and that goes with fewer conversions.
+        let skipped = r
+            .findings
+            .iter()
+            .find(|f| f.kind == "skipped_step")
+            .expect("skipping browse is significant here");
+        assert_eq!(skipped.subject, "browse");
+        assert_eq!(skipped.customers, 50);
+        assert!(skipped.odds_ratio < 1.0);
         assert!(r.findings.iter().all(|f| f.p_value < 0.05));
         assert!(r.drop_off.iter().any(|d| d.event == "support"));
     }

@@ -830,8 +830,41 @@ pub struct InsightsArgs {
 pub fn insights(dir: &Path, args: &InsightsArgs) -> Result<()> {
     let snap = open_snapshot(dir)?;
     let goal = name_id(snap.event_names(), &args.goal).context("--goal")?;
+    let scope = args.scope.resolve(&snap)?;
+    // The usual path: what converting customers most often did before the goal (a first pass),
+    // among paths of two or more distinct events (a one-event path has nothing to skip).
+    let before_goal = execute(
+        &snap,
+        &Scoped {
+            scope: scope.clone(),
+            inner: Variants {
+                names: snap.event_names().to_vec(),
+                top: 1000,
+                goal: Some(goal),
+            },
+        },
+    )?;
+    let mut happy_path: Vec<u16> = Vec::new();
+    if let Some(v) = before_goal
+        .variants
+        .iter()
+        .filter(|v| v.events.iter().any(|e| *e != v.events[0]))
+        .max_by(|a, b| {
+            let conv = |v: &cairn_discovery::variants::Variant| {
+                v.count as f64 * v.goal_rate.unwrap_or(0.0)
+            };
+            conv(a).total_cmp(&conv(b))
+        })
+    {
+        for e in &v.events {
+            let id = name_id(snap.event_names(), e)?;
+            if !happy_path.contains(&id) {
+                happy_path.push(id);
+            }
+        }
+    }
     let analysis = Scoped {
-        scope: args.scope.resolve(&snap)?,
+        scope,
         inner: cairn_discovery::Insights {
             names: snap.event_names().to_vec(),
             channels: snap.channels().to_vec(),
@@ -849,6 +882,7 @@ pub fn insights(dir: &Path, args: &InsightsArgs) -> Result<()> {
                     })
                 })
                 .transpose()?,
+            happy_path,
         },
     };
     let r = execute(&snap, &analysis)?;
@@ -874,6 +908,9 @@ fn insights_table(r: &cairn_discovery::InsightsResult) -> String {
         r.tested,
         r.findings.len()
     );
+    if !r.usual_path.is_empty() {
+        let _ = writeln!(o, "usual path to the goal: {}", r.usual_path.join(" → "));
+    }
     // Pain points first: what goes with fewer conversions is what to fix.
     for (title, pain) in [
         ("pain points: what goes with fewer conversions", true),
