@@ -29,6 +29,11 @@ fn write_csv(path: &Path, file: usize) {
 }
 
 fn per_file_counts(dir: &Path) -> Vec<u64> {
+    // The first import may be killed before it created the store (its first manifest):
+    // then nothing is stored yet.
+    if !dir.join(cairn_store::MANIFEST_FILE).exists() {
+        return vec![0; FILES];
+    }
     let s = stats(dir);
     let names = s["event_names"].as_object().unwrap();
     (0..FILES)
