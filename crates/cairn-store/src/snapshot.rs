@@ -175,18 +175,32 @@ impl Snapshot {
 
     /// Turns log batches into an in-memory source, keyed and sorted like a segment.
     fn add_tail(&mut self, batches: Vec<wal::Batch>) -> Result<()> {
-        let mut new_keys = crate::hash::FxHashMap::<String, u32>::default();
+        // Look every customer of the tail up in the dictionary in one pass (a reader has no
+        // index of it); those not in it get keys after it, in order of first appearance.
+        let mut keys = crate::hash::FxHashMap::<String, Option<u32>>::default();
+        for batch in &batches {
+            for event in &batch.events {
+                if !keys.contains_key(event.customer_id()) {
+                    keys.insert(event.customer_id().to_string(), None);
+                }
+            }
+        }
+        self.dict.keys_of(&mut keys);
         let mut seq = self.manifest.next_seq;
         let mut rows = Vec::new();
         for batch in batches {
             for event in batch.events {
-                let id = event.customer_id();
-                let key = match self.dict.key(id) {
-                    Some(k) => k,
-                    None => *new_keys.entry(id.to_string()).or_insert_with(|| {
-                        self.tail_customers.push(id.to_string());
-                        (self.dict.len() + self.tail_customers.len() - 1) as u32
-                    }),
+                let slot = keys.get_mut(event.customer_id());
+                let key = match slot {
+                    Some(Some(k)) => *k,
+                    Some(slot) => {
+                        self.tail_customers.push(event.customer_id().to_string());
+                        let k = (self.dict.len() + self.tail_customers.len() - 1) as u32;
+                        *slot = Some(k);
+                        k
+                    }
+                    // Every tail customer was put in `keys` above.
+                    None => continue,
                 };
                 rows.push(StoredEvent { key, seq, event });
                 seq += 1;
