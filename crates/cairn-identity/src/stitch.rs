@@ -16,6 +16,8 @@
 
 use std::collections::HashMap;
 
+use crate::hash::FxMap;
+
 use cairn_store::{Columns, Customer, Snapshot, StoreError};
 
 use crate::graph::ProfileMap;
@@ -28,8 +30,10 @@ pub fn scan_profiles(
     columns: Columns,
     mut visit: impl FnMut(Customer<'_>),
 ) -> Result<(), StoreError> {
-    let mut pending: HashMap<u32, Pending> = HashMap::new();
+    let mut pending: FxMap<u32, Pending> = FxMap::default();
     let mut merged = Buffer::default();
+    // Emptied buffers, reused: a scan merges many small profiles.
+    let mut pool: Vec<Buffer> = Vec::new();
     // Times are needed to merge even when the caller does not want them.
     let read = Columns {
         times: true,
@@ -42,21 +46,22 @@ pub fn scan_profiles(
         };
         let p = pending.entry(rep).or_insert_with(|| Pending {
             missing: keys.len(),
-            buffer: Buffer::default(),
+            buffer: pool.pop().unwrap_or_default(),
         });
         p.buffer.push(&c, columns);
         p.missing -= 1;
         if p.missing == 0
-            && let Some(p) = pending.remove(&rep)
+            && let Some(mut p) = pending.remove(&rep)
         {
             p.buffer.merge_into(&mut merged);
             merged.visit(rep, columns, &mut visit);
+            pool.push(p.buffer);
         }
     })?;
     // Keys the snapshot does not hold (a map built on another snapshot): hand out what came.
     let mut rest: Vec<(u32, Pending)> = pending.into_iter().collect();
     rest.sort_by_key(|(rep, _)| *rep);
-    for (rep, p) in rest {
+    for (rep, mut p) in rest {
         p.buffer.merge_into(&mut merged);
         merged.visit(rep, columns, &mut visit);
     }
@@ -95,7 +100,7 @@ pub fn scan_profiles_parallel<S: Send>(
             p.buffer.push(&c, columns);
             p.missing -= 1;
             if p.missing == 0
-                && let Some(p) = pending.remove(&rep)
+                && let Some(mut p) = pending.remove(&rep)
             {
                 p.buffer.merge_into(merged);
                 merged.visit(rep, columns, |c| visit(state, c));
@@ -121,7 +126,7 @@ pub fn scan_profiles_parallel<S: Send>(
         }
     }
     let mut merged = Buffer::default();
-    for (rep, t, buffer) in spanning {
+    for (rep, t, mut buffer) in spanning {
         buffer.merge_into(&mut merged);
         merged.visit(rep, columns, |c| visit(&mut states[t], c));
     }
@@ -158,6 +163,8 @@ struct Buffer {
     channels: Vec<u16>,
     values: Vec<f64>,
     properties: Vec<String>,
+    /// Scratch for the merge order (used on the output buffer).
+    order: Vec<u32>,
 }
 
 impl Buffer {
@@ -186,23 +193,32 @@ impl Buffer {
         self.properties.append(&mut other.properties);
     }
 
-    /// Writes the events into `out` in time order; equal times keep buffer (key) order.
-    fn merge_into(self, out: &mut Buffer) {
-        let mut order: Vec<u32> = (0..self.times.len() as u32).collect();
+    /// Writes the events into `out` in time order (equal times keep buffer, i.e. key, order)
+    /// and leaves `self` empty, its allocations kept for reuse.
+    fn merge_into(&mut self, out: &mut Buffer) {
+        let mut order = std::mem::take(&mut out.order);
+        order.clear();
+        order.extend(0..self.times.len() as u32);
         order.sort_by_key(|&i| self.times[i as usize]);
         pick(&order, &self.times, &mut out.times);
         pick(&order, &self.names, &mut out.names);
         pick(&order, &self.channels, &mut out.channels);
         pick(&order, &self.values, &mut out.values);
-        let mut props = self.properties;
         out.properties.clear();
-        if !props.is_empty() {
+        if !self.properties.is_empty() {
+            let props = &mut self.properties;
             out.properties.extend(
                 order
                     .iter()
                     .map(|&i| std::mem::take(&mut props[i as usize])),
             );
         }
+        out.order = order;
+        self.times.clear();
+        self.names.clear();
+        self.channels.clear();
+        self.values.clear();
+        self.properties.clear();
     }
 
     /// Hands the merged events to `visit` as one customer.
