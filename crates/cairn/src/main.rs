@@ -5,6 +5,7 @@ mod cli;
 mod demo;
 mod import;
 mod render;
+mod serve;
 
 use std::process::ExitCode;
 

@@ -3,6 +3,9 @@
 mod bad_input;
 mod crash;
 mod real_logs;
+mod serve;
+mod serve_crash;
+mod serve_sdk;
 
 use std::path::Path;
 use std::process::{Command, Output};
