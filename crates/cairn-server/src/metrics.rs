@@ -2,7 +2,8 @@
 //! metrics library would cost more compile time than these hundred lines).
 //!
 //! Ingest rate is `rate(cairn_ingest_events_total[1m])`; latency and log-append time are
-//! histograms; rejects are counted by their stable error code.
+//! histograms; the mean log fsync time is `rate(cairn_log_fsync_seconds_total[1m]) /
+//! rate(cairn_log_fsyncs_total[1m])`; rejects are counted by their stable error code.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -74,8 +75,8 @@ impl Metrics {
         }
     }
 
-    /// The exposition text.
-    pub fn render(&self) -> String {
+    /// The exposition text; `log` are the store's group-commit counters.
+    pub fn render(&self, log: cairn_store::LogSyncStats) -> String {
         let mut out = String::with_capacity(4096);
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(
@@ -129,6 +130,25 @@ impl Metrics {
             &mut out,
             "cairn_log_append_duration_seconds",
             "Time for a batch to become durable in the log (write + group fsync, including waiting for the fsync in progress).",
+        );
+        counter(
+            &mut out,
+            "cairn_log_fsyncs_total",
+            "Group commits of the write-ahead log (each one write and one fsync, shared by concurrent requests).",
+            log.syncs,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP cairn_log_fsync_seconds_total Time spent writing and fsyncing the log.\n\
+             # TYPE cairn_log_fsync_seconds_total counter\n\
+             cairn_log_fsync_seconds_total {}",
+            log.sync_micros as f64 / 1e6
+        );
+        counter(
+            &mut out,
+            "cairn_log_written_bytes_total",
+            "Bytes written to the log.",
+            log.bytes,
         );
         gauge(
             &mut out,

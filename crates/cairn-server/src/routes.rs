@@ -480,7 +480,7 @@ async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4"),
         )],
-        app.metrics.render(),
+        app.metrics.render(app.store.log_sync_stats()),
     )
         .into_response()
 }

@@ -441,9 +441,17 @@ fn bad_input_gets_the_right_status_and_a_precise_error() {
         "cairn_rejected_requests_total{reason=\"revoked_write_key\"} 2",
         "cairn_rejected_requests_total{reason=\"batch_too_large\"} 2",
         "cairn_ingest_events_total{result=\"stored\"} 4",
+        "cairn_ingest_request_duration_seconds_count",
     ] {
         assert!(metrics.contains(line), "{line} missing in\n{metrics}");
     }
+    // Three requests stored something; each waited for at least one log fsync.
+    let fsyncs: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cairn_log_fsyncs_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!((1..=3).contains(&fsyncs), "{fsyncs} fsyncs\n{metrics}");
 }
 
 #[test]
