@@ -9,6 +9,7 @@
 //! | `GET /v1/customers/{id}/timeline?limit=N` | admin token | `cairn timeline --format json` |
 //! | `GET /metrics` | admin token | Prometheus text format |
 //! | `GET /health` | none | `{"status": "available"}` |
+//! | `GET /v1/projects/{writeKey}/settings` | the key itself | analytics.js settings pointing it here |
 //!
 //! An ingest request waits for a write slot (a bounded number of requests are validated and
 //! written at once, sharing group-commit fsyncs); it waits at most `queue_timeout`, and at most
@@ -60,6 +61,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/customers/{id}/timeline", get(timeline))
         .route("/metrics", get(metrics))
         .route("/health", get(health))
+        .route("/v1/projects/{key}/settings", get(browser_settings))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(app.clone(), cors_and_count))
@@ -148,6 +150,30 @@ async fn health() -> Response {
         r#"{"status":"available"}"#,
     )
         .into_response()
+}
+
+/// The settings analytics.js (`@segment/analytics-next`) fetches before it sends anything, with
+/// `cdnURL` set to this server. It reads `integrations["Segment.io"]` without a null check, so
+/// a bare 200 would break it; `apiHost` points its events back here (it posts to
+/// `{apiHost}/t`, `/i`, ... and `/b`).
+async fn browser_settings(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> Response {
+    if let Err(e) = check_key(&app, &key) {
+        return reject(e);
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or(&app.config.listen)
+        .to_string();
+    json_response(&serde_json::json!({
+        "integrations": {"Segment.io": {"apiKey": key, "apiHost": host, "protocol": "http"}},
+        "plan": {"track": {"__default": {"enabled": true}}, "identify": {"__default": {"enabled": true}}},
+        "edgeFunction": {},
+    }))
 }
 
 fn now_micros() -> i64 {
