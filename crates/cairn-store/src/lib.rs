@@ -48,6 +48,7 @@ pub use manifest::{MANIFEST_FILE, Manifest, SegmentMeta};
 pub use parquet_io::StoredEvent;
 pub use repair::{RepairReport, repair};
 pub use snapshot::{Columns, Customer, Snapshot, Stats};
+pub use wal::LogSyncStats;
 
 use dict::CustomerDict;
 use error::IoContext;
@@ -229,6 +230,11 @@ impl Store {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the log's group commits (write + fsync) cost since the store was opened.
+    pub fn log_sync_stats(&self) -> LogSyncStats {
+        self.wal.sync_stats()
     }
 
     /// A consistent read view of everything committed or acknowledged so far.

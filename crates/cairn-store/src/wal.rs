@@ -14,6 +14,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use cairn_model::Event;
@@ -55,6 +56,20 @@ pub struct Wal {
     dir: PathBuf,
     state: Mutex<State>,
     done: Condvar,
+    /// Group writes done, their time (write + fsync) and bytes, for monitoring.
+    syncs: AtomicU64,
+    sync_micros: AtomicU64,
+    synced_bytes: AtomicU64,
+}
+
+/// What the log's group writes cost so far (counters since the store was opened).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogSyncStats {
+    /// Group writes, each ending in one fsync.
+    pub syncs: u64,
+    /// Time spent writing and fsyncing, in microseconds.
+    pub sync_micros: u64,
+    pub bytes: u64,
 }
 
 fn file_name(first: u64) -> String {
@@ -185,6 +200,9 @@ impl Wal {
                 file: None,
             }),
             done: Condvar::new(),
+            syncs: AtomicU64::new(0),
+            sync_micros: AtomicU64::new(0),
+            synced_bytes: AtomicU64::new(0),
         };
         Ok((wal, recovery))
     }
@@ -246,7 +264,12 @@ impl Wal {
                 },
             };
             drop(st);
+            let started = std::time::Instant::now();
             let res = file.write_all(&buf).and_then(|_| file.sync_data());
+            self.syncs.fetch_add(1, Relaxed);
+            self.sync_micros
+                .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+            self.synced_bytes.fetch_add(buf.len() as u64, Relaxed);
             st = self.lock();
             st.file = Some(file);
             st.writing = false;
@@ -274,6 +297,15 @@ impl Wal {
             .at(&path)?;
         fsync_dir(&self.dir).at(&self.dir)?;
         Ok(f)
+    }
+
+    /// Counters of the group writes so far.
+    pub fn sync_stats(&self) -> LogSyncStats {
+        LogSyncStats {
+            syncs: self.syncs.load(Relaxed),
+            sync_micros: self.sync_micros.load(Relaxed),
+            bytes: self.synced_bytes.load(Relaxed),
+        }
     }
 
     /// The number of the last durable batch.

@@ -106,6 +106,22 @@ cairn variants --goal 'Order Completed' --format json"
         #[command(subcommand)]
         command: crate::profile::ProfilesCommand,
     },
+    /// Serve the Segment-compatible collection API (and stats, timelines, metrics) over HTTP.
+    #[command(
+        long_about = "Serve the Segment-compatible HTTP collection API on the store, plus the read \
+endpoints, /health and Prometheus /metrics.\n\n\
+Point any Segment SDK at it by setting its host to http://ADDR:PORT and its write key to one made \
+with `cairn keys create`. Ingest: POST /v1/track, /v1/identify, /v1/page, /v1/screen, /v1/group, \
+/v1/alias, /v1/batch, /v1/import. A request is answered 200 only once its messages are durable. \
+Reads (admin token as `Authorization: Bearer`): GET /v1/stats, GET /v1/customers/ID/timeline, \
+GET /metrics. `cairn stats` and `cairn timeline` keep working on the same store meanwhile.\n\n\
+Settings come from flags, then environment variables, then the config file, then defaults.",
+        after_help = "Examples:\n  cairn keys create --source web\n  cairn serve --listen 0.0.0.0:8240\n  \
+CAIRN_ADMIN_TOKEN=$(openssl rand -hex 24) cairn serve"
+    )]
+    Serve(crate::serve::ServeArgs),
+    /// Create, list and revoke the write keys that `cairn serve` accepts.
+    Keys(crate::serve::KeysArgs),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
@@ -273,5 +289,7 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{report}");
             Ok(())
         }
+        Command::Serve(args) => crate::serve::serve(&dir, args),
+        Command::Keys(args) => crate::serve::keys(&dir, args),
     }
 }

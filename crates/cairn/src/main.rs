@@ -7,6 +7,7 @@ mod demo;
 mod import;
 mod profile;
 mod render;
+mod serve;
 
 use std::process::ExitCode;
 

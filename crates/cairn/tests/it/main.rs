@@ -5,6 +5,9 @@ mod crash;
 mod discovery;
 mod profiles;
 mod real_logs;
+mod serve;
+mod serve_crash;
+mod serve_sdk;
 
 use std::path::Path;
 use std::process::{Command, Output};
