@@ -2,27 +2,11 @@
 
 use anyhow::{Result, bail};
 use cairn_model::format_micros;
-use cairn_store::{Snapshot, Stats, StoredEvent};
-use serde_json::{Map, Value, json};
+// One JSON shape for the CLI and the HTTP API, so they can never disagree.
+pub use cairn_server::views::{event_json, stats_json, timeline_json};
+use cairn_store::{Snapshot, Stats};
 
 use crate::cli::{Format, TimelineArgs};
-
-pub fn stats_json(stats: &Stats) -> Value {
-    let counts = |list: &[(String, u64)]| -> Map<String, Value> {
-        list.iter().map(|(k, v)| (k.clone(), json!(v))).collect()
-    };
-    json!({
-        "customers": stats.customers,
-        "events": stats.events,
-        "first_event": stats.first_event.map(format_micros),
-        "last_event": stats.last_event.map(format_micros),
-        "event_names": counts(&stats.event_names),
-        "channels": counts(&stats.channels),
-        "disk_bytes": stats.disk_bytes,
-        "segments": stats.segments,
-        "log_events": stats.log_events,
-    })
-}
 
 pub fn stats(snap: &Snapshot, format: Format) -> Result<()> {
     let stats = snap.stats();
@@ -91,39 +75,6 @@ pub fn human_bytes(b: u64) -> String {
     }
 }
 
-fn parse_json_text(text: &Option<String>) -> Value {
-    text.as_deref()
-        .and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or(Value::Null)
-}
-
-pub fn event_json(e: &StoredEvent) -> Value {
-    let ev = &e.event;
-    let mut m = Map::new();
-    m.insert("messageId".into(), json!(ev.message_id));
-    m.insert("type".into(), json!(ev.kind.as_str()));
-    m.insert("event".into(), json!(ev.event));
-    m.insert("timestamp".into(), json!(format_micros(ev.timestamp)));
-    m.insert("channel".into(), json!(ev.channel));
-    let mut opt = |k: &str, v: Value| {
-        if !v.is_null() {
-            m.insert(k.into(), v);
-        }
-    };
-    opt("userId", json!(ev.user_id));
-    opt("anonymousId", json!(ev.anonymous_id));
-    opt("value", json!(ev.value));
-    opt("sentAt", json!(ev.sent_at.map(format_micros)));
-    opt("receivedAt", json!(ev.received_at.map(format_micros)));
-    opt("groupId", json!(ev.group_id));
-    opt("previousId", json!(ev.previous_id));
-    opt("properties", parse_json_text(&ev.properties));
-    opt("traits", parse_json_text(&ev.traits));
-    opt("context", parse_json_text(&ev.context));
-    m.insert("seq".into(), json!(e.seq));
-    Value::Object(m)
-}
-
 pub fn timeline(snap: &Snapshot, args: &TimelineArgs) -> Result<()> {
     let Some(mut events) = snap.timeline(&args.customer)? else {
         bail!(
@@ -137,11 +88,7 @@ pub fn timeline(snap: &Snapshot, args: &TimelineArgs) -> Result<()> {
         events.truncate(limit);
     }
     if args.format == Format::Json {
-        let out = json!({
-            "customer": args.customer,
-            "total_events": total,
-            "events": events.iter().map(event_json).collect::<Vec<_>>(),
-        });
+        let out = timeline_json(&args.customer, &events, total);
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
