@@ -106,6 +106,11 @@ cairn variants --goal 'Order Completed' --format json"
         #[command(subcommand)]
         command: crate::profile::ProfilesCommand,
     },
+    /// Journeys as code: validate a definition, or backtest it on stored history.
+    Journeys {
+        #[command(subcommand)]
+        command: crate::journeys::JourneysCommand,
+    },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
@@ -268,6 +273,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Compare(args) => crate::analyze::compare(&dir, &args),
         Command::Profile(args) => crate::profile::show(&dir, &args),
         Command::Profiles { command } => crate::profile::run(&dir, &command),
+        Command::Journeys { command } => crate::journeys::run(&dir, &command),
         Command::Repair => {
             let report = cairn_store::repair(&dir)?;
             println!("{report}");
