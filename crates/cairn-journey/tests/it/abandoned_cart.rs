@@ -369,3 +369,29 @@ fn the_cap_holds_messages_across_journeys() {
         assert!(w[2].1 - w[0].1 >= DAY, "cap broken: {sends:?}");
     }
 }
+
+/// Throughput and timer count at scale; run with
+/// `cargo test --release -p cairn-journey -- --ignored --nocapture throughput`.
+#[test]
+#[ignore]
+fn throughput() {
+    let customers = generate(200_000, 3);
+    let inputs = inputs(&customers);
+    let journey = Arc::new(Journey::from_yaml(ABANDONED_CART).unwrap());
+    let mut engine = Engine::new(vec![journey]);
+    let start = std::time::Instant::now();
+    let mut effects = 0usize;
+    let mut peak_timers = 0;
+    for (i, input) in inputs.iter().enumerate() {
+        effects += feed(&mut engine, input).len();
+        if i % 1024 == 0 {
+            peak_timers = peak_timers.max(engine.pending_timers());
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{} events in {secs:.2} s = {:.0} events/s; {effects} effects; peak pending timers {peak_timers}",
+        inputs.len(),
+        inputs.len() as f64 / secs
+    );
+}
