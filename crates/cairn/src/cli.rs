@@ -122,6 +122,11 @@ CAIRN_ADMIN_TOKEN=$(openssl rand -hex 24) cairn serve"
     Serve(crate::serve::ServeArgs),
     /// Create, list and revoke the write keys that `cairn serve` accepts.
     Keys(crate::serve::KeysArgs),
+    /// Journeys as code: validate a definition, or backtest it on stored history.
+    Journeys {
+        #[command(subcommand)]
+        command: crate::journeys::JourneysCommand,
+    },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
@@ -284,6 +289,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Compare(args) => crate::analyze::compare(&dir, &args),
         Command::Profile(args) => crate::profile::show(&dir, &args),
         Command::Profiles { command } => crate::profile::run(&dir, &command),
+        Command::Journeys { command } => crate::journeys::run(&dir, &command),
         Command::Repair => {
             let report = cairn_store::repair(&dir)?;
             println!("{report}");

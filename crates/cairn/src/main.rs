@@ -5,6 +5,7 @@ mod analyze;
 mod cli;
 mod demo;
 mod import;
+mod journeys;
 mod profile;
 mod render;
 mod serve;

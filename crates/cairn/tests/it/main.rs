@@ -3,6 +3,7 @@
 mod bad_input;
 mod crash;
 mod discovery;
+mod journeys;
 mod profiles;
 mod real_logs;
 mod serve;

@@ -1,0 +1,717 @@
+//! The journey definition: YAML in, a validated [`Journey`] out.
+//!
+//! Parsing happens in two passes. serde (through `serde-saphyr`) turns the text into `Raw*`
+//! structs that keep the source location of every name a later check may complain about
+//! (`Spanned`); [`Journey::from_yaml`] then resolves step references to indexes and checks
+//! what serde cannot (unknown or duplicate step ids, split percentages, durations, times), so
+//! every error says line, column and reason. The engine only ever sees the resolved form.
+
+use std::collections::HashMap;
+
+use cairn_model::Micros;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use serde_saphyr::{Location, Spanned};
+
+/// A definition that cannot be used, with where in the file and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("line {line}, column {column}: {reason}")]
+pub struct DefinitionError {
+    pub line: u64,
+    pub column: u64,
+    pub reason: String,
+}
+
+impl DefinitionError {
+    fn at(loc: Location, reason: impl Into<String>) -> DefinitionError {
+        DefinitionError {
+            line: loc.line(),
+            column: loc.column(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A validated journey. Steps refer to each other by index into `steps`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Journey {
+    pub id: String,
+    /// A customer finishes the version they entered; a new version is a new definition.
+    pub version: u32,
+    pub name: Option<String>,
+    pub entry: Entry,
+    pub goal: Option<Goal>,
+    pub frequency_cap: Option<FrequencyCap>,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub event: String,
+    pub conditions: Vec<Condition>,
+    pub reentry: Reentry,
+}
+
+/// When a customer who entered before may enter again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reentry {
+    /// Once per customer, ever.
+    Never,
+    /// Again once the previous entry has ended (steps done and goal window closed).
+    WhenExited,
+    /// Again once the previous entry has ended and this long has passed since it began.
+    After(Micros),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Goal {
+    pub event: String,
+    pub conditions: Vec<Condition>,
+    /// The goal counts when it happens within this long of entry.
+    pub within: Micros,
+}
+
+/// At most `messages` messages per customer in any window of `per`, across all journeys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrequencyCap {
+    pub messages: u32,
+    pub per: Micros,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub id: String,
+    pub kind: StepKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepKind {
+    /// Wait a fixed time.
+    Wait {
+        duration: Micros,
+        next: usize,
+    },
+    /// Wait for an event, at most `timeout`; two exits.
+    WaitFor {
+        event: String,
+        conditions: Vec<Condition>,
+        timeout: Micros,
+        happened: usize,
+        timed_out: usize,
+    },
+    /// All conditions true: `then`, else `otherwise`.
+    Branch {
+        conditions: Vec<Condition>,
+        then: usize,
+        otherwise: usize,
+    },
+    /// Sticky random split: a hash of (customer, journey id) picks the arm.
+    Split {
+        arms: Vec<Arm>,
+    },
+    Send {
+        channel: Channel,
+        template: String,
+        /// Consent category: the message goes out only with consent `true` for it.
+        category: Option<String>,
+        quiet_hours: Option<QuietHours>,
+        next: usize,
+    },
+    SetTraits {
+        traits: Map<String, Value>,
+        next: usize,
+    },
+    Emit {
+        event: String,
+        properties: Map<String, Value>,
+        next: usize,
+    },
+    Exit {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Arm {
+    pub name: String,
+    /// Share in basis points (1/100 of a percent); arms sum to 10,000.
+    pub basis_points: u32,
+    /// Held-out customers walk the same steps but are sent nothing, so they can be measured.
+    pub holdout: bool,
+    pub next: usize,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Hash, PartialOrd, Ord,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Email,
+    Sms,
+    Webhook,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+            Channel::Webhook => "webhook",
+        }
+    }
+}
+
+/// Local times, in minutes after midnight, between which nothing is sent; `start > end` wraps
+/// over midnight (21:00–08:00).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuietHours {
+    pub start: u16,
+    pub end: u16,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    Trait {
+        name: String,
+        test: Test,
+    },
+    Property {
+        name: String,
+        test: Test,
+    },
+    /// Recorded consent `true` for the category.
+    Consent {
+        category: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Test {
+    Exists(bool),
+    Equals(Value),
+    NotEquals(Value),
+    Gt(f64),
+    Lt(f64),
+}
+
+impl Test {
+    pub fn check(&self, v: Option<&Value>) -> bool {
+        let v = v.filter(|v| !v.is_null());
+        match self {
+            Test::Exists(want) => v.is_some() == *want,
+            Test::Equals(x) => v == Some(x),
+            Test::NotEquals(x) => v != Some(x),
+            Test::Gt(x) => v.and_then(Value::as_f64).is_some_and(|v| v > *x),
+            Test::Lt(x) => v.and_then(Value::as_f64).is_some_and(|v| v < *x),
+        }
+    }
+}
+
+// ---- the YAML shape ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJourney {
+    id: Spanned<String>,
+    version: u32,
+    #[serde(default)]
+    name: Option<String>,
+    entry: RawEntry,
+    #[serde(default)]
+    goal: Option<RawGoal>,
+    #[serde(default)]
+    frequency_cap: Option<RawCap>,
+    steps: Spanned<Vec<RawStep>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    event: String,
+    #[serde(default, rename = "where")]
+    conditions: Vec<Spanned<RawCondition>>,
+    #[serde(default)]
+    reentry: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGoal {
+    event: String,
+    #[serde(default, rename = "where")]
+    conditions: Vec<Spanned<RawCondition>>,
+    within: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCap {
+    messages: u32,
+    per: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    id: Spanned<String>,
+    #[serde(default)]
+    wait: Option<RawWait>,
+    #[serde(default)]
+    branch: Option<RawBranch>,
+    #[serde(default)]
+    split: Option<Spanned<Vec<RawArm>>>,
+    #[serde(default)]
+    send: Option<RawSend>,
+    #[serde(default)]
+    set_traits: Option<Map<String, Value>>,
+    #[serde(default)]
+    emit: Option<RawEmit>,
+    #[serde(default)]
+    exit: Option<String>,
+    #[serde(default)]
+    next: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWait {
+    #[serde(default)]
+    duration: Option<Spanned<String>>,
+    #[serde(default)]
+    event: Option<Spanned<String>>,
+    #[serde(default, rename = "where")]
+    conditions: Vec<Spanned<RawCondition>>,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    happened: Option<Spanned<String>>,
+    #[serde(default)]
+    timed_out: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBranch {
+    #[serde(rename = "if")]
+    conditions: Vec<Spanned<RawCondition>>,
+    then: Spanned<String>,
+    #[serde(rename = "else")]
+    otherwise: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArm {
+    arm: Spanned<String>,
+    percent: f64,
+    #[serde(default)]
+    holdout: bool,
+    #[serde(default)]
+    next: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSend {
+    channel: Channel,
+    template: String,
+    #[serde(default)]
+    category: Option<String>,
+    #[serde(default)]
+    quiet_hours: Option<RawQuiet>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuiet {
+    start: Spanned<String>,
+    end: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmit {
+    event: String,
+    #[serde(default)]
+    properties: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCondition {
+    #[serde(default, rename = "trait")]
+    trait_name: Option<String>,
+    #[serde(default)]
+    property: Option<String>,
+    #[serde(default)]
+    consent: Option<String>,
+    #[serde(default)]
+    exists: Option<bool>,
+    #[serde(default)]
+    equals: Option<Value>,
+    #[serde(default)]
+    not_equals: Option<Value>,
+    #[serde(default)]
+    gt: Option<f64>,
+    #[serde(default)]
+    lt: Option<f64>,
+}
+
+impl Journey {
+    /// Parses and validates a YAML definition.
+    pub fn from_yaml(text: &str) -> Result<Journey, DefinitionError> {
+        let raw: RawJourney = serde_saphyr::from_str(text).map_err(|e| {
+            let loc = e.location().unwrap_or(Location::UNKNOWN);
+            DefinitionError::at(loc, first_line(&e.to_string()))
+        })?;
+        resolve(raw)
+    }
+
+    /// The idempotency-key prefix and display name: `id@version`.
+    pub fn versioned_id(&self) -> String {
+        format!("{}@{}", self.id, self.version)
+    }
+
+    /// The index of a step by id.
+    pub fn step_index(&self, id: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.id == id)
+    }
+
+    /// The holdout arm's bucket range, when some split has one: customers hashing into it are
+    /// held out. Known at entry, so goals can be compared for every entrant (intent to treat).
+    pub fn holdout_range(&self) -> Option<std::ops::Range<u32>> {
+        self.steps.iter().find_map(|s| match &s.kind {
+            StepKind::Split { arms } => {
+                let mut from = 0;
+                for a in arms {
+                    if a.holdout {
+                        return Some(from..from + a.basis_points);
+                    }
+                    from += a.basis_points;
+                }
+                None
+            }
+            _ => None,
+        })
+    }
+}
+
+/// serde-saphyr's message may carry a rendered snippet after the first line; the location is
+/// reported separately.
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or(s).trim().to_string()
+}
+
+fn resolve(raw: RawJourney) -> Result<Journey, DefinitionError> {
+    if raw.id.value.is_empty() || raw.id.value.contains(['@', '/', ' ']) {
+        return Err(DefinitionError::at(
+            raw.id.referenced,
+            "journey id must be non-empty, without '@', '/' or spaces",
+        ));
+    }
+    let mut index = HashMap::new();
+    for (i, s) in raw.steps.value.iter().enumerate() {
+        if index.insert(s.id.value.clone(), i).is_some() {
+            return Err(DefinitionError::at(
+                s.id.referenced,
+                format!("duplicate step id {:?}", s.id.value),
+            ));
+        }
+    }
+    if raw.steps.value.is_empty() {
+        return Err(DefinitionError::at(
+            raw.steps.referenced,
+            "a journey needs at least one step",
+        ));
+    }
+    let lookup = |r: &Spanned<String>| {
+        index.get(&r.value).copied().ok_or_else(|| {
+            DefinitionError::at(r.referenced, format!("no step with id {:?}", r.value))
+        })
+    };
+    let n = raw.steps.value.len();
+    let mut steps = Vec::with_capacity(n);
+    for (i, s) in raw.steps.value.iter().enumerate() {
+        // Without `next`, a step continues with the one below it.
+        let next = |field: Option<&Spanned<String>>| match field {
+            Some(r) => lookup(r),
+            None if i + 1 < n => Ok(i + 1),
+            None => Err(DefinitionError::at(
+                s.id.referenced,
+                format!(
+                    "step {:?} is the last one: it needs a `next` or must be an `exit`",
+                    s.id.value
+                ),
+            )),
+        };
+        let kinds = [
+            s.wait.is_some(),
+            s.branch.is_some(),
+            s.split.is_some(),
+            s.send.is_some(),
+            s.set_traits.is_some(),
+            s.emit.is_some(),
+            s.exit.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            return Err(DefinitionError::at(
+                s.id.referenced,
+                format!(
+                    "step {:?} must have exactly one of wait, branch, split, send, set_traits, emit, exit",
+                    s.id.value
+                ),
+            ));
+        }
+        let kind = if let Some(w) = &s.wait {
+            match (&w.duration, &w.event) {
+                (Some(d), None) => {
+                    if w.timeout.is_some() || w.happened.is_some() || w.timed_out.is_some() {
+                        return Err(DefinitionError::at(
+                            d.referenced,
+                            "a wait for a duration has no timeout, happened or timed_out: use `next`",
+                        ));
+                    }
+                    StepKind::Wait {
+                        duration: duration(d)?,
+                        next: next(s.next.as_ref())?,
+                    }
+                }
+                (None, Some(ev)) => {
+                    let timeout = w.timeout.as_ref().ok_or_else(|| {
+                        DefinitionError::at(ev.referenced, "a wait for an event needs a `timeout`")
+                    })?;
+                    if let Some(n) = &s.next {
+                        return Err(DefinitionError::at(
+                            n.referenced,
+                            "a wait for an event exits by `happened` and `timed_out`, not `next`",
+                        ));
+                    }
+                    StepKind::WaitFor {
+                        event: ev.value.clone(),
+                        conditions: conditions(&w.conditions)?,
+                        timeout: duration(timeout)?,
+                        happened: next(w.happened.as_ref())?,
+                        timed_out: next(w.timed_out.as_ref())?,
+                    }
+                }
+                _ => {
+                    return Err(DefinitionError::at(
+                        s.id.referenced,
+                        "a wait needs exactly one of `duration` or `event`",
+                    ));
+                }
+            }
+        } else if let Some(b) = &s.branch {
+            StepKind::Branch {
+                conditions: conditions(&b.conditions)?,
+                then: lookup(&b.then)?,
+                otherwise: lookup(&b.otherwise)?,
+            }
+        } else if let Some(arms) = &s.split {
+            let mut out = Vec::new();
+            let mut total = 0u32;
+            for a in &arms.value {
+                if !(a.percent > 0.0 && a.percent <= 100.0) {
+                    return Err(DefinitionError::at(
+                        a.arm.referenced,
+                        format!("arm {:?}: percent must be in (0, 100]", a.arm.value),
+                    ));
+                }
+                let bp = (a.percent * 100.0).round() as u32;
+                total += bp;
+                out.push(Arm {
+                    name: a.arm.value.clone(),
+                    basis_points: bp,
+                    holdout: a.holdout,
+                    next: next(a.next.as_ref().or(s.next.as_ref()))?,
+                });
+            }
+            if total != 10_000 {
+                return Err(DefinitionError::at(
+                    arms.referenced,
+                    format!(
+                        "split percentages add up to {}, not 100",
+                        total as f64 / 100.0
+                    ),
+                ));
+            }
+            if out.iter().filter(|a| a.holdout).count() > 1 {
+                return Err(DefinitionError::at(
+                    arms.referenced,
+                    "at most one arm can be the holdout",
+                ));
+            }
+            StepKind::Split { arms: out }
+        } else if let Some(send) = &s.send {
+            let quiet_hours = match &send.quiet_hours {
+                None => None,
+                Some(q) => Some(QuietHours {
+                    start: clock(&q.start)?,
+                    end: clock(&q.end)?,
+                }),
+            };
+            StepKind::Send {
+                channel: send.channel,
+                template: send.template.clone(),
+                category: send.category.clone(),
+                quiet_hours,
+                next: next(s.next.as_ref())?,
+            }
+        } else if let Some(t) = &s.set_traits {
+            StepKind::SetTraits {
+                traits: t.clone(),
+                next: next(s.next.as_ref())?,
+            }
+        } else if let Some(e) = &s.emit {
+            StepKind::Emit {
+                event: e.event.clone(),
+                properties: e.properties.clone(),
+                next: next(s.next.as_ref())?,
+            }
+        } else {
+            StepKind::Exit {
+                reason: s.exit.clone().unwrap_or_default(),
+            }
+        };
+        steps.push(Step {
+            id: s.id.value.clone(),
+            kind,
+        });
+    }
+    let reentry = match &raw.entry.reentry {
+        None => Reentry::WhenExited,
+        Some(r) => match r.value.as_str() {
+            "never" => Reentry::Never,
+            "when_exited" => Reentry::WhenExited,
+            v => match v.strip_prefix("after ") {
+                Some(d) => Reentry::After(parse_duration(d.trim()).ok_or_else(|| {
+                    DefinitionError::at(r.referenced, format!("bad duration {d:?}"))
+                })?),
+                None => {
+                    return Err(DefinitionError::at(
+                        r.referenced,
+                        format!(
+                            "reentry must be `never`, `when_exited` or `after DURATION`, not {v:?}"
+                        ),
+                    ));
+                }
+            },
+        },
+    };
+    Ok(Journey {
+        id: raw.id.value,
+        version: raw.version,
+        name: raw.name,
+        entry: Entry {
+            event: raw.entry.event,
+            conditions: conditions(&raw.entry.conditions)?,
+            reentry,
+        },
+        goal: match raw.goal {
+            None => None,
+            Some(g) => Some(Goal {
+                event: g.event,
+                conditions: conditions(&g.conditions)?,
+                within: duration(&g.within)?,
+            }),
+        },
+        frequency_cap: match raw.frequency_cap {
+            None => None,
+            Some(c) => Some(FrequencyCap {
+                messages: c.messages,
+                per: duration(&c.per)?,
+            }),
+        },
+        steps,
+    })
+}
+
+fn conditions(raw: &[Spanned<RawCondition>]) -> Result<Vec<Condition>, DefinitionError> {
+    raw.iter().map(condition).collect()
+}
+
+fn condition(c: &Spanned<RawCondition>) -> Result<Condition, DefinitionError> {
+    let r = &c.value;
+    let err = |reason: &str| DefinitionError::at(c.referenced, reason);
+    let tests = [
+        r.exists.map(Test::Exists),
+        r.equals.clone().map(Test::Equals),
+        r.not_equals.clone().map(Test::NotEquals),
+        r.gt.map(Test::Gt),
+        r.lt.map(Test::Lt),
+    ];
+    let mut tests: Vec<Test> = tests.into_iter().flatten().collect();
+    match (&r.trait_name, &r.property, &r.consent) {
+        (Some(_), None, None) | (None, Some(_), None) => {
+            if tests.len() != 1 {
+                return Err(err(
+                    "a trait or property condition needs exactly one of exists, equals, not_equals, gt, lt",
+                ));
+            }
+            let test = tests.remove(0);
+            Ok(match (&r.trait_name, &r.property) {
+                (Some(name), _) => Condition::Trait {
+                    name: name.clone(),
+                    test,
+                },
+                (_, Some(name)) => Condition::Property {
+                    name: name.clone(),
+                    test,
+                },
+                _ => unreachable!("matched above"),
+            })
+        }
+        (None, None, Some(category)) => {
+            if !tests.is_empty() {
+                return Err(err("a consent condition takes no test"));
+            }
+            Ok(Condition::Consent {
+                category: category.clone(),
+            })
+        }
+        _ => Err(err(
+            "a condition needs exactly one of `trait`, `property` or `consent`",
+        )),
+    }
+}
+
+fn duration(s: &Spanned<String>) -> Result<Micros, DefinitionError> {
+    parse_duration(&s.value).ok_or_else(|| {
+        DefinitionError::at(
+            s.referenced,
+            format!(
+                "bad duration {:?}: write a whole number and a unit, s, m, h or d (90m, 1d)",
+                s.value
+            ),
+        )
+    })
+}
+
+/// `90s`, `30m`, `1h`, `7d` → microseconds.
+pub fn parse_duration(s: &str) -> Option<Micros> {
+    let unit = match s.chars().last()? {
+        's' => 1_000_000,
+        'm' => 60_000_000,
+        'h' => 3_600_000_000,
+        'd' => 86_400_000_000,
+        _ => return None,
+    };
+    let n: i64 = s[..s.len() - 1].parse().ok()?;
+    if n < 0 {
+        return None;
+    }
+    n.checked_mul(unit)
+}
+
+fn clock(s: &Spanned<String>) -> Result<u16, DefinitionError> {
+    let parsed = s.value.split_once(':').and_then(|(h, m)| {
+        let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+        (h < 24 && m < 60 && s.value.len() == 5).then_some(h * 60 + m)
+    });
+    parsed.ok_or_else(|| {
+        DefinitionError::at(
+            s.referenced,
+            format!("bad time of day {:?}: write HH:MM, 00:00 to 23:59", s.value),
+        )
+    })
+}

@@ -1,0 +1,3 @@
+mod abandoned_cart;
+mod definition;
+mod replay;

@@ -1,0 +1,356 @@
+//! `cairn journeys validate|simulate`: check a journey file, and replay stored history through
+//! it without sending anything (a backtest).
+//!
+//! What simulate feeds the engine, per customer (store key), in time order: every stored event
+//! in `[--from, --to)` with its properties; traits from `identify` calls (`traits`) and consent
+//! from `context.consent.categoryPreferences` on any message, applied at their event's time.
+//! Each customer runs through a fresh engine (journeys only look at one customer at a time, so
+//! this is exact and lets the scan run in parallel); timers then run up to `--to`, so customers
+//! still waiting at `--to` have not finished. Customers are store keys, not stitched profiles.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use cairn_journey::{Effect, Engine, InputEvent, Journey, JourneyEventKind};
+use cairn_model::{EventKind, Micros, format_micros, parse_timestamp};
+use cairn_store::Columns;
+use clap::{Args, Subcommand};
+use serde_json::{Map, Value, json};
+
+use crate::cli::{Format, open_snapshot};
+
+#[derive(Subcommand, Debug)]
+pub enum JourneysCommand {
+    /// Check a journey definition (YAML); errors give line, column and reason.
+    Validate {
+        /// The journey file, e.g. examples/journeys/abandoned-cart.yaml.
+        file: PathBuf,
+    },
+    /// Replay stored history through a journey without sending anything.
+    #[command(
+        long_about = "Replay stored history through a journey without sending anything: who would \
+have entered, which steps they reached, which messages would have gone out on which channel, and \
+how often the goal was reached by the treatment group and by the holdout.\n\n\
+Traits come from identify calls and consent from context.consent.categoryPreferences, as of each \
+event's time. Timers (waits, quiet hours, frequency caps, goal windows) run up to --to; customers \
+still waiting then are counted where they are.",
+        after_help = "Examples:\n  cairn journeys simulate examples/journeys/abandoned-cart.yaml\n  \
+cairn journeys simulate cart.yaml --from 2026-01-01 --to 2026-02-01 --format json --trace trace.jsonl"
+    )]
+    Simulate(SimulateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    pub file: PathBuf,
+    /// Only events at or after this time (RFC 3339, a date, or epoch).
+    #[arg(long, value_name = "T")]
+    pub from: Option<String>,
+    /// Only events before this time; timers run up to it. Default: the last stored event.
+    #[arg(long, value_name = "T")]
+    pub to: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Write one JSON line per customer step: {"customer", "step", "at"}.
+    #[arg(long, value_name = "OUT.jsonl")]
+    pub trace: Option<PathBuf>,
+}
+
+pub fn run(dir: &Path, command: &JourneysCommand) -> Result<()> {
+    match command {
+        JourneysCommand::Validate { file } => {
+            let j = load(file)?;
+            println!(
+                "{}: ok, journey {} with {} steps",
+                file.display(),
+                j.versioned_id(),
+                j.steps.len()
+            );
+            Ok(())
+        }
+        JourneysCommand::Simulate(args) => simulate(dir, args),
+    }
+}
+
+fn load(file: &Path) -> Result<Journey> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    Journey::from_yaml(&text).with_context(|| format!("{} is not a valid journey", file.display()))
+}
+
+/// Per arm: entries and goals.
+#[derive(Default, Clone, Copy)]
+struct Arm {
+    entered: u64,
+    goal: u64,
+}
+
+#[derive(Default)]
+struct Tally {
+    entered: u64,
+    customers: u64,
+    goal_reached: u64,
+    steps: BTreeMap<String, u64>,
+    messages: BTreeMap<&'static str, u64>,
+    suppressed: u64,
+    delayed: u64,
+    treatment: Arm,
+    holdout: Arm,
+    trace: Vec<String>,
+}
+
+/// Profile changes of one customer: (time, traits, consent).
+type Updates0 = (Micros, Map<String, Value>, Vec<(String, bool)>);
+type Updates = Vec<Updates0>;
+
+fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
+    let journey = Arc::new(load(&args.file)?);
+    let snap = open_snapshot(dir)?;
+    let time = |s: &Option<String>, flag: &str| -> Result<Option<Micros>> {
+        s.as_deref()
+            .map(|s| parse_timestamp(s).with_context(|| format!("--{flag} {s:?}")))
+            .transpose()
+    };
+    let from = time(&args.from, "from")?.unwrap_or(Micros::MIN);
+    let to = match time(&args.to, "to")? {
+        Some(t) => t,
+        None => snap.stats().last_event.unwrap_or(0) + 1,
+    };
+
+    // Profile changes are not in the scan files: one pass over full events collects them.
+    let mut updates: HashMap<u32, Updates> = HashMap::new();
+    snap.for_each_event(|e| {
+        let ev = &e.event;
+        let traits = match (ev.kind, ev.traits.as_deref()) {
+            (EventKind::Identify, Some(t)) => serde_json::from_str::<Map<String, Value>>(t).ok(),
+            _ => None,
+        }
+        .unwrap_or_default();
+        let consent = consent(ev.context.as_deref());
+        if (!traits.is_empty() || !consent.is_empty()) && ev.timestamp < to {
+            updates
+                .entry(e.key)
+                .or_default()
+                .push((ev.timestamp, traits, consent));
+        }
+    })?;
+    for u in updates.values_mut() {
+        u.sort_by_key(|x| x.0);
+    }
+
+    let names = snap.event_names();
+    let columns = Columns {
+        times: true,
+        names: true,
+        properties: true,
+        ..Columns::default()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let tracing = args.trace.is_some();
+    let empty = Map::new();
+    let parts = snap.scan_parallel(columns, threads, Tally::default, |tally, c| {
+        let id = snap.customer_id(c.key).unwrap_or("?");
+        let mut engine = Engine::new(vec![Arc::clone(&journey)]);
+        let mut effects = Vec::new();
+        let none: &Updates = &Vec::new();
+        let ups = updates.get(&c.key).unwrap_or(none);
+        let mut u = 0;
+        for i in 0..c.len() {
+            let t = c.times[i];
+            if t < from || t >= to {
+                continue;
+            }
+            // Profile changes up to this event, each as an event of its own at its time.
+            // (also those before --from: they are the profile as it stood).
+            while u < ups.len() && ups[u].0 <= t {
+                effects.extend(apply(&mut engine, id, &ups[u]));
+                u += 1;
+            }
+            let props = match c.properties.get(i) {
+                Some(p) if !p.is_empty() => serde_json::from_str(p).unwrap_or_default(),
+                _ => Map::new(),
+            };
+            let ev = InputEvent {
+                name: &names[c.names[i] as usize],
+                properties: &props,
+                traits: &empty,
+                consent: &[],
+            };
+            effects.extend(engine.on_event(id, &ev, t));
+        }
+        for up in &ups[u..] {
+            effects.extend(apply(&mut engine, id, up));
+        }
+        effects.extend(engine.on_time(to - 1));
+        count(tally, id, &effects, tracing);
+    })?;
+
+    let mut total = Tally::default();
+    for p in parts {
+        total.entered += p.entered;
+        total.customers += p.customers;
+        total.goal_reached += p.goal_reached;
+        for (k, v) in p.steps {
+            *total.steps.entry(k).or_default() += v;
+        }
+        for (k, v) in p.messages {
+            *total.messages.entry(k).or_default() += v;
+        }
+        total.suppressed += p.suppressed;
+        total.delayed += p.delayed;
+        for (a, b) in [
+            (&mut total.treatment, p.treatment),
+            (&mut total.holdout, p.holdout),
+        ] {
+            a.entered += b.entered;
+            a.goal += b.goal;
+        }
+        total.trace.extend(p.trace);
+    }
+    if let Some(path) = &args.trace {
+        let mut w = std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        );
+        for line in &total.trace {
+            writeln!(w, "{line}")?;
+        }
+        w.flush()?;
+    }
+    render(&journey, &total, args.format);
+    Ok(())
+}
+
+/// A profile change as an event no journey matches (an empty name), at its own time.
+fn apply(engine: &mut Engine, customer: &str, up: &Updates0) -> Vec<Effect> {
+    let empty = Map::new();
+    let ev = InputEvent {
+        name: "",
+        properties: &empty,
+        traits: &up.1,
+        consent: &up.2,
+    };
+    engine.on_event(customer, &ev, up.0)
+}
+
+fn consent(context: Option<&str>) -> Vec<(String, bool)> {
+    let Some(ctx) = context.and_then(|c| serde_json::from_str::<Value>(c).ok()) else {
+        return Vec::new();
+    };
+    ctx.pointer("/consent/categoryPreferences")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_bool()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn count(tally: &mut Tally, customer: &str, effects: &[Effect], tracing: bool) {
+    let mut steps = BTreeSet::new();
+    // Entry number → held out?
+    let mut arms: HashMap<u32, bool> = HashMap::new();
+    for e in effects {
+        match e {
+            Effect::Send(m) => *tally.messages.entry(m.channel.as_str()).or_default() += 1,
+            Effect::Journey(j) => match &j.kind {
+                JourneyEventKind::Entered { holdout } => {
+                    tally.entered += 1;
+                    arms.insert(j.entry, *holdout);
+                    let arm = if *holdout {
+                        &mut tally.holdout
+                    } else {
+                        &mut tally.treatment
+                    };
+                    arm.entered += 1;
+                }
+                JourneyEventKind::StepReached { step } => {
+                    steps.insert(step.clone());
+                    if tracing {
+                        tally.trace.push(
+                            json!({"customer": customer, "step": step, "at": format_micros(j.at)})
+                                .to_string(),
+                        );
+                    }
+                }
+                JourneyEventKind::GoalReached => {
+                    tally.goal_reached += 1;
+                    match arms.get(&j.entry) {
+                        Some(true) => tally.holdout.goal += 1,
+                        _ => tally.treatment.goal += 1,
+                    }
+                }
+                JourneyEventKind::Suppressed { .. } => tally.suppressed += 1,
+                JourneyEventKind::Delayed { .. } => tally.delayed += 1,
+                _ => {}
+            },
+            Effect::SetTraits { .. } | Effect::Emit { .. } => {}
+        }
+    }
+    if !arms.is_empty() {
+        tally.customers += 1;
+    }
+    for s in steps {
+        *tally.steps.entry(s).or_default() += 1;
+    }
+}
+
+fn rate(a: Arm) -> Option<f64> {
+    (a.entered > 0).then(|| a.goal as f64 / a.entered as f64)
+}
+
+fn render(j: &Journey, t: &Tally, format: Format) {
+    // Steps in definition order, with zeros, so the output reads like the journey.
+    let steps: Vec<(String, u64)> = j
+        .steps
+        .iter()
+        .map(|s| (s.id.clone(), t.steps.get(&s.id).copied().unwrap_or(0)))
+        .collect();
+    match format {
+        Format::Json => {
+            let out = json!({
+                "journey": j.versioned_id(),
+                "entered": t.entered,
+                "customers": t.customers,
+                "goal_reached": t.goal_reached,
+                "steps": steps.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<_, _>>(),
+                "messages": t.messages,
+                "suppressed": t.suppressed,
+                "delayed": t.delayed,
+                "treatment": {"entered": t.treatment.entered, "goal_reached": t.treatment.goal, "goal_rate": rate(t.treatment)},
+                "holdout": {"entered": t.holdout.entered, "goal_reached": t.holdout.goal, "goal_rate": rate(t.holdout)},
+            });
+            println!("{out:#}");
+        }
+        Format::Table => {
+            let pct = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{:.1} %", r * 100.0));
+            println!("journey {} (simulated, nothing sent)", j.versioned_id());
+            println!(
+                "entered {} ({} customers), goal reached {}",
+                t.entered, t.customers, t.goal_reached
+            );
+            println!(
+                "goal rate: treatment {} of {}, holdout {} of {}",
+                pct(rate(t.treatment)),
+                t.treatment.entered,
+                pct(rate(t.holdout)),
+                t.holdout.entered
+            );
+            println!("\n{:<24} {:>10}", "step", "customers");
+            for (s, n) in &steps {
+                println!("{s:<24} {n:>10}");
+            }
+            println!("\n{:<24} {:>10}", "channel", "messages");
+            for (c, n) in &t.messages {
+                println!("{c:<24} {n:>10}");
+            }
+            println!(
+                "\n{} messages held back by quiet hours or the cap, {} suppressed (holdout or no consent)",
+                t.delayed, t.suppressed
+            );
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! `cairn journeys validate|simulate` through the binary, on a small store with known answers.
+
+use crate::{ok, run};
+
+const EVENTS: &str = r#"{"type":"identify","userId":"u1","messageId":"i1","timestamp":"2026-03-01T10:00:00Z","traits":{"timezone":"Europe/Paris","phone":"+33600000000"},"context":{"consent":{"categoryPreferences":{"sms":true}}}}
+{"type":"track","userId":"u1","event":"add_to_cart","messageId":"a1","timestamp":"2026-03-02T19:30:00Z"}
+{"type":"track","userId":"u2","event":"add_to_cart","messageId":"a2","timestamp":"2026-03-02T10:00:00Z"}
+{"type":"track","userId":"u2","event":"purchase","messageId":"p2","timestamp":"2026-03-02T10:20:00Z"}
+{"type":"track","userId":"u3","event":"add_to_cart","messageId":"a3","timestamp":"2026-03-02T12:00:00Z"}
+{"type":"track","userId":"u3","event":"purchase","messageId":"p3","timestamp":"2026-03-04T12:00:00Z"}
+{"type":"track","userId":"u4","event":"page","messageId":"x4","timestamp":"2026-03-12T12:00:00Z"}
+"#;
+
+const CART: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/journeys/abandoned-cart.yaml"
+);
+
+#[test]
+fn simulate_replays_history_without_sending() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("events.jsonl");
+    let trace = dir.path().join("trace.jsonl");
+    std::fs::write(&file, EVENTS).unwrap();
+    ok(&data, &["import", file.to_str().unwrap()]);
+    let out = ok(
+        &data,
+        &[
+            "journeys",
+            "simulate",
+            CART,
+            "--format",
+            "json",
+            "--trace",
+            trace.to_str().unwrap(),
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // u2 buys within the hour (exits at step 2); u3 is held out (sticky hash) and buys on day
+    // 2; u1 (Paris, 21:30 local) gets the email at 08:00 local and the SMS a day later.
+    assert_eq!(v["entered"], 3);
+    assert_eq!(v["goal_reached"], 2);
+    assert_eq!(v["steps"]["wait-for-purchase"], 3);
+    assert_eq!(v["steps"]["converted"], 1);
+    assert_eq!(v["steps"]["split"], 2);
+    assert_eq!(v["steps"]["sms"], 1);
+    assert_eq!(v["messages"]["email"], 1);
+    assert_eq!(v["messages"]["sms"], 1);
+    assert_eq!(v["holdout"]["entered"], 1);
+    assert_eq!(v["holdout"]["goal_rate"], 1.0);
+    assert_eq!(v["treatment"]["goal_rate"], 0.5);
+    let lines = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        lines
+            .contains(r#"{"at":"2026-03-03T07:00:00Z","customer":"u1","step":"wait-after-email"}"#),
+        "{lines}"
+    );
+    assert_eq!(lines.lines().count(), 15);
+}
+
+#[test]
+fn validate_points_at_the_mistake() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    let text = std::fs::read_to_string(CART)
+        .unwrap()
+        .replace("timeout: 1d", "timeout: 1 day");
+    std::fs::write(&bad, text).unwrap();
+    let out = run(dir.path(), &["journeys", "validate", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 51, column 16: bad duration \"1 day\""),
+        "{err}"
+    );
+    ok(dir.path(), &["journeys", "validate", CART]);
+}
