@@ -5,6 +5,7 @@ mod crash;
 mod discovery;
 mod profiles;
 mod real_logs;
+mod stitching;
 
 use std::path::Path;
 use std::process::{Command, Output};
