@@ -3,6 +3,12 @@
 //! Each command resolves its flags against the store's name tables, runs a
 //! `cairn_discovery` analysis over a parallel scan (one partial result per thread, merged at the
 //! end) and renders the result as a table, JSON or DOT. No analysis logic lives here.
+//!
+//! Every command analyses *profiles* by default: it builds the identity graph once from the
+//! snapshot (with the operator's splits and merge rules from the data directory) and scans with
+//! `cairn_identity::scan_profiles_parallel`, so the events an anonymous id sent before login
+//! belong to the customer, whatever order identify and events arrived in. `--no-stitch` scans
+//! the raw ids as stored.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -15,7 +21,8 @@ use cairn_discovery::{
     ActivityCounts, Analysis, Funnel, FunnelMode, ProcessMap, Scope, Scoped, StepSpec, Timeline,
     Variants, VariantsResult, error::parse_duration, finish_partials, name_id,
 };
-use cairn_store::{Columns, Snapshot};
+use cairn_identity::{ProfileMap, Splits};
+use cairn_store::{Columns, Customer, Snapshot};
 use clap::{Args, ValueEnum};
 
 use crate::cli::{Format, open_snapshot};
@@ -77,8 +84,52 @@ impl ScopeArgs {
     }
 }
 
-/// Runs an analysis over every customer of the snapshot, on all cores.
-pub fn execute<A: Analysis>(snap: &Snapshot, analysis: &A) -> Result<A::Output> {
+/// Whether the discovery commands analyse profiles (the default) or raw customer ids.
+#[derive(Args, Debug, Clone, Default)]
+pub struct StitchArgs {
+    /// Analyse raw customer ids as stored, without identity resolution. By default the ids
+    /// that identify / alias calls and shared identifiers (e-mail, phone, device, …) link into
+    /// one profile are one customer: customer counts are profile counts, and events sent
+    /// anonymously before login belong to the profile (splits from `cairn profiles split`
+    /// apply).
+    #[arg(long, help_heading = "Scope")]
+    pub no_stitch: bool,
+}
+
+/// What a command analyses: the snapshot and, when stitching, which of its keys form one
+/// profile. Opened once per command, so the identity graph is built once however many passes
+/// the command makes.
+pub struct Source {
+    pub snap: Snapshot,
+    /// None for `--no-stitch`, and when no profile has more than one key (nothing to merge).
+    profiles: Option<ProfileMap>,
+}
+
+impl Source {
+    pub fn open(dir: &Path, stitch: &StitchArgs) -> Result<Source> {
+        let snap = open_snapshot(dir)?;
+        let profiles = if stitch.no_stitch {
+            None
+        } else {
+            let splits = Splits::load(dir)?;
+            let graph = crate::profile::graph(dir, &snap, &splits)?;
+            let map = graph.profile_map();
+            (map.multi_key_profiles() > 0).then(|| map.clone())
+        };
+        Ok(Source { snap, profiles })
+    }
+}
+
+impl std::ops::Deref for Source {
+    type Target = Snapshot;
+
+    fn deref(&self) -> &Snapshot {
+        &self.snap
+    }
+}
+
+/// Runs an analysis over every customer (profile, when stitching) of the source, on all cores.
+pub fn execute<A: Analysis>(src: &Source, analysis: &A) -> Result<A::Output> {
     let needs = analysis.needs();
     let columns = Columns {
         times: true,
@@ -88,22 +139,30 @@ pub fn execute<A: Analysis>(snap: &Snapshot, analysis: &A) -> Result<A::Output> 
         properties: needs.properties,
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let partials = snap.scan_parallel(
-        columns,
-        threads,
-        || analysis.partial(),
-        |p, c| {
-            let t = Timeline {
-                customer: c.key,
-                times: c.times,
-                names: c.names,
-                channels: c.channels,
-                values: c.values,
-                properties: c.properties,
-            };
-            analysis.add(p, &t);
-        },
-    )?;
+    let add = |p: &mut A::Partial, c: Customer<'_>| {
+        let t = Timeline {
+            customer: c.key,
+            times: c.times,
+            names: c.names,
+            channels: c.channels,
+            values: c.values,
+            properties: c.properties,
+        };
+        analysis.add(p, &t);
+    };
+    let partials = match &src.profiles {
+        Some(map) => cairn_identity::scan_profiles_parallel(
+            &src.snap,
+            map,
+            columns,
+            threads,
+            || analysis.partial(),
+            add,
+        )?,
+        None => src
+            .snap
+            .scan_parallel(columns, threads, || analysis.partial(), add)?,
+    };
     Ok(finish_partials(analysis, partials))
 }
 
@@ -135,10 +194,12 @@ pub struct MapArgs {
     pub format: MapFormat,
     #[command(flatten)]
     pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub stitch: StitchArgs,
 }
 
 pub fn map(dir: &Path, args: &MapArgs) -> Result<()> {
-    let snap = open_snapshot(dir)?;
+    let snap = Source::open(dir, &args.stitch)?;
     let scope = args.scope.resolve(&snap)?;
     let names = snap.event_names().to_vec();
     let keep = match args.top {
@@ -317,10 +378,12 @@ pub struct VariantsArgs {
     pub format: Format,
     #[command(flatten)]
     pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub stitch: StitchArgs,
 }
 
 pub fn variants(dir: &Path, args: &VariantsArgs) -> Result<()> {
-    let snap = open_snapshot(dir)?;
+    let snap = Source::open(dir, &args.stitch)?;
     let names = snap.event_names().to_vec();
     let goal = args
         .goal
@@ -450,10 +513,12 @@ pub struct FunnelArgs {
     pub format: Format,
     #[command(flatten)]
     pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub stitch: StitchArgs,
 }
 
 pub fn funnel(dir: &Path, args: &FunnelArgs) -> Result<()> {
-    let snap = open_snapshot(dir)?;
+    let snap = Source::open(dir, &args.stitch)?;
     let steps = args
         .steps
         .iter()
@@ -601,6 +666,8 @@ pub struct PathsArgs {
     pub format: Format,
     #[command(flatten)]
     pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub stitch: StitchArgs,
 }
 
 fn rename_rules(rules: &[String], names: &[String]) -> Result<cairn_discovery::Rename> {
@@ -626,7 +693,7 @@ fn rename_rules(rules: &[String], names: &[String]) -> Result<cairn_discovery::R
 }
 
 pub fn paths(dir: &Path, args: &PathsArgs) -> Result<()> {
-    let snap = open_snapshot(dir)?;
+    let snap = Source::open(dir, &args.stitch)?;
     let rename = rename_rules(&args.rename, snap.event_names())?;
     let anchor = match (&args.from, &args.to) {
         (Some(e), _) => cairn_discovery::Anchor::From(name_id(&rename.names, e).context("--from")?),
@@ -721,10 +788,12 @@ pub struct RetentionArgs {
     pub format: Format,
     #[command(flatten)]
     pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub stitch: StitchArgs,
 }
 
 pub fn retention(dir: &Path, args: &RetentionArgs) -> Result<()> {
-    let snap = open_snapshot(dir)?;
+    let snap = Source::open(dir, &args.stitch)?;
     let tz = if args.tz.eq_ignore_ascii_case("utc") {
         jiff::tz::TimeZone::UTC
     } else {
@@ -825,10 +894,12 @@ pub struct InsightsArgs {
     pub format: Format,
     #[command(flatten)]
     pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub stitch: StitchArgs,
 }
 
 pub fn insights(dir: &Path, args: &InsightsArgs) -> Result<()> {
-    let snap = open_snapshot(dir)?;
+    let snap = Source::open(dir, &args.stitch)?;
     let goal = name_id(snap.event_names(), &args.goal).context("--goal")?;
     let scope = args.scope.resolve(&snap)?;
     // The usual path: what converting customers most often did before the goal (a first pass),
@@ -988,11 +1059,13 @@ pub struct CompareArgs {
     pub since: Option<String>,
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
+    #[command(flatten)]
+    pub stitch: StitchArgs,
 }
 
 pub fn compare(dir: &Path, args: &CompareArgs) -> Result<()> {
     use cairn_discovery::compare::{compare_maps, compare_variants, parse_segment};
-    let snap = open_snapshot(dir)?;
+    let snap = Source::open(dir, &args.stitch)?;
     let names = snap.event_names().to_vec();
     let range = ScopeArgs {
         since: args.since.clone(),

@@ -69,7 +69,7 @@ fn load_config(dir: &Path) -> Result<Config> {
     }
 }
 
-fn graph(dir: &Path, snap: &Snapshot, splits: &Splits) -> Result<IdentityGraph> {
+pub(crate) fn graph(dir: &Path, snap: &Snapshot, splits: &Splits) -> Result<IdentityGraph> {
     let config = load_config(dir)?;
     cairn_identity::build(snap, &config, splits).context("cannot read the store's events")
 }

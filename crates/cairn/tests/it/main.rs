@@ -9,6 +9,7 @@ mod real_logs;
 mod serve;
 mod serve_crash;
 mod serve_sdk;
+mod stitching;
 
 use std::path::Path;
 use std::process::{Command, Output};
