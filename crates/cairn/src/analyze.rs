@@ -128,6 +128,19 @@ impl std::ops::Deref for Source {
     }
 }
 
+/// Prints a result as pretty JSON for scripts or as the command's table for people.
+fn print_result<R: serde::Serialize>(
+    format: Format,
+    r: &R,
+    table: impl FnOnce(&R) -> String,
+) -> Result<()> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(r)?),
+        Format::Table => print!("{}", table(r)),
+    }
+    Ok(())
+}
+
 /// Runs an analysis over every customer (profile, when stitching) of the source, on all cores.
 pub fn execute<A: Analysis>(src: &Source, analysis: &A) -> Result<A::Output> {
     let needs = analysis.needs();
@@ -400,11 +413,7 @@ pub fn variants(dir: &Path, args: &VariantsArgs) -> Result<()> {
         },
     };
     let r = execute(&snap, &analysis)?;
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
-        Format::Table => print!("{}", variants_table(&r)),
-    }
-    Ok(())
+    print_result(args.format, &r, variants_table)
 }
 
 fn variants_table(r: &VariantsResult) -> String {
@@ -547,11 +556,7 @@ pub fn funnel(dir: &Path, args: &FunnelArgs) -> Result<()> {
         inner: Funnel::new(snap.event_names(), snap.channels().to_vec(), spec)?,
     };
     let r = execute(&snap, &analysis)?;
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
-        Format::Table => print!("{}", funnel_table(&r)),
-    }
-    Ok(())
+    print_result(args.format, &r, funnel_table)
 }
 
 fn funnel_table(r: &FunnelResult) -> String {
@@ -714,11 +719,7 @@ pub fn paths(dir: &Path, args: &PathsArgs) -> Result<()> {
         },
     };
     let r = execute(&snap, &analysis)?;
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
-        Format::Table => print!("{}", paths_table(&r, args)),
-    }
-    Ok(())
+    print_result(args.format, &r, |r| paths_table(r, args))
 }
 
 fn paths_table(r: &cairn_discovery::PathsResult, args: &PathsArgs) -> String {
@@ -816,11 +817,7 @@ pub fn retention(dir: &Path, args: &RetentionArgs) -> Result<()> {
         },
     };
     let r = execute(&snap, &analysis)?;
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
-        Format::Table => print!("{}", retention_table(&r)),
-    }
-    Ok(())
+    print_result(args.format, &r, retention_table)
 }
 
 fn retention_table(r: &cairn_discovery::RetentionResult) -> String {
@@ -957,11 +954,7 @@ pub fn insights(dir: &Path, args: &InsightsArgs) -> Result<()> {
         },
     };
     let r = execute(&snap, &analysis)?;
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
-        Format::Table => print!("{}", insights_table(&r)),
-    }
-    Ok(())
+    print_result(args.format, &r, insights_table)
 }
 
 fn insights_table(r: &cairn_discovery::InsightsResult) -> String {
