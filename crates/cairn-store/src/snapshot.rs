@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use arrow_array::{Array, StringArray};
 use cairn_model::Micros;
 
-use crate::dict::CustomerDict;
+use crate::dict::ReaderDict;
 use crate::error::{Result, StoreError};
 use crate::manifest::{Manifest, SegmentMeta};
 use crate::parquet_io::{self, EventColumns, StoredEvent};
@@ -87,7 +87,7 @@ enum Rows {
 pub struct Snapshot {
     dir: PathBuf,
     manifest: Manifest,
-    dict: CustomerDict,
+    dict: ReaderDict,
     /// Identifiers of customers first seen in the log tail, keyed after the dictionary.
     tail_customers: Vec<String>,
     event_names: Vec<String>,
@@ -135,7 +135,7 @@ impl Snapshot {
 
     fn try_load(dir: &Path) -> Result<Option<Snapshot>> {
         let manifest = Manifest::load(dir)?.unwrap_or_else(Manifest::new);
-        let dict = CustomerDict::load(dir, &manifest.customers, false)?;
+        let dict = ReaderDict::open(dir, &manifest.customers)?;
         let mut sources = Vec::with_capacity(manifest.segments.len() + 1);
         for seg in &manifest.segments {
             let scan_path = dir.join(SEGMENTS_DIR).join(seg.scan_name());
@@ -366,6 +366,8 @@ impl Snapshot {
             .iter()
             .map(|s| s.scan.keys().partition_point(|&k| k < range.start))
             .collect();
+        // Where each source's values for the next customer start (see `values_into_from`).
+        let mut value_cursors = vec![usize::MAX; self.sources.len()];
         let mut merged = Merged::default();
         let mut single = Merged::default();
         let mut holders: Vec<usize> = Vec::with_capacity(self.sources.len());
@@ -401,7 +403,11 @@ impl Snapshot {
                         .extend_into(rows.clone(), &mut single.channels);
                 }
                 if columns.values {
-                    src.values_into(rows.clone(), &mut single.values);
+                    src.values_into_from(
+                        rows.clone(),
+                        &mut value_cursors[only],
+                        &mut single.values,
+                    );
                 }
                 let mut customer = single.view(min);
                 if let Some(t) = texts.get(only) {
