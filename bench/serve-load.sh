@@ -1,31 +1,81 @@
 #!/usr/bin/env bash
-# Load test of `cairn serve` from a separate process on loopback (acceptance 4 of issue 4):
-# finds the maximum acknowledged rate for batches of 100 and for single /v1/track calls, then
-# runs each at 50 % and 90 % of it and reports p50/p99 latency (from the scheduled send time)
-# and the server's peak memory (VmHWM). Every 200 is durable (fsynced) when it is counted.
+# Load test of `cairn serve` from a separate process on loopback (acceptance 4 of issue 4).
 #
-#   bench/serve-load.sh [SECONDS]      (release binaries: cargo build --release -p cairn -p cairn-loadgen)
+# For batches of 100 and for single /v1/track calls: the maximum acknowledged rate (every
+# connection sends as fast as it is answered), then a fixed schedule at 50 % and 90 % of it
+# with p50/p99 latency measured from each request's scheduled send time. Every 200 counted is
+# durable (its log record is fsynced before the answer). Each run starts a fresh server on an
+# empty store and records its peak memory (VmHWM). Prints one table of medians over the runs,
+# with the load average before and after, and keeps every raw result in bench/work/serve/.
+#
+#   cargo build --release -p cairn -p cairn-loadgen && bench/serve-load.sh [SECONDS] [RUNS]
+#
+# SECONDS per measurement (default 15), RUNS (default 3). CARGO_TARGET_DIR is honoured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-15}"
+runs="${2:-3}"
 bin="${CARGO_TARGET_DIR:-target}/release"
 work="bench/work/serve"
+port=18250
 rm -rf "$work" && mkdir -p "$work"
-key=$("$bin/cairn" --data-dir "$work/data" keys create --source load)
-"$bin/cairn" --data-dir "$work/data" serve --listen 127.0.0.1:18250 >"$work/serve.out" 2>"$work/serve.err" &
-pid=$!
-trap 'kill $pid 2>/dev/null || true' EXIT
-sleep 1
-load() { "$bin/cairn-loadgen" --addr 127.0.0.1:18250 --key "$key" --seconds "$secs" --format json "$@"; }
-for mode in "--batch 100 --connections 16" "--batch 1 --connections 64"; do
-    max=$(load $mode)
-    echo "$max"
-    rate=$(echo "$max" | sed 's/.*"events_per_second":\([0-9]*\).*/\1/')
-    for pct in 50 90; do
-        load $mode --rate $((rate * pct / 100))
+results="$work/results.jsonl"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+for run in $(seq 1 "$runs"); do
+    data="$work/data-$run"
+    key=$("$bin/cairn" --data-dir "$data" keys create --source load)
+    "$bin/cairn" --data-dir "$data" serve --listen "127.0.0.1:$port" \
+        >"$work/serve-$run.out" 2>"$work/serve-$run.err" &
+    pid=$!
+    trap 'kill $pid 2>/dev/null || true' EXIT
+    for _ in $(seq 1 100); do
+        grep -q listening "$work/serve-$run.out" 2>/dev/null && break
+        sleep 0.1
     done
+    load() {
+        "$bin/cairn-loadgen" --addr "127.0.0.1:$port" --key "$key" --seconds "$secs" --format json "$@"
+    }
+    for mode in "batch:--batch 100 --connections 16" "track:--batch 1 --connections 64"; do
+        name=${mode%%:*}
+        flags=${mode#*:}
+        # shellcheck disable=SC2086
+        max=$(load $flags)
+        echo "{\"run\":$run,\"load\":\"$name max\",\"result\":$max}" | tee -a "$results"
+        rate=$(echo "$max" | sed 's/.*"events_per_second":\([0-9]*\).*/\1/')
+        for pct in 50 90; do
+            # shellcheck disable=SC2086
+            r=$(load $flags --rate $((rate * pct / 100)))
+            echo "{\"run\":$run,\"load\":\"$name $pct %\",\"result\":$r}" | tee -a "$results"
+        done
+    done
+    rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+    echo "{\"run\":$run,\"server_peak_rss_kb\":$rss}" | tee -a "$results"
+    kill -TERM "$pid"
+    wait "$pid" || true
+    trap - EXIT
+    tail -1 "$work/serve-$run.err"
+    rm -rf "$data"
 done
-echo "{\"server_peak_rss_kb\": $(awk '/VmHWM/ {print $2}' /proc/$pid/status)}"
-kill -TERM $pid
-wait $pid || true
-tail -1 "$work/serve.err"
+
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+python3 - "$results" "$secs" "$runs" "$load_before" "$load_after" <<'EOF'
+import json, statistics, sys
+path, secs, runs, before, after = sys.argv[1:]
+rows, rss = {}, []
+for line in open(path):
+    r = json.loads(line)
+    if "server_peak_rss_kb" in r:
+        rss.append(r["server_peak_rss_kb"] / 1024)
+    else:
+        rows.setdefault(r["load"], []).append(r["result"])
+med = lambda xs: statistics.median(xs)
+print(f"\n{runs} run(s) of {secs} s each; medians; load average {before} before, {after} after\n")
+print("| load | events/s | p50 | p99 | 503s | errors |")
+print("|---|---:|---:|---:|---:|---:|")
+for load, rs in rows.items():
+    print(f"| {load} | {med([x['events_per_second'] for x in rs]):,.0f} "
+          f"| {med([x['p50_ms'] for x in rs]):.1f} ms | {med([x['p99_ms'] for x in rs]):.1f} ms "
+          f"| {sum(x['status_503'] for x in rs)} | {sum(x['errors'] for x in rs)} |")
+print(f"\nserver peak RSS: median {med(rss):.0f} MiB (max {max(rss):.0f} MiB)")
+EOF
