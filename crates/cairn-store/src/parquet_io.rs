@@ -154,13 +154,14 @@ impl TextColumn {
             r => other.ends[r - 1] & !NULL,
         };
         let end = other.ends[rows.end - 1] & !NULL;
-        let shift = self.bytes.len() as u64 - start;
+        // Rebased on where the bytes land here (ends only grow, so none is below `start`).
+        let base = self.bytes.len() as u64;
         self.bytes
             .extend_from_slice(&other.bytes[start as usize..end as usize]);
         self.ends.extend(
             other.ends[rows]
                 .iter()
-                .map(|&e| ((e & !NULL) + shift) | (e & NULL)),
+                .map(|&e| (base + (e & !NULL) - start) | (e & NULL)),
         );
     }
 
