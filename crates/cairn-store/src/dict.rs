@@ -76,7 +76,7 @@ impl IdList {
 
 impl CustomerDict {
     pub fn load(dir: &Path, extent: &DictExtent, writable: bool) -> Result<CustomerDict> {
-        let path = dir.join(DICT_FILE);
+        let path = crate::forget::dict_path(dir, extent, writable)?;
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -206,6 +206,31 @@ impl CustomerDict {
             count: self.ids.len() as u64,
             bytes: self.committed.bytes + buf.len() as u64,
             crc: crc.finalize(),
+        })
+    }
+
+    /// Writes the whole dictionary to `path` (fsynced), each key's identifier replaced by
+    /// `replace(key)` where that gives one; returns the extent of the new file. Keys stay as
+    /// they are: only the texts change (what forgetting a customer needs).
+    pub fn write_replacing(
+        &self,
+        path: &Path,
+        replace: impl Fn(u32) -> Option<String>,
+    ) -> Result<DictExtent> {
+        let mut buf = Vec::with_capacity(self.ids.text.len() + 2 * self.ids.len());
+        for (k, id) in self.ids.iter().enumerate() {
+            match replace(k as u32) {
+                Some(new) => encode(new.as_bytes(), &mut buf),
+                None => encode(id.as_bytes(), &mut buf),
+            }
+        }
+        let mut f = std::fs::File::create(path).at(path)?;
+        f.write_all(&buf).at(path)?;
+        f.sync_all().at(path)?;
+        Ok(DictExtent {
+            count: self.ids.len() as u64,
+            bytes: buf.len() as u64,
+            crc: crc32fast::hash(&buf),
         })
     }
 

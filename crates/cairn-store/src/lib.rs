@@ -26,6 +26,7 @@
 
 mod dict;
 mod error;
+mod forget;
 mod framing;
 mod fsutil;
 mod hash;
@@ -44,6 +45,7 @@ use std::sync::{Mutex, MutexGuard};
 use cairn_model::Event;
 
 pub use error::{Result, StoreError};
+pub use forget::{ForgetOutcome, SUPPRESSION_FILE};
 pub use manifest::{MANIFEST_FILE, Manifest, SegmentMeta};
 pub use parquet_io::StoredEvent;
 pub use repair::{RepairReport, repair};
@@ -123,6 +125,8 @@ struct Inner {
     /// Durable log batches not yet in a segment.
     memtable: Vec<wal::Batch>,
     memtable_events: usize,
+    /// Forgotten customers: their later events are dropped (see `forget.rs`).
+    suppression: forget::Suppression,
 }
 
 impl Inner {
@@ -206,6 +210,7 @@ impl Store {
                 in_flight: Default::default(),
                 memtable: recovery.batches,
                 memtable_events,
+                suppression: forget::Suppression::load(dir)?,
             }),
             recovered_cut: recovery.cut,
         };
@@ -277,6 +282,9 @@ impl Store {
                 FxHashSet::with_capacity_and_hasher(events.len(), Default::default());
             let mut outcome = Outcome::default();
             for e in events {
+                if inner.suppression.drops(&e) {
+                    continue;
+                }
                 let d = message_digest(&e.message_id);
                 if let Some(&batch) = inner.in_flight.get(&d) {
                     // Sent twice while the first copy is still being written: acknowledge
@@ -579,6 +587,9 @@ fn push_events(
     let mut ids = DictionaryIds::default();
     let mut last_customer: Option<(&str, u32)> = None;
     for event in events {
+        if inner.suppression.drops(event) {
+            continue;
+        }
         // Sources mostly list a customer's events together: skip the map lookup then.
         let key = match last_customer {
             Some((id, key)) if id == event.customer_id() => key,

@@ -135,7 +135,14 @@ impl Snapshot {
 
     fn try_load(dir: &Path) -> Result<Option<Snapshot>> {
         let manifest = Manifest::load(dir)?.unwrap_or_else(Manifest::new);
-        let dict = CustomerDict::load(dir, &manifest.customers, false)?;
+        let dict = match CustomerDict::load(dir, &manifest.customers, false) {
+            Ok(d) => d,
+            // A forget replaced the dictionary after the manifest was read: read both again.
+            Err(_) if Manifest::load(dir)?.map(|m| m.version) != Some(manifest.version) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         let mut sources = Vec::with_capacity(manifest.segments.len() + 1);
         for seg in &manifest.segments {
             let scan_path = dir.join(SEGMENTS_DIR).join(seg.scan_name());
