@@ -239,12 +239,14 @@ impl Store {
         let mut guard = self.lock();
         // A plain reference, so that closures below can borrow its fields separately.
         let inner: &mut crate::Inner = &mut guard;
+        // Flush first: events of this customer still in the log then reach a segment and are
+        // counted below; with the suppression in place, the flush would drop them uncounted.
+        self.flush_locked(inner)?;
         let mut outcome = ForgetOutcome {
             suppressed: inner.suppression.add(&self.dir, values)?,
             ..Default::default()
         };
         inner.suppression.save(&self.dir)?;
-        self.flush_locked(inner)?;
 
         let wanted: FxHashSet<&str> = values.iter().map(String::as_str).collect();
         let keys: FxHashSet<u32> = values.iter().filter_map(|v| inner.dict.key(v)).collect();
