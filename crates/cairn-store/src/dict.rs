@@ -76,7 +76,7 @@ impl IdList {
 
 impl CustomerDict {
     pub fn load(dir: &Path, extent: &DictExtent, writable: bool) -> Result<CustomerDict> {
-        let path = dir.join(DICT_FILE);
+        let path = crate::forget::dict_path(dir, extent, writable)?;
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -128,6 +128,14 @@ impl CustomerDict {
         })
     }
 
+    /// The key of an identifier, if it has one.
+    pub fn key(&self, id: &str) -> Option<u32> {
+        match &self.index {
+            Some(index) => index.get(id).copied(),
+            None => self.ids.iter().position(|x| x == id).map(|k| k as u32),
+        }
+    }
+
     /// The key of an identifier, assigning the next one if it is new. New keys stay pending
     /// until [`CustomerDict::persist`] and a manifest commit.
     pub fn key_or_insert(&mut self, id: &str) -> u32 {
@@ -173,6 +181,31 @@ impl CustomerDict {
         })
     }
 
+    /// Writes the whole dictionary to `path` (fsynced), each key's identifier replaced by
+    /// `replace(key)` where that gives one; returns the extent of the new file. Keys stay as
+    /// they are: only the texts change (what forgetting a customer needs).
+    pub fn write_replacing(
+        &self,
+        path: &Path,
+        replace: impl Fn(u32) -> Option<String>,
+    ) -> Result<DictExtent> {
+        let mut buf = Vec::with_capacity(self.ids.text.len() + 2 * self.ids.len());
+        for (k, id) in self.ids.iter().enumerate() {
+            match replace(k as u32) {
+                Some(new) => encode(new.as_bytes(), &mut buf),
+                None => encode(id.as_bytes(), &mut buf),
+            }
+        }
+        let mut f = std::fs::File::create(path).at(path)?;
+        f.write_all(&buf).at(path)?;
+        f.sync_all().at(path)?;
+        Ok(DictExtent {
+            count: self.ids.len() as u64,
+            bytes: buf.len() as u64,
+            crc: crc32fast::hash(&buf),
+        })
+    }
+
     /// Records that `extent` is now committed by the manifest.
     pub fn committed(&mut self, extent: DictExtent) {
         self.committed = extent;
@@ -204,7 +237,8 @@ pub struct ReaderDict {
 impl ReaderDict {
     pub fn open(dir: &Path, extent: &DictExtent) -> Result<ReaderDict> {
         use std::io::Read;
-        let path = dir.join(DICT_FILE);
+        // After a forget, the committed dictionary may still be under its new name.
+        let path = crate::forget::dict_path(dir, extent, false)?;
         let committed_len = extent.bytes as usize;
         let mut bytes = vec![0u8; committed_len];
         let read = match std::fs::File::open(&path) {

@@ -26,6 +26,7 @@
 
 mod dict;
 mod error;
+mod forget;
 mod framing;
 mod fsutil;
 mod hash;
@@ -44,6 +45,7 @@ use std::sync::{Mutex, MutexGuard};
 use cairn_model::Event;
 
 pub use error::{Result, StoreError};
+pub use forget::{ForgetOutcome, SUPPRESSION_FILE};
 pub use manifest::{MANIFEST_FILE, Manifest, SegmentMeta};
 pub use parquet_io::StoredEvent;
 pub use repair::{RepairReport, repair};
@@ -123,6 +125,8 @@ struct Inner {
     /// Durable log batches not yet in a segment.
     memtable: Vec<wal::Batch>,
     memtable_events: usize,
+    /// Forgotten customers: their later events are dropped (see `forget.rs`).
+    suppression: forget::Suppression,
 }
 
 impl Inner {
@@ -206,6 +210,7 @@ impl Store {
                 in_flight: Default::default(),
                 memtable: recovery.batches,
                 memtable_events,
+                suppression: forget::Suppression::load(dir)?,
             }),
             recovered_cut: recovery.cut,
         };
@@ -277,6 +282,9 @@ impl Store {
                 FxHashSet::with_capacity_and_hasher(events.len(), Default::default());
             let mut outcome = Outcome::default();
             for e in events {
+                if inner.suppression.drops(&e) {
+                    continue;
+                }
                 let d = message_digest(&e.message_id);
                 if let Some(&batch) = inner.in_flight.get(&d) {
                     // Sent twice while the first copy is still being written: acknowledge
@@ -582,6 +590,9 @@ fn push_events(
     let mut ids = DictionaryIds::default();
     let mut last_customer: Option<(&str, u32)> = None;
     for event in events {
+        if inner.suppression.drops(event) {
+            continue;
+        }
         // Sources mostly list a customer's events together: skip the map lookup then.
         let key = match last_customer {
             Some((id, key)) if id == event.customer_id() => key,
@@ -883,43 +894,61 @@ impl Import<'_> {
             .collect::<Result<Vec<u16>>>()?;
         let mut outcome = Outcome::default();
         let mut keys = std::mem::take(&mut self.keys);
-        let mut start = 0;
-        while start < chunk.len() {
-            let room = self.segment_events - self.filling.len();
-            let end = chunk.len().min(start + room);
-            keys.clear();
-            // Sources mostly list a customer's events together: skip the map lookup then.
-            let mut last: Option<(&str, u32)> = None;
-            for row in start..end {
-                let id = chunk.columns.customer_id(row);
-                let key = match last {
-                    Some((last_id, key)) if last_id == id => key,
-                    _ => {
-                        let key = self.inner.dict.key_or_insert(id);
-                        last = Some((id, key));
-                        key
-                    }
-                };
-                keys.push(key);
+        // The rows to add, as runs: all of them, unless some belong to a forgotten customer.
+        let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+        if self.inner.suppression.is_empty() {
+            runs.push(0..chunk.len());
+        } else {
+            for row in 0..chunk.len() {
+                let (user, anon) = chunk.columns.ids(row);
+                if self.inner.suppression.drops_ids(user, anon) {
+                    continue;
+                }
+                match runs.last_mut() {
+                    Some(run) if run.end == row => run.end += 1,
+                    _ => runs.push(row..row + 1),
+                }
             }
-            let manifest = self
-                .state
-                .manifest
-                .get_or_insert_with(|| self.inner.manifest.clone());
-            let first_seq = manifest.next_seq;
-            manifest.next_seq += (end - start) as u64;
-            self.filling.append_rows(
-                &chunk.columns,
-                start..end,
-                &keys,
-                first_seq,
-                &names,
-                &channels,
-            );
-            self.digests.extend_from_slice(&chunk.digests[start..end]);
-            start = end;
-            if self.filling.len() >= self.segment_events {
-                outcome += self.seal()?;
+        }
+        for run in runs {
+            let mut start = run.start;
+            while start < run.end {
+                let room = self.segment_events - self.filling.len();
+                let end = run.end.min(start + room);
+                keys.clear();
+                // Sources mostly list a customer's events together: skip the map lookup then.
+                let mut last: Option<(&str, u32)> = None;
+                for row in start..end {
+                    let id = chunk.columns.customer_id(row);
+                    let key = match last {
+                        Some((last_id, key)) if last_id == id => key,
+                        _ => {
+                            let key = self.inner.dict.key_or_insert(id);
+                            last = Some((id, key));
+                            key
+                        }
+                    };
+                    keys.push(key);
+                }
+                let manifest = self
+                    .state
+                    .manifest
+                    .get_or_insert_with(|| self.inner.manifest.clone());
+                let first_seq = manifest.next_seq;
+                manifest.next_seq += (end - start) as u64;
+                self.filling.append_rows(
+                    &chunk.columns,
+                    start..end,
+                    &keys,
+                    first_seq,
+                    &names,
+                    &channels,
+                );
+                self.digests.extend_from_slice(&chunk.digests[start..end]);
+                start = end;
+                if self.filling.len() >= self.segment_events {
+                    outcome += self.seal()?;
+                }
             }
         }
         self.keys = keys;

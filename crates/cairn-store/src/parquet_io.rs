@@ -267,6 +267,11 @@ impl EventColumns {
         self.context.push(e.context.as_deref());
     }
 
+    /// The `userId` and `anonymousId` of `row`.
+    pub fn ids(&self, row: usize) -> (Option<&str>, Option<&str>) {
+        (self.user_id.get(row), self.anonymous_id.get(row))
+    }
+
     /// The raw customer id of `row`: its `userId`, else its `anonymousId`
     /// (as [`Event::customer_id`]).
     pub fn customer_id(&self, row: usize) -> &str {

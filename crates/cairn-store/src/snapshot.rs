@@ -135,7 +135,14 @@ impl Snapshot {
 
     fn try_load(dir: &Path) -> Result<Option<Snapshot>> {
         let manifest = Manifest::load(dir)?.unwrap_or_else(Manifest::new);
-        let dict = ReaderDict::open(dir, &manifest.customers)?;
+        let dict = match ReaderDict::open(dir, &manifest.customers) {
+            Ok(d) => d,
+            // A forget replaced the dictionary after the manifest was read: read both again.
+            Err(_) if Manifest::load(dir)?.map(|m| m.version) != Some(manifest.version) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         let mut sources = Vec::with_capacity(manifest.segments.len() + 1);
         for seg in &manifest.segments {
             let scan_path = dir.join(SEGMENTS_DIR).join(seg.scan_name());

@@ -168,9 +168,8 @@ impl Source {
             None
         } else {
             let splits = Splits::load(dir)?;
-            let graph = crate::profile::graph(dir, &snap, &splits)?;
-            let map = graph.profile_map();
-            (map.multi_key_profiles() > 0).then(|| map.clone())
+            let (map, _) = crate::profile::profile_map(dir, &snap, &splits)?;
+            (map.multi_key_profiles() > 0).then_some(map)
         };
         Ok(Source { snap, profiles })
     }

@@ -1,5 +1,7 @@
 //! Store behaviour through its public API: what is written is read back, once, in order.
 
+mod forget;
+
 use std::path::Path;
 
 use cairn_model::{Event, EventKind};

@@ -3,6 +3,7 @@
 mod bad_input;
 mod crash;
 mod discovery;
+mod forget;
 mod journeys;
 mod profiles;
 mod real_logs;
