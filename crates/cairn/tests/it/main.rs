@@ -4,6 +4,7 @@ mod bad_input;
 mod crash;
 mod discovery;
 mod journeys;
+mod journeys_run;
 mod profiles;
 mod real_logs;
 mod serve;
