@@ -465,6 +465,46 @@ impl Snapshot {
         Ok(())
     }
 
+    /// Visits every event whose sequence number is `from` or more, source by source,
+    /// skipping segments that hold none (a segment knows its sequence range): how a follower
+    /// of the log, such as the journey runner, reads what is new. Not in sequence order.
+    pub fn for_each_event_from(
+        &self,
+        from: u64,
+        mut visit: impl FnMut(&StoredEvent),
+    ) -> Result<()> {
+        for (i, src) in self.sources.iter().enumerate() {
+            // Sources are the manifest's segments in order, then the log tail.
+            if self
+                .manifest
+                .segments
+                .get(i)
+                .is_some_and(|s| s.max_seq < from)
+            {
+                continue;
+            }
+            let mut keep = |e: &StoredEvent| {
+                if e.seq >= from {
+                    visit(e);
+                }
+            };
+            match &src.rows {
+                Rows::Parquet(path) => parquet_io::read_each(path, &mut |e| keep(&e))?,
+                Rows::Memory(all) => all.iter().for_each(&mut keep),
+            }
+        }
+        Ok(())
+    }
+
+    /// The sequence number the next stored event will get.
+    pub fn next_seq(&self) -> u64 {
+        let tail = match self.sources.last().map(|s| &s.rows) {
+            Some(Rows::Memory(rows)) => rows.len() as u64,
+            _ => 0,
+        };
+        self.manifest.next_seq + tail
+    }
+
     pub fn stats(&self) -> Stats {
         let mut name_counts = vec![0u64; self.event_names.len()];
         let mut channel_counts = vec![0u64; self.channels.len()];

@@ -5,6 +5,7 @@ mod crash;
 mod discovery;
 mod forget;
 mod journeys;
+mod journeys_run;
 mod profiles;
 mod real_logs;
 mod serve;
