@@ -30,6 +30,8 @@ mod runner;
 use registry::{Applied, Registry, Status};
 
 #[derive(Subcommand, Debug)]
+// Parsed once per process from the command line: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum JourneysCommand {
     /// Check a journey definition (YAML); errors give line, column and reason.
     Validate {
