@@ -12,13 +12,20 @@ use std::time::{Duration, Instant};
 use cairn_identity::{Config, GraphBuilder, IdKind, Identifier, Splits};
 use cairn_model::{Event, EventKind};
 
-const PROFILES: u64 = 2_000_000;
 const CALLS_PER_PROFILE: u64 = 5;
 
-fn call(i: u64) -> Event {
-    // Call `i` is call `i / PROFILES` of profile `scramble(i % PROFILES)`.
-    let round = i / PROFILES;
-    let p = (i % PROFILES).wrapping_mul(0x9E37_79B9) % PROFILES;
+/// Profiles to build: 2 M unless `CAIRN_BENCH_PROFILES` says otherwise (smaller for profiling).
+fn profiles() -> u64 {
+    std::env::var("CAIRN_BENCH_PROFILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000)
+}
+
+fn call(i: u64, profiles: u64) -> Event {
+    // Call `i` is call `i / profiles` of profile `scramble(i % profiles)`.
+    let round = i / profiles;
+    let p = (i % profiles).wrapping_mul(0x9E37_79B9) % profiles;
     let user = format!("user-{p}");
     let (kind, anon, previous) = if round < 4 {
         (EventKind::Identify, Some(format!("anon-{p}-{round}")), None)
@@ -77,7 +84,8 @@ fn peak_rss_mib() -> u64 {
 #[test]
 #[ignore]
 fn merge_throughput() {
-    let calls = PROFILES * CALLS_PER_PROFILE;
+    let profiles = profiles();
+    let calls = profiles * CALLS_PER_PROFILE;
     let mut runs = Vec::new();
     for run in 0..3 {
         let mut b = GraphBuilder::new(Config::default());
@@ -87,7 +95,7 @@ fn merge_throughput() {
         let mut i = 0;
         while i < calls {
             chunk.clear();
-            chunk.extend((i..(i + 100_000).min(calls)).map(call));
+            chunk.extend((i..(i + 100_000).min(calls)).map(|i| call(i, profiles)));
             let (t, c) = (Instant::now(), cpu_seconds());
             for e in &chunk {
                 b.add(None, e);
@@ -101,13 +109,13 @@ fn merge_throughput() {
         let resolve = t.elapsed();
         let cpu = intake_cpu + cpu_seconds() - c;
         assert_eq!(g.merge_count() as u64, calls);
-        assert_eq!(g.profile_count() as u64, PROFILES);
+        assert_eq!(g.profile_count() as u64, profiles);
         assert_eq!(g.conflict_count(), 0);
 
         // Lookup of a profile by any identifier, with its identifiers and merges.
         let mut lookups = Vec::with_capacity(10_000);
         for k in 0..10_000u64 {
-            let p = k.wrapping_mul(7919) % PROFILES;
+            let p = k.wrapping_mul(7919) % profiles;
             let t = Instant::now();
             let prof = g.lookup(&format!("anon-{p}-2")).expect("known id");
             let ids = g.identifiers(prof);
