@@ -105,10 +105,17 @@ fn writer_properties() -> WriterProperties {
 
 /// One text column of [`EventColumns`]: every value's bytes back to back. 64-bit offsets,
 /// so a chunk or a compaction of any size fits (Arrow's own string builders stop at 2 GiB).
+///
+/// Rows before the first value are only counted: columns such as `traits`, `context` or
+/// `group_id` are missing from whole imports, and an offset per row for nothing was a fifth
+/// of a segment's memory while it fills.
 #[derive(Debug, Default)]
 struct TextColumn {
+    /// Rows before `ends[0]`, all missing.
+    missing_prefix: usize,
     bytes: Vec<u8>,
-    /// Where each value ends in `bytes`, with [`NULL`] set for a missing value.
+    /// Where each value after the missing prefix ends in `bytes`, with [`NULL`] set for a
+    /// missing value.
     ends: Vec<u64>,
 }
 
@@ -116,6 +123,7 @@ const NULL: u64 = 1 << 63;
 
 impl TextColumn {
     fn clear(&mut self) {
+        self.missing_prefix = 0;
         self.bytes.clear();
         self.ends.clear();
     }
@@ -126,18 +134,28 @@ impl TextColumn {
                 self.bytes.extend_from_slice(t.as_bytes());
                 self.ends.push(self.bytes.len() as u64);
             }
-            None => self.ends.push(self.bytes.len() as u64 | NULL),
+            None => self.push_missing(1),
+        }
+    }
+
+    fn push_missing(&mut self, rows: usize) {
+        if self.ends.is_empty() {
+            self.missing_prefix += rows;
+        } else {
+            let end = self.bytes.len() as u64 | NULL;
+            self.ends.extend(std::iter::repeat_n(end, rows));
         }
     }
 
     fn get(&self, row: usize) -> Option<&str> {
-        let end = self.ends[row];
+        let r = row.checked_sub(self.missing_prefix)?;
+        let end = *self.ends.get(r)?;
         if end & NULL != 0 {
             return None;
         }
-        let start = match row {
+        let start = match r {
             0 => 0,
-            _ => self.ends[row - 1] & !NULL,
+            _ => self.ends[r - 1] & !NULL,
         };
         let bytes = &self.bytes[start as usize..end as usize];
         // SAFETY: `bytes` is exactly one value pushed as a `&str`, so it is valid UTF-8.
@@ -146,9 +164,14 @@ impl TextColumn {
 
     /// Appends the values of `rows` of `other`: one copy of their bytes, ends shifted.
     fn append_rows(&mut self, other: &TextColumn, rows: Range<usize>) {
-        if rows.is_empty() {
+        // The part of `rows` in `other`'s missing prefix, then the rest, as indexes of
+        // `other.ends`.
+        let split = rows.end.min(other.missing_prefix).max(rows.start);
+        self.push_missing(split - rows.start);
+        if split == rows.end {
             return;
         }
+        let rows = split - other.missing_prefix..rows.end - other.missing_prefix;
         let start = match rows.start {
             0 => 0,
             r => other.ends[r - 1] & !NULL,
@@ -179,6 +202,57 @@ impl TextColumn {
     }
 }
 
+/// A column of optional values that, like [`TextColumn`], only counts the missing rows
+/// before its first value (`sent_at` and `received_at` are missing from whole imports).
+#[derive(Debug)]
+struct Optional<T> {
+    missing_prefix: usize,
+    values: Vec<Option<T>>,
+}
+
+impl<T> Default for Optional<T> {
+    fn default() -> Self {
+        Optional {
+            missing_prefix: 0,
+            values: Vec::new(),
+        }
+    }
+}
+
+impl<T: Copy> Optional<T> {
+    fn clear(&mut self) {
+        self.missing_prefix = 0;
+        self.values.clear();
+    }
+
+    fn push(&mut self, value: Option<T>) {
+        match value {
+            None if self.values.is_empty() => self.missing_prefix += 1,
+            _ => self.values.push(value),
+        }
+    }
+
+    fn get(&self, row: usize) -> Option<T> {
+        let r = row.checked_sub(self.missing_prefix)?;
+        self.values.get(r).copied().flatten()
+    }
+
+    fn append_rows(&mut self, other: &Optional<T>, rows: Range<usize>) {
+        let split = rows.end.min(other.missing_prefix).max(rows.start);
+        let missing = split - rows.start;
+        if self.values.is_empty() {
+            self.missing_prefix += missing;
+        } else {
+            self.values.extend(std::iter::repeat_n(None, missing));
+        }
+        if split < rows.end {
+            let skip = other.missing_prefix;
+            self.values
+                .extend_from_slice(&other.values[split - skip..rows.end - skip]);
+        }
+    }
+}
+
 /// Events on their way into a segment, as columns in arrival order: what every segment
 /// writer (import, log flush, compaction) fills, and [`EventColumns::write`] sorts and writes.
 /// Columns rather than `Event`s because an event is a dozen separately allocated strings:
@@ -192,12 +266,12 @@ pub struct EventColumns {
     /// Indexes into the store's event-name and channel dictionaries.
     pub names: Vec<u16>,
     pub channels: Vec<u16>,
-    pub values: Vec<Option<f64>>,
+    values: Optional<f64>,
     kinds: Vec<EventKind>,
     /// Set where the message id is a canonical UUID (`message_id` then holds null).
-    message_uuids: Vec<Option<[u8; 16]>>,
-    sent_at: Vec<Option<i64>>,
-    received_at: Vec<Option<i64>>,
+    message_uuids: Optional<[u8; 16]>,
+    sent_at: Optional<i64>,
+    received_at: Optional<i64>,
     message_id: TextColumn,
     user_id: TextColumn,
     anonymous_id: TextColumn,
@@ -267,6 +341,11 @@ impl EventColumns {
         self.context.push(e.context.as_deref());
     }
 
+    /// The numeric value (revenue) of `row`, if it has one.
+    pub fn value(&self, row: usize) -> Option<f64> {
+        self.values.get(row)
+    }
+
     /// The `userId` and `anonymousId` of `row`.
     pub fn ids(&self, row: usize) -> (Option<&str>, Option<&str>) {
         (self.user_id.get(row), self.anonymous_id.get(row))
@@ -304,13 +383,12 @@ impl EventColumns {
                 .iter()
                 .map(|&c| channels[c as usize]),
         );
-        self.values.extend_from_slice(&other.values[r.clone()]);
+        self.values.append_rows(&other.values, r.clone());
         self.kinds.extend_from_slice(&other.kinds[r.clone()]);
         self.message_uuids
-            .extend_from_slice(&other.message_uuids[r.clone()]);
-        self.sent_at.extend_from_slice(&other.sent_at[r.clone()]);
-        self.received_at
-            .extend_from_slice(&other.received_at[r.clone()]);
+            .append_rows(&other.message_uuids, r.clone());
+        self.sent_at.append_rows(&other.sent_at, r.clone());
+        self.received_at.append_rows(&other.received_at, r.clone());
         for (to, from) in [
             (&mut self.message_id, &other.message_id),
             (&mut self.user_id, &other.user_id),
@@ -470,10 +548,10 @@ impl EventColumns {
             }
             Ok(Arc::new(b.finish()))
         };
-        let times = |values: &[Option<i64>]| -> ArrayRef {
+        let times = |values: &Optional<i64>| -> ArrayRef {
             let mut b = TimestampMicrosecondBuilder::with_capacity(n);
             for r in each() {
-                b.append_option(values[r]);
+                b.append_option(values.get(r));
             }
             Arc::new(b.finish().with_timezone("UTC"))
         };
@@ -482,8 +560,8 @@ impl EventColumns {
         let mut uuid = FixedSizeBinaryBuilder::with_capacity(n, 16);
         for r in each() {
             kinds.append_value(self.kinds[r].as_str());
-            value.append_option(self.values[r]);
-            match self.message_uuids[r] {
+            value.append_option(self.values.get(r));
+            match self.message_uuids.get(r) {
                 Some(bytes) => uuid.append_value(bytes)?,
                 None => uuid.append_null(),
             }
@@ -809,6 +887,45 @@ mod tests {
             "",
         ] {
             assert_eq!(uuid_bytes(other), None, "{other}");
+        }
+    }
+
+    /// Copies every slice of every source into a fresh column and checks each row, for
+    /// sources that start with missing rows, have none, or hold nothing else.
+    #[test]
+    fn columns_that_only_count_leading_missing_rows_copy_every_slice_exactly() {
+        let sources: Vec<Vec<Option<&str>>> = vec![
+            vec![None, None, Some("a"), None, Some(""), Some("bc")],
+            vec![Some("x"), None, Some("yz")],
+            vec![None, None, None],
+            vec![],
+        ];
+        for first in &sources {
+            for second in &sources {
+                for split in 0..=second.len() {
+                    for end in split..=second.len() {
+                        let (mut a, mut b) = (TextColumn::default(), TextColumn::default());
+                        let (mut oa, mut ob) = (Optional::default(), Optional::default());
+                        for v in first {
+                            a.push(*v);
+                            oa.push(v.map(str::len));
+                        }
+                        for v in second {
+                            b.push(*v);
+                            ob.push(v.map(str::len));
+                        }
+                        a.append_rows(&b, split..end);
+                        oa.append_rows(&ob, split..end);
+                        let want: Vec<Option<&str>> =
+                            first.iter().chain(&second[split..end]).copied().collect();
+                        for (row, w) in want.iter().enumerate() {
+                            assert_eq!(a.get(row), *w, "text row {row}");
+                            assert_eq!(oa.get(row), w.map(str::len), "optional row {row}");
+                        }
+                        assert_eq!(a.get(want.len()), None);
+                    }
+                }
+            }
         }
     }
 }

@@ -79,7 +79,7 @@ pub fn scan_columns(c: &EventColumns, order: &[u32]) -> ScanColumns {
         s.times.push(c.times[i]);
         s.names.push(c.names[i]);
         s.channels.push(c.channels[i]);
-        if let Some(v) = c.values[i] {
+        if let Some(v) = c.value(i) {
             s.value_rows.push(pos as u32);
             s.value_vals.push(v);
         }

@@ -23,6 +23,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     restore_sigpipe();
+    keep_c_heap();
     let cli = cli::Cli::parse();
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -30,6 +31,22 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// zstd (inside the Parquet writer) is C and allocates through glibc's malloc, not mimalloc:
+/// a compression context of a few MB per column, made for every segment. glibc serves such
+/// sizes with a fresh `mmap` and unmaps them on free, so each context faulted its pages in
+/// again, and on this kind of VM the kernel's page zeroing was a fifth of an import's CPU time
+/// (sys time of a 10 M-event CSV import: 6.1 s before, 2.8 s after). Serve them from the heap
+/// and keep freed heap memory for the next context instead.
+fn keep_c_heap() {
+    const MMAP_THRESHOLD: libc::c_int = 32 << 20; // glibc's maximum on 64-bit
+    const TRIM_THRESHOLD: libc::c_int = 1 << 30;
+    // SAFETY: mallopt only changes allocator settings; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
     }
 }
 
