@@ -25,6 +25,7 @@ use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
 use crate::config::Config;
 use crate::extract;
 use crate::ident::{IdKind, Identifier, is_blocked};
+use crate::idents::Idents;
 use crate::splits::Splits;
 
 use crate::hash::{FxMap as Map, Groups};
@@ -46,15 +47,18 @@ pub struct GraphBuilder {
     /// Node of each identifier, by the 128-bit digest of its kind and value: intake hashes
     /// fixed-size keys and allocates only for identifiers it has not seen.
     nodes: Map<u128, u32>,
-    idents: Vec<Identifier>,
+    idents: Idents,
     /// Node of each store key's raw id, `NONE` where unknown.
     key_node: Vec<u32>,
     /// Nodes that are one store key (same raw id sent as user id and as anonymous id).
     forced: Vec<(u32, u32)>,
     edges: Map<(u32, u32), Cause>,
     messages: Messages,
-    /// Alias `previousId`s, resolved to a kind once all user ids are known.
-    aliases: Vec<(String, u32, Cause)>,
+    /// Alias `previousId`s (ending where `alias_ends` says in `alias_text`) with the node
+    /// they link to, resolved to a kind once all user ids are known.
+    aliases: Vec<(u32, Cause)>,
+    alias_text: String,
+    alias_ends: Vec<usize>,
     /// The current event's identifiers: (priority rank, node).
     found: Vec<(u32, u32)>,
     digest_buf: Vec<u8>,
@@ -72,16 +76,13 @@ fn digest(buf: &mut Vec<u8>, kind: &IdKind, value: &str) -> u128 {
 /// The node of (kind, value), added when new.
 fn intern(
     nodes: &mut Map<u128, u32>,
-    idents: &mut Vec<Identifier>,
+    idents: &mut Idents,
     buf: &mut Vec<u8>,
     kind: &IdKind,
     value: &str,
 ) -> u32 {
     let d = digest(buf, kind, value);
-    *nodes.entry(d).or_insert_with(|| {
-        idents.push(Identifier::new(kind.clone(), value));
-        (idents.len() - 1) as u32
-    })
+    *nodes.entry(d).or_insert_with(|| idents.push(kind, value))
 }
 
 impl GraphBuilder {
@@ -89,12 +90,14 @@ impl GraphBuilder {
         GraphBuilder {
             config,
             nodes: Map::default(),
-            idents: Vec::new(),
+            idents: Idents::default(),
             key_node: Vec::new(),
             forced: Vec::new(),
             edges: Map::default(),
             messages: Messages::default(),
             aliases: Vec::new(),
+            alias_text: String::new(),
+            alias_ends: Vec::new(),
             found: Vec::new(),
             digest_buf: Vec::new(),
         }
@@ -147,10 +150,8 @@ impl GraphBuilder {
         // equals: never the first interned, which would depend on arrival order); every other
         // one is linked to it.
         let idents = &self.idents;
-        self.found.sort_unstable_by(|&(ra, a), &(rb, b)| {
-            ra.cmp(&rb)
-                .then_with(|| idents[a as usize].cmp(&idents[b as usize]))
-        });
+        self.found
+            .sort_unstable_by(|&(ra, a), &(rb, b)| ra.cmp(&rb).then_with(|| idents.cmp(a, b)));
         let cause = Cause {
             time: event.timestamp,
             hash: xxh3_64(event.message_id.as_bytes()),
@@ -164,7 +165,9 @@ impl GraphBuilder {
         }
         self.found = found;
         if let Some(prev) = alias {
-            self.aliases.push((prev.to_string(), centre, cause));
+            self.alias_text.push_str(prev);
+            self.alias_ends.push(self.alias_text.len());
+            self.aliases.push((centre, cause));
         }
     }
 
@@ -208,11 +211,15 @@ impl GraphBuilder {
     /// under the limits, leaving out every edge of an identifier the operator split off.
     pub fn finish(mut self, splits: &Splits) -> IdentityGraph {
         // An alias's previous id is a user id if any message used it as one, else anonymous.
-        for (prev, to, cause) in std::mem::take(&mut self.aliases) {
-            let as_user = digest(&mut self.digest_buf, &IdKind::UserId, &prev);
+        let alias_text = std::mem::take(&mut self.alias_text);
+        let alias_ends = std::mem::take(&mut self.alias_ends);
+        for (i, (to, cause)) in std::mem::take(&mut self.aliases).into_iter().enumerate() {
+            let start = if i == 0 { 0 } else { alias_ends[i - 1] };
+            let prev = &alias_text[start..alias_ends[i]];
+            let as_user = digest(&mut self.digest_buf, &IdKind::UserId, prev);
             let node = match self.nodes.get(&as_user) {
                 Some(&n) => n,
-                None => self.intern(&IdKind::AnonymousId, &prev),
+                None => self.intern(&IdKind::AnonymousId, prev),
             };
             if to != NONE {
                 self.add_edge(node, to, cause);
@@ -232,14 +239,16 @@ impl GraphBuilder {
 
         let config = &self.config;
         let idents = &self.idents;
-        let rank: Vec<u32> = idents.iter().map(|i| config.rank(&i.kind)).collect();
+        let rank: Vec<u32> = idents.per_node(|kind| config.rank(kind));
         let mut edges: Vec<Edge> = self
             .edges
             .drain()
             .map(|((a, b), cause)| {
                 // `strong` is the higher-priority end: its link is tried first.
-                let (strong, weak) = if (rank[a as usize], &idents[a as usize])
-                    <= (rank[b as usize], &idents[b as usize])
+                let (strong, weak) = if rank[a as usize]
+                    .cmp(&rank[b as usize])
+                    .then_with(|| idents.cmp(a, b))
+                    .is_le()
                 {
                     (a, b)
                 } else {
@@ -256,8 +265,8 @@ impl GraphBuilder {
         edges.sort_unstable_by(|x, y| {
             cause_order(messages, &x.cause, &y.cause)
                 .then_with(|| rank[x.weak as usize].cmp(&rank[y.weak as usize]))
-                .then_with(|| idents[x.weak as usize].cmp(&idents[y.weak as usize]))
-                .then_with(|| idents[x.strong as usize].cmp(&idents[y.strong as usize]))
+                .then_with(|| idents.cmp(x.weak, y.weak))
+                .then_with(|| idents.cmp(x.strong, y.strong))
         });
 
         let slots: Vec<(IdKind, u32)> = config.limits.clone();
@@ -359,12 +368,12 @@ struct UnionFind {
 }
 
 impl UnionFind {
-    fn new(idents: &[Identifier], slots: &[(IdKind, u32)], max: u32) -> UnionFind {
+    fn new(idents: &Idents, slots: &[(IdKind, u32)], max: u32) -> UnionFind {
         let s = slots.len();
         let mut counts = vec![0u32; idents.len() * s];
-        for (n, id) in idents.iter().enumerate() {
+        for n in 0..idents.len() {
             for (i, (kind, _)) in slots.iter().enumerate() {
-                if &id.kind == kind {
+                if idents.is(n as u32, kind) {
                     counts[n * s + i] = 1;
                 }
             }
@@ -464,7 +473,7 @@ pub struct Conflict {
 pub struct IdentityGraph {
     config: Config,
     nodes: Map<u128, u32>,
-    idents: Vec<Identifier>,
+    idents: Idents,
     root: Vec<u32>,
     messages: Messages,
     merges: Vec<Edge>,
@@ -615,10 +624,7 @@ impl IdentityGraph {
 
     /// The profile's identifiers, highest priority first.
     pub fn identifiers(&self, p: ProfileId) -> Vec<Identifier> {
-        let mut ids: Vec<Identifier> = self
-            .members(p)
-            .map(|n| self.idents[n as usize].clone())
-            .collect();
+        let mut ids: Vec<Identifier> = self.members(p).map(|n| self.idents.get(n)).collect();
         ids.sort_by(|a, b| {
             self.config
                 .rank(&a.kind)
@@ -652,8 +658,8 @@ impl IdentityGraph {
             .iter()
             .map(|&i| &self.merges[i as usize])
             .map(|e| Merge {
-                a: self.idents[e.strong as usize].clone(),
-                b: self.idents[e.weak as usize].clone(),
+                a: self.idents.get(e.strong),
+                b: self.idents.get(e.weak),
                 message_id: self.messages[e.cause.msg as usize].to_string(),
                 timestamp: e.cause.time,
             })
@@ -681,8 +687,8 @@ impl IdentityGraph {
                 Refusal::Split => "split".to_string(),
             };
             out.push(Conflict {
-                ours: self.idents[ours as usize].clone(),
-                theirs: self.idents[theirs as usize].clone(),
+                ours: self.idents.get(ours),
+                theirs: self.idents.get(theirs),
                 message_id: self.messages[c.edge.cause.msg as usize].to_string(),
                 timestamp: c.edge.cause.time,
                 reason,

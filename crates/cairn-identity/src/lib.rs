@@ -25,6 +25,7 @@ pub mod forget;
 pub mod graph;
 mod hash;
 pub mod ident;
+mod idents;
 pub mod profile;
 pub mod splits;
 pub mod stitch;

@@ -3,6 +3,11 @@
 
 mod bench;
 
+/// The allocator of the `cairn` binary, so that the ignored benchmark measures what the
+/// product does (its big maps on transparent huge pages).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeSet;
 
 use cairn_identity::{
