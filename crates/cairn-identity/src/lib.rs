@@ -57,6 +57,18 @@ pub(crate) mod time_text {
     }
 }
 
+/// The stored fields where no identifier is ever read ([`extract`] looks at the ids, the type,
+/// `previousId`, `traits` and `context`): building the graph skips them, `properties` above all.
+const NOT_IDENTIFYING: &[&str] = &[
+    "event",
+    "channel",
+    "value",
+    "sent_at",
+    "received_at",
+    "group_id",
+    "properties",
+];
+
 /// Builds the identity graph of everything in a snapshot, in one pass over its events.
 pub fn build(
     snapshot: &Snapshot,
@@ -64,7 +76,7 @@ pub fn build(
     splits: &Splits,
 ) -> Result<IdentityGraph, StoreError> {
     let mut builder = GraphBuilder::new(config.clone());
-    snapshot.for_each_event(|e| builder.add(Some(e.key), &e.event))?;
+    snapshot.for_each_event_skipping(NOT_IDENTIFYING, |e| builder.add(Some(e.key), &e.event))?;
     Ok(builder.finish(splits))
 }
 

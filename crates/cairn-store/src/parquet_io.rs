@@ -634,16 +634,47 @@ pub fn read(path: &Path, ranges: Option<&[Range<usize>]>) -> Result<Vec<StoredEv
 /// Reads every event of a segment in file order, one batch of at most [`WRITE_BATCH`] rows at
 /// a time, so memory stays bounded however large the segment is.
 pub fn read_each(path: &Path, each: &mut dyn FnMut(StoredEvent)) -> Result<()> {
+    read_each_of(path, None, each)
+}
+
+/// [`read_each`] reading only the columns `skip` does not name: an event's skipped fields
+/// come out empty (`None`, an empty name or channel). The key, sequence number, type,
+/// timestamp and message id are always read.
+pub fn read_each_skipping(
+    path: &Path,
+    skip: &[&str],
+    each: &mut dyn FnMut(StoredEvent),
+) -> Result<()> {
+    read_each_of(path, Some(skip), each)
+}
+
+fn read_each_of(
+    path: &Path,
+    skip: Option<&[&str]>,
+    each: &mut dyn FnMut(StoredEvent),
+) -> Result<()> {
     let pq = |source| StoreError::Parquet {
         path: path.to_path_buf(),
         source,
     };
     let file = File::open(path).at(path)?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(pq)?
-        .with_batch_size(WRITE_BATCH)
-        .build()
-        .map_err(pq)?;
+        .with_batch_size(WRITE_BATCH);
+    if let Some(skip) = skip {
+        let keep: Vec<usize> = schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| {
+                !skip.contains(&f.name().as_str()) || ALWAYS_READ.contains(&f.name().as_str())
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), keep);
+        builder = builder.with_projection(mask);
+    }
+    let reader = builder.build().map_err(pq)?;
     let mut rows = Vec::with_capacity(WRITE_BATCH);
     for batch in reader {
         let batch = batch?;
@@ -657,27 +688,70 @@ pub fn read_each(path: &Path, each: &mut dyn FnMut(StoredEvent)) -> Result<()> {
     Ok(())
 }
 
+/// What a stored event cannot do without, whatever a reader skips.
+const ALWAYS_READ: [&str; 6] = [
+    "customer_key",
+    "seq",
+    "type",
+    "timestamp",
+    "message_id",
+    "message_uuid",
+];
+
+/// The optional columns a segment may leave out of a batch, each only when a reader skipped
+/// it: the batch's schema then lacks it.
+const SKIPPABLE: [&str; 12] = [
+    "event",
+    "channel",
+    "value",
+    "user_id",
+    "anonymous_id",
+    "sent_at",
+    "received_at",
+    "group_id",
+    "previous_id",
+    "properties",
+    "traits",
+    "context",
+];
+
 fn from_batch(batch: &RecordBatch, out: &mut Vec<StoredEvent>) -> Result<(), String> {
     let col = |name: &str| {
         batch
             .column_by_name(name)
             .ok_or_else(|| format!("column {name:?} missing"))
     };
-    let string = |name: &str| -> Result<&arrow_array::StringArray, String> {
+    // A column a reader skipped is absent from the batch; any other missing column is damage.
+    let skipped = |name: &str| SKIPPABLE.contains(&name) && batch.column_by_name(name).is_none();
+    let string = |name: &str| -> Result<Option<&arrow_array::StringArray>, String> {
+        if skipped(name) {
+            return Ok(None);
+        }
         col(name)?
             .as_string_opt::<i32>()
+            .map(Some)
             .ok_or_else(|| format!("column {name:?} is not text"))
     };
-    let time =
-        |name: &str| -> Result<&arrow_array::PrimitiveArray<TimestampMicrosecondType>, String> {
-            col(name)?
-                .as_primitive_opt::<TimestampMicrosecondType>()
-                .ok_or_else(|| format!("column {name:?} is not a µs timestamp"))
-        };
-    let opt =
-        |a: &arrow_array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
-    let opt_time = |a: &arrow_array::PrimitiveArray<TimestampMicrosecondType>, i: usize| {
-        a.is_valid(i).then(|| a.value(i))
+    let time = |name: &str| -> Result<
+        Option<&arrow_array::PrimitiveArray<TimestampMicrosecondType>>,
+        String,
+    > {
+        if skipped(name) {
+            return Ok(None);
+        }
+        col(name)?
+            .as_primitive_opt::<TimestampMicrosecondType>()
+            .map(Some)
+            .ok_or_else(|| format!("column {name:?} is not a µs timestamp"))
+    };
+    let opt = |a: Option<&arrow_array::StringArray>, i: usize| {
+        a.filter(|a| a.is_valid(i)).map(|a| a.value(i).to_string())
+    };
+    let text = |a: Option<&arrow_array::StringArray>, i: usize| {
+        a.map(|a| a.value(i).to_string()).unwrap_or_default()
+    };
+    let opt_time = |a: Option<&arrow_array::PrimitiveArray<TimestampMicrosecondType>>, i: usize| {
+        a.filter(|a| a.is_valid(i)).map(|a| a.value(i))
     };
     let keys = col("customer_key")?
         .as_primitive_opt::<UInt32Type>()
@@ -685,16 +759,22 @@ fn from_batch(batch: &RecordBatch, out: &mut Vec<StoredEvent>) -> Result<(), Str
     let seqs = col("seq")?
         .as_primitive_opt::<UInt64Type>()
         .ok_or("seq is not u64")?;
-    let values = col("value")?
-        .as_primitive_opt::<Float64Type>()
-        .ok_or("value is not f64")?;
+    let values = match skipped("value") {
+        true => None,
+        false => Some(
+            col("value")?
+                .as_primitive_opt::<Float64Type>()
+                .ok_or("value is not f64")?,
+        ),
+    };
     let (timestamp, sent_at, received_at) =
         (time("timestamp")?, time("sent_at")?, time("received_at")?);
+    let timestamp = timestamp.ok_or("column \"timestamp\" missing")?;
     let (kind, event, channel, message_id) = (
-        string("type")?,
+        string("type")?.ok_or("column \"type\" missing")?,
         string("event")?,
         string("channel")?,
-        string("message_id")?,
+        string("message_id")?.ok_or("column \"message_id\" missing")?,
     );
     let message_uuid = col("message_uuid")?
         .as_fixed_size_binary_opt()
@@ -721,14 +801,14 @@ fn from_batch(batch: &RecordBatch, out: &mut Vec<StoredEvent>) -> Result<(), Str
                     message_id.value(i).to_string()
                 },
                 kind,
-                event: event.value(i).to_string(),
+                event: text(event, i),
                 user_id: opt(user_id, i),
                 anonymous_id: opt(anonymous_id, i),
                 timestamp: timestamp.value(i),
                 sent_at: opt_time(sent_at, i),
                 received_at: opt_time(received_at, i),
-                channel: channel.value(i).to_string(),
-                value: values.is_valid(i).then(|| values.value(i)),
+                channel: text(channel, i),
+                value: values.filter(|v| v.is_valid(i)).map(|v| v.value(i)),
                 group_id: opt(group_id, i),
                 previous_id: opt(previous_id, i),
                 properties: opt(properties, i),

@@ -465,6 +465,25 @@ impl Snapshot {
         Ok(())
     }
 
+    /// [`Snapshot::for_each_event`] without reading the columns `skip` names from segments
+    /// (e.g. `properties`, often most of a segment's bytes): those fields come out empty.
+    /// Events still in the log tail are whole.
+    pub fn for_each_event_skipping(
+        &self,
+        skip: &[&str],
+        mut visit: impl FnMut(&StoredEvent),
+    ) -> Result<()> {
+        for src in &self.sources {
+            match &src.rows {
+                Rows::Parquet(path) => {
+                    parquet_io::read_each_skipping(path, skip, &mut |e| visit(&e))?
+                }
+                Rows::Memory(all) => all.iter().for_each(&mut visit),
+            }
+        }
+        Ok(())
+    }
+
     /// Visits every event whose sequence number is `from` or more, source by source,
     /// skipping segments that hold none (a segment knows its sequence range): how a follower
     /// of the log, such as the journey runner, reads what is new. Not in sequence order.
