@@ -61,6 +61,9 @@ pub struct GraphBuilder {
     alias_ends: Vec<usize>,
     /// The current event's identifiers: (priority rank, node).
     found: Vec<(u32, u32)>,
+    /// The last identifier of each kind and its node. A scan hands over a customer's events
+    /// one after another, each with the same ids, so most lookups end here without hashing.
+    recent: Vec<(IdKind, String, u32)>,
     digest_buf: Vec<u8>,
 }
 
@@ -71,6 +74,31 @@ fn digest(buf: &mut Vec<u8>, kind: &IdKind, value: &str) -> u128 {
     buf.push(0xff);
     buf.extend_from_slice(value.as_bytes());
     xxh3_128(buf)
+}
+
+/// The node of (kind, value), added when new; through `recent` first.
+fn intern_recent(
+    recent: &mut Vec<(IdKind, String, u32)>,
+    nodes: &mut Map<u128, u32>,
+    idents: &mut Idents,
+    buf: &mut Vec<u8>,
+    kind: &IdKind,
+    value: &str,
+) -> u32 {
+    match recent.iter_mut().find(|r| &r.0 == kind) {
+        Some(r) if r.1 == value => r.2,
+        Some(r) => {
+            r.2 = intern(nodes, idents, buf, kind, value);
+            r.1.clear();
+            r.1.push_str(value);
+            r.2
+        }
+        None => {
+            let n = intern(nodes, idents, buf, kind, value);
+            recent.push((kind.clone(), value.to_string(), n));
+            n
+        }
+    }
 }
 
 /// The node of (kind, value), added when new.
@@ -99,6 +127,7 @@ impl GraphBuilder {
             alias_text: String::new(),
             alias_ends: Vec::new(),
             found: Vec::new(),
+            recent: Vec::new(),
             digest_buf: Vec::new(),
         }
     }
@@ -127,12 +156,13 @@ impl GraphBuilder {
             nodes,
             idents,
             found,
+            recent,
             digest_buf,
             ..
         } = self;
         found.clear();
         extract::visit(event, config, &mut |kind, value| {
-            let n = intern(nodes, idents, digest_buf, kind, value);
+            let n = intern_recent(recent, nodes, idents, digest_buf, kind, value);
             if !found.iter().any(|&(_, m)| m == n) {
                 found.push((config.rank(kind), n));
             }
@@ -177,7 +207,14 @@ impl GraphBuilder {
         } else {
             IdKind::AnonymousId
         };
-        let node = self.intern(&kind, event.customer_id());
+        let node = intern_recent(
+            &mut self.recent,
+            &mut self.nodes,
+            &mut self.idents,
+            &mut self.digest_buf,
+            &kind,
+            event.customer_id(),
+        );
         let k = key as usize;
         if self.key_node.len() <= k {
             self.key_node.resize(k + 1, NONE);
