@@ -12,7 +12,7 @@
 //! thread.
 
 use std::path::Path as FsPath;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
@@ -127,21 +127,58 @@ fn resolve(
     dir: &FsPath,
     snap: &Snapshot,
     identifier: &str,
-) -> Result<(IdentityGraph, ProfileId, Splits), ProfileError> {
+) -> Result<(Arc<IdentityGraph>, ProfileId, Splits), ProfileError> {
     let splits = Splits::load(dir)?;
-    let graph = cairn_identity::build(snap, &Config::load(dir)?, &splits)?;
+    let graph = graph_of(dir, snap, &Config::load(dir)?, &splits)?;
     let profile = graph
         .lookup(identifier)
         .ok_or_else(|| ProfileError::NotFound(identifier.to_string()))?;
     Ok((graph, profile, splits))
 }
 
-fn profile_and_events(
+/// The identity graph of `snap` under these rules, built once per state of the data.
+///
+/// Building reads every stored event (seconds for millions of them); a lookup in a built graph
+/// takes microseconds. The last graph is kept with a stamp of what it was built from: the
+/// manifest version (changed by every flush, compaction and forget), the next sequence number
+/// (changed by every append), the merge rules and the splits. Any change builds a new one, so
+/// an answer never misses an acknowledged event; under steady ingest that is every request,
+/// until the graph is maintained incrementally.
+fn graph_of(
     dir: &FsPath,
+    snap: &Snapshot,
+    config: &Config,
+    splits: &Splits,
+) -> Result<Arc<IdentityGraph>, ProfileError> {
+    static LAST: Mutex<Option<(String, Arc<IdentityGraph>)>> = Mutex::new(None);
+    let stamp = json!({
+        "dir": dir,
+        "manifest": snap.manifest().version,
+        "next_seq": snap.next_seq(),
+        "keys": snap.key_count(),
+        "config": config,
+        "splits": splits,
+    })
+    .to_string();
+    // A panic elsewhere while holding the lock leaves at worst a stale entry that the stamp
+    // check rejects, so a poisoned lock is still usable.
+    let last = |m: &'static Mutex<_>| m.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((s, graph)) = last(&LAST).as_ref()
+        && *s == stamp
+    {
+        return Ok(Arc::clone(graph));
+    }
+    let graph = Arc::new(cairn_identity::build(snap, config, splits)?);
+    *last(&LAST) = Some((stamp, Arc::clone(&graph)));
+    Ok(graph)
+}
+
+fn profile_and_events(
+    app: &App,
     identifier: &str,
 ) -> Result<(Profile, Vec<StoredEvent>), ProfileError> {
-    let snap = Snapshot::load(dir)?;
-    let (graph, p, _) = resolve(dir, &snap, identifier)?;
+    let snap = app.store.snapshot()?;
+    let (graph, p, _) = resolve(&app.config.data_dir, &snap, identifier)?;
     let events = cairn_identity::profile_events(&snap, &graph, p)?;
     Ok((Profile::build(&graph, p, &events), events))
 }
@@ -172,9 +209,9 @@ async fn show(
         Ok(p) => p,
         Err(e) => return reject(e),
     };
-    let dir = app.config.data_dir.clone();
+    let app2 = Arc::clone(&app);
     blocking(&app, &headers, move || {
-        let (profile, events) = profile_and_events(&dir, &identifier)?;
+        let (profile, events) = profile_and_events(&app2, &identifier)?;
         Ok(profile_json(&profile, &events, page, limit))
     })
     .await
@@ -185,9 +222,9 @@ async fn export(
     headers: HeaderMap,
     Path(identifier): Path<String>,
 ) -> Response {
-    let dir = app.config.data_dir.clone();
+    let app2 = Arc::clone(&app);
     blocking(&app, &headers, move || {
-        let (profile, events) = profile_and_events(&dir, &identifier)?;
+        let (profile, events) = profile_and_events(&app2, &identifier)?;
         Ok(export_json(&profile, &events))
     })
     .await
