@@ -47,7 +47,8 @@ Traits come from identify calls and consent from context.consent.categoryPrefere
 event's time. Timers (waits, quiet hours, frequency caps, goal windows) run up to --to; customers \
 still waiting then are counted where they are.",
         after_help = "Examples:\n  cairn journeys simulate examples/journeys/abandoned-cart.yaml\n  \
-cairn journeys simulate cart.yaml --from 2026-01-01 --to 2026-02-01 --format json --trace trace.jsonl"
+cairn journeys simulate cart.yaml --from 2026-01-01 --to 2026-02-01 --format json --trace trace.jsonl\n  \
+cairn journeys simulate cart.yaml --event add_to_cart=\"Product Added\" --event purchase=\"Order Completed\""
     )]
     Simulate(SimulateArgs),
     /// Store a journey file as a new version; the runner starts taking entries into it.
@@ -116,6 +117,21 @@ pub struct SimulateArgs {
     /// Write one JSON line per customer step: {"customer", "step", "at"}.
     #[arg(long, value_name = "OUT.jsonl")]
     pub trace: Option<PathBuf>,
+    /// Read stored events named STORED as the journey's event NAME, for history tracked under
+    /// other names, e.g. --event add_to_cart="Product Added". Repeatable.
+    #[arg(long = "event", value_name = "NAME=STORED", value_parser = parse_alias)]
+    pub aliases: Vec<(String, String)>,
+}
+
+fn parse_alias(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, stored)) if !name.is_empty() && !stored.is_empty() => {
+            Ok((name.to_string(), stored.to_string()))
+        }
+        _ => Err(format!(
+            "expected NAME=STORED (the journey's event name, then the stored one), got {s:?}"
+        )),
+    }
 }
 
 pub fn run(dir: &Path, command: &JourneysCommand) -> Result<()> {
@@ -377,7 +393,18 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
         u.sort_by_key(|x| x.0);
     }
 
-    let names = snap.event_names();
+    // Stored names as the journey reads them (--event NAME=STORED).
+    let names: Vec<&str> = snap
+        .event_names()
+        .iter()
+        .map(|stored| {
+            let alias = args.aliases.iter().find(|(_, s)| s == stored);
+            alias.map_or(stored.as_str(), |(name, _)| name.as_str())
+        })
+        .collect();
+    // Events the journey never looks at change nothing (a timer they would fire still fires,
+    // at its own due time, on the next event or at the end), so they are not parsed or fed.
+    let wanted: Vec<bool> = names.iter().map(|n| looks_at(&journey, n)).collect();
     let columns = Columns {
         times: true,
         names: true,
@@ -405,12 +432,15 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
                 effects.extend(apply(&mut engine, id, &ups[u]));
                 u += 1;
             }
+            if !wanted[c.names[i] as usize] {
+                continue;
+            }
             let props = match c.properties.get(i) {
                 Some(p) if !p.is_empty() => serde_json::from_str(p).unwrap_or_default(),
                 _ => Map::new(),
             };
             let ev = InputEvent {
-                name: &names[c.names[i] as usize],
+                name: names[c.names[i] as usize],
                 properties: &props,
                 traits: &empty,
                 consent: &[],
@@ -457,6 +487,15 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
     }
     render(&journey, &total, args.format);
     Ok(())
+}
+
+/// Whether the journey enters on, waits for or has as its goal an event of this name.
+fn looks_at(j: &Journey, name: &str) -> bool {
+    j.entry.event == name
+        || j.goal.as_ref().is_some_and(|g| g.event == name)
+        || j.steps.iter().any(
+            |s| matches!(&s.kind, cairn_journey::definition::StepKind::WaitFor { event, .. } if event == name),
+        )
 }
 
 /// A profile change as an event no journey matches (an empty name), at its own time.
