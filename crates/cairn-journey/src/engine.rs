@@ -14,7 +14,7 @@
 //! for), and a run keeps its entry event's
 //! properties packed: a customer waiting in five journeys costs under a kilobyte.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use cairn_model::Micros;
@@ -134,8 +134,9 @@ struct Customer {
     id: Arc<str>,
     /// Traits some journey looks at and consent; boxed, as most customers have neither.
     profile: Option<Box<Profile>>,
-    /// Times of messages sent, oldest first, for the frequency cap.
-    sent: VecDeque<Micros>,
+    /// Times of messages sent within the longest cap window, oldest first, for the frequency
+    /// cap; without spare room (a `VecDeque` would keep room for four).
+    sent: Vec<Micros>,
     /// Per journey slot; empty until the customer first enters one.
     journeys: Vec<JourneyState>,
 }
@@ -482,7 +483,7 @@ impl Engine {
         let c = self.customers.push(Customer {
             id: Arc::clone(&id),
             profile: None,
-            sent: VecDeque::new(),
+            sent: Vec::new(),
             journeys: Vec::new(),
         });
         self.index[shard(&id)].insert(id, c);
@@ -763,10 +764,9 @@ impl Engine {
             }));
             let horizon = self.cap_horizon;
             let sent = &mut self.customers[c].sent;
-            sent.push_back(at);
-            while sent.front().is_some_and(|t| *t <= at - horizon) {
-                sent.pop_front();
-            }
+            sent.push(at);
+            sent.retain(|t| *t > at - horizon);
+            sent.shrink_to_fit();
         }
         self.run_mut(c, slot).expect("checked").step = *next as u32;
         self.advance(c, slot, at, out);
