@@ -14,7 +14,7 @@
 //! for), and a run keeps its entry event's
 //! properties packed: a customer waiting in five journeys costs under a kilobyte.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use cairn_model::Micros;
@@ -197,6 +197,8 @@ pub struct Engine {
     holdouts: Vec<Option<std::ops::Range<u32>>>,
     /// The traits some journey looks at (only those are kept); `timezone` is always first.
     trait_names: Vec<String>,
+    /// Every event name some journey enters on, waits for or counts as a goal.
+    wanted_events: HashSet<String>,
     /// Consent categories seen, so a customer's consent is a list of small numbers.
     categories: Vec<Box<str>>,
     /// The longest frequency-cap window: older send times are forgotten.
@@ -284,6 +286,7 @@ impl Engine {
             holdouts: Vec::new(),
             trait_names: vec!["timezone".to_string()],
             categories: Vec::new(),
+            wanted_events: HashSet::new(),
             cap_horizon: 0,
             index: (0..SHARDS).map(|_| HashMap::new()).collect(),
             customers: Customers::default(),
@@ -307,6 +310,8 @@ impl Engine {
         if let Some(cap) = journey.frequency_cap {
             self.cap_horizon = self.cap_horizon.max(cap.per);
         }
+        self.wanted_events
+            .extend(Engine::names_of(&journey).map(str::to_string));
         self.holdouts.push(journey.holdout_range());
         self.accepting.push(true);
         self.versioned.push(journey.versioned_id());
@@ -347,31 +352,31 @@ impl Engine {
         self.timers.keys().next().map(|k| k.0)
     }
 
-    /// Whether some journey enters, waits for or counts as a goal an event of this name.
-    fn wants(&self, name: &str) -> bool {
-        self.journeys.iter().any(|j| {
-            j.entry.event == name
-                || j.goal.as_ref().is_some_and(|g| g.event == name)
-                || j.steps
-                    .iter()
-                    .any(|s| matches!(&s.kind, StepKind::WaitFor { event, .. } if event == name))
-        })
+    /// The event names some journey enters on, waits for or counts as a goal.
+    fn names_of(j: &Journey) -> impl Iterator<Item = &str> {
+        let waits = j.steps.iter().filter_map(|s| match &s.kind {
+            StepKind::WaitFor { event, .. } => Some(event.as_str()),
+            _ => None,
+        });
+        std::iter::once(j.entry.event.as_str())
+            .chain(j.goal.as_ref().map(|g| g.event.as_str()))
+            .chain(waits)
     }
 
     /// One event of one customer at `now` (its time). Events must come in time order; timers
     /// due at or before `now` fire first.
     pub fn on_event(&mut self, customer: &str, event: &InputEvent<'_>, now: Micros) -> Vec<Effect> {
         let mut out = self.on_time(now);
+        // An event no journey looks at, without profile changes, changes nothing: skip even
+        // the customer lookup (and so keep no state for a customer only ever seen in such).
+        if event.traits.is_empty()
+            && event.consent.is_empty()
+            && !self.wanted_events.contains(event.name)
+        {
+            return out;
+        }
         let c = match self.index[shard(customer)].get(customer) {
             Some(&c) => c,
-            // A customer never seen, with an event that changes nothing: keep no state (it
-            // would be the default state anyway).
-            None if event.traits.is_empty()
-                && event.consent.is_empty()
-                && !self.wants(event.name) =>
-            {
-                return out;
-            }
             None => self.add_customer(customer),
         };
         self.update_profile(c, event.traits, event.consent);
@@ -904,7 +909,9 @@ fn pack(properties: &Map<String, Value>) -> Option<Box<[u8]>> {
     if properties.is_empty() {
         return None;
     }
-    let mut out = Vec::new();
+    // Room for a typical event's properties up front, then one shrink to the exact size,
+    // rather than growing byte by byte through five reallocations.
+    let mut out = Vec::with_capacity(256);
     pack_object(properties, &mut out);
     Some(out.into_boxed_slice())
 }
