@@ -269,6 +269,78 @@ struct RunResult {
     load: String,
 }
 
+impl RunResult {
+    /// One line for the parent process: every figure, then the load after a `|`.
+    fn to_line(&self) -> String {
+        let c = &self.counts;
+        format!(
+            "RESULT {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}|{}",
+            self.setup_secs,
+            self.timers_after_setup,
+            self.engine_bytes,
+            self.rss_growth,
+            self.stream_secs,
+            self.events_per_sec,
+            self.events_per_cpu_sec,
+            self.timers_fired,
+            self.send_events,
+            self.p50_service_us,
+            self.p99_service_us,
+            self.p99_send_us,
+            self.max_send_us,
+            self.p99_send_at_rate_us,
+            self.timers_after_stream,
+            c.effects,
+            c.sends,
+            c.welcome,
+            c.cart_email,
+            c.cart_split,
+            c.cart_holdout,
+            c.cart_goal,
+            c.delayed,
+            0,
+            self.load
+        )
+    }
+
+    fn from_line(line: &str) -> Option<RunResult> {
+        let (figures, load) = line.strip_prefix("RESULT ")?.split_once('|')?;
+        let f: Vec<f64> = figures
+            .split_whitespace()
+            .map(|x| x.parse().ok())
+            .collect::<Option<_>>()?;
+        let u = |i: usize| f[i] as u64;
+        (f.len() == 24).then(|| RunResult {
+            setup_secs: f[0],
+            timers_after_setup: u(1) as usize,
+            engine_bytes: f[2] as isize,
+            rss_growth: f[3] as isize,
+            stream_secs: f[4],
+            events_per_sec: f[5],
+            events_per_cpu_sec: f[6],
+            timers_fired: u(7),
+            send_events: u(8) as usize,
+            p50_service_us: f[9],
+            p99_service_us: f[10],
+            p99_send_us: f[11],
+            max_send_us: f[12],
+            p99_send_at_rate_us: f[13],
+            timers_after_stream: u(14) as usize,
+            counts: Counts {
+                effects: u(15),
+                sends: u(16),
+                welcome: u(17),
+                cart_email: u(18),
+                cart_split: u(19),
+                cart_holdout: u(20),
+                cart_goal: u(21),
+                delayed: u(22),
+            },
+            load: load.to_string(),
+        })
+    }
+}
+
 fn rss_bytes() -> isize {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
@@ -563,9 +635,27 @@ fn main() {
     println!(
         "journey engine: 5 journeys, {customers} customers waiting in each, then {events} events; {runs} runs"
     );
+    // Each run in a fresh process: a second run in the same heap measured 1.5-2.5x slower (the
+    // first run's freed gigabytes come back fragmented and without huge pages), which says
+    // more about the bench than about the engine.
+    if std::env::var_os("CAIRN_BENCH_ONE_RUN").is_some() {
+        let res = run(customers, events, rate, 42);
+        println!("{}", res.to_line());
+        return;
+    }
+    let exe = std::env::current_exe().expect("the bench's own path");
     let mut results = Vec::new();
     for r in 0..runs {
-        let res = run(customers, events, rate, 42);
+        let out = std::process::Command::new(&exe)
+            .env("CAIRN_BENCH_ONE_RUN", "1")
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("cannot start a run");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let res = stdout.lines().find_map(RunResult::from_line);
+        let Some(res) = res.filter(|_| out.status.success()) else {
+            panic!("run {} failed ({}):\n{stdout}", r + 1, out.status);
+        };
         println!(
             "run {}: setup {:.1} s ({} timers, engine heap {} B = {:.0} B/customer, RSS +{} MiB); \
 stream {:.2} s = {:.0} events/s ({:.0} per CPU second); service p50 {:.1} µs p99 {:.1} µs; send events {} p99 {:.1} µs max {:.1} µs; \
