@@ -230,6 +230,50 @@ struct Live {
     sent: u64,
     failed: u64,
     bounced: u64,
+    /// Per step id: how many entries reached it, wait there now, went past it, exited there,
+    /// and the messages it sent and failed to send.
+    step_metrics: BTreeMap<String, StepLive>,
+}
+
+#[derive(Default, serde::Serialize)]
+struct StepLive {
+    reached: u64,
+    waiting: u64,
+    passed: u64,
+    exited: u64,
+    sent: u64,
+    failed: u64,
+}
+
+fn bump(l: &mut Live, step: Option<&str>, f: fn(&mut StepLive)) {
+    if let Some(step) = step {
+        f(l.step_metrics.entry(step.to_string()).or_default());
+    }
+}
+
+/// Entries by (version, customer key, entry number).
+type Entries = HashMap<(String, u32, u64), EntryTrack>;
+
+fn track<'a>(
+    entries: &'a mut Entries,
+    version: &str,
+    key: u32,
+    entry: Option<u64>,
+) -> Option<&'a mut EntryTrack> {
+    Some(
+        entries
+            .entry((version.to_string(), key, entry?))
+            .or_default(),
+    )
+}
+
+/// One entry of one customer, as far as its written-back events tell.
+#[derive(Default)]
+struct EntryTrack {
+    /// The step reached last, by (time, log sequence).
+    last: Option<(Micros, u64, String)>,
+    exited: bool,
+    closed: bool,
 }
 
 fn show(dir: &Path, id: &str, format: Format) -> Result<()> {
@@ -244,6 +288,8 @@ fn show(dir: &Path, id: &str, format: Format) -> Result<()> {
         .collect();
     if dir.join(cairn_store::MANIFEST_FILE).exists() {
         let mut closed: BTreeMap<String, u64> = BTreeMap::new();
+        // (version, customer key, entry number) → where that entry is.
+        let mut entries = Entries::new();
         open_snapshot(dir)?.for_each_event(|s| {
             let ev = &s.event;
             if !ev.message_id.starts_with(runner::WRITEBACK_PREFIX) {
@@ -256,26 +302,50 @@ fn show(dir: &Path, id: &str, format: Format) -> Result<()> {
             else {
                 return;
             };
-            let Some(l) = props
-                .get("journey")
-                .and_then(Value::as_str)
-                .and_then(|j| live.get_mut(j))
-            else {
+            let Some(version) = props.get("journey").and_then(Value::as_str) else {
+                return;
+            };
+            let Some(l) = live.get_mut(version) else {
                 return;
             };
             let step = props.get("step").and_then(Value::as_str);
+            let entry = props.get("entry").and_then(Value::as_u64);
             match ev.event.as_str() {
                 "journey_entered" => l.entered += 1,
                 "journey_goal" => l.converted += 1,
-                "journey_exited" => l.exited += 1,
-                "journey_step" => *l.steps.entry(step.unwrap_or("?").to_string()).or_default() += 1,
-                "journey_closed" => {
-                    *closed
-                        .entry(props["journey"].as_str().unwrap_or_default().to_string())
-                        .or_default() += 1
+                "journey_exited" => {
+                    l.exited += 1;
+                    bump(l, step, |m| m.exited += 1);
+                    if let Some(t) = track(&mut entries, version, s.key, entry) {
+                        t.exited = true;
+                    }
                 }
-                "message_sent" => l.sent += 1,
-                "message_failed" => l.failed += 1,
+                "journey_step" => {
+                    *l.steps.entry(step.unwrap_or("?").to_string()).or_default() += 1;
+                    bump(l, step, |m| m.reached += 1);
+                    if let (Some(t), Some(step)) =
+                        (track(&mut entries, version, s.key, entry), step)
+                    {
+                        let at = (ev.timestamp, s.seq);
+                        if t.last.as_ref().is_none_or(|(a, b, _)| (*a, *b) <= at) {
+                            t.last = Some((at.0, at.1, step.to_string()));
+                        }
+                    }
+                }
+                "journey_closed" => {
+                    *closed.entry(version.to_string()).or_default() += 1;
+                    if let Some(t) = track(&mut entries, version, s.key, entry) {
+                        t.closed = true;
+                    }
+                }
+                "message_sent" => {
+                    l.sent += 1;
+                    bump(l, step, |m| m.sent += 1);
+                }
+                "message_failed" => {
+                    l.failed += 1;
+                    bump(l, step, |m| m.failed += 1);
+                }
                 "message_bounced" => l.bounced += 1,
                 _ => {}
             }
@@ -284,6 +354,20 @@ fn show(dir: &Path, id: &str, format: Format) -> Result<()> {
             l.waiting = l
                 .entered
                 .saturating_sub(closed.get(j).copied().unwrap_or(0));
+        }
+        // An entry still open and not exited waits at the step it reached last (a wait, or a
+        // message held back by quiet hours or the cap).
+        for ((version, _, _), t) in &entries {
+            if let (Some(l), Some((_, _, step)), false, false) =
+                (live.get_mut(version), &t.last, t.exited, t.closed)
+            {
+                l.step_metrics.entry(step.clone()).or_default().waiting += 1;
+            }
+        }
+        for l in live.values_mut() {
+            for m in l.step_metrics.values_mut() {
+                m.passed = m.reached.saturating_sub(m.waiting + m.exited);
+            }
         }
     }
     let (current, _) = registry::load_version(dir, &format!("{id}@{}", e.current()))?;
@@ -314,11 +398,16 @@ fn show(dir: &Path, id: &str, format: Format) -> Result<()> {
                     "\n{v}: entered {}, waiting {}, converted {}, exited {}; messages sent {}, failed {}, bounced {}",
                     l.entered, l.waiting, l.converted, l.exited, l.sent, l.failed, l.bounced
                 );
+                println!(
+                    "  {:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                    "step", "reached", "waiting", "passed", "exited", "sent", "failed"
+                );
+                let none = StepLive::default();
                 for s in &current.steps {
+                    let m = l.step_metrics.get(&s.id).unwrap_or(&none);
                     println!(
-                        "  {:<24} {:>10}",
-                        s.id,
-                        l.steps.get(&s.id).copied().unwrap_or(0)
+                        "  {:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                        s.id, m.reached, m.waiting, m.passed, m.exited, m.sent, m.failed
                     );
                 }
             }
