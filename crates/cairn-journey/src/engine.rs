@@ -8,8 +8,13 @@
 //! Timers live in one `BTreeMap` ordered by (due, sequence number), so the next due timer is
 //! the first key and a waiting customer costs one map entry, not a poll. A timer due at or
 //! before an event's time fires before that event.
+//!
+//! Customers are numbered on first sight (one id string, shared by the index and the state),
+//! timers point at the customer number (the run holding the timer's key is the one it is
+//! for), and a run keeps its entry event's
+//! properties packed: a customer waiting in five journeys costs under a kilobyte.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use cairn_model::Micros;
@@ -121,34 +126,48 @@ pub enum Suppression {
     NoConsent,
 }
 
-#[derive(Debug, Default)]
+/// One customer's state. Kept small on purpose: a million customers wait at once, so every
+/// field here is paid for a million times (see BENCHMARKS.md, "Journey engine").
+#[derive(Debug)]
 struct Customer {
-    /// Only the traits some journey looks at.
-    traits: Map<String, Value>,
-    consent: BTreeMap<String, bool>,
-    /// Times of messages sent, oldest first, for the frequency cap.
-    sent: VecDeque<Micros>,
-    /// Per journey slot.
+    /// Shared with the id index, so the id is stored once.
+    id: Arc<str>,
+    /// Traits some journey looks at and consent; boxed, as most customers have neither.
+    profile: Option<Box<Profile>>,
+    /// Times of messages sent within the longest cap window, oldest first, for the frequency
+    /// cap; without spare room (a `VecDeque` would keep room for four).
+    sent: Vec<Micros>,
+    /// Per journey slot; empty until the customer first enters one.
     journeys: Vec<JourneyState>,
+}
+
+#[derive(Debug, Default)]
+struct Profile {
+    /// (index into `Engine::trait_names`, value).
+    traits: Vec<(u32, Value)>,
+    /// (index into `Engine::categories`, allowed).
+    consent: Vec<(u32, bool)>,
 }
 
 #[derive(Debug, Default, Clone)]
 struct JourneyState {
     entries: u32,
+    /// When the latest entry began: the running entry's start while `run` is set.
     last_entry: Micros,
     run: Option<Run>,
 }
 
+/// The entry in progress; its number is `JourneyState::entries` and its start `last_entry`.
 #[derive(Debug, Clone)]
 struct Run {
-    entry: u32,
-    entered_at: Micros,
-    step: usize,
+    /// The pending timer; `NO_TIMER` when there is none.
+    timer: TimerKey,
+    /// The entry event's properties (for branch conditions on `property` and for messages),
+    /// packed into one allocation: see [`pack`].
+    properties: Option<Box<[u8]>>,
+    step: u32,
     holdout: bool,
     phase: Phase,
-    timer: Option<TimerKey>,
-    /// The entry event's properties, for branch conditions on `property`.
-    properties: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,55 +182,139 @@ enum Phase {
     Measuring,
 }
 
+/// (due, sequence number): timers due at the same time fire in the order they were set.
 type TimerKey = (Micros, u64);
+/// Sequence numbers start at 1, so 0 means "no timer".
+const NO_TIMER: TimerKey = (0, 0);
 
 pub struct Engine {
     journeys: Vec<Arc<Journey>>,
+    /// `id@version` per slot, built once rather than for every effect.
+    versioned: Vec<String>,
     /// Per slot: whether new customers may enter (a paused, archived or superseded version
     /// takes none, but the customers in it finish it).
     accepting: Vec<bool>,
     holdouts: Vec<Option<std::ops::Range<u32>>>,
-    wanted_traits: BTreeSet<String>,
+    /// The traits some journey looks at (only those are kept); `timezone` is always first.
+    trait_names: Vec<String>,
+    /// Every event name some journey enters on, waits for or counts as a goal.
+    wanted_events: HashSet<String>,
+    /// Consent categories seen, so a customer's consent is a list of small numbers.
+    categories: Vec<Box<str>>,
     /// The longest frequency-cap window: older send times are forgotten.
     cap_horizon: Micros,
-    customers: HashMap<String, Customer>,
-    timers: BTreeMap<TimerKey, (String, usize)>,
+    /// Customer id → number, in `SHARDS` maps: growing one map rehashes only its share, so no
+    /// event waits for a million ids to be rehashed at once.
+    index: Vec<HashMap<Arc<str>, u32>>,
+    customers: Customers,
+    /// Due timers first; the value is the customer's number, and the journey is the one whose
+    /// run holds the key (a slot number here would make every entry 8 bytes larger).
+    timers: BTreeMap<TimerKey, u32>,
     next_timer: u64,
+}
+
+const SHARDS: usize = 256;
+
+fn shard(id: &str) -> usize {
+    (xxhash_rust::xxh3::xxh3_64(id.as_bytes()) % SHARDS as u64) as usize
+}
+
+/// Customers by number, in fixed-size chunks: adding one never moves the others (a single
+/// `Vec` would copy them all, stalling an event, and keep up to twice the room they need).
+#[derive(Default)]
+struct Customers {
+    chunks: Vec<Vec<Customer>>,
+    len: u32,
+}
+
+const CHUNK_BITS: u32 = 16;
+const CHUNK: usize = 1 << CHUNK_BITS;
+
+impl Customers {
+    fn push(&mut self, c: Customer) -> u32 {
+        if self.chunks.last().is_none_or(|last| last.len() == CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        self.chunks.last_mut().expect("pushed above").push(c);
+        // More than 4 billion customers do not fit in memory long before this wraps.
+        self.len += 1;
+        self.len - 1
+    }
+}
+
+impl std::ops::Index<u32> for Customers {
+    type Output = Customer;
+    fn index(&self, c: u32) -> &Customer {
+        &self.chunks[(c >> CHUNK_BITS) as usize][c as usize & (CHUNK - 1)]
+    }
+}
+
+impl std::ops::IndexMut<u32> for Customers {
+    fn index_mut(&mut self, c: u32) -> &mut Customer {
+        &mut self.chunks[(c >> CHUNK_BITS) as usize][c as usize & (CHUNK - 1)]
+    }
+}
+
+/// A customer's profile as conditions see it.
+#[derive(Clone, Copy)]
+struct Who<'a> {
+    trait_names: &'a [String],
+    categories: &'a [Box<str>],
+    customer: &'a Customer,
+}
+
+impl<'a> Who<'a> {
+    fn trait_value(self, name: &str) -> Option<&'a Value> {
+        let i = self.trait_names.iter().position(|n| n == name)? as u32;
+        let p = self.customer.profile.as_deref()?;
+        p.traits.iter().find(|(t, _)| *t == i).map(|(_, v)| v)
+    }
+
+    fn consent(self, category: &str) -> Option<bool> {
+        let i = self.categories.iter().position(|c| &**c == category)? as u32;
+        let p = self.customer.profile.as_deref()?;
+        p.consent.iter().find(|(c, _)| *c == i).map(|(_, a)| *a)
+    }
 }
 
 impl Engine {
     pub fn new(journeys: Vec<Arc<Journey>>) -> Engine {
-        let mut wanted_traits = BTreeSet::from(["timezone".to_string()]);
-        for j in &journeys {
-            wanted_traits.extend(Engine::traits_of(j));
-        }
-        Engine {
-            accepting: vec![true; journeys.len()],
-            holdouts: journeys.iter().map(|j| j.holdout_range()).collect(),
-            cap_horizon: journeys
-                .iter()
-                .filter_map(|j| j.frequency_cap.map(|c| c.per))
-                .max()
-                .unwrap_or(0),
-            journeys,
-            wanted_traits,
-            customers: HashMap::new(),
+        let mut engine = Engine {
+            journeys: Vec::new(),
+            versioned: Vec::new(),
+            accepting: Vec::new(),
+            holdouts: Vec::new(),
+            trait_names: vec!["timezone".to_string()],
+            categories: Vec::new(),
+            wanted_events: HashSet::new(),
+            cap_horizon: 0,
+            index: (0..SHARDS).map(|_| HashMap::new()).collect(),
+            customers: Customers::default(),
             timers: BTreeMap::new(),
-            next_timer: 0,
+            next_timer: 1,
+        };
+        for j in journeys {
+            engine.add_journey(j);
         }
+        engine
     }
 
     /// Adds a journey (e.g. a new version of one already running) and returns its slot.
     /// Customers already in other slots stay where they are.
     pub fn add_journey(&mut self, journey: Arc<Journey>) -> usize {
-        for c in Engine::traits_of(&journey) {
-            self.wanted_traits.insert(c);
+        for name in Engine::traits_of(&journey) {
+            if !self.trait_names.contains(&name) {
+                self.trait_names.push(name);
+            }
         }
         if let Some(cap) = journey.frequency_cap {
             self.cap_horizon = self.cap_horizon.max(cap.per);
         }
+        self.wanted_events
+            .extend(Engine::names_of(&journey).map(str::to_string));
         self.holdouts.push(journey.holdout_range());
         self.accepting.push(true);
+        self.versioned.push(journey.versioned_id());
         self.journeys.push(journey);
         self.journeys.len() - 1
     }
@@ -249,51 +352,65 @@ impl Engine {
         self.timers.keys().next().map(|k| k.0)
     }
 
+    /// The event names some journey enters on, waits for or counts as a goal.
+    fn names_of(j: &Journey) -> impl Iterator<Item = &str> {
+        let waits = j.steps.iter().filter_map(|s| match &s.kind {
+            StepKind::WaitFor { event, .. } => Some(event.as_str()),
+            _ => None,
+        });
+        std::iter::once(j.entry.event.as_str())
+            .chain(j.goal.as_ref().map(|g| g.event.as_str()))
+            .chain(waits)
+    }
+
     /// One event of one customer at `now` (its time). Events must come in time order; timers
     /// due at or before `now` fire first.
     pub fn on_event(&mut self, customer: &str, event: &InputEvent<'_>, now: Micros) -> Vec<Effect> {
         let mut out = self.on_time(now);
+        // An event no journey looks at, without profile changes, changes nothing: skip even
+        // the customer lookup (and so keep no state for a customer only ever seen in such).
+        if event.traits.is_empty()
+            && event.consent.is_empty()
+            && !self.wanted_events.contains(event.name)
+        {
+            return out;
+        }
+        let c = match self.index[shard(customer)].get(customer) {
+            Some(&c) => c,
+            None => self.add_customer(customer),
+        };
+        self.update_profile(c, event.traits, event.consent);
         let slots = self.journeys.len();
-        let c = self.customers.entry(customer.to_string()).or_default();
-        c.journeys.resize_with(slots, JourneyState::default);
-        for (k, v) in event.traits {
-            if self.wanted_traits.contains(k) {
-                c.traits.insert(k.clone(), v.clone());
-            }
-        }
-        for (category, allowed) in event.consent {
-            c.consent.insert(category.clone(), *allowed);
-        }
         for slot in 0..slots {
             let j = Arc::clone(&self.journeys[slot]);
             // 1. A wait for this event ends with `happened`.
-            if let Some(run) = self.run_mut(customer, slot)
+            if let Some(run) = self.run_mut(c, slot)
                 && run.phase == Phase::WaitingForEvent
                 && let StepKind::WaitFor {
                     event: name,
                     conditions,
                     happened,
                     ..
-                } = &j.steps[run.step].kind
+                } = &j.steps[run.step as usize].kind
                 && name == event.name
                 && conditions_hold(conditions, None, event.properties)
             {
-                run.step = *happened;
-                self.cancel_timer(customer, slot);
-                self.advance(customer, slot, now, &mut out);
+                run.step = *happened as u32;
+                self.cancel_timer(c, slot);
+                self.advance(c, slot, now, &mut out);
             }
             // 2. The goal ends the entry as a success.
             if let Some(goal) = &j.goal
                 && goal.event == event.name
                 && conditions_hold(&goal.conditions, None, event.properties)
-                && let Some(run) = self.run_mut(customer, slot)
-                && now < run.entered_at + goal.within
+                && let Some(st) = self.state(c, slot)
+                && let Some(run) = &st.run
+                && now < st.last_entry + goal.within
             {
-                let entry = run.entry;
-                let (step, phase) = (run.step, run.phase);
-                self.cancel_timer(customer, slot);
-                let ev =
-                    |kind| Effect::Journey(self.journey_event(customer, slot, entry, now, kind));
+                let entry = st.entries;
+                let (step, phase) = (run.step as usize, run.phase);
+                self.cancel_timer(c, slot);
+                let ev = |kind| Effect::Journey(self.journey_event(c, slot, entry, now, kind));
                 out.push(ev(JourneyEventKind::GoalReached));
                 if phase != Phase::Measuring {
                     out.push(ev(JourneyEventKind::Exited {
@@ -302,13 +419,13 @@ impl Engine {
                     }));
                 }
                 out.push(ev(JourneyEventKind::Closed));
-                self.state_mut(customer, slot).run = None;
+                self.state_mut(c, slot).run = None;
             }
             // 3. Entry.
             if j.entry.event == event.name
                 && conditions_hold(&j.entry.conditions, None, event.properties)
             {
-                self.try_enter(customer, slot, event.properties, now, &mut out);
+                self.try_enter(c, slot, event.properties, now, &mut out);
             }
         }
         out
@@ -318,32 +435,42 @@ impl Engine {
     pub fn on_time(&mut self, now: Micros) -> Vec<Effect> {
         let mut out = Vec::new();
         while let Some(entry) = self.timers.first_entry() {
-            let (due, _) = *entry.key();
+            let key = *entry.key();
+            let due = key.0;
             if due > now {
                 break;
             }
-            let (customer, slot) = entry.remove();
-            let j = Arc::clone(&self.journeys[slot]);
-            let Some(run) = self.run_mut(&customer, slot) else {
+            let c = entry.remove();
+            let Some(slot) = self.customers[c]
+                .journeys
+                .iter()
+                .position(|st| st.run.as_ref().is_some_and(|r| r.timer == key))
+            else {
                 debug_assert!(false, "a timer outlived its run");
                 continue;
             };
-            run.timer = None;
-            match (run.phase, &j.steps[run.step].kind) {
+            let j = Arc::clone(&self.journeys[slot]);
+            let Some(run) = self.run_mut(c, slot) else {
+                debug_assert!(false, "a timer outlived its run");
+                continue;
+            };
+            run.timer = NO_TIMER;
+            match (run.phase, &j.steps[run.step as usize].kind) {
                 (Phase::Waiting, StepKind::Wait { next, .. }) => {
-                    run.step = *next;
-                    self.advance(&customer, slot, due, &mut out);
+                    run.step = *next as u32;
+                    self.advance(c, slot, due, &mut out);
                 }
                 (Phase::WaitingForEvent, StepKind::WaitFor { timed_out, .. }) => {
-                    run.step = *timed_out;
-                    self.advance(&customer, slot, due, &mut out);
+                    run.step = *timed_out as u32;
+                    self.advance(c, slot, due, &mut out);
                 }
-                (Phase::Sending, _) => self.send(&customer, slot, due, false, &mut out),
+                (Phase::Sending, _) => self.send(c, slot, due, false, &mut out),
                 (Phase::Measuring, _) => {
-                    let entry = run.entry;
-                    self.state_mut(&customer, slot).run = None;
+                    let st = self.state_mut(c, slot);
+                    st.run = None;
+                    let entry = st.entries;
                     out.push(Effect::Journey(self.journey_event(
-                        &customer,
+                        c,
                         slot,
                         entry,
                         due,
@@ -356,9 +483,63 @@ impl Engine {
         out
     }
 
+    fn add_customer(&mut self, id: &str) -> u32 {
+        let id: Arc<str> = Arc::from(id);
+        let c = self.customers.push(Customer {
+            id: Arc::clone(&id),
+            profile: None,
+            sent: Vec::new(),
+            journeys: Vec::new(),
+        });
+        self.index[shard(&id)].insert(id, c);
+        c
+    }
+
+    /// Keeps the traits some journey looks at, and all consent.
+    fn update_profile(&mut self, c: u32, traits: &Map<String, Value>, consent: &[(String, bool)]) {
+        for (k, v) in traits {
+            if let Some(i) = self.trait_names.iter().position(|n| n == k) {
+                let p = self.customers[c].profile.get_or_insert_default();
+                match p.traits.iter_mut().find(|(t, _)| *t == i as u32) {
+                    Some(slot) => slot.1 = v.clone(),
+                    None => {
+                        p.traits.push((i as u32, v.clone()));
+                        // Kept for as long as the customer: no spare room.
+                        p.traits.shrink_to_fit();
+                    }
+                }
+            }
+        }
+        for (category, allowed) in consent {
+            let i = match self.categories.iter().position(|x| **x == **category) {
+                Some(i) => i,
+                None => {
+                    self.categories.push(category.as_str().into());
+                    self.categories.len() - 1
+                }
+            } as u32;
+            let p = self.customers[c].profile.get_or_insert_default();
+            match p.consent.iter_mut().find(|(x, _)| *x == i) {
+                Some(slot) => slot.1 = *allowed,
+                None => {
+                    p.consent.push((i, *allowed));
+                    p.consent.shrink_to_fit();
+                }
+            }
+        }
+    }
+
+    fn who(&self, c: u32) -> Who<'_> {
+        Who {
+            trait_names: &self.trait_names,
+            categories: &self.categories,
+            customer: &self.customers[c],
+        }
+    }
+
     fn try_enter(
         &mut self,
-        customer: &str,
+        c: u32,
         slot: usize,
         properties: &Map<String, Value>,
         now: Micros,
@@ -369,16 +550,18 @@ impl Engine {
             return;
         }
         // A customer in one version of a journey does not enter another version of it.
-        let c = &self.customers[customer];
-        let in_other_version = (0..self.journeys.len())
-            .any(|s| s != slot && self.journeys[s].id == j.id && c.journeys[s].run.is_some());
+        let in_other_version = (0..self.journeys.len()).any(|s| {
+            s != slot
+                && self.journeys[s].id == j.id
+                && self.state(c, s).is_some_and(|st| st.run.is_some())
+        });
         if in_other_version {
             return;
         }
         let holdout = self.holdouts[slot]
             .as_ref()
-            .is_some_and(|r| r.contains(&bucket(customer, &j.id)));
-        let st = self.state_mut(customer, slot);
+            .is_some_and(|r| r.contains(&bucket(&self.customers[c].id, &j.id)));
+        let st = self.state_mut(c, slot);
         if st.run.is_some() {
             return;
         }
@@ -395,44 +578,42 @@ impl Engine {
         st.last_entry = now;
         let entry = st.entries;
         st.run = Some(Run {
-            entry,
-            entered_at: now,
+            timer: NO_TIMER,
+            properties: pack(properties),
             step: 0,
             holdout,
             phase: Phase::Moving,
-            timer: None,
-            properties: properties.clone(),
         });
         out.push(Effect::Journey(self.journey_event(
-            customer,
+            c,
             slot,
             entry,
             now,
             JourneyEventKind::Entered { holdout },
         )));
-        self.advance(customer, slot, now, out);
+        self.advance(c, slot, now, out);
     }
 
     /// Runs steps from the run's current one until it waits, holds a message or exits.
-    fn advance(&mut self, customer: &str, slot: usize, at: Micros, out: &mut Vec<Effect>) {
+    fn advance(&mut self, c: u32, slot: usize, at: Micros, out: &mut Vec<Effect>) {
         let j = Arc::clone(&self.journeys[slot]);
         // A path through the steps that never waits would loop forever; cut it.
         for _ in 0..=j.steps.len() {
-            let c = &self.customers[customer];
-            let run = c.journeys[slot].run.as_ref().expect("advance needs a run");
-            let (entry, step_i) = (run.entry, run.step);
+            let st = self.state(c, slot).expect("advance needs a run");
+            let run = st.run.as_ref().expect("advance needs a run");
+            let (entry, step_i) = (st.entries, run.step as usize);
             let step = &j.steps[step_i];
-            let ev = |kind| Effect::Journey(self.journey_event(customer, slot, entry, at, kind));
+            let ev = |kind| Effect::Journey(self.journey_event(c, slot, entry, at, kind));
             out.push(ev(JourneyEventKind::StepReached {
                 step: step.id.clone(),
             }));
             let next = match &step.kind {
                 StepKind::Wait { duration, .. } => {
-                    self.wait(customer, slot, Phase::Waiting, at + duration);
+                    self.wait(c, slot, Phase::Waiting, at + duration);
                     return;
                 }
                 StepKind::WaitFor { timeout, .. } => {
-                    self.wait(customer, slot, Phase::WaitingForEvent, at + timeout);
+                    self.wait(c, slot, Phase::WaitingForEvent, at + timeout);
                     return;
                 }
                 StepKind::Branch {
@@ -440,14 +621,15 @@ impl Engine {
                     then,
                     otherwise,
                 } => {
-                    if conditions_hold(conditions, Some(c), &run.properties) {
+                    let properties = unpack(run.properties.as_deref());
+                    if conditions_hold(conditions, Some(self.who(c)), &properties) {
                         *then
                     } else {
                         *otherwise
                     }
                 }
                 StepKind::Split { arms } => {
-                    let b = bucket(customer, &j.id);
+                    let b = bucket(&self.customers[c].id, &j.id);
                     let mut from = 0;
                     let arm = arms
                         .iter()
@@ -460,58 +642,53 @@ impl Engine {
                         step: step.id.clone(),
                         arm: arm.name.clone(),
                     }));
-                    self.run_mut(customer, slot).expect("checked").holdout |= arm.holdout;
+                    self.run_mut(c, slot).expect("checked").holdout |= arm.holdout;
                     arm.next
                 }
                 StepKind::Send { .. } => {
-                    self.send(customer, slot, at, true, out);
+                    self.send(c, slot, at, true, out);
                     return;
                 }
                 StepKind::SetTraits { traits, next } => {
                     out.push(Effect::SetTraits {
-                        customer: customer.to_string(),
-                        journey: j.versioned_id(),
+                        customer: self.customers[c].id.to_string(),
+                        journey: self.versioned[slot].clone(),
                         traits: traits.clone(),
                         at,
                     });
-                    let c = self.customers.get_mut(customer).expect("checked");
-                    for (k, v) in traits {
-                        if self.wanted_traits.contains(k) {
-                            c.traits.insert(k.clone(), v.clone());
-                        }
-                    }
+                    self.update_profile(c, traits, &[]);
                     *next
                 }
                 StepKind::Emit {
-                    event, properties, ..
+                    event,
+                    properties,
+                    next,
                 } => {
                     out.push(Effect::Emit {
-                        customer: customer.to_string(),
-                        journey: j.versioned_id(),
+                        customer: self.customers[c].id.to_string(),
+                        journey: self.versioned[slot].clone(),
                         event: event.clone(),
                         properties: properties.clone(),
                         at,
                     });
-                    match &step.kind {
-                        StepKind::Emit { next, .. } => *next,
-                        _ => unreachable!("matched above"),
-                    }
+                    *next
                 }
                 StepKind::Exit { reason } => {
                     out.push(ev(JourneyEventKind::Exited {
                         step: step.id.clone(),
                         reason: reason.clone(),
                     }));
-                    self.finish_steps(customer, slot, at, out);
+                    self.finish_steps(c, slot, at, out);
                     return;
                 }
             };
-            self.run_mut(customer, slot).expect("checked").step = next;
+            self.run_mut(c, slot).expect("checked").step = next as u32;
         }
-        let run = self.run_mut(customer, slot).expect("checked");
-        let (entry, step) = (run.entry, j.steps[run.step].id.clone());
+        let st = self.state(c, slot).expect("checked");
+        let run = st.run.as_ref().expect("checked");
+        let (entry, step) = (st.entries, j.steps[run.step as usize].id.clone());
         out.push(Effect::Journey(self.journey_event(
-            customer,
+            c,
             slot,
             entry,
             at,
@@ -520,24 +697,17 @@ impl Engine {
                 reason: "loop without a wait".to_string(),
             },
         )));
-        self.finish_steps(customer, slot, at, out);
+        self.finish_steps(c, slot, at, out);
     }
 
     /// The send step the run is on: sends now, holds the message back, or suppresses it, then
     /// moves on. `first` is false when a held-back message's timer fired.
-    fn send(
-        &mut self,
-        customer: &str,
-        slot: usize,
-        at: Micros,
-        first: bool,
-        out: &mut Vec<Effect>,
-    ) {
+    fn send(&mut self, c: u32, slot: usize, at: Micros, first: bool, out: &mut Vec<Effect>) {
         let j = Arc::clone(&self.journeys[slot]);
-        let c = &self.customers[customer];
-        let run = c.journeys[slot].run.as_ref().expect("send needs a run");
-        let (entry, step_i) = (run.entry, run.step);
-        let properties = run.properties.clone();
+        let who = self.who(c);
+        let st = self.state(c, slot).expect("send needs a run");
+        let run = st.run.as_ref().expect("send needs a run");
+        let (entry, step_i) = (st.entries, run.step as usize);
         let step = &j.steps[step_i];
         let StepKind::Send {
             channel,
@@ -549,12 +719,12 @@ impl Engine {
         else {
             unreachable!("send is only called on send steps");
         };
-        let ev = |kind| Effect::Journey(self.journey_event(customer, slot, entry, at, kind));
+        let ev = |kind| Effect::Journey(self.journey_event(c, slot, entry, at, kind));
         let suppressed = if run.holdout {
             Some(Suppression::Holdout)
         } else if category
             .as_ref()
-            .is_some_and(|cat| c.consent.get(cat) != Some(&true))
+            .is_some_and(|cat| who.consent(cat) != Some(true))
         {
             Some(Suppression::NoConsent)
         } else {
@@ -569,9 +739,9 @@ impl Engine {
             let due = guard::send_time(
                 at,
                 quiet_hours.as_ref(),
-                &timezone(c),
+                &timezone(who),
                 j.frequency_cap.as_ref(),
-                &c.sent,
+                &who.customer.sent,
             );
             if due > at {
                 if first || due != at {
@@ -580,46 +750,46 @@ impl Engine {
                         until: due,
                     }));
                 }
-                self.wait(customer, slot, Phase::Sending, due);
+                self.wait(c, slot, Phase::Sending, due);
                 return;
             }
+            let customer = who.customer.id.to_string();
+            let versioned = &self.versioned[slot];
             out.push(Effect::Send(Message {
-                idempotency_key: format!("{}/{customer}/{}/{entry}", j.versioned_id(), step.id),
-                customer: customer.to_string(),
-                journey: j.versioned_id(),
+                idempotency_key: format!("{versioned}/{customer}/{}/{entry}", step.id),
+                customer,
+                journey: versioned.clone(),
                 step: step.id.clone(),
                 entry,
                 channel: *channel,
                 template: template.clone(),
                 category: category.clone(),
                 at,
-                properties,
+                properties: unpack(run.properties.as_deref()),
             }));
             let horizon = self.cap_horizon;
-            let c = self.customers.get_mut(customer).expect("checked");
-            c.sent.push_back(at);
-            while c.sent.front().is_some_and(|t| *t <= at - horizon) {
-                c.sent.pop_front();
-            }
+            let sent = &mut self.customers[c].sent;
+            sent.push(at);
+            sent.retain(|t| *t > at - horizon);
+            sent.shrink_to_fit();
         }
-        self.run_mut(customer, slot).expect("checked").step = *next;
-        self.advance(customer, slot, at, out);
+        self.run_mut(c, slot).expect("checked").step = *next as u32;
+        self.advance(c, slot, at, out);
     }
 
     /// Steps are done: keep the entry open until the goal window closes, or close it now.
-    fn finish_steps(&mut self, customer: &str, slot: usize, at: Micros, out: &mut Vec<Effect>) {
+    fn finish_steps(&mut self, c: u32, slot: usize, at: Micros, out: &mut Vec<Effect>) {
         let j = Arc::clone(&self.journeys[slot]);
-        let run = self.run_mut(customer, slot).expect("finish needs a run");
-        let entry = run.entry;
+        let st = self.state(c, slot).expect("finish needs a run");
+        let (entry, entered_at) = (st.entries, st.last_entry);
         match &j.goal {
-            Some(g) if run.entered_at + g.within > at => {
-                let until = run.entered_at + g.within;
-                self.wait(customer, slot, Phase::Measuring, until);
+            Some(g) if entered_at + g.within > at => {
+                self.wait(c, slot, Phase::Measuring, entered_at + g.within);
             }
             _ => {
-                self.state_mut(customer, slot).run = None;
+                self.state_mut(c, slot).run = None;
                 out.push(Effect::Journey(self.journey_event(
-                    customer,
+                    c,
                     slot,
                     entry,
                     at,
@@ -629,49 +799,56 @@ impl Engine {
         }
     }
 
-    fn wait(&mut self, customer: &str, slot: usize, phase: Phase, due: Micros) {
+    fn wait(&mut self, c: u32, slot: usize, phase: Phase, due: Micros) {
         let key = (due, self.next_timer);
         self.next_timer += 1;
-        self.timers.insert(key, (customer.to_string(), slot));
-        let run = self.run_mut(customer, slot).expect("wait needs a run");
+        self.timers.insert(key, c);
+        let run = self.run_mut(c, slot).expect("wait needs a run");
         run.phase = phase;
-        run.timer = Some(key);
+        run.timer = key;
     }
 
-    fn cancel_timer(&mut self, customer: &str, slot: usize) {
-        if let Some(run) = self.run_mut(customer, slot) {
+    fn cancel_timer(&mut self, c: u32, slot: usize) {
+        if let Some(run) = self.run_mut(c, slot) {
             run.phase = Phase::Moving;
-            if let Some(key) = run.timer.take() {
+            let key = std::mem::replace(&mut run.timer, NO_TIMER);
+            if key != NO_TIMER {
                 self.timers.remove(&key);
             }
         }
     }
 
-    fn state_mut(&mut self, customer: &str, slot: usize) -> &mut JourneyState {
-        let c = self.customers.get_mut(customer).expect("customer exists");
-        &mut c.journeys[slot]
+    fn state(&self, c: u32, slot: usize) -> Option<&JourneyState> {
+        self.customers[c].journeys.get(slot)
     }
 
-    fn run_mut(&mut self, customer: &str, slot: usize) -> Option<&mut Run> {
-        self.customers
-            .get_mut(customer)?
-            .journeys
-            .get_mut(slot)?
-            .run
-            .as_mut()
+    /// The customer's state in a slot, making room for every slot on first use (exactly: a
+    /// doubling `Vec` would cost up to twice the memory for each of millions of customers).
+    fn state_mut(&mut self, c: u32, slot: usize) -> &mut JourneyState {
+        let slots = self.journeys.len();
+        let js = &mut self.customers[c].journeys;
+        if js.len() < slots {
+            js.reserve_exact(slots - js.len());
+            js.resize_with(slots, JourneyState::default);
+        }
+        &mut js[slot]
+    }
+
+    fn run_mut(&mut self, c: u32, slot: usize) -> Option<&mut Run> {
+        self.customers[c].journeys.get_mut(slot)?.run.as_mut()
     }
 
     fn journey_event(
         &self,
-        customer: &str,
+        c: u32,
         slot: usize,
         entry: u32,
         at: Micros,
         kind: JourneyEventKind,
     ) -> JourneyEvent {
         JourneyEvent {
-            customer: customer.to_string(),
-            journey: self.journeys[slot].versioned_id(),
+            customer: self.customers[c].id.to_string(),
+            journey: self.versioned[slot].clone(),
             entry,
             at,
             kind,
@@ -689,10 +866,9 @@ pub fn bucket(customer: &str, journey_id: &str) -> u32 {
     (h.digest() % 10_000) as u32
 }
 
-fn timezone(c: &Customer) -> jiff::tz::TimeZone {
+fn timezone(who: Who<'_>) -> jiff::tz::TimeZone {
     // An unknown or missing zone falls back to UTC (documented default).
-    c.traits
-        .get("timezone")
+    who.trait_value("timezone")
         .and_then(Value::as_str)
         .and_then(|name| jiff::tz::TimeZone::get(name).ok())
         .unwrap_or(jiff::tz::TimeZone::UTC)
@@ -700,14 +876,204 @@ fn timezone(c: &Customer) -> jiff::tz::TimeZone {
 
 fn conditions_hold(
     conditions: &[Condition],
-    customer: Option<&Customer>,
+    who: Option<Who<'_>>,
     properties: &Map<String, Value>,
 ) -> bool {
     conditions.iter().all(|c| match c {
         Condition::Property { name, test } => test.check(properties.get(name)),
-        Condition::Trait { name, test } => test.check(customer.and_then(|c| c.traits.get(name))),
-        Condition::Consent { category } => {
-            customer.is_some_and(|c| c.consent.get(category) == Some(&true))
-        }
+        Condition::Trait { name, test } => test.check(who.and_then(|w| w.trait_value(name))),
+        Condition::Consent { category } => who.is_some_and(|w| w.consent(category) == Some(true)),
     })
+}
+
+// ---- entry-event properties, packed ----
+//
+// A waiting customer keeps the properties of the event they entered on, for templates. As a
+// `serde_json::Map` that is a B-tree node of ~600 bytes plus one allocation per key and string
+// value, per journey the customer waits in; packed it is one allocation about the size of the
+// JSON text. The format is private and exact (numbers keep their type and bits, unlike a JSON
+// text round trip, whose float parsing is best-effort).
+
+const NULL: u8 = 0;
+const FALSE: u8 = 1;
+const TRUE: u8 = 2;
+const U64: u8 = 3;
+const I64: u8 = 4;
+const F64: u8 = 5;
+const STRING: u8 = 6;
+const ARRAY: u8 = 7;
+const OBJECT: u8 = 8;
+
+/// The properties in one allocation; `None` when there are none.
+fn pack(properties: &Map<String, Value>) -> Option<Box<[u8]>> {
+    if properties.is_empty() {
+        return None;
+    }
+    // Room for a typical event's properties up front, then one shrink to the exact size,
+    // rather than growing byte by byte through five reallocations.
+    let mut out = Vec::with_capacity(256);
+    pack_object(properties, &mut out);
+    Some(out.into_boxed_slice())
+}
+
+fn pack_len(n: usize, out: &mut Vec<u8>) {
+    let mut n = n as u64;
+    while n >= 0x80 {
+        out.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn pack_str(s: &str, out: &mut Vec<u8>) {
+    pack_len(s.len(), out);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn pack_object(m: &Map<String, Value>, out: &mut Vec<u8>) {
+    pack_len(m.len(), out);
+    for (k, v) in m {
+        pack_str(k, out);
+        pack_value(v, out);
+    }
+}
+
+fn pack_value(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Null => out.push(NULL),
+        Value::Bool(false) => out.push(FALSE),
+        Value::Bool(true) => out.push(TRUE),
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                out.push(U64);
+                out.extend_from_slice(&u.to_le_bytes());
+            } else if let Some(i) = n.as_i64() {
+                out.push(I64);
+                out.extend_from_slice(&i.to_le_bytes());
+            } else {
+                out.push(F64);
+                let f = n.as_f64().unwrap_or(0.0);
+                out.extend_from_slice(&f.to_bits().to_le_bytes());
+            }
+        }
+        Value::String(s) => {
+            out.push(STRING);
+            pack_str(s, out);
+        }
+        Value::Array(a) => {
+            out.push(ARRAY);
+            pack_len(a.len(), out);
+            for v in a {
+                pack_value(v, out);
+            }
+        }
+        Value::Object(m) => {
+            out.push(OBJECT);
+            pack_object(m, out);
+        }
+    }
+}
+
+/// The properties [`pack`] packed (an empty map for `None`).
+fn unpack(packed: Option<&[u8]>) -> Map<String, Value> {
+    let mut r = Reader(packed.unwrap_or(&[]));
+    if r.0.is_empty() {
+        return Map::new();
+    }
+    // Only ever reads what `pack` wrote; a malformed buffer would give an empty map, not a panic.
+    r.object().unwrap_or_default()
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let (b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(*b)
+    }
+
+    fn bytes(&mut self, n: usize) -> Option<&[u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (b, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(b)
+    }
+
+    fn eight(&mut self) -> Option<[u8; 8]> {
+        self.bytes(8)?.try_into().ok()
+    }
+
+    fn len(&mut self) -> Option<usize> {
+        let mut n = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            n |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return usize::try_from(n).ok();
+            }
+        }
+        None
+    }
+
+    fn string(&mut self) -> Option<String> {
+        let n = self.len()?;
+        String::from_utf8(self.bytes(n)?.to_vec()).ok()
+    }
+
+    fn object(&mut self) -> Option<Map<String, Value>> {
+        let n = self.len()?;
+        let mut m = Map::new();
+        for _ in 0..n {
+            let k = self.string()?;
+            let v = self.value()?;
+            m.insert(k, v);
+        }
+        Some(m)
+    }
+
+    fn value(&mut self) -> Option<Value> {
+        Some(match self.byte()? {
+            NULL => Value::Null,
+            FALSE => Value::Bool(false),
+            TRUE => Value::Bool(true),
+            U64 => Value::from(u64::from_le_bytes(self.eight()?)),
+            I64 => Value::from(i64::from_le_bytes(self.eight()?)),
+            F64 => Value::from(f64::from_bits(u64::from_le_bytes(self.eight()?))),
+            STRING => Value::String(self.string()?),
+            ARRAY => {
+                let n = self.len()?;
+                let mut a = Vec::with_capacity(n.min(self.0.len()));
+                for _ in 0..n {
+                    a.push(self.value()?);
+                }
+                Value::Array(a)
+            }
+            OBJECT => Value::Object(self.object()?),
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_properties_come_back_exactly() {
+        let v = serde_json::json!({
+            "product": "sku-1", "price": 49.9, "tiny": 1e-300, "third": 0.1 + 0.2,
+            "qty": 3, "neg": -7, "big": u64::MAX, "ok": true, "no": false, "none": null,
+            "tags": ["a", 1, 2.5, {"x": [null]}], "nested": {"é": "ü", "empty": {}},
+        });
+        let Value::Object(m) = v else { unreachable!() };
+        let back = unpack(pack(&m).as_deref());
+        assert_eq!(back, m);
+        // Number types survive too (an integer stays an integer, a float a float).
+        assert!(back["qty"].is_u64() && back["neg"].is_i64() && back["price"].is_f64());
+        assert_eq!(pack(&Map::new()), None);
+        assert_eq!(unpack(None), Map::new());
+    }
 }

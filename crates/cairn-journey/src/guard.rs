@@ -1,8 +1,6 @@
 //! Send-time guards: quiet hours in the customer's timezone and the frequency cap. Both only
 //! ever delay a message, never drop it.
 
-use std::collections::VecDeque;
-
 use cairn_model::Micros;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -16,7 +14,7 @@ pub fn send_time(
     quiet: Option<&QuietHours>,
     tz: &TimeZone,
     cap: Option<&FrequencyCap>,
-    sent: &VecDeque<Micros>,
+    sent: &[Micros],
 ) -> Micros {
     let mut t = at;
     // Each guard only moves time forward; a few rounds settle both (a cap delay can land in
@@ -65,7 +63,7 @@ pub fn quiet_end(q: &QuietHours, tz: &TimeZone, t: Micros) -> Micros {
 
 /// The earliest time at or after `t` when fewer than `cap.messages` sends fall in the window
 /// `(time - per, time]`.
-pub fn cap_free(cap: &FrequencyCap, sent: &VecDeque<Micros>, t: Micros) -> Micros {
+pub fn cap_free(cap: &FrequencyCap, sent: &[Micros], t: Micros) -> Micros {
     let in_window: Vec<Micros> = sent.iter().copied().filter(|s| *s > t - cap.per).collect();
     if (in_window.len() as u64) < cap.messages as u64 {
         return t;

@@ -47,7 +47,8 @@ Traits come from identify calls and consent from context.consent.categoryPrefere
 event's time. Timers (waits, quiet hours, frequency caps, goal windows) run up to --to; customers \
 still waiting then are counted where they are.",
         after_help = "Examples:\n  cairn journeys simulate examples/journeys/abandoned-cart.yaml\n  \
-cairn journeys simulate cart.yaml --from 2026-01-01 --to 2026-02-01 --format json --trace trace.jsonl"
+cairn journeys simulate cart.yaml --from 2026-01-01 --to 2026-02-01 --format json --trace trace.jsonl\n  \
+cairn journeys simulate cart.yaml --event add_to_cart=\"Product Added\" --event purchase=\"Order Completed\""
     )]
     Simulate(SimulateArgs),
     /// Store a journey file as a new version; the runner starts taking entries into it.
@@ -116,6 +117,21 @@ pub struct SimulateArgs {
     /// Write one JSON line per customer step: {"customer", "step", "at"}.
     #[arg(long, value_name = "OUT.jsonl")]
     pub trace: Option<PathBuf>,
+    /// Read stored events named STORED as the journey's event NAME, for history tracked under
+    /// other names, e.g. --event add_to_cart="Product Added". Repeatable.
+    #[arg(long = "event", value_name = "NAME=STORED", value_parser = parse_alias)]
+    pub aliases: Vec<(String, String)>,
+}
+
+fn parse_alias(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, stored)) if !name.is_empty() && !stored.is_empty() => {
+            Ok((name.to_string(), stored.to_string()))
+        }
+        _ => Err(format!(
+            "expected NAME=STORED (the journey's event name, then the stored one), got {s:?}"
+        )),
+    }
 }
 
 pub fn run(dir: &Path, command: &JourneysCommand) -> Result<()> {
@@ -214,6 +230,50 @@ struct Live {
     sent: u64,
     failed: u64,
     bounced: u64,
+    /// Per step id: how many entries reached it, wait there now, went past it, exited there,
+    /// and the messages it sent and failed to send.
+    step_metrics: BTreeMap<String, StepLive>,
+}
+
+#[derive(Default, serde::Serialize)]
+struct StepLive {
+    reached: u64,
+    waiting: u64,
+    passed: u64,
+    exited: u64,
+    sent: u64,
+    failed: u64,
+}
+
+fn bump(l: &mut Live, step: Option<&str>, f: fn(&mut StepLive)) {
+    if let Some(step) = step {
+        f(l.step_metrics.entry(step.to_string()).or_default());
+    }
+}
+
+/// Entries by (version, customer key, entry number).
+type Entries = HashMap<(String, u32, u64), EntryTrack>;
+
+fn track<'a>(
+    entries: &'a mut Entries,
+    version: &str,
+    key: u32,
+    entry: Option<u64>,
+) -> Option<&'a mut EntryTrack> {
+    Some(
+        entries
+            .entry((version.to_string(), key, entry?))
+            .or_default(),
+    )
+}
+
+/// One entry of one customer, as far as its written-back events tell.
+#[derive(Default)]
+struct EntryTrack {
+    /// The step reached last, by (time, log sequence).
+    last: Option<(Micros, u64, String)>,
+    exited: bool,
+    closed: bool,
 }
 
 fn show(dir: &Path, id: &str, format: Format) -> Result<()> {
@@ -228,6 +288,8 @@ fn show(dir: &Path, id: &str, format: Format) -> Result<()> {
         .collect();
     if dir.join(cairn_store::MANIFEST_FILE).exists() {
         let mut closed: BTreeMap<String, u64> = BTreeMap::new();
+        // (version, customer key, entry number) → where that entry is.
+        let mut entries = Entries::new();
         open_snapshot(dir)?.for_each_event(|s| {
             let ev = &s.event;
             if !ev.message_id.starts_with(runner::WRITEBACK_PREFIX) {
@@ -240,26 +302,50 @@ fn show(dir: &Path, id: &str, format: Format) -> Result<()> {
             else {
                 return;
             };
-            let Some(l) = props
-                .get("journey")
-                .and_then(Value::as_str)
-                .and_then(|j| live.get_mut(j))
-            else {
+            let Some(version) = props.get("journey").and_then(Value::as_str) else {
+                return;
+            };
+            let Some(l) = live.get_mut(version) else {
                 return;
             };
             let step = props.get("step").and_then(Value::as_str);
+            let entry = props.get("entry").and_then(Value::as_u64);
             match ev.event.as_str() {
                 "journey_entered" => l.entered += 1,
                 "journey_goal" => l.converted += 1,
-                "journey_exited" => l.exited += 1,
-                "journey_step" => *l.steps.entry(step.unwrap_or("?").to_string()).or_default() += 1,
-                "journey_closed" => {
-                    *closed
-                        .entry(props["journey"].as_str().unwrap_or_default().to_string())
-                        .or_default() += 1
+                "journey_exited" => {
+                    l.exited += 1;
+                    bump(l, step, |m| m.exited += 1);
+                    if let Some(t) = track(&mut entries, version, s.key, entry) {
+                        t.exited = true;
+                    }
                 }
-                "message_sent" => l.sent += 1,
-                "message_failed" => l.failed += 1,
+                "journey_step" => {
+                    *l.steps.entry(step.unwrap_or("?").to_string()).or_default() += 1;
+                    bump(l, step, |m| m.reached += 1);
+                    if let (Some(t), Some(step)) =
+                        (track(&mut entries, version, s.key, entry), step)
+                    {
+                        let at = (ev.timestamp, s.seq);
+                        if t.last.as_ref().is_none_or(|(a, b, _)| (*a, *b) <= at) {
+                            t.last = Some((at.0, at.1, step.to_string()));
+                        }
+                    }
+                }
+                "journey_closed" => {
+                    *closed.entry(version.to_string()).or_default() += 1;
+                    if let Some(t) = track(&mut entries, version, s.key, entry) {
+                        t.closed = true;
+                    }
+                }
+                "message_sent" => {
+                    l.sent += 1;
+                    bump(l, step, |m| m.sent += 1);
+                }
+                "message_failed" => {
+                    l.failed += 1;
+                    bump(l, step, |m| m.failed += 1);
+                }
                 "message_bounced" => l.bounced += 1,
                 _ => {}
             }
@@ -268,6 +354,20 @@ fn show(dir: &Path, id: &str, format: Format) -> Result<()> {
             l.waiting = l
                 .entered
                 .saturating_sub(closed.get(j).copied().unwrap_or(0));
+        }
+        // An entry still open and not exited waits at the step it reached last (a wait, or a
+        // message held back by quiet hours or the cap).
+        for ((version, _, _), t) in &entries {
+            if let (Some(l), Some((_, _, step)), false, false) =
+                (live.get_mut(version), &t.last, t.exited, t.closed)
+            {
+                l.step_metrics.entry(step.clone()).or_default().waiting += 1;
+            }
+        }
+        for l in live.values_mut() {
+            for m in l.step_metrics.values_mut() {
+                m.passed = m.reached.saturating_sub(m.waiting + m.exited);
+            }
         }
     }
     let (current, _) = registry::load_version(dir, &format!("{id}@{}", e.current()))?;
@@ -298,11 +398,16 @@ fn show(dir: &Path, id: &str, format: Format) -> Result<()> {
                     "\n{v}: entered {}, waiting {}, converted {}, exited {}; messages sent {}, failed {}, bounced {}",
                     l.entered, l.waiting, l.converted, l.exited, l.sent, l.failed, l.bounced
                 );
+                println!(
+                    "  {:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                    "step", "reached", "waiting", "passed", "exited", "sent", "failed"
+                );
+                let none = StepLive::default();
                 for s in &current.steps {
+                    let m = l.step_metrics.get(&s.id).unwrap_or(&none);
                     println!(
-                        "  {:<24} {:>10}",
-                        s.id,
-                        l.steps.get(&s.id).copied().unwrap_or(0)
+                        "  {:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                        s.id, m.reached, m.waiting, m.passed, m.exited, m.sent, m.failed
                     );
                 }
             }
@@ -377,7 +482,18 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
         u.sort_by_key(|x| x.0);
     }
 
-    let names = snap.event_names();
+    // Stored names as the journey reads them (--event NAME=STORED).
+    let names: Vec<&str> = snap
+        .event_names()
+        .iter()
+        .map(|stored| {
+            let alias = args.aliases.iter().find(|(_, s)| s == stored);
+            alias.map_or(stored.as_str(), |(name, _)| name.as_str())
+        })
+        .collect();
+    // Events the journey never looks at change nothing (a timer they would fire still fires,
+    // at its own due time, on the next event or at the end), so they are not parsed or fed.
+    let wanted: Vec<bool> = names.iter().map(|n| looks_at(&journey, n)).collect();
     let columns = Columns {
         times: true,
         names: true,
@@ -405,12 +521,15 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
                 effects.extend(apply(&mut engine, id, &ups[u]));
                 u += 1;
             }
+            if !wanted[c.names[i] as usize] {
+                continue;
+            }
             let props = match c.properties.get(i) {
                 Some(p) if !p.is_empty() => serde_json::from_str(p).unwrap_or_default(),
                 _ => Map::new(),
             };
             let ev = InputEvent {
-                name: &names[c.names[i] as usize],
+                name: names[c.names[i] as usize],
                 properties: &props,
                 traits: &empty,
                 consent: &[],
@@ -457,6 +576,15 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
     }
     render(&journey, &total, args.format);
     Ok(())
+}
+
+/// Whether the journey enters on, waits for or has as its goal an event of this name.
+fn looks_at(j: &Journey, name: &str) -> bool {
+    j.entry.event == name
+        || j.goal.as_ref().is_some_and(|g| g.event == name)
+        || j.steps.iter().any(
+            |s| matches!(&s.kind, cairn_journey::definition::StepKind::WaitFor { event, .. } if event == name),
+        )
 }
 
 /// A profile change as an event no journey matches (an empty name), at its own time.

@@ -1,6 +1,6 @@
 //! `cairn journeys validate|simulate` through the binary, on a small store with known answers.
 
-use crate::{ok, run};
+use crate::{fails, ok, run};
 
 const EVENTS: &str = r#"{"type":"identify","userId":"u1","messageId":"i1","timestamp":"2026-03-01T10:00:00Z","traits":{"timezone":"Europe/Paris","phone":"+33600000000"},"context":{"consent":{"categoryPreferences":{"sms":true}}}}
 {"type":"track","userId":"u1","event":"add_to_cart","messageId":"a1","timestamp":"2026-03-02T19:30:00Z"}
@@ -75,4 +75,42 @@ fn validate_points_at_the_mistake() {
         "{err}"
     );
     ok(dir.path(), &["journeys", "validate", CART]);
+}
+
+/// History tracked under other names (Segment's e-commerce spec): `--event NAME=STORED` makes
+/// the journey see it, with the same answers as the same history under the journey's names.
+#[test]
+fn simulate_maps_stored_event_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("events.jsonl");
+    let renamed = EVENTS
+        .replace(r#""event":"add_to_cart""#, r#""event":"Product Added""#)
+        .replace(r#""event":"purchase""#, r#""event":"Order Completed""#);
+    assert_ne!(renamed, EVENTS);
+    std::fs::write(&file, renamed).unwrap();
+    ok(&data, &["import", file.to_str().unwrap()]);
+    let simulate = |extra: &[&str]| {
+        let mut args = vec!["journeys", "simulate", CART, "--format", "json"];
+        args.extend_from_slice(extra);
+        serde_json::from_str::<serde_json::Value>(&ok(&data, &args)).unwrap()
+    };
+    // Without the mapping nobody enters.
+    assert_eq!(simulate(&[])["entered"], 0);
+    let v = simulate(&[
+        "--event",
+        "add_to_cart=Product Added",
+        "--event",
+        "purchase=Order Completed",
+    ]);
+    assert_eq!(v["entered"], 3);
+    assert_eq!(v["goal_reached"], 2);
+    assert_eq!(v["steps"]["converted"], 1);
+    assert_eq!(v["messages"]["email"], 1);
+    assert_eq!(v["messages"]["sms"], 1);
+    let err = fails(
+        &data,
+        &["journeys", "simulate", CART, "--event", "add_to_cart"],
+    );
+    assert!(err.contains("expected NAME=STORED"), "{err}");
 }

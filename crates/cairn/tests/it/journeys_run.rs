@@ -159,6 +159,23 @@ fn run_sends_the_abandoned_cart_email_and_sms() {
     // An hour later nothing is sent yet (quiet hours until 08:00 Paris = 07:00 UTC).
     run("2026-03-02T23:00:00Z");
     assert!(smtp.mails().is_empty());
+    // Per-step live figures: past the first wait, waiting at the held-back email.
+    let show: Value = serde_json::from_str(&ok(
+        &data,
+        &["journeys", "show", "abandoned-cart", "--format", "json"],
+    ))
+    .unwrap();
+    let m = &show["versions"]["abandoned-cart@1"]["step_metrics"];
+    assert_eq!(
+        m["wait-for-purchase"],
+        json!({"reached": 1, "waiting": 0, "passed": 1, "exited": 0, "sent": 0, "failed": 0}),
+        "{show:#}"
+    );
+    assert_eq!(
+        m["email"],
+        json!({"reached": 1, "waiting": 1, "passed": 0, "exited": 0, "sent": 0, "failed": 0}),
+        "{show:#}"
+    );
     run("2026-03-03T07:00:01Z");
     let mails = smtp.mails();
     assert_eq!(mails.len(), 1, "{mails:?}");
@@ -200,6 +217,27 @@ fn run_sends_the_abandoned_cart_email_and_sms() {
         v["waiting"], 1,
         "the goal window is open for 7 days: {show:#}"
     );
+    // Every step passed once; the messages counted at their steps; nobody waits at a step
+    // (the entry is only measuring its goal window), and the exit step counts the exit.
+    let m = &v["step_metrics"];
+    for (step, sent) in [
+        ("email", 1),
+        ("sms", 1),
+        ("split", 0),
+        ("wait-after-email", 0),
+    ] {
+        assert_eq!(
+            m[step],
+            json!({"reached": 1, "waiting": 0, "passed": 1, "exited": 0, "sent": sent, "failed": 0}),
+            "{step}: {show:#}"
+        );
+    }
+    assert_eq!(
+        m["done"],
+        json!({"reached": 1, "waiting": 0, "passed": 0, "exited": 1, "sent": 0, "failed": 0}),
+        "{show:#}"
+    );
+    assert!(m.get("converted").is_none(), "{show:#}");
     let timeline = ok(&data, &["timeline", "u1", "--format", "json"]);
     assert!(timeline.contains("message_sent"), "{timeline}");
 }
