@@ -26,6 +26,7 @@
 
 mod dict;
 mod error;
+mod flush;
 mod framing;
 mod fsutil;
 mod hash;
@@ -39,7 +40,9 @@ mod wal;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use flush::Core;
 
 use cairn_model::Event;
 
@@ -62,7 +65,8 @@ const LOCK_FILE: &str = "LOCK";
 /// Tunables, with defaults that suit a laptop and a 2-core server alike.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Events buffered from the log before they are flushed into a segment.
+    /// Events buffered from the log before they are flushed into a segment (by a background
+    /// thread; appends wait only when three times this many are waiting for it).
     pub memtable_events: usize,
     /// Beyond this many segments, a writer merges neighbouring ones after each commit.
     pub max_segments: usize,
@@ -101,14 +105,19 @@ pub struct Compaction {
 }
 
 /// A writable store: the single writer of a data directory.
+///
+/// Its state lives in a `Core` shared with the background flusher thread (`flush.rs`), which
+/// moves the log into segments off the append path.
 pub struct Store {
-    dir: PathBuf,
-    options: Options,
-    _lock: File,
-    wal: wal::Wal,
-    inner: Mutex<Inner>,
-    /// Bytes cut from a torn log tail during recovery, for the caller to report.
-    recovered_cut: Option<(PathBuf, u64)>,
+    core: Arc<Core>,
+    flusher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::ops::Deref for Store {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
 }
 
 struct Inner {
@@ -123,6 +132,8 @@ struct Inner {
     /// Durable log batches not yet in a segment.
     memtable: Vec<wal::Batch>,
     memtable_events: usize,
+    /// The background flusher's state.
+    background: flush::Background,
 }
 
 impl Inner {
@@ -192,22 +203,27 @@ impl Store {
         let dict = CustomerDict::load(dir, &manifest.customers, true)?;
         let (wal, recovery) = wal::Wal::open(dir, manifest.wal_checkpoint)?;
         let memtable_events = recovery.batches.iter().map(|b| b.events.len()).sum();
-        let store = Store {
-            dir: dir.to_path_buf(),
-            options,
-            _lock: lock,
-            wal,
-            inner: Mutex::new(Inner {
-                manifest,
-                dict,
-                names: Default::default(),
-                channels: Default::default(),
-                seen: None,
-                in_flight: Default::default(),
-                memtable: recovery.batches,
-                memtable_events,
+        let mut store = Store {
+            core: Arc::new(Core {
+                dir: dir.to_path_buf(),
+                options,
+                _lock: lock,
+                wal,
+                inner: Mutex::new(Inner {
+                    manifest,
+                    dict,
+                    names: Default::default(),
+                    channels: Default::default(),
+                    seen: None,
+                    in_flight: Default::default(),
+                    memtable: recovery.batches,
+                    memtable_events,
+                    background: Default::default(),
+                }),
+                changed: Condvar::new(),
+                recovered_cut: recovery.cut,
             }),
-            recovered_cut: recovery.cut,
+            flusher: None,
         };
         {
             let mut inner = store.lock();
@@ -216,6 +232,7 @@ impl Store {
                 store.flush_locked(&mut inner)?;
             }
         }
+        store.flusher = Some(flush::spawn(store.core.clone()).at(dir)?);
         Ok(store)
     }
 
@@ -226,10 +243,6 @@ impl Store {
     /// A torn log tail cut during recovery: the file and the number of bytes dropped.
     pub fn recovered_cut(&self) -> Option<&(PathBuf, u64)> {
         self.recovered_cut.as_ref()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// What the log's group commits (write + fsync) cost since the store was opened.
@@ -268,7 +281,7 @@ impl Store {
     pub fn append(&self, events: Vec<Event>) -> Result<Outcome> {
         let mut wait_for = 0u64;
         let (number, outcome, digests) = {
-            let mut inner = self.lock();
+            let mut inner = self.wait_for_room(self.lock())?;
             self.load_seen(&mut inner)?;
             let mut fresh = Vec::with_capacity(events.len());
             let mut digests = Vec::with_capacity(events.len());
@@ -319,66 +332,36 @@ impl Store {
                 events: fresh,
             });
             if inner.memtable_events >= self.options.memtable_events {
-                self.flush_locked(&mut inner)?;
+                // The background flusher writes the segment; this request is answered now.
+                self.changed.notify_all();
             }
         }
         Ok(outcome)
     }
 
-    /// Moves every durable log batch into a new segment and cuts the log behind it.
+    /// Moves every durable log batch into a new segment and cuts the log behind it, now
+    /// (after a background flush in progress, if any, has ended).
     pub fn flush(&self) -> Result<()> {
-        let mut inner = self.lock();
+        let mut inner = self.lock_settled();
         self.flush_locked(&mut inner)
     }
 
     fn flush_locked(&self, inner: &mut Inner) -> Result<()> {
-        if inner.memtable.is_empty() {
+        let Some((batches, upto)) = take_flushable(inner) else {
             return Ok(());
-        }
-        // Only a gap-free run of batch numbers after the checkpoint may be checkpointed: a
-        // batch still on its way into the memtable must not be skipped over.
-        inner.memtable.sort_by_key(|b| b.number);
-        let mut upto = inner.manifest.wal_checkpoint;
-        let mut take = 0;
-        for b in &inner.memtable {
-            if b.number != upto + 1 {
-                break;
-            }
-            upto = b.number;
-            take += 1;
-        }
-        if take == 0 {
-            return Ok(());
-        }
+        };
+        inner.memtable_events -= batches.iter().map(|b| b.events.len()).sum::<usize>();
         self.wal.rotate();
-        let batches: Vec<wal::Batch> = inner.memtable.drain(..take).collect();
-        let events: Vec<Event> = batches.into_iter().flat_map(|b| b.events).collect();
-        inner.memtable_events -= events.len();
-        let mut state = TxnState::default();
+        // The background flusher's steps, holding the lock throughout.
+        let mut flush = flush::LogFlush::new(batches, upto);
         let seg_dir = self.dir.join(SEGMENTS_DIR);
-        let mut columns = EventColumns::default();
-        // Log events were deduplicated when they were appended: every row is kept.
-        let written = push_events(inner, &mut state, &mut columns, None, &events).and_then(|()| {
-            if columns.is_empty() {
-                return Ok(None);
-            }
-            next_segment(inner, &mut state, columns, Vec::new())
-                .write(&seg_dir)
-                .map(Some)
+        let written = flush.key(inner, usize::MAX).and_then(|_| {
+            flush
+                .seal(inner)
+                .map(|pending| pending.write(&seg_dir))
+                .transpose()
         });
-        match written {
-            Err(e) => {
-                rollback(self, inner, state);
-                return Err(e);
-            }
-            Ok(meta) => {
-                let manifest = state.manifest.get_or_insert_with(|| inner.manifest.clone());
-                manifest.segments.extend(meta);
-                manifest.wal_checkpoint = upto;
-            }
-        }
-        commit(self, inner, state)?;
-        self.wal.remove_upto(upto)?;
+        flush.finish(self, inner, written)?;
         self.maybe_compact(inner)?;
         Ok(())
     }
@@ -386,7 +369,7 @@ impl Store {
     /// Starts a bulk import: chunks added to it become visible together at
     /// [`Import::commit`], or not at all.
     pub fn import(&self) -> Result<Import<'_>> {
-        let mut inner = self.lock();
+        let mut inner = self.lock_settled();
         self.flush_locked(&mut inner)?;
         self.load_seen(&mut inner)?;
         Ok(Import {
@@ -405,7 +388,7 @@ impl Store {
     /// Merges segments: all of them when `all`, else only while there are more than
     /// `max_segments`.
     pub fn compact(&self, all: bool) -> Result<Compaction> {
-        let mut inner = self.lock();
+        let mut inner = self.lock_settled();
         self.flush_locked(&mut inner)?;
         if all {
             let n = inner.manifest.segments.len();
@@ -418,59 +401,19 @@ impl Store {
     }
 
     fn maybe_compact(&self, inner: &mut Inner) -> Result<Compaction> {
-        let segs = &inner.manifest.segments;
-        if segs.len() <= self.options.max_segments {
-            return Ok(Compaction::default());
+        match compaction_range(&inner.manifest.segments, self.options.max_segments) {
+            Some(range) => self.merge(inner, range),
+            None => Ok(Compaction::default()),
         }
-        // One merge brings the count back to the limit: the run of neighbouring segments, of
-        // the length needed, with the fewest events. Neighbours only, so that segments keep
-        // covering contiguous ranges of the log; one merge, so nothing is rewritten twice.
-        let width = segs.len() - self.options.max_segments + 1;
-        let start = (0..=segs.len() - width)
-            .min_by_key(|&i| segs[i..i + width].iter().map(|s| s.events).sum::<u64>())
-            .unwrap_or(0);
-        self.merge(inner, start..start + width)
     }
 
     fn merge(&self, inner: &mut Inner, range: std::ops::Range<usize>) -> Result<Compaction> {
         let seg_dir = self.dir.join(SEGMENTS_DIR);
-        let old: Vec<SegmentMeta> = inner.manifest.segments[range.clone()].to_vec();
         let mut manifest = inner.manifest.clone();
-        let mut columns = EventColumns::default();
-        for seg in &old {
-            // One segment's rows at a time: they are copied into `columns` and dropped.
-            let rows = parquet_io::read(&seg_dir.join(seg.parquet_name()), None)?;
-            let mut ids = DictionaryIds::default();
-            for r in &rows {
-                let (name, channel) = ids.of(
-                    &r.event,
-                    |n| intern_cached(&mut manifest.event_names, &mut inner.names, n),
-                    |c| intern_cached(&mut manifest.channels, &mut inner.channels, c),
-                )?;
-                columns.push(r.key, r.seq, name, channel, &r.event);
-            }
-        }
-        let events = columns.len() as u64;
-        let id = manifest.next_segment_id;
-        manifest.next_segment_id += 1;
-        let written = segment::write(
-            &seg_dir,
-            id,
-            &columns,
-            &[],
-            &manifest.event_names,
-            &manifest.channels,
-        );
-        let meta = match written {
-            Ok(meta) => meta,
-            Err(e) => {
-                remove_segment_files(&seg_dir, id);
-                return Err(e);
-            }
-        };
-        manifest.segments.splice(range, [meta]);
+        let (old, events) = merge_into(&seg_dir, &mut manifest, range)?;
         manifest.commit(&self.dir)?;
         inner.manifest = manifest;
+        inner.rebuild_caches();
         for seg in &old {
             remove_segment_files(&seg_dir, seg.id);
         }
@@ -480,6 +423,95 @@ impl Store {
             events,
         })
     }
+}
+
+/// Takes the memtable's batches that may become a segment now: the gap-free run of batch
+/// numbers after the log checkpoint (a batch still on its way into the memtable must not be
+/// skipped over). Returns them with the last batch number, or `None` when there are none.
+fn take_flushable(inner: &mut Inner) -> Option<(Vec<wal::Batch>, u64)> {
+    inner.memtable.sort_by_key(|b| b.number);
+    let mut upto = inner.manifest.wal_checkpoint;
+    let mut take = 0;
+    for b in &inner.memtable {
+        if b.number != upto + 1 {
+            break;
+        }
+        upto = b.number;
+        take += 1;
+    }
+    if take == 0 {
+        return None;
+    }
+    Some((inner.memtable.drain(..take).collect(), upto))
+}
+
+/// Which segments to merge when there are more than `max`: the run of neighbours, of the
+/// length that brings the count back to the limit, with the fewest events. Neighbours only,
+/// so that segments keep covering contiguous ranges of the log; one merge, so nothing is
+/// rewritten twice.
+fn compaction_range(segs: &[SegmentMeta], max: usize) -> Option<std::ops::Range<usize>> {
+    if segs.len() <= max {
+        return None;
+    }
+    let width = segs.len() - max + 1;
+    let start = (0..=segs.len() - width)
+        .min_by_key(|&i| segs[i..i + width].iter().map(|s| s.events).sum::<u64>())
+        .unwrap_or(0);
+    Some(start..start + width)
+}
+
+/// Writes the merge of `manifest.segments[range]` as one new segment and puts it in their
+/// place in `manifest` (not committed: the caller commits, then removes the old files).
+/// Returns the replaced segments and the number of events merged. Reads only immutable
+/// segment files, so it needs no lock.
+fn merge_into(
+    seg_dir: &Path,
+    manifest: &mut Manifest,
+    range: std::ops::Range<usize>,
+) -> Result<(Vec<SegmentMeta>, u64)> {
+    let old: Vec<SegmentMeta> = manifest.segments[range.clone()].to_vec();
+    let mut names = FxHashMap::default();
+    let mut channels = FxHashMap::default();
+    for (i, n) in manifest.event_names.iter().enumerate() {
+        names.insert(n.clone(), i as u32);
+    }
+    for (i, c) in manifest.channels.iter().enumerate() {
+        channels.insert(c.clone(), i as u32);
+    }
+    let mut columns = EventColumns::default();
+    for seg in &old {
+        // One segment's rows at a time: they are copied into `columns` and dropped.
+        let rows = parquet_io::read(&seg_dir.join(seg.parquet_name()), None)?;
+        let mut ids = DictionaryIds::default();
+        for r in &rows {
+            let (name, channel) = ids.of(
+                &r.event,
+                |n| intern_cached(&mut manifest.event_names, &mut names, n),
+                |c| intern_cached(&mut manifest.channels, &mut channels, c),
+            )?;
+            columns.push(r.key, r.seq, name, channel, &r.event);
+        }
+    }
+    let events = columns.len() as u64;
+    let id = manifest.next_segment_id;
+    manifest.next_segment_id += 1;
+    let written = segment::write(
+        seg_dir,
+        id,
+        &columns,
+        &[],
+        &manifest.event_names,
+        &manifest.channels,
+    );
+    let meta = match written {
+        Ok(meta) => meta,
+        Err(e) => {
+            remove_segment_files(seg_dir, id);
+            return Err(e);
+        }
+    };
+    manifest.segments.splice(range, [meta]);
+    Ok((old, events))
 }
 
 /// Removes a segment's files, if they exist. Only for segments the manifest no longer (or
@@ -648,7 +680,7 @@ impl PendingSegment {
 }
 
 /// Makes a write's segments part of the store: one atomic manifest commit.
-fn commit(store: &Store, inner: &mut Inner, mut state: TxnState) -> Result<()> {
+fn commit(store: &Core, inner: &mut Inner, mut state: TxnState) -> Result<()> {
     let Some(mut manifest) = state.manifest.take() else {
         return Ok(());
     };
@@ -676,7 +708,7 @@ fn commit(store: &Store, inner: &mut Inner, mut state: TxnState) -> Result<()> {
     }
 }
 
-fn rollback(store: &Store, inner: &mut Inner, state: TxnState) {
+fn rollback(store: &Core, inner: &mut Inner, state: TxnState) {
     if state.manifest.is_none() && state.written.is_empty() {
         return;
     }

@@ -1,0 +1,327 @@
+//! Moving the log into segments, off the append path.
+//!
+//! `Store::append` returns once its log batch is fsynced and put in the memtable. When the
+//! memtable holds `memtable_events`, a background thread (`cairn-flush`) turns it into a
+//! segment, cuts the log behind it and compacts, while appends go on. A segment write (Parquet,
+//! scan file, fsyncs) takes about a second for 250 k events; done under the store lock, as it
+//! once was, it stalled every request for that long.
+//!
+//! # Who may change what
+//!
+//! While a background flush runs (`Background::running`), it alone changes the manifest, the
+//! customer dictionary and the name caches, and it holds the store lock only for short steps:
+//!
+//! 1. take the gap-free run of durable batches from the memtable (lock);
+//! 2. key and intern their events into columns, a few thousand events per lock, so that
+//!    appends interleave (appends never touch the dictionaries);
+//! 3. write the segment (no lock: the files are new and named by nothing yet);
+//! 4. commit the manifest with the new segment and the log checkpoint (lock), then cut the log;
+//! 5. compact when there are too many segments: read and write without the lock, swap the
+//!    manifest under it.
+//!
+//! Everything else that changes the manifest (`Store::flush`, `compact`, `import`) first
+//! waits for a background flush to end (`Store::lock_settled`). Appends only wait when the
+//! memtable and the flush in progress together hold three times `memtable_events`: that is
+//! the store's backpressure, and bounds its memory.
+//!
+//! The invariants of ARCHITECTURE.md hold as before: readers see the log until the manifest
+//! commit names the segment holding it; the log is cut only after that commit; a failed flush
+//! removes its files, forgets its dictionary entries and puts its batches back.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::error::{IoContext, Result, StoreError};
+use crate::parquet_io::EventColumns;
+use crate::{
+    Inner, Options, PendingSegment, SEGMENTS_DIR, Store, TxnState, commit, compaction_range,
+    merge_into, next_segment, push_events, remove_segment_files, rollback, take_flushable, wal,
+};
+
+/// What a [`Store`] and its background flusher share.
+pub struct Core {
+    pub(crate) dir: PathBuf,
+    pub(crate) options: Options,
+    pub(crate) _lock: File,
+    pub(crate) wal: wal::Wal,
+    pub(crate) inner: Mutex<Inner>,
+    /// Signalled (with `inner`) when the memtable grows past its size, when a background
+    /// flush ends and when the store closes.
+    pub(crate) changed: Condvar,
+    /// Bytes cut from a torn log tail during recovery, for the caller to report.
+    pub(crate) recovered_cut: Option<(PathBuf, u64)>,
+}
+
+/// The background flusher's side of the store state (inside the store lock).
+#[derive(Default)]
+pub(crate) struct Background {
+    /// A flush or compaction is in progress and owns the manifest and dictionaries.
+    running: bool,
+    /// Events taken from the memtable by the flush in progress.
+    flushing_events: usize,
+    /// Why the last background flush failed, until one succeeds.
+    failed: Option<String>,
+    /// The store is closing: the thread ends after the flush in progress.
+    stop: bool,
+}
+
+/// Events keyed per hold of the store lock while a flush prepares its segment.
+const KEY_EVENTS_PER_LOCK: usize = 4096;
+
+/// After a failed background flush, the wait before the next attempt.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+pub(crate) fn spawn(core: Arc<Core>) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("cairn-flush".into())
+        .spawn(move || run(&core))
+}
+
+/// Marks the background flush failed if its thread panics, so that appends waiting for room
+/// get an error instead of waiting forever.
+struct PanicGuard<'a>(&'a Core);
+
+impl Drop for PanicGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut inner = self.0.lock();
+            inner.background.running = false;
+            inner.background.failed = Some("the background flush thread panicked".into());
+            self.0.changed.notify_all();
+        }
+    }
+}
+
+fn run(core: &Core) {
+    let _guard = PanicGuard(core);
+    let mut inner = core.lock();
+    loop {
+        if inner.background.stop {
+            return;
+        }
+        let due = inner.memtable_events >= core.options.memtable_events;
+        let taken = if due {
+            take_flushable(&mut inner)
+        } else {
+            None
+        };
+        let Some((batches, upto)) = taken else {
+            // Not due yet, or the next batch is still on its way into the memtable (its
+            // append notifies once it is in).
+            inner = core.changed.wait(inner).unwrap_or_else(|p| p.into_inner());
+            continue;
+        };
+        let events = batches.iter().map(|b| b.events.len()).sum::<usize>();
+        inner.memtable_events -= events;
+        inner.background.running = true;
+        inner.background.flushing_events = events;
+        drop(inner);
+        let mut flush = LogFlush::new(batches, upto);
+        // Compacting is the slowest part; appends are not held up by it either.
+        let result =
+            flush_in_background(core, &mut flush).and_then(|()| compact_in_background(core));
+        inner = core.lock();
+        inner.background.running = false;
+        inner.background.flushing_events = 0;
+        match result {
+            Ok(()) => inner.background.failed = None,
+            Err(e) => {
+                // The batches are in the memtable again (or already in a segment, if only
+                // compaction failed); the log still holds them either way.
+                inner.background.failed = Some(e.to_string());
+                core.changed.notify_all();
+                inner = core
+                    .changed
+                    .wait_timeout(inner, RETRY_AFTER_FAILURE)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+                continue;
+            }
+        }
+        core.changed.notify_all();
+    }
+}
+
+/// Steps 2 to 4 of the module doc. On failure the batches are back in the memtable.
+fn flush_in_background(core: &Core, flush: &mut LogFlush) -> Result<()> {
+    core.wal.rotate();
+    let seg_dir = core.dir.join(SEGMENTS_DIR);
+    let prepared = loop {
+        let mut inner = core.lock();
+        match flush.key(&mut inner, KEY_EVENTS_PER_LOCK) {
+            Ok(false) => continue,
+            Ok(true) => break Ok(flush.seal(&inner)),
+            Err(e) => break Err(e),
+        }
+    };
+    // The slow part, without the lock: the files are new and named by nothing yet.
+    let written = prepared.and_then(|pending| pending.map(|p| p.write(&seg_dir)).transpose());
+    let mut inner = core.lock();
+    flush.finish(core, &mut inner, written)
+}
+
+/// Step 5 of the module doc: one merge when there are more than `max_segments`.
+fn compact_in_background(core: &Core) -> Result<()> {
+    let (mut manifest, range) = {
+        let inner = core.lock();
+        match compaction_range(&inner.manifest.segments, core.options.max_segments) {
+            Some(range) => (inner.manifest.clone(), range),
+            None => return Ok(()),
+        }
+    };
+    let seg_dir = core.dir.join(SEGMENTS_DIR);
+    let (old, _) = merge_into(&seg_dir, &mut manifest, range)?;
+    // Appends never read the manifest, and no one else changes it while this flush runs:
+    // commit it without holding them up, then swap it in.
+    let new_id = manifest.next_segment_id - 1;
+    if let Err(e) = manifest.commit(&core.dir) {
+        remove_segment_files(&seg_dir, new_id);
+        return Err(e);
+    }
+    {
+        let mut inner = core.lock();
+        inner.manifest = manifest;
+        inner.rebuild_caches();
+    }
+    for seg in &old {
+        remove_segment_files(&seg_dir, seg.id);
+    }
+    crate::fsutil::fsync_dir(&seg_dir).at(&seg_dir)
+}
+
+/// A flush of durable log batches into one segment, in steps, so that the background flusher
+/// can let go of the store lock between them. `Store::flush` runs the same steps holding it.
+pub(crate) struct LogFlush {
+    batches: Vec<wal::Batch>,
+    /// The last batch number taken: the log checkpoint once the segment is committed.
+    upto: u64,
+    state: TxnState,
+    columns: EventColumns,
+    /// Batches keyed into `columns` so far.
+    keyed: usize,
+}
+
+impl LogFlush {
+    pub(crate) fn new(batches: Vec<wal::Batch>, upto: u64) -> LogFlush {
+        LogFlush {
+            batches,
+            upto,
+            state: TxnState::default(),
+            columns: EventColumns::default(),
+            keyed: 0,
+        }
+    }
+
+    /// Keys and interns the next batches, about `max_events` events; true when all are.
+    pub(crate) fn key(&mut self, inner: &mut Inner, max_events: usize) -> Result<bool> {
+        let mut n = 0;
+        while n < max_events {
+            let Some(batch) = self.batches.get(self.keyed) else {
+                break;
+            };
+            // Log events were deduplicated when they were appended: every row is kept.
+            push_events(
+                inner,
+                &mut self.state,
+                &mut self.columns,
+                None,
+                &batch.events,
+            )?;
+            n += batch.events.len();
+            self.keyed += 1;
+        }
+        Ok(self.keyed == self.batches.len())
+    }
+
+    /// The segment to write once every batch is keyed (`None` if they hold no event).
+    pub(crate) fn seal(&mut self, inner: &Inner) -> Option<PendingSegment> {
+        if self.columns.is_empty() {
+            return None;
+        }
+        let columns = std::mem::take(&mut self.columns);
+        Some(next_segment(inner, &mut self.state, columns, Vec::new()))
+    }
+
+    /// Commits the written segment with the log checkpoint and cuts the log; or, when
+    /// anything failed, undoes the flush and puts its batches back in the memtable.
+    pub(crate) fn finish(
+        &mut self,
+        core: &Core,
+        inner: &mut Inner,
+        written: Result<Option<crate::SegmentMeta>>,
+    ) -> Result<()> {
+        let state = std::mem::take(&mut self.state);
+        let committed = match written {
+            Ok(meta) => {
+                let mut state = state;
+                let manifest = state.manifest.get_or_insert_with(|| inner.manifest.clone());
+                manifest.segments.extend(meta);
+                manifest.wal_checkpoint = self.upto;
+                // `commit` rolls back itself when it fails.
+                commit(core, inner, state)
+            }
+            Err(e) => {
+                rollback(core, inner, state);
+                Err(e)
+            }
+        };
+        if let Err(e) = committed {
+            inner.memtable_events += self.batches.iter().map(|b| b.events.len()).sum::<usize>();
+            inner.memtable.append(&mut self.batches);
+            return Err(e);
+        }
+        core.wal.remove_upto(self.upto)
+    }
+}
+
+impl Core {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The store lock, once no background flush is in progress: for everything else that
+    /// changes the manifest or the dictionaries.
+    pub(crate) fn lock_settled(&self) -> MutexGuard<'_, Inner> {
+        let mut inner = self.lock();
+        while inner.background.running {
+            inner = self.changed.wait(inner).unwrap_or_else(|p| p.into_inner());
+        }
+        inner
+    }
+
+    /// Waits while the memtable and the flush in progress hold too many events (storage is
+    /// behind): the store's backpressure. Fails when the background flush keeps failing.
+    pub(crate) fn wait_for_room<'a>(
+        &'a self,
+        mut inner: MutexGuard<'a, Inner>,
+    ) -> Result<MutexGuard<'a, Inner>> {
+        let limit = self.options.memtable_events.saturating_mul(3);
+        while inner.memtable_events + inner.background.flushing_events >= limit {
+            if let Some(reason) = &inner.background.failed {
+                return Err(StoreError::Io {
+                    path: self.dir.clone(),
+                    source: std::io::Error::other(format!(
+                        "the log cannot be moved into segments ({reason}); appends stop until it can"
+                    )),
+                });
+            }
+            inner = self.changed.wait(inner).unwrap_or_else(|p| p.into_inner());
+        }
+        Ok(inner)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.lock().background.stop = true;
+        self.changed.notify_all();
+        if let Some(flusher) = self.flusher.take() {
+            // A flush in progress finishes first; if the thread panicked, the log still
+            // holds everything and the next open recovers it.
+            let _ = flusher.join();
+        }
+    }
+}
