@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
 """Discovery benchmark: cairn map / variants / funnel against ClickHouse (chDB), DuckDB and pm4py.
 
-    bench/.venv/bin/python bench/discovery.py --cairn target/release/cairn [--customers N]
+    bench/.venv/bin/python bench/discovery.py --cairn target/release/cairn [--customers N[,N...]]
         [--seed S] [--runs N] [--skip pm4py]
+
+    # the two sizes of the issue (12 M events / 1 M customers and ~100 M / 8 M), with the
+    # 100 M ÷ 12 M time ratio of every tool (needs ~15 GB of disk in bench/work):
+    bench/.venv/bin/python bench/discovery.py --cairn target/release/cairn \
+        --customers 1000000,8000000 --skip pm4py
 
 What it does:
   * generates (or reuses) `cairn generate --customers N --seed S` as Parquet in bench/work/;
@@ -19,13 +24,16 @@ What it does:
   * every timed command is a whole process (spawn to exit, peak RSS from wait4); for the
     anchors, the query time measured inside the process (after opening the database) is reported
     too, and the ratio uses that in-process time, which favours the anchors;
-  * prints a markdown table of medians and writes bench/work/results-discovery.json.
+  * prints a markdown table of medians (and, with several sizes, the ratio of each tool's time
+    on the largest to the smallest) with the load average before and after, and writes
+    bench/work/results-discovery-cN.json (N = customers).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -168,6 +176,11 @@ def prepare(cairn: str, customers: int, seed: int, want_pm4py: bool) -> dict:
         subprocess.run([cairn, "generate", "--customers", str(customers), "--seed", str(seed),
                         "--out", str(parquet)], check=True, stdout=sys.stderr)
     data = WORK / f"cairn-{tag}"
+    if (data / "MANIFEST.json").exists() and subprocess.run(
+            [cairn, "--data-dir", str(data), "stats"], capture_output=True).returncode != 0:
+        # Written by a cairn whose scan-file format this one does not read: import again.
+        log(f"{data} is not readable by this cairn; importing again")
+        shutil.rmtree(data)
     if not (data / "MANIFEST.json").exists():
         log(f"importing into {data}")
         subprocess.run([cairn, "--data-dir", str(data), "import", str(parquet)], check=True,
@@ -229,18 +242,31 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser()
     ap.add_argument("--cairn", required=True)
-    ap.add_argument("--customers", type=int, default=1_000_000)
+    ap.add_argument("--customers", default="1000000",
+                    help="generated customers (~12 events each); several, comma-separated, "
+                         "also report how each tool's time grows with the data")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--skip", default="", help="comma-separated anchors to skip: pm4py,duckdb,chdb")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
+    sizes = [int(c) for c in args.customers.split(",")]
+    by_size = []
+    for customers in sizes:
+        by_size.append(run_size(args, customers, skip))
+    if len(by_size) > 1:
+        scaling(by_size)
+
+
+def run_size(args, customers: int, skip: set) -> dict:
+    """Prepares one data size, times every analysis on it and reports; returns the summary."""
     # Prepared in a child process: the anchors' libraries never load into this one, whose
     # memory every timed child would otherwise inherit in its peak RSS (fork before exec).
     env = json.loads(subprocess.run(
-        [PY, __file__, "--prepare", args.cairn, str(args.customers), str(args.seed),
+        [PY, __file__, "--prepare", args.cairn, str(customers), str(args.seed),
          "0" if "pm4py" in skip else "1"], check=True, stdout=subprocess.PIPE,
         text=True).stdout.strip().splitlines()[-1])
+    env["load_before"] = os.getloadavg()
     plan = {
         "funnel": [("chdb", "chdb")],
         "map": [("chdb", "chdb"), ("duckdb", "duckdb"), ("pm4py", "pm4py")],
@@ -254,7 +280,7 @@ def main() -> None:
             if r % 2:
                 order.reverse()
             for tool, db_key in order:
-                name = f"{work}-{tool}-{r}"
+                name = f"{work}-{tool}-c{customers}-{r}"
                 if tool == "cairn":
                     m = run_timed(name, cairn_cmd(args.cairn, env["data"], work))
                     m["inner"] = m["seconds"]
@@ -274,13 +300,38 @@ def main() -> None:
                 if want != got:
                     sys.exit(f"funnel levels differ: cairn {got}, ClickHouse {want}")
             log(f"funnel levels equal ClickHouse's: {got}")
-    report(env, results)
+    env["load_after"] = os.getloadavg()
+    return report(env, results)
 
 
-def report(env: dict, results: dict) -> None:
+def scaling(by_size: list) -> None:
+    """How each tool's time grows from the smallest data size to the largest."""
+    small, big = by_size[0], by_size[-1]
+    lines = [
+        f"time on {big['env']['events']:,} events ÷ time on {small['env']['events']:,} "
+        f"({big['env']['events'] / small['env']['events']:.1f}× the events)",
+        "",
+        "| work | tool | small | large | ratio |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for work, tools in big["results"].items():
+        for tool, m in tools.items():
+            s = small["results"].get(work, {}).get(tool)
+            if not s:
+                continue
+            # cairn: whole process; anchors: the in-process query time, as in the main table.
+            a, b = (s["whole_s"], m["whole_s"]) if tool == "cairn" else (s["inner_s"], m["inner_s"])
+            lines.append(f"| {work} | {tool} | {a:.3f} s | {b:.3f} s | {b / a:.1f}× |")
+    text = "\n".join(lines)
+    print("\n" + text)
+    (WORK / "results-discovery-scaling.md").write_text(text + "\n")
+
+
+def report(env: dict, results: dict) -> dict:
     lines = [
         f"{env['events']:,} events, {env['customers']:,} generated customers; medians of "
-        f"{len(next(iter(results.values()))['cairn'])} runs",
+        f"{len(next(iter(results.values()))['cairn'])} runs; load average (1, 5, 15 min) "
+        f"{fmt_load(env['load_before'])} before, {fmt_load(env['load_after'])} after",
         "",
         "| work | tool | whole process | in-process query | peak RSS | cairn speed-up vs in-process |",
         "|---|---|---:|---:|---:|---:|",
@@ -301,9 +352,15 @@ def report(env: dict, results: dict) -> None:
                 "runs_s": [m["seconds"] for m in runs], "inner_runs_s": [m["inner"] for m in runs]}
     text = "\n".join(lines)
     print(text)
-    (WORK / "results-discovery.json").write_text(json.dumps({"env": env, "results": summary},
-                                                             indent=1))
-    (WORK / "results-discovery.md").write_text(text + "\n")
+    tag = f"c{env['customers']}"
+    (WORK / f"results-discovery-{tag}.json").write_text(
+        json.dumps({"env": env, "results": summary}, indent=1))
+    (WORK / f"results-discovery-{tag}.md").write_text(text + "\n")
+    return {"env": env, "results": summary}
+
+
+def fmt_load(load) -> str:
+    return " / ".join(f"{x:.1f}" for x in load)
 
 
 if __name__ == "__main__":

@@ -19,25 +19,54 @@ pub fn parse_segment(
     text: &str,
     mut name: impl FnMut(&str) -> Result<u16, DiscoveryError>,
     mut channel: impl FnMut(&str) -> Result<u16, DiscoveryError>,
+    tz: &jiff::tz::TimeZone,
 ) -> Result<Scope, DiscoveryError> {
     let mut scope = Scope::default();
     if text.trim() == "all" {
         return Ok(scope);
     }
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    for part in split_top_level(text).filter(|p| !p.is_empty()) {
         let bad = || DiscoveryError::BadSegment {
             segment: text.to_string(),
             part: part.to_string(),
         };
         let (kind, value) = part.split_once(':').ok_or_else(bad)?;
         match kind.trim() {
-            "did" => scope.did.push(name(value.trim())?),
-            "not-did" => scope.did_not.push(name(value.trim())?),
+            k @ ("did" | "not-did") => {
+                let b = crate::scope::parse_behaviour(value.trim(), k == "not-did", &mut name)?;
+                match (b.within, b.properties.is_empty(), b.negate) {
+                    (None, true, false) => scope.did.push(b.event),
+                    (None, true, true) => scope.did_not.push(b.event),
+                    _ => scope.behaviours.push(b),
+                }
+            }
             "first-channel" => scope.first_channel = Some(channel(value.trim())?),
+            "cohort" => scope.cohort = Some(crate::scope::parse_cohort(value, tz)?),
             _ => return Err(bad()),
         }
     }
     Ok(scope)
+}
+
+/// The comma-separated parts of `text`, trimmed; commas inside `[...]` (property conditions)
+/// do not split.
+fn split_top_level(text: &str) -> impl Iterator<Item = &str> {
+    let mut depth = 0i32;
+    let mut start = 0;
+    let mut parts = Vec::new();
+    for (i, c) in text.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            ',' if depth <= 0 => {
+                parts.push(text[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(text[start..].trim());
+    parts.into_iter()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -157,12 +186,30 @@ mod tests {
                 known: vec![],
             }),
         };
-        let s = parse_segment("did:buy, first-channel:web", n, |_| Ok(3)).unwrap();
+        let utc = jiff::tz::TimeZone::UTC;
+        let s = parse_segment("did:buy, first-channel:web", n, |_| Ok(3), &utc).unwrap();
         assert_eq!(s.did, vec![1]);
         assert_eq!(s.first_channel, Some(3));
-        assert!(parse_segment("all", n, |_| Ok(0)).unwrap().is_everything());
-        assert!(parse_segment("bought", n, |_| Ok(0)).is_err());
-        assert!(parse_segment("did:sell", n, |_| Ok(0)).is_err());
+        assert!(
+            parse_segment("all", n, |_| Ok(0), &utc)
+                .unwrap()
+                .is_everything()
+        );
+        assert!(parse_segment("bought", n, |_| Ok(0), &utc).is_err());
+        assert!(parse_segment("did:sell", n, |_| Ok(0), &utc).is_err());
+        let s = parse_segment(
+            "not-did:buy[plan=pro,n=2] within 7d, cohort:2026-01",
+            n,
+            |_| Ok(0),
+            &utc,
+        )
+        .unwrap();
+        assert_eq!(s.behaviours.len(), 1);
+        let b = &s.behaviours[0];
+        assert!(b.negate && b.properties.len() == 2);
+        assert_eq!(b.within, Some(7 * 86_400_000_000));
+        assert!(s.cohort.is_some());
+        assert!(parse_segment("cohort:someday", n, |_| Ok(0), &utc).is_err());
     }
 
     #[test]

@@ -15,9 +15,13 @@ pub enum DiscoveryError {
     #[error("{what} is not available with {with}")]
     Unsupported { what: String, with: String },
     #[error(
-        "segment {segment:?}: cannot read {part:?} (expected did:EVENT, not-did:EVENT or first-channel:CHANNEL, joined by commas, or all)"
+        "segment {segment:?}: cannot read {part:?} (expected did:EVENT, not-did:EVENT, first-channel:CHANNEL or cohort:PERIOD, joined by commas, or all; EVENT may be NAME[key=value] and end with ' within 7d')"
     )]
     BadSegment { segment: String, part: String },
+    #[error(
+        "cohort {got:?}: expected a day (2026-01-15), an ISO week (2026-W03), a month (2026-01) or a year (2026)"
+    )]
+    BadCohort { got: String },
     #[error("rename rule {rule:?}: {reason}")]
     BadRename { rule: String, reason: String },
 }

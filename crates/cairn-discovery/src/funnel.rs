@@ -507,16 +507,27 @@ impl Funnel {
         // (timestamp, event level) pairs; the sort is stable so equal pairs keep event order.
         let pairs = &mut scratch.pairs;
         pairs.clear();
-        for i in 0..t.len() {
-            let mut m = self.matches(t, i);
-            let sec = t.times[i].div_euclid(1_000_000);
+        for (i, (&n, &time)) in t.names.iter().zip(t.times).enumerate() {
+            // Most events match no step: one table lookup decides, before any other work.
+            let mut m = self.step_mask.get(n as usize).copied().unwrap_or(0);
+            if m == 0 {
+                continue;
+            }
+            if m & self.conditional != 0 {
+                m = self.matches(t, i);
+            }
+            let sec = time.div_euclid(1_000_000);
             while m != 0 {
                 let k = m.trailing_zeros() as u8;
                 m &= m - 1;
                 pairs.push((sec, k, i as u32));
             }
         }
-        pairs.sort_by_key(|&(sec, k, _)| (sec, k));
+        // Events come in time order, so the pairs are already sorted unless one second holds
+        // steps out of order; the check costs far less than a sort.
+        if !pairs.is_sorted_by_key(|&(sec, k, _)| (sec, k)) {
+            pairs.sort_by_key(|&(sec, k, _)| (sec, k));
+        }
         let mut first = [None::<i64>; MAX_STEPS];
         let chains = chains(&mut scratch.chains);
         for &(sec, k, i) in pairs.iter() {
@@ -588,6 +599,16 @@ fn better(best: &mut Outcome, cur: &Outcome) {
     if cur.level > best.level {
         *best = *cur;
     }
+}
+
+/// Whether the JSON object text `props` has every `(key, value)` of `conditions`.
+pub(crate) fn properties_match(props: &str, conditions: &[(String, String)]) -> bool {
+    let Ok(p) = serde_json::from_str::<serde_json::Map<String, Value>>(props) else {
+        return false;
+    };
+    conditions
+        .iter()
+        .all(|(key, want)| p.get(key).is_some_and(|v| value_text(v) == *want))
 }
 
 /// A JSON value as text for comparisons: strings without quotes, anything else as JSON.

@@ -25,7 +25,12 @@
 //! who went quiet: no event in the `inactive` period before `as_of` (the caller passes the
 //! data's last event time; the engine reads no clock).
 //!
-//! Findings are ranked by absolute impact. Correlation is not causation; the text says "goes
+//! Each finding carries three estimated impacts, all "if the customers with the behaviour did as
+//! those without it": conversions `(rate_with − rate_without) × customers_with`, revenue
+//! `(revenue_per_customer_with − revenue_per_customer_without) × customers_with`, and churned
+//! customers `(churn_with − churn_without) × customers_with`. Findings are ranked by the
+//! absolute value of the impact asked for ([`Rank`]); a *pain point* is a behaviour on the bad
+//! side of it (fewer conversions, less revenue, more churn). Correlation is not causation; the text says "goes
 //! with", never "causes". Drop-off (where non-converting journeys end) and slow transitions
 //! (longest median times between consecutive events) are reported as they are, without tests.
 
@@ -49,6 +54,30 @@ pub struct Insights {
     pub churn: Option<Churn>,
     /// The usual path to the goal, distinct events in order; empty for none.
     pub happy_path: Vec<u16>,
+    /// Which impact findings are ranked (and split into pain points) by.
+    pub rank: Rank,
+}
+
+/// The impact findings are ranked by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rank {
+    #[default]
+    Conversions,
+    Revenue,
+    /// Needs `churn`; without it, findings rank by conversions.
+    Churn,
+}
+
+impl Rank {
+    /// The finding's impact by this measure, signed so that negative is bad.
+    pub fn score(self, f: &Finding) -> f64 {
+        match self {
+            Rank::Conversions => f.impact_conversions,
+            Rank::Revenue => f.impact_revenue,
+            Rank::Churn => f.impact_churned.map_or(f.impact_conversions, |c| -c),
+        }
+    }
 }
 
 /// A customer has churned when their last event is more than `inactive` before `as_of`.
@@ -104,6 +133,12 @@ pub struct Finding {
     pub p_value: f64,
     /// Conversions gained (positive) or lost (negative) against customers without it.
     pub impact_conversions: f64,
+    /// Revenue gained (positive) or lost (negative) against customers without it.
+    pub impact_revenue: f64,
+    /// Customers more (positive) or fewer (negative) churned; `null` without `churn`.
+    pub impact_churned: Option<f64>,
+    /// On the bad side of the ranking impact: fewer conversions, less revenue, more churn.
+    pub pain: bool,
     pub revenue_per_customer_with: f64,
     pub revenue_per_customer_without: f64,
     /// Share of customers with (without) the behaviour who churned; `null` without `churn`.
@@ -141,6 +176,8 @@ pub struct InsightsResult {
     pub usual_path: Vec<String>,
     /// Behaviours tested (the Bonferroni factor).
     pub tested: u64,
+    /// What findings are ranked by.
+    pub rank: Rank,
     pub findings: Vec<Finding>,
     pub drop_off: Vec<DropOff>,
     pub slow_transitions: Vec<SlowTransition>,
@@ -320,6 +357,7 @@ impl Analysis for Insights {
                     }
                 };
                 let impact = (rw - ro) * n1 as f64;
+                let impact_revenue = (rev_with - rev_without) * n1 as f64;
                 let churn = self.churn.map(|_| {
                     (
                         c.churned as f64 / n1 as f64,
@@ -336,7 +374,17 @@ impl Analysis for Insights {
                     if p_value < 0.001 { "< 0.001".to_string() } else { format!("= {p_value:.3}") },
                     impact.abs(),
                     if impact >= 0.0 { "more" } else { "fewer" },
-                ) + &churn
+                ) + &if impact_revenue.abs() >= 0.005 {
+                    format!(
+                        " and {:.2} {} revenue ({:.2} vs {:.2} per customer)",
+                        impact_revenue.abs(),
+                        if impact_revenue >= 0.0 { "more" } else { "less" },
+                        rev_with,
+                        rev_without
+                    )
+                } else {
+                    String::new()
+                } + &churn
                     .map(|(a, b)| {
                         format!(
                             "; {:.1}% of them went quiet vs {:.1}%",
@@ -354,6 +402,9 @@ impl Analysis for Insights {
                     odds_ratio: log_or.exp(),
                     p_value,
                     impact_conversions: impact,
+                    impact_revenue,
+                    impact_churned: churn.map(|(a, b)| (a - b) * n1 as f64),
+                    pain: false,
                     revenue_per_customer_with: rev_with,
                     revenue_per_customer_without: rev_without,
                     churn_with: churn.map(|c| c.0),
@@ -364,20 +415,20 @@ impl Analysis for Insights {
             .collect();
         // The top K of each sign, so pain points are not crowded out by the steps every
         // converting journey takes.
+        let rank = self.rank;
+        for f in &mut findings {
+            f.pain = rank.score(f) < 0.0;
+        }
         findings.sort_by(|a, b| {
-            b.impact_conversions
+            rank.score(b)
                 .abs()
-                .total_cmp(&a.impact_conversions.abs())
+                .total_cmp(&rank.score(a).abs())
                 .then_with(|| a.kind.cmp(b.kind))
                 .then_with(|| a.subject.cmp(&b.subject))
         });
         let mut shown = (0usize, 0usize);
         findings.retain(|f| {
-            let n = if f.impact_conversions < 0.0 {
-                &mut shown.0
-            } else {
-                &mut shown.1
-            };
+            let n = if f.pain { &mut shown.0 } else { &mut shown.1 };
             *n += 1;
             *n <= self.top
         });
@@ -426,6 +477,7 @@ impl Analysis for Insights {
             churned: self.churn.map(|_| p.churned),
             usual_path: self.happy_path.iter().map(|&i| name(i)).collect(),
             tested,
+            rank,
             findings,
             drop_off,
             slow_transitions: slow,
@@ -496,6 +548,7 @@ mod tests {
                 inactive: 75_000_000,
             }),
             happy_path: vec![3, 1],
+            rank: Rank::Conversions,
         };
         let r = run(&ins, js.iter().map(|o| o.view()));
         assert_eq!(r.customers, 200);
@@ -523,5 +576,27 @@ mod tests {
         assert!(skipped.odds_ratio < 1.0);
         assert!(r.findings.iter().all(|f| f.p_value < 0.05));
         assert!(r.drop_off.iter().any(|d| d.event == "support"));
+        assert!(support.pain);
+        // Ranked by churn, a pain point is what goes with more customers gone quiet.
+        let by_churn = run(
+            &Insights {
+                rank: Rank::Churn,
+                ..ins
+            },
+            js.iter().map(|o| o.view()),
+        );
+        let support = by_churn
+            .findings
+            .iter()
+            .find(|f| f.kind == "event" && f.subject == "support")
+            .unwrap();
+        assert_eq!(support.pain, support.impact_churned.unwrap() > 0.0);
+        let scores: Vec<f64> = by_churn
+            .findings
+            .iter()
+            .filter(|f| f.pain == support.pain)
+            .map(|f| Rank::Churn.score(f).abs())
+            .collect();
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
     }
 }

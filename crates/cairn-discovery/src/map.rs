@@ -14,7 +14,7 @@
 use serde::{Serialize, Serializer};
 
 use crate::hash::FxHashMap;
-use crate::stats::summarize;
+use crate::stats::Durations;
 use crate::{Analysis, Micros, Needs, Timeline};
 
 pub struct ProcessMap {
@@ -93,7 +93,7 @@ struct EdgeAcc {
     customers: u64,
     /// The customer (partial-local sequence number) that last used this edge.
     last: u32,
-    durations: Vec<Micros>,
+    durations: Durations,
 }
 
 /// Finds an edge's slot: a dense matrix for the usual few hundred names, a hash map beyond.
@@ -165,7 +165,7 @@ impl MapPartial {
                 count: 0,
                 customers: 0,
                 last: 0,
-                durations: Vec::new(),
+                durations: Durations::default(),
             });
         }
         let e = &mut self.edges[slot as usize];
@@ -240,7 +240,7 @@ impl Analysis for ProcessMap {
             let acc = &mut into.edges[slot as usize];
             acc.count += e.count;
             acc.customers += e.customers;
-            acc.durations.extend_from_slice(&e.durations);
+            acc.durations.append(e.durations);
         }
         let add = |a: &mut Vec<u64>, b: Vec<u64>| a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
         add(&mut into.start, other.start);
@@ -263,7 +263,7 @@ impl Analysis for ProcessMap {
                 keep
             })
             .map(|mut e| {
-                let s = summarize(&mut e.durations);
+                let s = e.durations.summarize();
                 Edge {
                     from: name(e.from),
                     to: name(e.to),

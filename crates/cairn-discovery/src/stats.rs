@@ -46,6 +46,136 @@ pub fn quantile(samples: &mut [i64], q: f64) -> f64 {
     low + (high - low) * frac
 }
 
+/// Duration samples (µs) for exact quantiles over millions of transitions, as a process map
+/// keeps per edge. Kept as small as exactness allows: a sample that fits in 4 bytes (0 to ~71
+/// minutes, most transitions within a session) takes 4, others 8. Partials merge by moving
+/// their chunks, never copying samples, and quantiles of large sets come from one counting
+/// pass over the top bits plus a selection among the few samples in the bucket that holds the
+/// wanted rank, rather than repeated selections over everything.
+#[derive(Debug, Default, Clone)]
+pub struct Durations {
+    /// Samples in `0..=u32::MAX`, in chunks (one per merged partial).
+    short: Vec<Vec<u32>>,
+    /// The others.
+    long: Vec<i64>,
+}
+
+/// Below this many short samples, quantiles are plain selections.
+const RADIX_MIN: usize = 1 << 15;
+
+impl Durations {
+    #[inline]
+    pub fn push(&mut self, d: i64) {
+        match u32::try_from(d) {
+            Ok(s) => match self.short.last_mut() {
+                Some(chunk) => chunk.push(s),
+                None => self.short.push(vec![s]),
+            },
+            Err(_) => self.long.push(d),
+        }
+    }
+
+    /// Adds the samples of `other`.
+    pub fn append(&mut self, mut other: Durations) {
+        self.short.append(&mut other.short);
+        self.long.append(&mut other.long);
+    }
+
+    pub fn len(&self) -> usize {
+        self.short.iter().map(Vec::len).sum::<usize>() + self.long.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Mean, median and p90 in seconds, like [`summarize`].
+    pub fn summarize(&mut self) -> Summary {
+        let n = self.len();
+        if n == 0 {
+            return Summary::default();
+        }
+        let sum: i128 = self
+            .short
+            .iter()
+            .flatten()
+            .map(|&d| i128::from(d))
+            .chain(self.long.iter().map(|&d| i128::from(d)))
+            .sum();
+        let mean = sum as f64 / n as f64;
+        Summary {
+            mean_s: Some(mean / 1e6),
+            median_s: Some(self.quantile(0.5) / 1e6),
+            p90_s: Some(self.quantile(0.9) / 1e6),
+        }
+    }
+
+    /// The `q` quantile with linear interpolation, like [`quantile`]; the set must not be
+    /// empty.
+    pub fn quantile(&mut self, q: f64) -> f64 {
+        let n = self.len();
+        debug_assert!(n > 0);
+        let pos = q * (n - 1) as f64;
+        let lo = pos.floor() as usize;
+        let frac = pos - lo as f64;
+        let low = self.nth(lo) as f64;
+        if frac == 0.0 || lo + 1 >= n {
+            return low;
+        }
+        let high = self.nth(lo + 1) as f64;
+        low + (high - low) * frac
+    }
+
+    /// The sample of rank `k` (0-based) in ascending order; `k < len()`.
+    fn nth(&mut self, k: usize) -> i64 {
+        // Negative samples (long) come first, then the short ones, then the long positive ones.
+        let negative = self.long.iter().filter(|&&d| d < 0).count();
+        let short: usize = self.short.iter().map(Vec::len).sum();
+        if k < negative || k >= negative + short {
+            let i = if k < negative { k } else { k - short };
+            let (_, &mut v, _) = self.long.select_nth_unstable(i);
+            return v;
+        }
+        let k = k - negative;
+        if short < RADIX_MIN || self.short.len() == 1 && short < 2 * RADIX_MIN {
+            let all = self.flatten_short();
+            let (_, &mut v, _) = all.select_nth_unstable(k);
+            return i64::from(v);
+        }
+        let mut counts = vec![0usize; 1 << 16];
+        for &d in self.short.iter().flatten() {
+            counts[(d >> 16) as usize] += 1;
+        }
+        let mut before = 0;
+        let mut bucket = 0;
+        for (b, &c) in counts.iter().enumerate() {
+            if before + c > k {
+                bucket = b as u32;
+                break;
+            }
+            before += c;
+        }
+        let mut candidates: Vec<u32> = self
+            .short
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|&d| d >> 16 == bucket)
+            .collect();
+        let (_, &mut v, _) = candidates.select_nth_unstable(k - before);
+        i64::from(v)
+    }
+
+    /// The short samples as one chunk.
+    fn flatten_short(&mut self) -> &mut Vec<u32> {
+        if self.short.len() != 1 {
+            let all: Vec<u32> = self.short.iter().flatten().copied().collect();
+            self.short = vec![all];
+        }
+        &mut self.short[0]
+    }
+}
+
 /// Upper bounds (exclusive, seconds) of the time-to-convert histogram buckets; the last bucket
 /// is open-ended. Chosen for journeys: minutes, hours, days, weeks.
 pub const HISTOGRAM_BOUNDS_S: [i64; 8] =
@@ -125,6 +255,46 @@ mod tests {
         assert_eq!(s.median_s, Some(2.0));
         assert!((s.p90_s.unwrap() - 2.8).abs() < 1e-9);
         assert_eq!(summarize(&mut []), Summary::default());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+        #[test]
+        fn durations_quantiles_equal_plain_ones(
+            chunks in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::prop_oneof![
+                        0i64..100,
+                        0i64..(1 << 33),
+                        -(1i64 << 40)..(1i64 << 40),
+                    ],
+                    0..200,
+                ),
+                1..4,
+            ),
+            radix in proptest::bool::ANY,
+        ) {
+            // Enough samples to take the counting path when asked; copies keep the ranks.
+            let copies = if radix { RADIX_MIN / 100 } else { 1 };
+            let mut all = Vec::new();
+            let mut merged = Durations::default();
+            for chunk in &chunks {
+                let mut d = Durations::default();
+                for _ in 0..copies {
+                    for &x in chunk {
+                        d.push(x);
+                        all.push(x);
+                    }
+                }
+                merged.append(d);
+            }
+            proptest::prop_assume!(!all.is_empty());
+            proptest::prop_assert_eq!(merged.len(), all.len());
+            for q in [0.0, 0.5, 0.9, 1.0] {
+                proptest::prop_assert_eq!(merged.quantile(q), quantile(&mut all, q));
+            }
+            proptest::prop_assert_eq!(merged.summarize(), summarize(&mut all));
+        }
     }
 
     #[test]

@@ -50,10 +50,9 @@ pub struct VariantsResult {
     pub other_customers: u64,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 pub struct VariantAcc {
     count: u64,
-    durations: Vec<Micros>,
     goal: u64,
     revenue: Money,
 }
@@ -82,8 +81,28 @@ impl Money {
 }
 
 pub struct VariantsPartial {
-    map: FxHashMap<Box<[u16]>, VariantAcc>,
+    /// Each variant's index in `accs`.
+    map: FxHashMap<Box<[u16]>, u32>,
+    accs: Vec<VariantAcc>,
+    /// Every journey's variant index and duration, in two parallel lists: medians are only
+    /// needed for the variants listed, so durations are sorted out at the end instead of each
+    /// of hundreds of thousands of variants owning a vector.
+    duration_of: Vec<u32>,
+    durations: Vec<Micros>,
     customers: u64,
+}
+
+impl VariantsPartial {
+    /// The index of variant `seq`, adding it when new.
+    fn index(&mut self, seq: &[u16]) -> u32 {
+        if let Some(&i) = self.map.get(seq) {
+            return i;
+        }
+        let i = self.accs.len() as u32;
+        self.map.insert(seq.into(), i);
+        self.accs.push(VariantAcc::default());
+        i
+    }
 }
 
 impl Analysis for Variants {
@@ -100,6 +119,9 @@ impl Analysis for Variants {
     fn partial(&self) -> VariantsPartial {
         VariantsPartial {
             map: FxHashMap::default(),
+            accs: Vec::new(),
+            duration_of: Vec::new(),
+            durations: Vec::new(),
             customers: 0,
         }
     }
@@ -114,33 +136,48 @@ impl Analysis for Variants {
             Some(i) => (&t.names[..i], i),
             None => (t.names, t.len() - 1),
         };
-        let acc = match p.map.get_mut(seq) {
-            Some(acc) => acc,
-            None => p.map.entry(seq.into()).or_default(),
-        };
+        let i = p.index(seq);
+        let acc = &mut p.accs[i as usize];
         acc.count += 1;
-        acc.durations.push(t.times[end] - t.times[0]);
         acc.goal += u64::from(goal_at.is_some());
         acc.revenue.add(Money::of(t));
+        p.duration_of.push(i);
+        p.durations.push(t.times[end] - t.times[0]);
     }
 
     fn merge(&self, into: &mut VariantsPartial, other: VariantsPartial) {
         into.customers += other.customers;
-        for (k, v) in other.map {
-            let acc = into.map.entry(k).or_default();
+        // Other's indexes, renumbered into `into`'s.
+        let mut renumber = vec![0u32; other.accs.len()];
+        for (k, i) in other.map {
+            let j = match into.map.get(&k) {
+                Some(&j) => j,
+                None => {
+                    let j = into.accs.len() as u32;
+                    into.map.insert(k, j);
+                    into.accs.push(VariantAcc::default());
+                    j
+                }
+            };
+            renumber[i as usize] = j;
+            let (acc, v) = (&mut into.accs[j as usize], other.accs[i as usize]);
             acc.count += v.count;
-            acc.durations.extend_from_slice(&v.durations);
             acc.goal += v.goal;
             acc.revenue.add(v.revenue);
         }
+        into.duration_of
+            .extend(other.duration_of.iter().map(|&i| renumber[i as usize]));
+        into.durations.extend_from_slice(&other.durations);
     }
 
     fn finish(&self, p: VariantsPartial) -> VariantsResult {
         let total = p.map.len() as u64;
-        let mut all: Vec<(Box<[u16]>, VariantAcc)> = p.map.into_iter().collect();
+        let accs = p.accs;
+        let mut all: Vec<(Box<[u16]>, u32)> = p.map.into_iter().collect();
         let names = &self.names;
-        let order = |a: &(Box<[u16]>, VariantAcc), b: &(Box<[u16]>, VariantAcc)| -> Ordering {
-            b.1.count.cmp(&a.1.count).then_with(|| {
+        let count = |i: u32| accs[i as usize].count;
+        let order = |a: &(Box<[u16]>, u32), b: &(Box<[u16]>, u32)| -> Ordering {
+            count(b.1).cmp(&count(a.1)).then_with(|| {
                 a.0.iter()
                     .map(|&i| names[i as usize].as_str())
                     .cmp(b.0.iter().map(|&i| names[i as usize].as_str()))
@@ -154,16 +191,31 @@ impl Analysis for Variants {
             all.truncate(self.top);
         }
         all.sort_by(order);
-        let shown: u64 = all.iter().map(|v| v.1.count).sum();
+        let shown: u64 = all.iter().map(|v| count(v.1)).sum();
+        // The durations of the listed variants, gathered in one pass.
+        let mut slot = vec![usize::MAX; accs.len()];
+        for (k, (_, i)) in all.iter().enumerate() {
+            slot[*i as usize] = k;
+        }
+        let mut durations: Vec<Vec<Micros>> = vec![Vec::new(); all.len()];
+        for (&i, &d) in p.duration_of.iter().zip(&p.durations) {
+            if let Some(list) = durations.get_mut(slot[i as usize]) {
+                list.push(d);
+            }
+        }
         let variants = all
             .into_iter()
-            .map(|(seq, mut acc)| Variant {
-                events: seq.iter().map(|&i| names[i as usize].clone()).collect(),
-                count: acc.count,
-                share: acc.count as f64 / p.customers.max(1) as f64,
-                median_duration_s: quantile(&mut acc.durations, 0.5) / 1e6,
-                goal_rate: self.goal.map(|_| acc.goal as f64 / acc.count as f64),
-                revenue: acc.revenue.to_f64(),
+            .zip(&mut durations)
+            .map(|((seq, i), durations)| {
+                let acc = accs[i as usize];
+                Variant {
+                    events: seq.iter().map(|&i| names[i as usize].clone()).collect(),
+                    count: acc.count,
+                    share: acc.count as f64 / p.customers.max(1) as f64,
+                    median_duration_s: quantile(durations, 0.5) / 1e6,
+                    goal_rate: self.goal.map(|_| acc.goal as f64 / acc.count as f64),
+                    revenue: acc.revenue.to_f64(),
+                }
             })
             .collect();
         VariantsResult {

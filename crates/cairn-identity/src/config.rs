@@ -59,3 +59,33 @@ impl Config {
         self.limits.iter().find(|(k, _)| k == kind).map(|&(_, n)| n)
     }
 }
+
+/// Optional merge rules, in the data directory (JSON, the fields of [`Config`]).
+pub const CONFIG_FILE: &str = "identity.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid identity rules: {source}")]
+    Format {
+        path: std::path::PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+impl Config {
+    /// The merge rules of a data directory: its `identity.json`, else the defaults.
+    pub fn load(dir: &std::path::Path) -> Result<Config, ConfigError> {
+        let path = dir.join(CONFIG_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| ConfigError::Format { path, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Io { path, source }),
+        }
+    }
+}

@@ -20,35 +20,48 @@ use crate::ident::{IdKind, Identifier, is_blocked, normalize_email, normalize_ph
 /// duplicates). Malformed JSON in `traits` or `context` is not an error here: it simply holds
 /// no identifiers (the store accepted it as text).
 pub fn identifiers(event: &Event, config: &Config, out: &mut Vec<Identifier>) {
-    let mut push = |kind: IdKind, value: &str| {
+    visit(event, config, &mut |kind, value| {
+        if !out.iter().any(|i| &i.kind == kind && i.value == value) {
+            out.push(Identifier::new(kind.clone(), value));
+        }
+    });
+}
+
+/// Calls `found` with the kind and normalised value of every identifier of `event`, blocked
+/// values left out (a value may come more than once). Allocates nothing for the user and
+/// anonymous ids: the identity graph calls this for every stored event.
+pub fn visit(event: &Event, config: &Config, found: &mut dyn FnMut(&IdKind, &str)) {
+    let mut push = |kind: &IdKind, value: &str| {
         if is_blocked(value) {
             return;
         }
-        let value = match kind {
-            IdKind::Email => match normalize_email(value) {
-                Some(v) => v,
-                None => return,
-            },
-            IdKind::Phone => match normalize_phone(value, &config.phone_country_code) {
-                Some(v) => v,
-                None => return,
-            },
+        match kind {
+            IdKind::Email => {
+                if let Some(v) = normalize_email(value) {
+                    found(kind, &v);
+                }
+            }
+            IdKind::Phone => {
+                if let Some(v) = normalize_phone(value, &config.phone_country_code) {
+                    found(kind, &v);
+                }
+            }
             // The store files events under the raw ids as sent: keep them byte for byte.
-            IdKind::UserId | IdKind::AnonymousId => value.to_string(),
-            _ => value.trim().to_string(),
-        };
-        let id = Identifier::new(kind, value);
-        if !out.contains(&id) {
-            out.push(id);
+            IdKind::UserId | IdKind::AnonymousId => found(kind, value),
+            _ => found(kind, value.trim()),
         }
     };
     if let Some(u) = &event.user_id {
-        push(IdKind::UserId, u);
+        push(&IdKind::UserId, u);
     }
     if let Some(a) = &event.anonymous_id {
-        push(IdKind::AnonymousId, a);
+        push(&IdKind::AnonymousId, a);
     }
-    if let Some(traits) = event.traits.as_deref().and_then(parse_object) {
+    // Parse traits only when they may name an identifier: most hold none (the text is compact
+    // JSON written by the store, so a key appears as `"name"`).
+    if let Some(traits) = event.traits.as_deref().filter(|t| may_hold_ids(t, config))
+        && let Some(traits) = parse_object(traits)
+    {
         from_traits(&traits, config, &mut push);
     }
     // Most events' context holds no identifier: skip the JSON parse unless it could.
@@ -70,7 +83,7 @@ pub fn identifiers(event: &Event, config: &Config, out: &mut Vec<Identifier>) {
     if let Some(Value::Object(device)) = context.get("device") {
         for field in ["id", "advertisingId"] {
             if let Some(v) = text(device.get(field)) {
-                push(IdKind::DeviceId, &v);
+                push(&IdKind::DeviceId, &v);
             }
         }
     }
@@ -85,21 +98,30 @@ pub fn identifiers(event: &Event, config: &Config, out: &mut Vec<Identifier>) {
                 t if config.external_ids.iter().any(|e| e == t) => IdKind::External(kind),
                 _ => continue,
             };
-            push(kind, &id);
+            push(&kind, &id);
         }
     }
 }
 
-fn from_traits(traits: &Map<String, Value>, config: &Config, push: &mut impl FnMut(IdKind, &str)) {
+fn may_hold_ids(traits: &str, config: &Config) -> bool {
+    traits.contains("\"email\"")
+        || traits.contains("\"phone\"")
+        || config
+            .external_ids
+            .iter()
+            .any(|name| traits.contains(name.as_str()))
+}
+
+fn from_traits(traits: &Map<String, Value>, config: &Config, push: &mut impl FnMut(&IdKind, &str)) {
     if let Some(v) = text(traits.get("email")) {
-        push(IdKind::Email, &v);
+        push(&IdKind::Email, &v);
     }
     if let Some(v) = text(traits.get("phone")) {
-        push(IdKind::Phone, &v);
+        push(&IdKind::Phone, &v);
     }
     for name in &config.external_ids {
         if let Some(v) = text(traits.get(name)) {
-            push(IdKind::External(name.clone()), &v);
+            push(&IdKind::External(name.clone()), &v);
         }
     }
 }

@@ -20,7 +20,7 @@ use std::cmp::Ordering;
 
 use cairn_model::{Event, EventKind, Micros};
 use serde::Serialize;
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
 
 use crate::config::Config;
 use crate::extract;
@@ -43,7 +43,9 @@ struct Cause {
 /// Collects identifiers and edges from events, in any order; [`GraphBuilder::finish`] resolves.
 pub struct GraphBuilder {
     config: Config,
-    nodes: Map<Identifier, u32>,
+    /// Node of each identifier, by the 128-bit digest of its kind and value: intake hashes
+    /// fixed-size keys and allocates only for identifiers it has not seen.
+    nodes: Map<u128, u32>,
     idents: Vec<Identifier>,
     /// Node of each store key's raw id, `NONE` where unknown.
     key_node: Vec<u32>,
@@ -53,7 +55,33 @@ pub struct GraphBuilder {
     messages: Messages,
     /// Alias `previousId`s, resolved to a kind once all user ids are known.
     aliases: Vec<(String, u32, Cause)>,
-    scratch: Vec<Identifier>,
+    /// The current event's identifiers: (priority rank, node).
+    found: Vec<(u32, u32)>,
+    digest_buf: Vec<u8>,
+}
+
+/// The 128-bit digest identifiers are interned by: kind, a separator no kind name holds, value.
+fn digest(buf: &mut Vec<u8>, kind: &IdKind, value: &str) -> u128 {
+    buf.clear();
+    buf.extend_from_slice(kind.as_str().as_bytes());
+    buf.push(0xff);
+    buf.extend_from_slice(value.as_bytes());
+    xxh3_128(buf)
+}
+
+/// The node of (kind, value), added when new.
+fn intern(
+    nodes: &mut Map<u128, u32>,
+    idents: &mut Vec<Identifier>,
+    buf: &mut Vec<u8>,
+    kind: &IdKind,
+    value: &str,
+) -> u32 {
+    let d = digest(buf, kind, value);
+    *nodes.entry(d).or_insert_with(|| {
+        idents.push(Identifier::new(kind.clone(), value));
+        (idents.len() - 1) as u32
+    })
 }
 
 impl GraphBuilder {
@@ -67,7 +95,8 @@ impl GraphBuilder {
             edges: Map::default(),
             messages: Messages::default(),
             aliases: Vec::new(),
-            scratch: Vec::new(),
+            found: Vec::new(),
+            digest_buf: Vec::new(),
         }
     }
 
@@ -75,14 +104,14 @@ impl GraphBuilder {
         &self.config
     }
 
-    fn intern(&mut self, id: Identifier) -> u32 {
-        if let Some(&n) = self.nodes.get(&id) {
-            return n;
-        }
-        let n = self.idents.len() as u32;
-        self.idents.push(id.clone());
-        self.nodes.insert(id, n);
-        n
+    fn intern(&mut self, kind: &IdKind, value: &str) -> u32 {
+        intern(
+            &mut self.nodes,
+            &mut self.idents,
+            &mut self.digest_buf,
+            kind,
+            value,
+        )
     }
 
     /// Adds one event; `key` is its customer key in the store, when it comes from one.
@@ -90,27 +119,37 @@ impl GraphBuilder {
         if let Some(key) = key {
             self.add_key(key, event);
         }
-        let mut ids = std::mem::take(&mut self.scratch);
-        ids.clear();
-        extract::identifiers(event, &self.config, &mut ids);
+        let GraphBuilder {
+            config,
+            nodes,
+            idents,
+            found,
+            digest_buf,
+            ..
+        } = self;
+        found.clear();
+        extract::visit(event, config, &mut |kind, value| {
+            let n = intern(nodes, idents, digest_buf, kind, value);
+            if !found.iter().any(|&(_, m)| m == n) {
+                found.push((config.rank(kind), n));
+            }
+        });
         let alias = match (event.kind, event.previous_id.as_deref()) {
             (EventKind::Alias, Some(prev)) if !is_blocked(prev) => Some(prev),
             _ => None,
         };
         // Nothing to link: one identifier alone, unless an alias names the other one.
-        let links = ids.len() >= 2 || (alias.is_some() && !ids.is_empty());
+        let links = found.len() >= 2 || (alias.is_some() && !found.is_empty());
         if !links {
-            self.scratch = ids;
             return;
         }
-        // The star's centre is the event's highest-priority identifier; every other one is
-        // linked to it.
-        let config = &self.config;
-        ids.sort_by(|a, b| {
-            config
-                .rank(&a.kind)
-                .cmp(&config.rank(&b.kind))
-                .then_with(|| a.cmp(b))
+        // The star's centre is the event's highest-priority identifier (the smallest, among
+        // equals: never the first interned, which would depend on arrival order); every other
+        // one is linked to it.
+        let idents = &self.idents;
+        self.found.sort_unstable_by(|&(ra, a), &(rb, b)| {
+            ra.cmp(&rb)
+                .then_with(|| idents[a as usize].cmp(&idents[b as usize]))
         });
         let cause = Cause {
             time: event.timestamp,
@@ -118,16 +157,15 @@ impl GraphBuilder {
             msg: self.messages.len(),
         };
         self.messages.push(&event.message_id);
-        let mut drain = ids.drain(..);
-        let centre = drain.next().map(|id| self.intern(id)).unwrap_or(NONE);
-        for id in drain {
-            let n = self.intern(id);
+        let found = std::mem::take(&mut self.found);
+        let centre = found[0].1;
+        for &(_, n) in &found[1..] {
             self.add_edge(centre, n, cause);
         }
+        self.found = found;
         if let Some(prev) = alias {
             self.aliases.push((prev.to_string(), centre, cause));
         }
-        self.scratch = ids;
     }
 
     fn add_key(&mut self, key: u32, event: &Event) {
@@ -136,8 +174,7 @@ impl GraphBuilder {
         } else {
             IdKind::AnonymousId
         };
-        let raw = event.customer_id().to_string();
-        let node = self.intern(Identifier::new(kind, raw));
+        let node = self.intern(&kind, event.customer_id());
         let k = key as usize;
         if self.key_node.len() <= k {
             self.key_node.resize(k + 1, NONE);
@@ -172,10 +209,10 @@ impl GraphBuilder {
     pub fn finish(mut self, splits: &Splits) -> IdentityGraph {
         // An alias's previous id is a user id if any message used it as one, else anonymous.
         for (prev, to, cause) in std::mem::take(&mut self.aliases) {
-            let as_user = Identifier::new(IdKind::UserId, prev);
+            let as_user = digest(&mut self.digest_buf, &IdKind::UserId, &prev);
             let node = match self.nodes.get(&as_user) {
                 Some(&n) => n,
-                None => self.intern(Identifier::new(IdKind::AnonymousId, as_user.value)),
+                None => self.intern(&IdKind::AnonymousId, &prev),
             };
             if to != NONE {
                 self.add_edge(node, to, cause);
@@ -184,7 +221,9 @@ impl GraphBuilder {
         let detached: Vec<bool> = {
             let mut d = vec![false; self.idents.len()];
             for s in &splits.detached {
-                if let Some(&n) = self.nodes.get(&s.identifier) {
+                let id = &s.identifier;
+                let key = digest(&mut self.digest_buf, &id.kind, &id.value);
+                if let Some(&n) = self.nodes.get(&key) {
                     d[n as usize] = true;
                 }
             }
@@ -424,7 +463,7 @@ pub struct Conflict {
 /// The resolved identity graph: which identifiers and which store keys form each profile.
 pub struct IdentityGraph {
     config: Config,
-    nodes: Map<Identifier, u32>,
+    nodes: Map<u128, u32>,
     idents: Vec<Identifier>,
     root: Vec<u32>,
     messages: Messages,
@@ -543,8 +582,13 @@ impl IdentityGraph {
 
     /// The profile holding this identifier.
     pub fn find(&self, id: &Identifier) -> Option<ProfileId> {
-        let n = *self.nodes.get(id)?;
+        let n = self.node(id)?;
         Some(ProfileId(self.root[n as usize]))
+    }
+
+    fn node(&self, id: &Identifier) -> Option<u32> {
+        let d = digest(&mut Vec::new(), &id.kind, &id.value);
+        self.nodes.get(&d).copied()
     }
 
     /// The profile of an identifier as a person types it: `kind:value` (`email:ann@x.com`,
@@ -560,7 +604,7 @@ impl IdentityGraph {
     pub fn identifier(&self, text: &str) -> Option<Identifier> {
         candidates(text, &self.config)
             .into_iter()
-            .find(|id| self.nodes.contains_key(id))
+            .find(|id| self.node(id).is_some())
     }
 
     /// The profile of a store customer key.
@@ -709,5 +753,21 @@ impl ProfileMap {
     /// Number of profiles with more than one key.
     pub fn multi_key_profiles(&self) -> usize {
         self.groups.len()
+    }
+
+    /// The map given each key's representative (the lowest key of its profile); `None` when
+    /// that is not what `rep` holds (a representative above its key or not its own).
+    pub fn from_representatives(rep: Vec<u32>) -> Option<ProfileMap> {
+        let mut groups: Map<u32, Vec<u32>> = Map::default();
+        for (k, &r) in rep.iter().enumerate() {
+            let k = k as u32;
+            if r > k || rep.get(r as usize) != Some(&r) {
+                return None;
+            }
+            if r != k {
+                groups.entry(r).or_insert_with(|| vec![r]).push(k);
+            }
+        }
+        Some(ProfileMap { rep, groups })
     }
 }

@@ -18,8 +18,10 @@
 //!  Snapshot ──scan──► stitch::scan_profiles(snapshot, map, columns, |customer| …)
 //! ```
 
+pub mod cache;
 pub mod config;
 pub mod extract;
+pub mod forget;
 pub mod graph;
 mod hash;
 pub mod ident;
@@ -27,7 +29,8 @@ pub mod profile;
 pub mod splits;
 pub mod stitch;
 
-pub use config::Config;
+pub use config::{CONFIG_FILE, Config, ConfigError};
+pub use forget::ForgetPlan;
 pub use graph::{Conflict, GraphBuilder, IdentityGraph, Merge, ProfileId, ProfileMap};
 pub use ident::{IdKind, Identifier};
 pub use profile::{Computed, Profile, Tracked};

@@ -3,7 +3,12 @@
 //! - **traits**: from `identify` messages; each trait's current value is the one with the
 //!   latest (timestamp, message id), and every change is kept in its history;
 //! - **computed traits**: first and last seen, event count, total revenue (sum of event
-//!   values), last channel and preferred channel (most events; ties go to the latest used);
+//!   values), last channel and preferred channel (most events; ties go to the latest used),
+//!   the last CSAT and NPS answers (events whose properties say `"survey": "csat"|"nps"` with a
+//!   numeric `score`, or whose name mentions CSAT or NPS), and a lifecycle stage:
+//!   `anonymous` (no user id or e-mail), `lead` (known, nothing bought), `customer` (one event
+//!   with a positive value), `repeat_customer` (several), `churned` (a cancellation — an event
+//!   whose name mentions "cancel" — after the last purchase);
 //! - **consent**: per category, from `context.consent.categoryPreferences` on any message,
 //!   latest wins, with history.
 //!
@@ -18,7 +23,7 @@ use serde_json::Value;
 
 use crate::extract::parse_object;
 use crate::graph::{Conflict, IdentityGraph, Merge, ProfileId};
-use crate::ident::Identifier;
+use crate::ident::{IdKind, Identifier};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Profile {
@@ -61,6 +66,40 @@ pub struct Computed {
     pub total_revenue: f64,
     pub last_channel: Option<String>,
     pub preferred_channel: Option<String>,
+    pub lifecycle_stage: &'static str,
+    pub last_csat: Option<Answer>,
+    pub last_nps: Option<Answer>,
+}
+
+/// A survey answer: its score and the message that gave it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Answer {
+    pub score: f64,
+    #[serde(serialize_with = "crate::time_text::one")]
+    pub timestamp: Micros,
+    pub message_id: String,
+}
+
+/// Which survey an event answers and its score, if it is one.
+fn survey_answer(event: &cairn_model::Event) -> Option<(&'static str, f64)> {
+    let props = event
+        .properties
+        .as_deref()
+        .filter(|p| p.contains("score"))?;
+    let props = parse_object(props)?;
+    let score = props.get("score")?.as_f64()?;
+    let named = props
+        .get("survey")
+        .and_then(Value::as_str)
+        .unwrap_or(&event.event)
+        .to_ascii_lowercase();
+    if named.contains("csat") {
+        Some(("csat", score))
+    } else if named.contains("nps") {
+        Some(("nps", score))
+    } else {
+        None
+    }
 }
 
 impl Profile {
@@ -81,6 +120,7 @@ impl Profile {
         let mut consent = BTreeMap::new();
         let mut computed = Computed::default();
         let mut channel_counts: BTreeMap<&str, (u64, Micros)> = BTreeMap::new();
+        let (mut purchases, mut churned) = (0u64, false);
         for e in &ordered {
             let ev = &e.event;
             computed.first_seen.get_or_insert(ev.timestamp);
@@ -88,6 +128,24 @@ impl Profile {
             computed.event_count += 1;
             if let Some(v) = ev.value.filter(|v| v.is_finite()) {
                 computed.total_revenue += v;
+                if v > 0.0 {
+                    purchases += 1;
+                    churned = false;
+                }
+            }
+            if ev.event.to_ascii_lowercase().contains("cancel") {
+                churned = true;
+            }
+            if let Some((survey, score)) = survey_answer(ev) {
+                let answer = Some(Answer {
+                    score,
+                    timestamp: ev.timestamp,
+                    message_id: ev.message_id.clone(),
+                });
+                match survey {
+                    "csat" => computed.last_csat = answer,
+                    _ => computed.last_nps = answer,
+                }
             }
             computed.last_channel = Some(ev.channel.clone());
             let entry = channel_counts.entry(&ev.channel).or_default();
@@ -128,8 +186,19 @@ impl Profile {
             .into_iter()
             .max_by_key(|(_, (count, last))| (*count, *last))
             .map(|(c, _)| c.to_string());
+        let identifiers = graph.identifiers(p);
+        let known = identifiers
+            .iter()
+            .any(|i| matches!(i.kind, IdKind::UserId | IdKind::Email));
+        computed.lifecycle_stage = match (known, purchases, churned) {
+            (_, 1.., true) => "churned",
+            (_, 2.., false) => "repeat_customer",
+            (_, 1, false) => "customer",
+            (true, 0, _) => "lead",
+            (false, 0, _) => "anonymous",
+        };
         Profile {
-            identifiers: graph.identifiers(p),
+            identifiers,
             customer_ids,
             traits,
             computed,

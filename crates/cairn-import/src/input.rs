@@ -123,6 +123,9 @@ pub fn open_file(path: &Path, gz_name: bool) -> Result<Input, ImportError> {
 /// (its next send fails).
 struct Background {
     blocks: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    /// Read blocks go back to the thread to be filled again: a fresh block is memory the
+    /// kernel must zero, which cost more than the copying.
+    spent: std::sync::mpsc::Sender<Vec<u8>>,
     current: Vec<u8>,
     pos: usize,
     done: bool,
@@ -134,9 +137,13 @@ const BLOCK: usize = 256 * 1024;
 impl Background {
     fn spawn(mut inner: impl Read + Send + 'static) -> Background {
         let (send, blocks) = std::sync::mpsc::sync_channel(AHEAD);
+        let (spent, reusable) = std::sync::mpsc::channel::<Vec<u8>>();
         let work = move || {
             loop {
-                let mut block = Vec::with_capacity(BLOCK);
+                let mut block = reusable
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(BLOCK));
+                block.clear();
                 let result = (&mut inner).take(BLOCK as u64).read_to_end(&mut block);
                 let end = matches!(result, Ok(0) | Err(_));
                 let message = result.map(|_| block);
@@ -151,6 +158,7 @@ impl Background {
         match spawned {
             Ok(_) => Background {
                 blocks,
+                spent,
                 current: Vec::new(),
                 pos: 0,
                 done: false,
@@ -161,6 +169,7 @@ impl Background {
                 let _ = send.send(Err(e));
                 Background {
                     blocks,
+                    spent,
                     current: Vec::new(),
                     pos: 0,
                     done: false,
@@ -179,7 +188,9 @@ impl Read for Background {
             match self.blocks.recv() {
                 Ok(Ok(block)) if block.is_empty() => self.done = true,
                 Ok(Ok(block)) => {
-                    self.current = block;
+                    let spent = std::mem::replace(&mut self.current, block);
+                    // The thread has ended when this fails; the block is simply dropped.
+                    let _ = self.spent.send(spent);
                     self.pos = 0;
                 }
                 Ok(Err(e)) => {

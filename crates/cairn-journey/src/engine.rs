@@ -65,6 +65,8 @@ pub struct Message {
     pub template: String,
     pub category: Option<String>,
     pub at: Micros,
+    /// The entry event's properties, for templates.
+    pub properties: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -165,6 +167,9 @@ type TimerKey = (Micros, u64);
 
 pub struct Engine {
     journeys: Vec<Arc<Journey>>,
+    /// Per slot: whether new customers may enter (a paused, archived or superseded version
+    /// takes none, but the customers in it finish it).
+    accepting: Vec<bool>,
     holdouts: Vec<Option<std::ops::Range<u32>>>,
     wanted_traits: BTreeSet<String>,
     /// The longest frequency-cap window: older send times are forgotten.
@@ -178,17 +183,10 @@ impl Engine {
     pub fn new(journeys: Vec<Arc<Journey>>) -> Engine {
         let mut wanted_traits = BTreeSet::from(["timezone".to_string()]);
         for j in &journeys {
-            let all = j.steps.iter().flat_map(|s| match &s.kind {
-                StepKind::Branch { conditions, .. } => conditions.as_slice(),
-                _ => &[],
-            });
-            for c in all {
-                if let Condition::Trait { name, .. } = c {
-                    wanted_traits.insert(name.clone());
-                }
-            }
+            wanted_traits.extend(Engine::traits_of(j));
         }
         Engine {
+            accepting: vec![true; journeys.len()],
             holdouts: journeys.iter().map(|j| j.holdout_range()).collect(),
             cap_horizon: journeys
                 .iter()
@@ -201,6 +199,44 @@ impl Engine {
             timers: BTreeMap::new(),
             next_timer: 0,
         }
+    }
+
+    /// Adds a journey (e.g. a new version of one already running) and returns its slot.
+    /// Customers already in other slots stay where they are.
+    pub fn add_journey(&mut self, journey: Arc<Journey>) -> usize {
+        for c in Engine::traits_of(&journey) {
+            self.wanted_traits.insert(c);
+        }
+        if let Some(cap) = journey.frequency_cap {
+            self.cap_horizon = self.cap_horizon.max(cap.per);
+        }
+        self.holdouts.push(journey.holdout_range());
+        self.accepting.push(true);
+        self.journeys.push(journey);
+        self.journeys.len() - 1
+    }
+
+    /// Opens or closes a slot to new entries. Customers already in it go on.
+    pub fn set_accepting(&mut self, slot: usize, accepting: bool) {
+        if let Some(a) = self.accepting.get_mut(slot) {
+            *a = accepting;
+        }
+    }
+
+    pub fn journeys(&self) -> &[Arc<Journey>] {
+        &self.journeys
+    }
+
+    fn traits_of(j: &Journey) -> Vec<String> {
+        let all = j.steps.iter().flat_map(|s| match &s.kind {
+            StepKind::Branch { conditions, .. } => conditions.as_slice(),
+            _ => &[],
+        });
+        all.filter_map(|c| match c {
+            Condition::Trait { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
     }
 
     /// Timers not yet fired: customers waiting, messages held back, goal windows open.
@@ -329,6 +365,16 @@ impl Engine {
         out: &mut Vec<Effect>,
     ) {
         let j = Arc::clone(&self.journeys[slot]);
+        if !self.accepting[slot] {
+            return;
+        }
+        // A customer in one version of a journey does not enter another version of it.
+        let c = &self.customers[customer];
+        let in_other_version = (0..self.journeys.len())
+            .any(|s| s != slot && self.journeys[s].id == j.id && c.journeys[s].run.is_some());
+        if in_other_version {
+            return;
+        }
         let holdout = self.holdouts[slot]
             .as_ref()
             .is_some_and(|r| r.contains(&bucket(customer, &j.id)));
@@ -491,6 +537,7 @@ impl Engine {
         let c = &self.customers[customer];
         let run = c.journeys[slot].run.as_ref().expect("send needs a run");
         let (entry, step_i) = (run.entry, run.step);
+        let properties = run.properties.clone();
         let step = &j.steps[step_i];
         let StepKind::Send {
             channel,
@@ -546,6 +593,7 @@ impl Engine {
                 template: template.clone(),
                 category: category.clone(),
                 at,
+                properties,
             }));
             let horizon = self.cap_horizon;
             let c = self.customers.get_mut(customer).expect("checked");

@@ -43,6 +43,7 @@ pub mod error;
 pub mod ingest;
 pub mod keys;
 pub mod metrics;
+pub mod profiles;
 pub mod routes;
 pub mod views;
 

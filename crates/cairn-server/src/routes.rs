@@ -8,6 +8,7 @@
 //! | `GET /v1/stats` | admin token | `cairn stats --format json` |
 //! | `GET /v1/customers/{id}/timeline?limit=N` | admin token | `cairn timeline --format json` |
 //! | `GET /metrics` | admin token (none with `public_metrics`) | Prometheus text format |
+//! | `GET`, `DELETE /v1/profiles/{identifier}`, `GET …/export` | admin token | see [`crate::profiles`] |
 //! | `GET /health` | none | `{"status": "available"}` |
 //! | `GET /v1/projects/{writeKey}/settings` | the key itself | analytics.js settings pointing it here |
 //!
@@ -61,6 +62,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/v1/projects/{key}/settings", get(browser_settings))
+        .merge(crate::profiles::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(app.clone(), cors_and_count))
@@ -82,7 +84,7 @@ fn success() -> Response {
 #[derive(Clone, Copy)]
 struct Rejected(Code);
 
-fn reject(e: ApiError) -> Response {
+pub(crate) fn reject(e: ApiError) -> Response {
     let code = e.code;
     let mut res = e.into_response();
     res.extensions_mut().insert(Rejected(code));
@@ -404,7 +406,7 @@ fn store_request(
     Ok(())
 }
 
-fn check_admin(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn check_admin(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(ApiError::new(
             Code::MissingAdminToken,
@@ -426,7 +428,7 @@ fn check_admin(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn json_response(v: &serde_json::Value) -> Response {
+pub(crate) fn json_response(v: &serde_json::Value) -> Response {
     (
         [(
             header::CONTENT_TYPE,

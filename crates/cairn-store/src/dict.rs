@@ -76,7 +76,7 @@ impl IdList {
 
 impl CustomerDict {
     pub fn load(dir: &Path, extent: &DictExtent, writable: bool) -> Result<CustomerDict> {
-        let path = dir.join(DICT_FILE);
+        let path = crate::forget::dict_path(dir, extent, writable)?;
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -128,39 +128,11 @@ impl CustomerDict {
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    /// The raw identifier of a key.
-    pub fn id(&self, key: u32) -> Option<&str> {
-        self.ids.get(key as usize)
-    }
-
-    /// The key of a raw identifier, if it has one. Without a writer's index this is a scan:
-    /// for single lookups; see [`CustomerDict::keys_of`] for many.
+    /// The key of an identifier, if it has one.
     pub fn key(&self, id: &str) -> Option<u32> {
         match &self.index {
             Some(index) => index.get(id).copied(),
             None => self.ids.iter().position(|x| x == id).map(|k| k as u32),
-        }
-    }
-
-    /// Fills in the key of every identifier in `wanted` that has one, in one pass.
-    pub fn keys_of(&self, wanted: &mut FxHashMap<String, Option<u32>>) {
-        if wanted.is_empty() {
-            return;
-        }
-        if let Some(index) = &self.index {
-            for (id, key) in wanted.iter_mut() {
-                *key = index.get(id).copied();
-            }
-            return;
-        }
-        for (k, id) in self.ids.iter().enumerate() {
-            if let Some(slot) = wanted.get_mut(id) {
-                *slot = Some(k as u32);
-            }
         }
     }
 
@@ -209,6 +181,31 @@ impl CustomerDict {
         })
     }
 
+    /// Writes the whole dictionary to `path` (fsynced), each key's identifier replaced by
+    /// `replace(key)` where that gives one; returns the extent of the new file. Keys stay as
+    /// they are: only the texts change (what forgetting a customer needs).
+    pub fn write_replacing(
+        &self,
+        path: &Path,
+        replace: impl Fn(u32) -> Option<String>,
+    ) -> Result<DictExtent> {
+        let mut buf = Vec::with_capacity(self.ids.text.len() + 2 * self.ids.len());
+        for (k, id) in self.ids.iter().enumerate() {
+            match replace(k as u32) {
+                Some(new) => encode(new.as_bytes(), &mut buf),
+                None => encode(id.as_bytes(), &mut buf),
+            }
+        }
+        let mut f = std::fs::File::create(path).at(path)?;
+        f.write_all(&buf).at(path)?;
+        f.sync_all().at(path)?;
+        Ok(DictExtent {
+            count: self.ids.len() as u64,
+            bytes: buf.len() as u64,
+            crc: crc32fast::hash(&buf),
+        })
+    }
+
     /// Records that `extent` is now committed by the manifest.
     pub fn committed(&mut self, extent: DictExtent) {
         self.committed = extent;
@@ -223,6 +220,88 @@ impl CustomerDict {
             }
         }
         self.ids.truncate(keep);
+    }
+}
+
+/// The dictionary as a reader sees it: the committed prefix of `customers.dict` read and
+/// checked against its CRC when opened (so damage is reported at once, as with
+/// [`CustomerDict::load`]), the identifiers decoded only when first asked for. Scans work by
+/// key and never ask, and decoding a million identifiers was a large share of a short
+/// analysis's time.
+pub struct ReaderDict {
+    bytes: Vec<u8>,
+    count: usize,
+    ids: std::sync::OnceLock<IdList>,
+}
+
+impl ReaderDict {
+    pub fn open(dir: &Path, extent: &DictExtent) -> Result<ReaderDict> {
+        use std::io::Read;
+        // After a forget, the committed dictionary may still be under its new name.
+        let path = crate::forget::dict_path(dir, extent, false)?;
+        let committed_len = extent.bytes as usize;
+        let mut bytes = vec![0u8; committed_len];
+        let read = match std::fs::File::open(&path) {
+            Ok(f) => f.take(extent.bytes).read_exact(&mut bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && committed_len == 0 => Ok(()),
+            Err(e) => return Err(StoreError::Io { path, source: e }),
+        };
+        match read {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(StoreError::Corrupt {
+                    path,
+                    reason: format!("shorter than the {committed_len} bytes the manifest commits"),
+                });
+            }
+            Err(e) => return Err(StoreError::Io { path, source: e }),
+        }
+        if crc32fast::hash(&bytes) != extent.crc {
+            return Err(StoreError::Corrupt {
+                path,
+                reason: format!("checksum mismatch in the first {committed_len} bytes"),
+            });
+        }
+        Ok(ReaderDict {
+            bytes,
+            count: extent.count as usize,
+            ids: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The identifiers, decoded on first use. The checksum held, so these are the bytes a
+    /// writer committed; should they still not decode, no identifier is known.
+    fn ids(&self) -> &IdList {
+        self.ids.get_or_init(|| {
+            decode(&self.bytes)
+                .filter(|ids| ids.len() == self.count)
+                .unwrap_or_default()
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn id(&self, key: u32) -> Option<&str> {
+        self.ids().get(key as usize)
+    }
+
+    /// The key of an identifier: a scan, for single lookups.
+    pub fn key(&self, id: &str) -> Option<u32> {
+        self.ids().iter().position(|x| x == id).map(|k| k as u32)
+    }
+
+    /// Fills in the key of every identifier in `wanted` that has one, in one pass.
+    pub fn keys_of(&self, wanted: &mut FxHashMap<String, Option<u32>>) {
+        if wanted.is_empty() {
+            return;
+        }
+        for (k, id) in self.ids().iter().enumerate() {
+            if let Some(slot) = wanted.get_mut(id) {
+                *slot = Some(k as u32);
+            }
+        }
     }
 }
 
@@ -282,17 +361,45 @@ mod tests {
         d.committed(extent.clone());
         assert_eq!(d.key_or_insert("b"), 4);
         let extent2 = d.persist().unwrap();
-        let again = CustomerDict::load(dir.path(), &extent2, false).unwrap();
+        let again = ReaderDict::open(dir.path(), &extent2).unwrap();
         assert_eq!(again.id(2), Some("ünïcode"));
         assert_eq!(again.id(3).map(str::len), Some(300));
         assert_eq!(again.key("b"), Some(4));
         // Only the committed prefix counts, and a writer cuts the rest.
         let first = CustomerDict::load(dir.path(), &extent, true).unwrap();
-        assert_eq!(first.len(), 4);
+        assert_eq!(first.ids.len(), 4);
         let mut bytes = std::fs::read(dir.path().join(DICT_FILE)).unwrap();
         assert_eq!(bytes.len() as u64, extent.bytes);
         bytes[1] ^= 1;
         std::fs::write(dir.path().join(DICT_FILE), bytes).unwrap();
         assert!(CustomerDict::load(dir.path(), &extent, false).is_err());
+        assert!(ReaderDict::open(dir.path(), &extent).is_err());
+    }
+
+    #[test]
+    fn reader_dict_decodes_on_first_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = ReaderDict::open(dir.path(), &DictExtent::default()).unwrap();
+        assert_eq!((empty.len(), empty.id(0)), (0, None));
+        let mut d = CustomerDict::load(dir.path(), &DictExtent::default(), true).unwrap();
+        for id in ["a", "ünïcode", "c"] {
+            d.key_or_insert(id);
+        }
+        let extent = d.persist().unwrap();
+        let r = ReaderDict::open(dir.path(), &extent).unwrap();
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.id(1), Some("ünïcode"));
+        assert_eq!(r.key("c"), Some(2));
+        let mut wanted: FxHashMap<String, Option<u32>> =
+            [("a".to_string(), None), ("zz".to_string(), None)]
+                .into_iter()
+                .collect();
+        r.keys_of(&mut wanted);
+        assert_eq!(wanted["a"], Some(0));
+        assert_eq!(wanted["zz"], None);
+        // A file cut short of the committed prefix is refused.
+        let bytes = std::fs::read(dir.path().join(DICT_FILE)).unwrap();
+        std::fs::write(dir.path().join(DICT_FILE), &bytes[..bytes.len() - 1]).unwrap();
+        assert!(ReaderDict::open(dir.path(), &extent).is_err());
     }
 }

@@ -49,6 +49,9 @@ pub enum StoreError {
 
     #[error("{reason}")]
     Limit { reason: String },
+
+    #[error("the thread writing segments stopped before its work was done")]
+    WriterStopped,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

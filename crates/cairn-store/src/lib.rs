@@ -27,6 +27,7 @@
 mod dict;
 mod error;
 mod flush;
+mod forget;
 mod framing;
 mod fsutil;
 mod hash;
@@ -47,6 +48,7 @@ use flush::Core;
 use cairn_model::Event;
 
 pub use error::{Result, StoreError};
+pub use forget::{ForgetOutcome, SUPPRESSION_FILE};
 pub use manifest::{MANIFEST_FILE, Manifest, SegmentMeta};
 pub use parquet_io::StoredEvent;
 pub use repair::{RepairReport, repair};
@@ -134,6 +136,8 @@ struct Inner {
     memtable_events: usize,
     /// The background flusher's state.
     background: flush::Background,
+    /// Forgotten customers: their later events are dropped (see `forget.rs`).
+    suppression: forget::Suppression,
 }
 
 impl Inner {
@@ -219,6 +223,7 @@ impl Store {
                     memtable: recovery.batches,
                     memtable_events,
                     background: Default::default(),
+                    suppression: forget::Suppression::load(dir)?,
                 }),
                 changed: Condvar::new(),
                 recovered_cut: recovery.cut,
@@ -290,6 +295,9 @@ impl Store {
                 FxHashSet::with_capacity_and_hasher(events.len(), Default::default());
             let mut outcome = Outcome::default();
             for e in events {
+                if inner.suppression.drops(&e) {
+                    continue;
+                }
                 let d = message_digest(&e.message_id);
                 if let Some(&batch) = inner.in_flight.get(&d) {
                     // Sent twice while the first copy is still being written: acknowledge
@@ -381,7 +389,10 @@ impl Store {
             segment_events: SEGMENT_EVENTS,
             filling: EventColumns::default(),
             digests: Vec::new(),
-            writing: None,
+            chunk: EventChunk::default(),
+            keys: Vec::new(),
+            writer: None,
+            writing: false,
         })
     }
 
@@ -611,6 +622,9 @@ fn push_events(
     let mut ids = DictionaryIds::default();
     let mut last_customer: Option<(&str, u32)> = None;
     for event in events {
+        if inner.suppression.drops(event) {
+            continue;
+        }
         // Sources mostly list a customer's events together: skip the map lookup then.
         let key = match last_customer {
             Some((id, key)) if id == event.customer_id() => key,
@@ -679,6 +693,15 @@ impl PendingSegment {
     }
 }
 
+/// The error for a segment writer that stopped taking work: it can only have panicked, and
+/// the panic is passed on rather than reported as an I/O failure.
+fn writer_gone(writer: Option<SegmentWriter>) -> StoreError {
+    if let Some(writer) = writer {
+        writer.stop();
+    }
+    StoreError::WriterStopped
+}
+
 /// Makes a write's segments part of the store: one atomic manifest commit.
 fn commit(store: &Core, inner: &mut Inner, mut state: TxnState) -> Result<()> {
     let Some(mut manifest) = state.manifest.take() else {
@@ -739,7 +762,119 @@ pub struct Import<'a> {
     /// The segment being filled, and the message-id digest of each of its rows.
     filling: EventColumns,
     digests: Vec<u128>,
-    writing: Option<std::thread::JoinHandle<(Result<SegmentMeta>, EventColumns)>>,
+    /// Scratch space kept from chunk to chunk: the chunk [`Import::add_from`] converts
+    /// events into, and the customer keys of a chunk's rows.
+    chunk: EventChunk,
+    keys: Vec<u32>,
+    /// Writes sealed segments while the next one fills; started with the first segment.
+    writer: Option<SegmentWriter>,
+    /// Whether the writer holds a segment whose result is not yet taken back.
+    writing: bool,
+}
+
+/// Events in column form, built by [`EventChunk::fill_from`] on whichever thread parses
+/// them, so that the import's own thread only looks up customer keys and copies blocks of
+/// bytes ([`Import::add_chunk`]). An event is a dozen separately allocated strings: copying
+/// and freeing them is most of the per-event cost, and it is best paid where they were made.
+/// Event names and channels get indexes into the chunk's own small dictionaries.
+#[derive(Debug, Default)]
+pub struct EventChunk {
+    columns: EventColumns,
+    digests: Vec<u128>,
+    names: Vec<String>,
+    channels: Vec<String>,
+    name_ids: FxHashMap<String, u32>,
+    channel_ids: FxHashMap<String, u32>,
+    last_name: Option<usize>,
+    last_channel: Option<usize>,
+}
+
+impl EventChunk {
+    pub fn len(&self) -> usize {
+        self.columns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+    }
+
+    /// Empties the chunk, keeping its memory.
+    pub fn clear(&mut self) {
+        self.columns.clear();
+        self.digests.clear();
+        self.names.clear();
+        self.channels.clear();
+        self.name_ids.clear();
+        self.channel_ids.clear();
+        self.last_name = None;
+        self.last_channel = None;
+    }
+
+    /// Adds an event. Fails only when the chunk would hold more distinct names or channels
+    /// than a segment can.
+    pub fn push(&mut self, event: &Event) -> Result<()> {
+        // Consecutive events mostly share a name or a channel: skip the map lookup then.
+        let name = match self.last_name {
+            Some(id) if self.names[id] == event.event => id,
+            _ => intern_cached(&mut self.names, &mut self.name_ids, &event.event),
+        };
+        let channel = match self.last_channel {
+            Some(id) if self.channels[id] == event.channel => id,
+            _ => intern_cached(&mut self.channels, &mut self.channel_ids, &event.channel),
+        };
+        self.last_name = Some(name);
+        self.last_channel = Some(channel);
+        let name = segment::checked(name, "event names")?;
+        let channel = segment::checked(channel, "channels")?;
+        // Keys and sequence numbers are the store's to give, in `Import::add_chunk`.
+        self.columns.push(0, 0, name, channel, event);
+        self.digests.push(message_digest(&event.message_id));
+        Ok(())
+    }
+
+    /// Replaces the chunk's events with `events`, which it empties (keeping its allocation).
+    pub fn fill_from(&mut self, events: &mut Vec<Event>) -> Result<()> {
+        self.clear();
+        for event in events.drain(..) {
+            self.push(&event)?;
+        }
+        Ok(())
+    }
+}
+
+/// The thread an import writes its segments on: one for the whole import, not one per
+/// segment. Each new thread allocates its encoding buffers afresh, and memory freed by a
+/// finished thread was not reused by the next: every segment paid again for the kernel to
+/// fault in and zero a few hundred megabytes (a quarter of a 10 M-event import's CPU time).
+struct SegmentWriter {
+    jobs: std::sync::mpsc::SyncSender<PendingSegment>,
+    done: std::sync::mpsc::Receiver<(Result<SegmentMeta>, EventColumns)>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl SegmentWriter {
+    fn start(seg_dir: PathBuf) -> SegmentWriter {
+        let (jobs, job_rx) = std::sync::mpsc::sync_channel::<PendingSegment>(1);
+        let (done_tx, done) = std::sync::mpsc::sync_channel(1);
+        let thread = std::thread::spawn(move || {
+            for pending in job_rx {
+                let written = pending.write(&seg_dir);
+                if done_tx.send((written, pending.columns)).is_err() {
+                    return;
+                }
+            }
+        });
+        SegmentWriter { jobs, done, thread }
+    }
+
+    /// Waits for the writer to end; a panic on it is passed on.
+    fn stop(self) {
+        drop(self.jobs);
+        drop(self.done);
+        if let Err(panic) = self.thread.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
 }
 
 impl Import<'_> {
@@ -757,24 +892,98 @@ impl Import<'_> {
 
     /// [`Import::add`] that empties `events`, leaving its allocation to the caller.
     pub fn add_from(&mut self, events: &mut Vec<Event>) -> Result<Outcome> {
+        let mut chunk = std::mem::take(&mut self.chunk);
+        let added = chunk
+            .fill_from(events)
+            .and_then(|()| self.add_chunk(&chunk));
+        self.chunk = chunk;
+        added
+    }
+
+    /// Adds a chunk of events already in column form (see [`EventChunk`]): like
+    /// [`Import::add`], with the per-event work left being a customer-key lookup.
+    pub fn add_chunk(&mut self, chunk: &EventChunk) -> Result<Outcome> {
+        let manifest = self
+            .state
+            .manifest
+            .get_or_insert_with(|| self.inner.manifest.clone());
+        let inner = &mut *self.inner;
+        let names = chunk
+            .names
+            .iter()
+            .map(|n| {
+                let id = intern_cached(&mut manifest.event_names, &mut inner.names, n);
+                segment::checked(id, "event names")
+            })
+            .collect::<Result<Vec<u16>>>()?;
+        let channels = chunk
+            .channels
+            .iter()
+            .map(|c| {
+                let id = intern_cached(&mut manifest.channels, &mut inner.channels, c);
+                segment::checked(id, "channels")
+            })
+            .collect::<Result<Vec<u16>>>()?;
         let mut outcome = Outcome::default();
-        let mut rest = &events[..];
-        while !rest.is_empty() {
-            let room = self.segment_events - self.filling.len();
-            let (now, later) = rest.split_at(room.min(rest.len()));
-            push_events(
-                &mut self.inner,
-                &mut self.state,
-                &mut self.filling,
-                Some(&mut self.digests),
-                now,
-            )?;
-            rest = later;
-            if self.filling.len() >= self.segment_events {
-                outcome += self.seal()?;
+        let mut keys = std::mem::take(&mut self.keys);
+        // The rows to add, as runs: all of them, unless some belong to a forgotten customer.
+        let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+        if self.inner.suppression.is_empty() {
+            runs.push(0..chunk.len());
+        } else {
+            for row in 0..chunk.len() {
+                let (user, anon) = chunk.columns.ids(row);
+                if self.inner.suppression.drops_ids(user, anon) {
+                    continue;
+                }
+                match runs.last_mut() {
+                    Some(run) if run.end == row => run.end += 1,
+                    _ => runs.push(row..row + 1),
+                }
             }
         }
-        events.clear();
+        for run in runs {
+            let mut start = run.start;
+            while start < run.end {
+                let room = self.segment_events - self.filling.len();
+                let end = run.end.min(start + room);
+                keys.clear();
+                // Sources mostly list a customer's events together: skip the map lookup then.
+                let mut last: Option<(&str, u32)> = None;
+                for row in start..end {
+                    let id = chunk.columns.customer_id(row);
+                    let key = match last {
+                        Some((last_id, key)) if last_id == id => key,
+                        _ => {
+                            let key = self.inner.dict.key_or_insert(id);
+                            last = Some((id, key));
+                            key
+                        }
+                    };
+                    keys.push(key);
+                }
+                let manifest = self
+                    .state
+                    .manifest
+                    .get_or_insert_with(|| self.inner.manifest.clone());
+                let first_seq = manifest.next_seq;
+                manifest.next_seq += (end - start) as u64;
+                self.filling.append_rows(
+                    &chunk.columns,
+                    start..end,
+                    &keys,
+                    first_seq,
+                    &names,
+                    &channels,
+                );
+                self.digests.extend_from_slice(&chunk.digests[start..end]);
+                start = end;
+                if self.filling.len() >= self.segment_events {
+                    outcome += self.seal()?;
+                }
+            }
+        }
+        self.keys = keys;
         Ok(outcome)
     }
 
@@ -803,22 +1012,25 @@ impl Import<'_> {
         }
         let pending = next_segment(&self.inner, &mut self.state, columns, keep);
         let seg_dir = self.store.dir.join(SEGMENTS_DIR);
-        self.writing = Some(std::thread::spawn(move || {
-            let written = pending.write(&seg_dir);
-            (written, pending.columns)
-        }));
+        let writer = self
+            .writer
+            .get_or_insert_with(|| SegmentWriter::start(seg_dir));
+        if writer.jobs.send(pending).is_err() {
+            return Err(writer_gone(self.writer.take()));
+        }
+        self.writing = true;
         Ok(outcome)
     }
 
     /// Waits for the segment being written and adds it to the working manifest; takes its
     /// emptied columns back for the next segment (their memory is already paged in).
     fn finish_writing(&mut self) -> Result<()> {
-        let Some(handle) = self.writing.take() else {
+        if !std::mem::take(&mut self.writing) {
             return Ok(());
+        }
+        let Some(Ok((written, mut columns))) = self.writer.as_ref().map(|w| w.done.recv()) else {
+            return Err(writer_gone(self.writer.take()));
         };
-        let (written, mut columns) = handle
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
         columns.clear();
         self.filling = columns;
         let meta = written?;
@@ -834,6 +1046,9 @@ impl Import<'_> {
             self.seal()?;
         }
         self.finish_writing()?;
+        if let Some(writer) = self.writer.take() {
+            writer.stop();
+        }
         let state = std::mem::take(&mut self.state);
         self.committed = true;
         let inner = &mut *self.inner;
@@ -846,8 +1061,8 @@ impl Import<'_> {
 impl Drop for Import<'_> {
     fn drop(&mut self) {
         // Let a segment still being written finish before its files are removed.
-        if let Some(handle) = self.writing.take() {
-            let _ = handle.join();
+        if let Some(writer) = self.writer.take() {
+            writer.stop();
         }
         if !self.committed {
             rollback(self.store, &mut self.inner, std::mem::take(&mut self.state));

@@ -5,7 +5,7 @@
 //! in forms that decode at hundreds of millions of events per second:
 //!
 //! ```text
-//! header       "CAIRNSC3" | version u32 | flags u32 | events u64 | customers u64 | values u64
+//! header       "CAIRNSC4" | version u32 | flags u32 | events u64 | customers u64 | values u64
 //!              | time_bytes u64 | first_time i64 | last_time i64                       (64 bytes)
 //! keys         [u32; customers]      customer key of each run, ascending
 //! starts       [u32; customers + 1]  index of each customer's first event; last = events
@@ -14,9 +14,14 @@
 //! channels     [u8 or u16; events]   index into the manifest's channel dictionary
 //! value_rows   [u32; values]         rows that carry a value, ascending (most events carry none)
 //! value_vals   [f64; values]         their values
-//! times        [u8; time_bytes]      per customer: the first time (µs since epoch, zigzag
-//!                                    LEB128), then each later time as the LEB128 difference
-//!                                    from the one before (times ascend within a customer)
+//! time_codes   [u8; ⌈events / 4⌉]    two bits per row (row r: byte r / 4, bits 2·(r % 4)): how
+//!                                    many bytes that row's time takes in `times`
+//! times        [u8; time_bytes]      per customer: its first time minus the file's first time,
+//!                                    little-endian in 2, 4, 6 or 8 bytes (code 0–3); then each
+//!                                    later time as the difference from the one before (times
+//!                                    ascend within a customer) in 1–4 bytes (code 0–3); a
+//!                                    difference of 2³² − 1 units or more is written as the four
+//!                                    bytes FF FF FF FF followed by the difference in 8 bytes
 //! ```
 //! Flags: bit 0 set = names are one byte each, bit 1 = channels are (when every index in the
 //! file is below 256, which is the common case); bits 2–3 = the unit the times are stored in
@@ -25,8 +30,12 @@
 //!
 //! Why not plain 8-byte times: the scan file is a second copy of the hot columns, and at 12
 //! bytes per event it made the store larger than a DuckDB database of the same data. Deltas
-//! between a customer's events take 3–4 bytes; decoding them costs a few nanoseconds per
-//! event, far below what any analysis spends per event.
+//! between a customer's events take 2–3 bytes. Why lengths in a separate code stream (as in
+//! Stream VByte) rather than LEB128 (version 3): with LEB128 each value's position is only
+//! known once the previous value is decoded, a chain of unpredictable branches that made
+//! decoding times the largest cost of a scan (~11 ns an event). Here the position of every
+//! value follows from the codes alone, so decoding is a load, a mask and an add per event,
+//! and the codes take a quarter byte an event: the file is no larger than with LEB128.
 //!
 //! A scan file is derived data: it can always be rebuilt from its Parquet segment. Reading a
 //! damaged one never panics; it yields wrong times instead (the Parquet file is the truth).
@@ -38,8 +47,8 @@ use std::path::Path;
 
 use crate::error::{IoContext, Result, StoreError};
 
-const MAGIC: &[u8; 8] = b"CAIRNSC3";
-const VERSION: u32 = 3;
+const MAGIC: &[u8; 8] = b"CAIRNSC4";
+const VERSION: u32 = 4;
 const HEADER: usize = 64;
 const NARROW_NAMES: u32 = 1;
 const NARROW_CHANNELS: u32 = 2;
@@ -75,6 +84,7 @@ struct Layout {
     channels: usize,
     value_rows: usize,
     value_vals: usize,
+    time_codes: usize,
     times: usize,
     end: usize,
 }
@@ -100,7 +110,8 @@ impl Layout {
         let channels = align8(names.checked_add(events.checked_mul(width(NARROW_NAMES))?)?);
         let value_rows = align8(channels.checked_add(events.checked_mul(width(NARROW_CHANNELS))?)?);
         let value_vals = align8(value_rows.checked_add(values.checked_mul(4)?)?);
-        let times = value_vals.checked_add(values.checked_mul(8)?)?;
+        let time_codes = value_vals.checked_add(values.checked_mul(8)?)?;
+        let times = time_codes.checked_add(events.div_ceil(4))?;
         let end = times.checked_add(time_bytes)?;
         Some(Layout {
             events,
@@ -115,27 +126,37 @@ impl Layout {
             channels,
             value_rows,
             value_vals,
+            time_codes,
             times,
             end,
         })
     }
 }
 
-/// Appends `v` as LEB128.
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
+/// Bytes of a customer's first time (relative to the file's first), by code.
+const FIRST_LEN: [usize; 4] = [2, 4, 6, 8];
+/// The difference that says "the real one follows in 8 bytes".
+const ESCAPE: u32 = u32::MAX;
+
+/// Appends the low `len` bytes of `v`, little-endian.
+fn put_le(out: &mut Vec<u8>, v: u64, len: usize) {
+    out.extend_from_slice(&v.to_le_bytes()[..len]);
+}
+
+/// The code of a first time and of a difference.
+fn first_code(v: u64) -> u8 {
+    FIRST_LEN
+        .iter()
+        .position(|&n| n == 8 || v >> (8 * n) == 0)
+        .unwrap_or(3) as u8
+}
+fn delta_code(v: u64) -> u8 {
+    match v {
+        0..0x100 => 0,
+        0x100..0x1_0000 => 1,
+        0x1_0000..0x100_0000 => 2,
+        _ => 3,
     }
-    out.push(v as u8);
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    (v >> 1) as i64 ^ -((v & 1) as i64)
 }
 
 /// The code of the largest unit in [`UNITS`] that divides every time.
@@ -146,26 +167,40 @@ fn time_unit(times: &[i64]) -> u32 {
         .unwrap_or(0) as u32
 }
 
-/// Encodes the times of every customer in `unit`s; returns the bytes and each customer's
-/// offset.
-fn encode_times(c: &ScanColumns, unit: i64) -> (Vec<u8>, Vec<u64>) {
-    let mut bytes = Vec::with_capacity(c.times.len() * 4 + c.keys.len() * 4);
+/// Encodes the times of every customer in `unit`s, relative to `base` (the earliest time, in
+/// units); returns the codes, the bytes and each customer's offset into the bytes.
+fn encode_times(c: &ScanColumns, unit: i64, base: i64) -> (Vec<u8>, Vec<u8>, Vec<u64>) {
+    let mut codes = vec![0u8; c.times.len().div_ceil(4)];
+    let mut bytes = Vec::with_capacity(c.times.len() * 3 + c.keys.len() * 6);
     let mut offsets = Vec::with_capacity(c.keys.len() + 1);
+    let mut set_code = |row: usize, code: u8| codes[row / 4] |= code << (2 * (row % 4));
     for run in c.starts.windows(2) {
         offsets.push(bytes.len() as u64);
-        let times = &c.times[run[0] as usize..run[1] as usize];
-        if let Some((&first, rest)) = times.split_first() {
-            put_varint(&mut bytes, zigzag(first / unit));
-            let mut prev = first / unit;
-            for &t in rest {
-                // Times ascend within a customer, so the difference is never negative.
-                put_varint(&mut bytes, (t / unit).wrapping_sub(prev) as u64);
-                prev = t / unit;
+        let (from, to) = (run[0] as usize, run[1] as usize);
+        let Some(&first) = c.times.get(from) else {
+            continue;
+        };
+        let rel = (first / unit).wrapping_sub(base) as u64;
+        let code = first_code(rel);
+        set_code(from, code);
+        put_le(&mut bytes, rel, FIRST_LEN[code as usize]);
+        let mut prev = first / unit;
+        for (row, &t) in c.times[from + 1..to].iter().enumerate() {
+            // Times ascend within a customer, so the difference is never negative.
+            let d = (t / unit).wrapping_sub(prev) as u64;
+            prev = t / unit;
+            let code = delta_code(d);
+            set_code(from + 1 + row, code);
+            if d >= u64::from(ESCAPE) {
+                put_le(&mut bytes, u64::from(ESCAPE), 4);
+                put_le(&mut bytes, d, 8);
+            } else {
+                put_le(&mut bytes, d, code as usize + 1);
             }
         }
     }
     offsets.push(bytes.len() as u64);
-    (bytes, offsets)
+    (codes, bytes, offsets)
 }
 
 /// Encodes `c` into a complete scan file image.
@@ -181,7 +216,10 @@ fn encode(c: &ScanColumns) -> Vec<u8> {
     let unit = time_unit(&c.times);
     let flags =
         narrow(&c.names, NARROW_NAMES) | narrow(&c.channels, NARROW_CHANNELS) | unit << UNIT_SHIFT;
-    let (times, time_starts) = encode_times(c, UNITS[unit as usize]);
+    let first = c.times.iter().copied().min().unwrap_or(0);
+    let last = c.times.iter().copied().max().unwrap_or(0);
+    let (codes, times, time_starts) =
+        encode_times(c, UNITS[unit as usize], first / UNITS[unit as usize]);
     let events = c.times.len();
     // The counts come from vectors that exist, so they always fit.
     let l = Layout::new(events, c.keys.len(), c.value_rows.len(), times.len(), flags)
@@ -194,8 +232,6 @@ fn encode(c: &ScanColumns) -> Vec<u8> {
     buf[24..32].copy_from_slice(&(c.keys.len() as u64).to_le_bytes());
     buf[32..40].copy_from_slice(&(c.value_rows.len() as u64).to_le_bytes());
     buf[40..48].copy_from_slice(&(times.len() as u64).to_le_bytes());
-    let first = c.times.iter().copied().min().unwrap_or(0);
-    let last = c.times.iter().copied().max().unwrap_or(0);
     buf[48..56].copy_from_slice(&first.to_le_bytes());
     buf[56..64].copy_from_slice(&last.to_le_bytes());
     put(&mut buf, l.keys, &c.keys);
@@ -210,6 +246,7 @@ fn encode(c: &ScanColumns) -> Vec<u8> {
     );
     put(&mut buf, l.value_rows, &c.value_rows);
     put(&mut buf, l.value_vals, &c.value_vals);
+    buf[l.time_codes..l.times].copy_from_slice(&codes);
     buf[l.times..l.end].copy_from_slice(&times);
     buf
 }
@@ -322,13 +359,17 @@ impl ScanData {
             Backing::Owned(w) => bytemuck::cast_slice(w),
         };
         let bytes = &all[..len.min(all.len())];
-        if bytes.len() < HEADER || &bytes[..8] != MAGIC {
-            return Err("not a cairn scan file of this version".into());
+        if bytes.len() < HEADER || &bytes[..6] != b"CAIRNS" {
+            return Err("not a cairn scan file".into());
         }
         let word32 = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap_or_default());
         let word64 = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap_or_default());
-        if word32(8) != VERSION {
-            return Err(format!("scan file version {} not supported", word32(8)));
+        if &bytes[..8] != MAGIC || word32(8) != VERSION {
+            return Err(format!(
+                "scan file format {} was written by another version of cairn (this one reads \
+                 format {VERSION}); import the data again into a new data directory",
+                word32(8)
+            ));
         }
         let layout = Layout::new(
             word64(16) as usize,
@@ -409,15 +450,23 @@ impl ScanData {
 
     /// Appends the times of the customer at index `i` to `out`, in order.
     pub fn times_into(&self, i: usize, out: &mut Vec<i64>) {
-        let n = self.rows(i).len();
+        let rows = self.rows(i);
         let offsets = self.time_starts();
         let (from, to) = (offsets[i] as usize, offsets[i + 1] as usize);
-        let times = &self.bytes()[self.layout.times..self.layout.end];
+        let l = self.layout;
+        let bytes = self.bytes();
         let unit = UNITS
-            .get((self.layout.flags >> UNIT_SHIFT & 3) as usize)
+            .get((l.flags >> UNIT_SHIFT & 3) as usize)
             .copied()
             .unwrap_or(1);
-        decode_times(times.get(from..to).unwrap_or_default(), n, unit, out);
+        decode_times(
+            &bytes[l.time_codes..l.times],
+            rows,
+            bytes[l.times..l.end].get(from..to).unwrap_or_default(),
+            self.first_time / unit,
+            unit,
+            out,
+        );
     }
 
     /// Fills `out` (one slot per row of `rows`) with the values of those rows, NaN where none.
@@ -439,6 +488,39 @@ impl ScanData {
         }
     }
 
+    /// Like [`ScanData::values_into`], for a scan that visits customers in ascending order:
+    /// `cursor` (start it at `usize::MAX`) remembers where the previous customer's values
+    /// ended, so finding a customer's values costs no search.
+    pub fn values_into_from(&self, rows: Range<usize>, cursor: &mut usize, out: &mut Vec<f64>) {
+        out.clear();
+        out.resize(rows.len(), f64::NAN);
+        let l = self.layout;
+        if l.values == 0 {
+            return;
+        }
+        let value_rows: &[u32] = self.slice(l.value_rows, l.values);
+        let value_vals: &[f64] = self.slice(l.value_vals, l.values);
+        let behind = |c: usize| {
+            c > 0
+                && value_rows
+                    .get(c - 1)
+                    .is_some_and(|&r| r as usize >= rows.start)
+        };
+        if *cursor > value_rows.len() || behind(*cursor) {
+            *cursor = value_rows.partition_point(|&r| (r as usize) < rows.start);
+        }
+        while let Some(&r) = value_rows.get(*cursor) {
+            let r = r as usize;
+            if r >= rows.end {
+                break;
+            }
+            if let Some(slot) = r.checked_sub(rows.start).and_then(|i| out.get_mut(i)) {
+                *slot = value_vals[*cursor];
+            }
+            *cursor += 1;
+        }
+    }
+
     /// The index of `key` among this file's customers.
     pub fn find(&self, key: u32) -> Option<usize> {
         self.keys().binary_search(&key).ok()
@@ -451,28 +533,51 @@ impl ScanData {
     }
 }
 
-/// Decodes `n` times from one customer's bytes. Damaged bytes give wrong times, never a panic:
-/// a value that runs past the end is cut there, and missing values repeat the last one.
-fn decode_times(bytes: &[u8], n: usize, unit: i64, out: &mut Vec<i64>) {
-    out.reserve(n);
-    let mut pos = 0;
-    let mut prev = 0i64;
-    for k in 0..n {
-        let mut v = 0u64;
-        let mut shift = 0u32;
-        while let Some(&b) = bytes.get(pos) {
-            pos += 1;
-            v |= u64::from(b & 0x7f).wrapping_shl(shift);
-            if b < 0x80 || shift >= 63 {
-                break;
-            }
-            shift += 7;
-        }
-        prev = if k == 0 {
-            unzigzag(v)
-        } else {
-            prev.wrapping_add(v as i64)
+/// Decodes the times of `rows` (one customer) from its `bytes`, with the rows' length codes
+/// from `codes` and `base` (the file's first time) in `unit`s. Damaged bytes give wrong times,
+/// never a panic: a value that runs past the end is cut there, and missing codes read as 0.
+fn decode_times(
+    codes: &[u8],
+    rows: Range<usize>,
+    bytes: &[u8],
+    base: i64,
+    unit: i64,
+    out: &mut Vec<i64>,
+) {
+    const MASK: [u32; 4] = [0xff, 0xffff, 0xff_ffff, 0xffff_ffff];
+    let code = |r: usize| codes.get(r / 4).map_or(0, |&c| (c >> (2 * (r % 4))) & 3) as usize;
+    // The low `len` bytes at `pos`, little-endian, as far as they exist.
+    let read = |pos: usize, len: usize| {
+        let mut word = [0u8; 8];
+        let have = bytes.get(pos..).unwrap_or_default();
+        let n = len.min(have.len());
+        word[..n].copy_from_slice(&have[..n]);
+        u64::from_le_bytes(word)
+    };
+    if rows.is_empty() {
+        return;
+    }
+    out.reserve(rows.len());
+    let first_len = FIRST_LEN[code(rows.start)];
+    let mut prev = base.wrapping_add(read(0, first_len) as i64);
+    out.push(prev.wrapping_mul(unit));
+    let mut pos = first_len;
+    for r in rows.start + 1..rows.end {
+        let c = code(r);
+        // The common case reads four bytes at once and masks the ones that belong to this
+        // value; only the last few bytes of a customer fall back to the careful read.
+        let v = match bytes.get(pos..pos + 4) {
+            Some(w) => u32::from_le_bytes([w[0], w[1], w[2], w[3]]) & MASK[c],
+            None => read(pos, c + 1) as u32,
         };
+        pos += c + 1;
+        let d = if v == ESCAPE {
+            pos += 8;
+            read(pos - 8, 8)
+        } else {
+            u64::from(v)
+        };
+        prev = prev.wrapping_add(d as i64);
         out.push(prev.wrapping_mul(unit));
     }
 }
@@ -548,6 +653,56 @@ mod tests {
         let mut times = Vec::new();
         data.times_into(0, &mut times);
         assert_eq!(times, c.times);
+    }
+
+    #[test]
+    fn every_length_code_and_long_gaps_read_back() {
+        // Differences of every byte length, the escape for gaps of 2³² units and more, and
+        // customers of one event, in µs (no coarser unit divides 1).
+        let mut times = vec![1i64];
+        for d in [
+            0i64,
+            1,
+            255,
+            256,
+            65_535,
+            65_536,
+            (1 << 24) - 1,
+            1 << 24,
+            (1 << 32) - 2,
+        ] {
+            times.push(times.last().unwrap() + d);
+        }
+        for d in [(1i64 << 32) - 1, 1 << 32, 1 << 50, 3] {
+            times.push(times.last().unwrap() + d);
+        }
+        let n = times.len() as u32;
+        let c = ScanColumns {
+            keys: vec![1, 2, 3],
+            starts: vec![0, 1, n - 1, n],
+            names: vec![0; n as usize],
+            channels: vec![0; n as usize],
+            times,
+            ..Default::default()
+        };
+        let data = ScanData::from_columns(&c);
+        let mut got = Vec::new();
+        for i in 0..3 {
+            data.times_into(i, &mut got);
+        }
+        assert_eq!(got, c.times);
+    }
+
+    #[test]
+    fn older_formats_are_refused_with_a_clear_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.scan");
+        let mut image = encode(&sample(vec![0, 1, 0]));
+        image[..8].copy_from_slice(b"CAIRNSC3");
+        image[8..12].copy_from_slice(&3u32.to_le_bytes());
+        std::fs::write(&path, &image).unwrap();
+        let err = ScanData::open(&path).err().unwrap().to_string();
+        assert!(err.contains("format 3") && err.contains("import"), "{err}");
     }
 
     #[test]

@@ -50,7 +50,7 @@ impl<'e> DictionaryIds<'e> {
     }
 }
 
-fn checked(id: usize, what: &str) -> Result<u16> {
+pub(crate) fn checked(id: usize, what: &str) -> Result<u16> {
     u16::try_from(id)
         .ok()
         .filter(|&i| (i as usize) < MAX_NAMES)

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use arrow_array::{Array, StringArray};
 use cairn_model::Micros;
 
-use crate::dict::CustomerDict;
+use crate::dict::ReaderDict;
 use crate::error::{Result, StoreError};
 use crate::manifest::{Manifest, SegmentMeta};
 use crate::parquet_io::{self, EventColumns, StoredEvent};
@@ -87,7 +87,7 @@ enum Rows {
 pub struct Snapshot {
     dir: PathBuf,
     manifest: Manifest,
-    dict: CustomerDict,
+    dict: ReaderDict,
     /// Identifiers of customers first seen in the log tail, keyed after the dictionary.
     tail_customers: Vec<String>,
     event_names: Vec<String>,
@@ -135,7 +135,14 @@ impl Snapshot {
 
     fn try_load(dir: &Path) -> Result<Option<Snapshot>> {
         let manifest = Manifest::load(dir)?.unwrap_or_else(Manifest::new);
-        let dict = CustomerDict::load(dir, &manifest.customers, false)?;
+        let dict = match ReaderDict::open(dir, &manifest.customers) {
+            Ok(d) => d,
+            // A forget replaced the dictionary after the manifest was read: read both again.
+            Err(_) if Manifest::load(dir)?.map(|m| m.version) != Some(manifest.version) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         let mut sources = Vec::with_capacity(manifest.segments.len() + 1);
         for seg in &manifest.segments {
             let scan_path = dir.join(SEGMENTS_DIR).join(seg.scan_name());
@@ -366,6 +373,8 @@ impl Snapshot {
             .iter()
             .map(|s| s.scan.keys().partition_point(|&k| k < range.start))
             .collect();
+        // Where each source's values for the next customer start (see `values_into_from`).
+        let mut value_cursors = vec![usize::MAX; self.sources.len()];
         let mut merged = Merged::default();
         let mut single = Merged::default();
         let mut holders: Vec<usize> = Vec::with_capacity(self.sources.len());
@@ -401,7 +410,11 @@ impl Snapshot {
                         .extend_into(rows.clone(), &mut single.channels);
                 }
                 if columns.values {
-                    src.values_into(rows.clone(), &mut single.values);
+                    src.values_into_from(
+                        rows.clone(),
+                        &mut value_cursors[only],
+                        &mut single.values,
+                    );
                 }
                 let mut customer = single.view(min);
                 if let Some(t) = texts.get(only) {
@@ -450,6 +463,46 @@ impl Snapshot {
             }
         }
         Ok(())
+    }
+
+    /// Visits every event whose sequence number is `from` or more, source by source,
+    /// skipping segments that hold none (a segment knows its sequence range): how a follower
+    /// of the log, such as the journey runner, reads what is new. Not in sequence order.
+    pub fn for_each_event_from(
+        &self,
+        from: u64,
+        mut visit: impl FnMut(&StoredEvent),
+    ) -> Result<()> {
+        for (i, src) in self.sources.iter().enumerate() {
+            // Sources are the manifest's segments in order, then the log tail.
+            if self
+                .manifest
+                .segments
+                .get(i)
+                .is_some_and(|s| s.max_seq < from)
+            {
+                continue;
+            }
+            let mut keep = |e: &StoredEvent| {
+                if e.seq >= from {
+                    visit(e);
+                }
+            };
+            match &src.rows {
+                Rows::Parquet(path) => parquet_io::read_each(path, &mut |e| keep(&e))?,
+                Rows::Memory(all) => all.iter().for_each(&mut keep),
+            }
+        }
+        Ok(())
+    }
+
+    /// The sequence number the next stored event will get.
+    pub fn next_seq(&self) -> u64 {
+        let tail = match self.sources.last().map(|s| &s.rows) {
+            Some(Rows::Memory(rows)) => rows.len() as u64,
+            _ => 0,
+        };
+        self.manifest.next_seq + tail
     }
 
     pub fn stats(&self) -> Stats {

@@ -30,36 +30,85 @@ use crate::cli::{Format, open_snapshot};
 /// Which customers and which period every analysis looks at.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ScopeArgs {
-    /// Only events at or after this time (e.g. 2026-01-01 or 2026-01-01T08:00:00Z).
+    /// Only events at or after this time (e.g. 2026-01-01, midnight in --tz, or
+    /// 2026-01-01T08:00:00Z).
     #[arg(long, value_name = "TIME", help_heading = "Scope")]
     pub since: Option<String>,
     /// Only events before this time.
     #[arg(long, value_name = "TIME", help_heading = "Scope")]
     pub until: Option<String>,
-    /// Only customers who did EVENT (in the period). Repeat to require several.
+    /// Only customers who did EVENT (in the period). EVENT may carry property conditions and
+    /// a window after the customer's first event: 'Order Completed[plan=pro] within 7d'.
+    /// Repeat to require several.
     #[arg(long, value_name = "EVENT", help_heading = "Scope")]
     pub where_did: Vec<String>,
-    /// Only customers who never did EVENT (in the period). Repeatable.
+    /// Only customers who never did EVENT (in the period; same syntax as --where-did, so
+    /// 'Order Completed within 7d' keeps those who did not order in their first 7 days).
+    /// Repeatable.
     #[arg(long, value_name = "EVENT", help_heading = "Scope")]
     pub where_not_did: Vec<String>,
     /// Only customers whose first event (in the period) came through CHANNEL.
     #[arg(long, value_name = "CHANNEL", help_heading = "Scope")]
     pub first_channel: Option<String>,
+    /// Only customers first seen in PERIOD (their first event ever, in --tz): a day
+    /// 2026-01-15, an ISO week 2026-W03, a month 2026-01 or a year 2026.
+    #[arg(long, value_name = "PERIOD", help_heading = "Scope")]
+    pub cohort: Option<String>,
+    /// Time zone for everything bucketed by calendar day (cohorts, retention periods, bare
+    /// dates in --since / --until): an IANA name such as Europe/Paris, or UTC.
+    #[arg(
+        long,
+        default_value = "UTC",
+        value_name = "ZONE",
+        help_heading = "Scope"
+    )]
+    pub tz: String,
+}
+
+/// Resolves a --tz value.
+pub fn time_zone(name: &str) -> Result<jiff::tz::TimeZone> {
+    if name.eq_ignore_ascii_case("utc") {
+        return Ok(jiff::tz::TimeZone::UTC);
+    }
+    jiff::tz::TimeZone::get(name).with_context(|| {
+        format!("--tz {name:?}: unknown time zone (try an IANA name such as Europe/Paris)")
+    })
+}
+
+/// A --since / --until value: a bare date is midnight in `tz`, anything else a timestamp.
+fn parse_time(s: &str, tz: &jiff::tz::TimeZone) -> Result<i64> {
+    if let Ok(date) = s.trim().parse::<jiff::civil::Date>() {
+        return Ok(date.to_zoned(tz.clone())?.timestamp().as_microsecond());
+    }
+    Ok(cairn_model::parse_timestamp(s)?)
 }
 
 impl ScopeArgs {
     fn resolve(&self, snap: &Snapshot) -> Result<Scope> {
+        let tz = time_zone(&self.tz)?;
         let time = |s: &Option<String>, flag: &str| -> Result<Option<i64>> {
             s.as_deref()
-                .map(|s| cairn_model::parse_timestamp(s).with_context(|| format!("--{flag}")))
+                .map(|s| parse_time(s, &tz).with_context(|| format!("--{flag}")))
                 .transpose()
         };
         let names = snap.event_names();
-        let ids = |list: &[String], flag: &str| -> Result<Vec<u16>> {
-            list.iter()
-                .map(|n| name_id(names, n).with_context(|| format!("--{flag}")))
-                .collect()
-        };
+        // Plain event names are the fast did / did-not lists; conditions make behaviours.
+        let (mut did, mut did_not, mut behaviours) = (Vec::new(), Vec::new(), Vec::new());
+        for (list, negate, flag) in [
+            (&self.where_did, false, "where-did"),
+            (&self.where_not_did, true, "where-not-did"),
+        ] {
+            for text in list {
+                let b =
+                    cairn_discovery::scope::parse_behaviour(text, negate, |n| name_id(names, n))
+                        .with_context(|| format!("--{flag}"))?;
+                match (b.within, b.properties.is_empty(), negate) {
+                    (None, true, false) => did.push(b.event),
+                    (None, true, true) => did_not.push(b.event),
+                    _ => behaviours.push(b),
+                }
+            }
+        }
         let first_channel = match &self.first_channel {
             None => None,
             Some(ch) => Some(
@@ -77,9 +126,16 @@ impl ScopeArgs {
         Ok(Scope {
             since: time(&self.since, "since")?,
             until: time(&self.until, "until")?,
-            did: ids(&self.where_did, "where-did")?,
-            did_not: ids(&self.where_not_did, "where-not-did")?,
+            did,
+            did_not,
             first_channel,
+            behaviours,
+            cohort: self
+                .cohort
+                .as_deref()
+                .map(|c| cairn_discovery::scope::parse_cohort(c, &tz))
+                .transpose()
+                .context("--cohort")?,
         })
     }
 }
@@ -112,9 +168,8 @@ impl Source {
             None
         } else {
             let splits = Splits::load(dir)?;
-            let graph = crate::profile::graph(dir, &snap, &splits)?;
-            let map = graph.profile_map();
-            (map.multi_key_profiles() > 0).then(|| map.clone())
+            let (map, _) = crate::profile::profile_map(dir, &snap, &splits)?;
+            (map.multi_key_profiles() > 0).then_some(map)
         };
         Ok(Source { snap, profiles })
     }
@@ -778,10 +833,6 @@ pub struct RetentionArgs {
     /// Cohort and period size.
     #[arg(long, value_enum, default_value_t = ByArg::Week)]
     pub by: ByArg,
-    /// Time zone that decides which day (and so which week or month) an event falls in: an
-    /// IANA name such as Europe/Paris, or UTC.
-    #[arg(long, default_value = "UTC", value_name = "ZONE")]
-    pub tz: String,
     /// Later periods reported per cohort.
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub periods: usize,
@@ -795,16 +846,8 @@ pub struct RetentionArgs {
 
 pub fn retention(dir: &Path, args: &RetentionArgs) -> Result<()> {
     let snap = Source::open(dir, &args.stitch)?;
-    let tz = if args.tz.eq_ignore_ascii_case("utc") {
-        jiff::tz::TimeZone::UTC
-    } else {
-        jiff::tz::TimeZone::get(&args.tz).with_context(|| {
-            format!(
-                "--tz {:?}: unknown time zone (try an IANA name such as Europe/Paris)",
-                args.tz
-            )
-        })?
-    };
+    // --tz (a scope flag) decides which day, and so which week or month, an event falls in.
+    let tz = time_zone(&args.scope.tz)?;
     let analysis = Scoped {
         scope: args.scope.resolve(&snap)?,
         inner: cairn_discovery::Retention {
@@ -887,12 +930,24 @@ pub struct InsightsArgs {
     /// findings show the churn share with and without each behaviour.
     #[arg(long, default_value = "30d", value_name = "DURATION")]
     pub inactive: String,
+    /// Rank findings (and call pain points) by their estimated impact on conversions, revenue
+    /// (sum of event values) or churn (customers gone quiet, see --inactive).
+    #[arg(long, value_enum, default_value_t = RankArg::Conversions)]
+    pub rank_by: RankArg,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     #[command(flatten)]
     pub scope: ScopeArgs,
     #[command(flatten)]
     pub stitch: StitchArgs,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
+pub enum RankArg {
+    #[default]
+    Conversions,
+    Revenue,
+    Churn,
 }
 
 pub fn insights(dir: &Path, args: &InsightsArgs) -> Result<()> {
@@ -951,10 +1006,27 @@ pub fn insights(dir: &Path, args: &InsightsArgs) -> Result<()> {
                 })
                 .transpose()?,
             happy_path,
+            rank: match args.rank_by {
+                RankArg::Conversions => cairn_discovery::insights::Rank::Conversions,
+                RankArg::Revenue => cairn_discovery::insights::Rank::Revenue,
+                RankArg::Churn => cairn_discovery::insights::Rank::Churn,
+            },
         },
     };
     let r = execute(&snap, &analysis)?;
     print_result(args.format, &r, insights_table)
+}
+
+fn pain_title(rank: cairn_discovery::insights::Rank, pain: bool) -> &'static str {
+    use cairn_discovery::insights::Rank;
+    match (rank, pain) {
+        (Rank::Conversions, true) => "pain points: what goes with fewer conversions",
+        (Rank::Conversions, false) => "what goes with more conversions",
+        (Rank::Revenue, true) => "pain points: what goes with less revenue",
+        (Rank::Revenue, false) => "what goes with more revenue",
+        (Rank::Churn, true) => "pain points: what goes with more churn",
+        (Rank::Churn, false) => "what goes with less churn",
+    }
 }
 
 fn insights_table(r: &cairn_discovery::InsightsResult) -> String {
@@ -977,15 +1049,11 @@ fn insights_table(r: &cairn_discovery::InsightsResult) -> String {
     }
     // Pain points first: what goes with fewer conversions is what to fix.
     for (title, pain) in [
-        ("pain points: what goes with fewer conversions", true),
-        ("what goes with more conversions", false),
+        (pain_title(r.rank, true), true),
+        (pain_title(r.rank, false), false),
     ] {
         let _ = writeln!(o, "\n{title}:");
-        let rows: Vec<_> = r
-            .findings
-            .iter()
-            .filter(|f| (f.impact_conversions < 0.0) == pain)
-            .collect();
+        let rows: Vec<_> = r.findings.iter().filter(|f| f.pain == pain).collect();
         for (i, f) in rows.iter().enumerate() {
             let _ = writeln!(o, "{:>3}. {}", i + 1, f.text);
         }
@@ -1027,7 +1095,9 @@ fn insights_table(r: &cairn_discovery::InsightsResult) -> String {
 #[derive(Args, Debug)]
 #[command(
     after_help = "A segment is `all`, or conditions joined by commas, all of which must hold: \
-did:EVENT, not-did:EVENT, first-channel:CHANNEL.\n\n\
+did:EVENT, not-did:EVENT, first-channel:CHANNEL, cohort:PERIOD (first seen in a day 2026-01-15, \
+ISO week 2026-W03, month 2026-01 or year, in --tz). EVENT may carry property conditions and a \
+window after the customer's first event: did:Order Completed[plan=pro] within 7d.\n\n\
 Examples:\n  cairn compare first-channel:mobile first-channel:web\n  \
 cairn compare 'did:Signed Up' 'not-did:Signed Up' --funnel 'Product Viewed' 'Order Completed'"
 )]
@@ -1052,6 +1122,9 @@ pub struct CompareArgs {
     pub since: Option<String>,
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
+    /// Time zone for cohorts and bare dates (IANA name or UTC).
+    #[arg(long, default_value = "UTC", value_name = "ZONE")]
+    pub tz: String,
     #[command(flatten)]
     pub stitch: StitchArgs,
 }
@@ -1063,9 +1136,11 @@ pub fn compare(dir: &Path, args: &CompareArgs) -> Result<()> {
     let range = ScopeArgs {
         since: args.since.clone(),
         until: args.until.clone(),
+        tz: args.tz.clone(),
         ..ScopeArgs::default()
     }
     .resolve(&snap)?;
+    let tz = time_zone(&args.tz)?;
     let segment = |text: &str| -> Result<Scope> {
         let s = parse_segment(
             text,
@@ -1080,6 +1155,7 @@ pub fn compare(dir: &Path, args: &CompareArgs) -> Result<()> {
                         known: snap.channels().to_vec(),
                     })
             },
+            &tz,
         )?;
         Ok(Scope {
             since: range.since,

@@ -101,6 +101,9 @@ cairn variants --goal 'Order Completed' --format json"
     /// One customer's unified profile: identifiers, traits, computed traits, consent, merges
     /// and a paginated cross-channel timeline, found by any of their identifiers.
     Profile(crate::profile::ProfileArgs),
+    /// Right to be forgotten: remove a customer's profile, identities and every event.
+    #[command(long_about = crate::profile::FORGET_ABOUT)]
+    Forget(crate::profile::ForgetArgs),
     /// Identity resolution: merge statistics and operator splits (unmerge).
     Profiles {
         #[command(subcommand)]
@@ -289,6 +292,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Compare(args) => crate::analyze::compare(&dir, &args),
         Command::Profile(args) => crate::profile::show(&dir, &args),
         Command::Profiles { command } => crate::profile::run(&dir, &command),
+        Command::Forget(args) => crate::profile::forget(&dir, &args),
         Command::Journeys { command } => crate::journeys::run(&dir, &command),
         Command::Repair => {
             let report = cairn_store::repair(&dir)?;

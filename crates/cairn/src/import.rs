@@ -129,24 +129,39 @@ fn import_file(
     let format = cairn_import::Format::detect(file)?.as_str();
     let bar = progress_bar(source.progress().1, file);
 
-    // Reading and parsing run on their own thread, one chunk ahead of sorting and writing.
-    type Chunk = (Vec<Result<Event, RecordError>>, (u64, u64));
-    // A few chunks of slack: enough to ride out a pause while a segment is handed to its
-    // writer, small enough that parsed events (large structs) never pile up in memory.
-    let (tx, rx) = mpsc::sync_channel::<Result<Chunk, cairn_import::ImportError>>(READ_AHEAD);
+    // Reading, parsing and putting events into columns run on their own thread, a few
+    // chunks ahead of the thread that fills segments.
+    let (tx, rx) = mpsc::sync_channel::<Result<Parsed>>(READ_AHEAD);
+    // Chunks come back to the reader once added, so their buffers serve again.
+    let (recycle, recycled) = mpsc::channel::<Parsed>();
     let reader = std::thread::spawn(move || {
         loop {
-            match source.next_chunk(READ_CHUNK) {
-                Ok(Some(chunk)) => {
-                    if tx.send(Ok((chunk, source.progress()))).is_err() {
-                        return;
-                    }
-                }
+            let items = match source.next_chunk(READ_CHUNK) {
+                Ok(Some(items)) => items,
                 Ok(None) => return,
                 Err(e) => {
-                    let _ = tx.send(Err(e));
+                    let _ = tx.send(Err(e.into()));
                     return;
                 }
+            };
+            let mut parsed = recycled.try_recv().unwrap_or_default();
+            parsed.records = items.len() as u64;
+            parsed.errors.clear();
+            parsed.chunk.clear();
+            for item in items {
+                match item {
+                    Ok(event) => {
+                        if let Err(e) = parsed.chunk.push(&event) {
+                            let _ = tx.send(Err(e.into()));
+                            return;
+                        }
+                    }
+                    Err(err) => parsed.errors.push(err),
+                }
+            }
+            parsed.progress = source.progress();
+            if tx.send(Ok(parsed)).is_err() {
+                return;
             }
         }
     });
@@ -160,37 +175,31 @@ fn import_file(
     let mut first_error: Option<RecordError> = None;
     let mut txn = store.import()?;
     txn.set_segment_events(args.chunk_events);
-    // Reused for every chunk: a fresh vector of large events is memory the kernel must zero.
-    let mut pending: Vec<Event> = Vec::with_capacity(READ_CHUNK);
     for message in rx {
-        let (chunk, (done, _)) = message?;
-        for item in chunk {
-            report.records += 1;
-            match item {
-                Ok(event) => pending.push(event),
-                Err(err) => {
-                    report.rejected += 1;
-                    if report.rejected > args.max_errors {
-                        drop(txn);
-                        bar.finish_and_clear();
-                        let more = if args.max_errors == 0 {
-                            " (use --max-errors N to skip bad records)"
-                        } else {
-                            ""
-                        };
-                        bail!(
-                            "{err}\ntoo many bad records: more than --max-errors {}{more}",
-                            args.max_errors
-                        );
-                    }
-                    write_quarantine(&mut quarantine, dir, file, args, &err)?;
-                    first_error.get_or_insert(err);
-                }
+        let mut parsed = message?;
+        report.records += parsed.records;
+        for err in parsed.errors.drain(..) {
+            report.rejected += 1;
+            if report.rejected > args.max_errors {
+                drop(txn);
+                bar.finish_and_clear();
+                let more = if args.max_errors == 0 {
+                    " (use --max-errors N to skip bad records)"
+                } else {
+                    ""
+                };
+                bail!(
+                    "{err}\ntoo many bad records: more than --max-errors {}{more}",
+                    args.max_errors
+                );
             }
+            write_quarantine(&mut quarantine, dir, file, args, &err)?;
+            first_error.get_or_insert(err);
         }
-        txn.add_from(&mut pending)?;
-        bar.set_position(done);
+        txn.add_chunk(&parsed.chunk)?;
+        bar.set_position(parsed.progress.0);
         bar.set_prefix(format!("{} events", report.records));
+        let _ = recycle.send(parsed);
     }
     // The reader thread only panics on a bug; surface it rather than import half a file.
     if reader.join().is_err() {
@@ -212,6 +221,17 @@ fn import_file(
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// One chunk of a file as the reader thread hands it over.
+#[derive(Default)]
+struct Parsed {
+    /// Records read, good and bad.
+    records: u64,
+    chunk: cairn_store::EventChunk,
+    errors: Vec<RecordError>,
+    /// The source's progress after this chunk: (bytes done, bytes total).
+    progress: (u64, u64),
 }
 
 fn write_quarantine(

@@ -1,5 +1,7 @@
-//! `cairn journeys validate|simulate`: check a journey file, and replay stored history through
-//! it without sending anything (a backtest).
+//! `cairn journeys`: check a journey file (`validate`), replay stored history through it
+//! without sending anything (`simulate`, a backtest), manage applied versions
+//! (`apply|list|show|pause|resume|archive`, see `registry`), and run them live (`run`, see
+//! `runner`).
 //!
 //! What simulate feeds the engine, per customer (store key), in time order: every stored event
 //! in `[--from, --to)` with its properties; traits from `identify` calls (`traits`) and consent
@@ -22,7 +24,14 @@ use serde_json::{Map, Value, json};
 
 use crate::cli::{Format, open_snapshot};
 
+mod registry;
+mod runner;
+
+use registry::{Applied, Registry, Status};
+
 #[derive(Subcommand, Debug)]
+// Parsed once per process from the command line: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum JourneysCommand {
     /// Check a journey definition (YAML); errors give line, column and reason.
     Validate {
@@ -41,6 +50,56 @@ still waiting then are counted where they are.",
 cairn journeys simulate cart.yaml --from 2026-01-01 --to 2026-02-01 --format json --trace trace.jsonl"
     )]
     Simulate(SimulateArgs),
+    /// Store a journey file as a new version; the runner starts taking entries into it.
+    #[command(
+        long_about = "Store a journey file (and the templates its send steps use, from templates/ \
+next to it) in the data directory as a new version. The new version takes new entries; customers \
+already in an older version finish that one. A version never changes: applying the same file again \
+does nothing, applying different content under the same version is refused.",
+        after_help = "Examples:\n  cairn journeys apply examples/journeys/abandoned-cart.yaml\n  \
+cairn journeys apply cart.yaml --templates ./email-templates"
+    )]
+    Apply {
+        file: PathBuf,
+        /// Directory of templates (<name>.toml) [default: templates/ next to FILE].
+        #[arg(long, value_name = "DIR")]
+        templates: Option<PathBuf>,
+    },
+    /// Applied journeys: status, versions.
+    List {
+        /// Include archived journeys.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// One journey: versions, steps, and live figures from the journey events in the log.
+    Show {
+        id: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Stop new entries; customers already in the journey go on.
+    Pause { id: String },
+    /// Take new entries again.
+    Resume { id: String },
+    /// Stop new entries and hide the journey from `list`; customers already in it finish.
+    Archive { id: String },
+    /// Run applied journeys live: follow the log, send messages, write progress back.
+    #[command(
+        long_about = "Run the applied journeys live: follow the event log, enter customers, fire \
+timers, send messages by email (SMTP), SMS (a Twilio-shaped HTTP API) and webhooks (HMAC-signed), \
+and write journey progress and delivery status back to the log as events.\n\n\
+Crash-safe: the runner journals its inputs (DATA/journeys/runner/journal.jsonl) and re-derives \
+its state on start by replaying them; delivered messages are recorded by idempotency key \
+(delivered.jsonl), so after kill -9 nothing is lost and nothing is sent twice. Messages that fail \
+after --max-attempts go to dead-letter.jsonl.\n\n\
+It writes to the store, so it runs instead of (not beside) another writer such as `cairn serve`.\n\n\
+Settings come from flags, then environment variables (CAIRN_SMTP_SERVER, CAIRN_WEBHOOK_URL, ...).",
+        after_help = "Examples:\n  cairn journeys run --smtp-server 127.0.0.1:25 --smtp-from shop@example.com\n  \
+CAIRN_WEBHOOK_URL=http://hooks.internal/cairn CAIRN_WEBHOOK_SECRET=... cairn journeys run"
+    )]
+    Run(runner::RunArgs),
 }
 
 #[derive(Args, Debug)]
@@ -72,7 +131,184 @@ pub fn run(dir: &Path, command: &JourneysCommand) -> Result<()> {
             Ok(())
         }
         JourneysCommand::Simulate(args) => simulate(dir, args),
+        JourneysCommand::Apply { file, templates } => {
+            match registry::apply(dir, file, templates.as_deref())? {
+                Applied::New {
+                    versioned,
+                    previous,
+                } => match previous {
+                    Some(p) => println!(
+                        "applied {versioned}: new entries go to it; customers in version {p} finish that one"
+                    ),
+                    None => println!("applied {versioned}"),
+                },
+                Applied::Unchanged { versioned } => {
+                    println!("{versioned} is already applied, unchanged")
+                }
+            }
+            Ok(())
+        }
+        JourneysCommand::List { all, format } => list(dir, *all, *format),
+        JourneysCommand::Show { id, format } => show(dir, id, *format),
+        JourneysCommand::Pause { id } => set_status(dir, id, Status::Paused),
+        JourneysCommand::Resume { id } => set_status(dir, id, Status::Active),
+        JourneysCommand::Archive { id } => set_status(dir, id, Status::Archived),
+        JourneysCommand::Run(args) => runner::run(dir, args),
     }
+}
+
+fn set_status(dir: &Path, id: &str, status: Status) -> Result<()> {
+    let before = registry::set_status(dir, id, status)?;
+    println!("{id}: {} (was {})", status.as_str(), before.as_str());
+    Ok(())
+}
+
+fn list(dir: &Path, all: bool, format: Format) -> Result<()> {
+    let reg = Registry::load(dir)?;
+    let rows: Vec<_> = reg
+        .journeys
+        .iter()
+        .filter(|(_, e)| all || e.status != Status::Archived)
+        .collect();
+    match format {
+        Format::Json => {
+            let out: Vec<Value> = rows
+                .iter()
+                .map(|(id, e)| json!({"id": id, "status": e.status.as_str(), "current": e.current(), "versions": e.versions}))
+                .collect();
+            println!("{}", Value::Array(out));
+        }
+        Format::Table => {
+            if rows.is_empty() {
+                println!(
+                    "no journeys applied (try `cairn journeys apply examples/journeys/abandoned-cart.yaml`)"
+                );
+            } else {
+                println!(
+                    "{:<28} {:<10} {:>8}  versions",
+                    "journey", "status", "current"
+                );
+                for (id, e) in rows {
+                    let versions: Vec<String> = e.versions.iter().map(u32::to_string).collect();
+                    println!(
+                        "{id:<28} {:<10} {:>8}  {}",
+                        e.status.as_str(),
+                        e.current(),
+                        versions.join(", ")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Live figures of one journey version, counted from the events the runner wrote back.
+#[derive(Default, serde::Serialize)]
+struct Live {
+    entered: u64,
+    waiting: u64,
+    converted: u64,
+    exited: u64,
+    steps: BTreeMap<String, u64>,
+    sent: u64,
+    failed: u64,
+    bounced: u64,
+}
+
+fn show(dir: &Path, id: &str, format: Format) -> Result<()> {
+    let reg = Registry::load(dir)?;
+    let Some(e) = reg.journeys.get(id) else {
+        anyhow::bail!("no journey {id:?} is applied (see `cairn journeys list --all`)");
+    };
+    let mut live: BTreeMap<String, Live> = e
+        .versions
+        .iter()
+        .map(|v| (format!("{id}@{v}"), Live::default()))
+        .collect();
+    if dir.join(cairn_store::MANIFEST_FILE).exists() {
+        let mut closed: BTreeMap<String, u64> = BTreeMap::new();
+        open_snapshot(dir)?.for_each_event(|s| {
+            let ev = &s.event;
+            if !ev.message_id.starts_with(runner::WRITEBACK_PREFIX) {
+                return;
+            }
+            let Some(props) = ev
+                .properties
+                .as_deref()
+                .and_then(|p| serde_json::from_str::<Map<String, Value>>(p).ok())
+            else {
+                return;
+            };
+            let Some(l) = props
+                .get("journey")
+                .and_then(Value::as_str)
+                .and_then(|j| live.get_mut(j))
+            else {
+                return;
+            };
+            let step = props.get("step").and_then(Value::as_str);
+            match ev.event.as_str() {
+                "journey_entered" => l.entered += 1,
+                "journey_goal" => l.converted += 1,
+                "journey_exited" => l.exited += 1,
+                "journey_step" => *l.steps.entry(step.unwrap_or("?").to_string()).or_default() += 1,
+                "journey_closed" => {
+                    *closed
+                        .entry(props["journey"].as_str().unwrap_or_default().to_string())
+                        .or_default() += 1
+                }
+                "message_sent" => l.sent += 1,
+                "message_failed" => l.failed += 1,
+                "message_bounced" => l.bounced += 1,
+                _ => {}
+            }
+        })?;
+        for (j, l) in live.iter_mut() {
+            l.waiting = l
+                .entered
+                .saturating_sub(closed.get(j).copied().unwrap_or(0));
+        }
+    }
+    let (current, _) = registry::load_version(dir, &format!("{id}@{}", e.current()))?;
+    match format {
+        Format::Json => println!(
+            "{:#}",
+            json!({
+                "id": id,
+                "status": e.status.as_str(),
+                "current": e.current(),
+                "versions": live,
+                "steps": current.steps.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+            })
+        ),
+        Format::Table => {
+            println!(
+                "journey {id} ({}), current version {}{}",
+                e.status.as_str(),
+                e.current(),
+                current
+                    .name
+                    .as_deref()
+                    .map(|n| format!(": {n}"))
+                    .unwrap_or_default()
+            );
+            for (v, l) in &live {
+                println!(
+                    "\n{v}: entered {}, waiting {}, converted {}, exited {}; messages sent {}, failed {}, bounced {}",
+                    l.entered, l.waiting, l.converted, l.exited, l.sent, l.failed, l.bounced
+                );
+                for s in &current.steps {
+                    println!(
+                        "  {:<24} {:>10}",
+                        s.id,
+                        l.steps.get(&s.id).copied().unwrap_or(0)
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn load(file: &Path) -> Result<Journey> {

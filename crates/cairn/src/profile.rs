@@ -10,10 +10,6 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::cli::{Format, FormatArgs, open_snapshot};
-use crate::render::event_json;
-
-/// Optional merge rules, in the data directory (JSON, fields of `cairn_identity::Config`).
-const CONFIG_FILE: &str = "identity.json";
 
 #[derive(Args, Debug)]
 pub struct ProfileArgs {
@@ -29,6 +25,10 @@ pub struct ProfileArgs {
     pub page: usize,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Print everything held on the customer as JSON (the profile and every event), as
+    /// `GET /v1/profiles/IDENTIFIER/export` answers: a subject access request.
+    #[arg(long)]
+    pub export: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -60,18 +60,24 @@ pub struct SplitArgs {
 }
 
 fn load_config(dir: &Path) -> Result<Config> {
-    let path = dir.join(CONFIG_FILE);
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .with_context(|| format!("{}: not valid identity rules", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
+    Ok(Config::load(dir)?)
 }
 
 pub(crate) fn graph(dir: &Path, snap: &Snapshot, splits: &Splits) -> Result<IdentityGraph> {
     let config = load_config(dir)?;
     cairn_identity::build(snap, &config, splits).context("cannot read the store's events")
+}
+
+/// Which keys form one profile, from `DATA_DIR/identity-map.bin` while it matches the store
+/// (see `cairn_identity::cache`), else built from the events; the flag says it was cached.
+pub(crate) fn profile_map(
+    dir: &Path,
+    snap: &Snapshot,
+    splits: &Splits,
+) -> Result<(cairn_identity::ProfileMap, bool)> {
+    let config = load_config(dir)?;
+    cairn_identity::cache::profile_map(dir, snap, &config, splits)
+        .context("cannot read the store's events")
 }
 
 pub fn show(dir: &Path, args: &ProfileArgs) -> Result<()> {
@@ -96,15 +102,13 @@ pub fn show(dir: &Path, args: &ProfileArgs) -> Result<()> {
         .skip((page - 1) * limit)
         .take(limit)
         .collect();
+    if args.export {
+        let out = cairn_server::profiles::export_json(&profile, &events);
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
     if args.format == Format::Json {
-        let mut out = serde_json::to_value(&profile)?;
-        out["timeline"] = json!({
-            "total_events": events.len(),
-            "page": page,
-            "pages": pages,
-            "per_page": limit,
-            "events": page_events.iter().map(|e| event_json(e)).collect::<Vec<_>>(),
-        });
+        let out = cairn_server::profiles::profile_json(&profile, &events, page, limit);
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
@@ -122,6 +126,12 @@ pub fn show(dir: &Path, args: &ProfileArgs) -> Result<()> {
         c.last_channel.as_deref().unwrap_or("-"),
         c.preferred_channel.as_deref().unwrap_or("-")
     );
+    println!("stage        {}", c.lifecycle_stage);
+    for (name, answer) in [("last CSAT", &c.last_csat), ("last NPS", &c.last_nps)] {
+        if let Some(a) = answer {
+            println!("{name:<12} {} on {}", a.score, format_micros(a.timestamp));
+        }
+    }
     if !profile.traits.is_empty() {
         println!("\ntraits");
         for (name, t) in &profile.traits {
@@ -276,4 +286,83 @@ pub fn run(dir: &Path, command: &ProfilesCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+pub const FORGET_ABOUT: &str = "Right to be forgotten: remove a customer's profile, identities and \
+every event.\n\n\
+The identifier is resolved to its profile (as for `cairn profile`); every identifier merged into it \
+and every customer id its events are filed under are forgotten together: their events are removed \
+from the log and from every segment (the Parquet and scan files are rewritten), their ids from the \
+customer dictionary, their rejected import records from DATA_DIR/quarantine and their operator \
+splits. What stays is a suppression entry per identifier (a salted SHA-256 in \
+DATA_DIR/suppressed.json, not the identifier), so later events sent under a forgotten user id or \
+anonymous id are dropped when they arrive, by `cairn serve`, `ingest` and `import` alike.\n\n\
+Without --yes it only shows what would be forgotten. Needs the writer lock: while `cairn serve` \
+runs, use DELETE /v1/profiles/IDENTIFIER instead.";
+
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    /// Any identifier of the customer, as for `cairn profile`.
+    pub identifier: String,
+    /// Really forget (without it, only show what would be forgotten).
+    #[arg(long)]
+    pub yes: bool,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+pub fn forget(dir: &Path, args: &ForgetArgs) -> Result<()> {
+    open_snapshot(dir)?;
+    let store = crate::cli::open_store(dir)?;
+    let snap = store.snapshot()?;
+    let mut splits = Splits::load(dir)?;
+    let g = graph(dir, &snap, &splits)?;
+    let Some(p) = g.lookup(&args.identifier) else {
+        bail!(
+            "no profile has the identifier {:?} (try kind:value, e.g. email:ann@example.com)",
+            args.identifier
+        );
+    };
+    let events = cairn_identity::profile_events(&snap, &g, p)?;
+    let plan = cairn_identity::ForgetPlan::new(&g, &snap, p, &events);
+    drop(events);
+    drop(snap);
+    let outcome = if args.yes {
+        let outcome = store.forget(&plan.values())?;
+        if plan.scrub_splits(&mut splits) {
+            splits.save(dir)?;
+        }
+        Some(outcome)
+    } else {
+        None
+    };
+    if args.format == Format::Json {
+        let out = json!({"plan": plan, "forgotten": outcome.is_some(), "outcome": outcome});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let ids: Vec<String> = plan.identifiers.iter().map(|i| i.to_string()).collect();
+    println!("identifiers   {}", ids.join(", "));
+    println!("customer ids  {}", plan.customer_ids.join(", "));
+    if !plan.also_on_events.is_empty() {
+        let other: Vec<String> = plan.also_on_events.iter().map(|i| i.to_string()).collect();
+        println!(
+            "also on their events (removed with them, not suppressed)  {}",
+            other.join(", ")
+        );
+    }
+    match outcome {
+        None => println!("\nnothing changed: run again with --yes to forget them"),
+        Some(o) => println!(
+            "\nforgotten: {} events removed ({} segments rewritten, {} dropped), {} customer ids, \
+{} quarantined records; {} identifiers suppressed",
+            o.events_removed,
+            o.segments_rewritten,
+            o.segments_dropped,
+            o.customers,
+            o.quarantine_lines_removed,
+            o.suppressed
+        ),
+    }
+    Ok(())
 }

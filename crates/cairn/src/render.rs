@@ -3,7 +3,7 @@
 use anyhow::{Result, bail};
 use cairn_model::format_micros;
 // One JSON shape for the CLI and the HTTP API, so they can never disagree.
-pub use cairn_server::views::{event_json, stats_json, timeline_json};
+pub use cairn_server::views::{stats_json, timeline_json};
 use cairn_store::{Snapshot, Stats};
 
 use crate::cli::{Format, TimelineArgs};

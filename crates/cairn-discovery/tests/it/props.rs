@@ -1,7 +1,9 @@
 use cairn_discovery::funnel::{BreakdownBy, FunnelSpec};
+use cairn_discovery::insights::{Churn, Rank};
+use cairn_discovery::scope::Behaviour;
 use cairn_discovery::{
-    Analysis, Funnel, FunnelMode, ProcessMap, Scope, Scoped, StepSpec, Timeline, Variants,
-    finish_partials, run,
+    Analysis, Anchor, Funnel, FunnelMode, Insights, Paths, Period, ProcessMap, Rename, Retention,
+    Scope, Scoped, StepSpec, Timeline, Variants, finish_partials, run,
 };
 use proptest::prelude::*;
 
@@ -161,6 +163,28 @@ proptest! {
         prop_assert_eq!(split_run(&m, &parts), run(&m, js.iter().map(Journey::view)));
         let v = Variants { names: names(), top: 100, goal: Some(2) };
         prop_assert_eq!(split_run(&v, &parts), run(&v, js.iter().map(Journey::view)));
+        let p = Paths {
+            rename: Rename::identity(&names()),
+            anchor: Anchor::From(steps[0]),
+            steps: 3,
+            top: 3,
+            collapse_repeats: mode == FunnelMode::Strict,
+        };
+        prop_assert_eq!(split_run(&p, &parts), run(&p, js.iter().map(Journey::view)));
+        let r = Retention { period: Period::Week, tz: jiff::tz::TimeZone::UTC, periods: 4 };
+        prop_assert_eq!(split_run(&r, &parts), run(&r, js.iter().map(Journey::view)));
+        let i = Insights {
+            names: names(),
+            channels: CHANNELS.iter().map(|s| s.to_string()).collect(),
+            goal: steps[steps.len() - 1],
+            min_customers: 2,
+            alpha: 0.5,
+            top: 5,
+            churn: Some(Churn { as_of: 1_700_000_000_000_000 + window * 1_000_000, inactive: 3_600_000_000 }),
+            happy_path: steps.clone(),
+            rank: Rank::Revenue,
+        };
+        prop_assert_eq!(split_run(&i, &parts), run(&i, js.iter().map(Journey::view)));
     }
 
     #[test]
@@ -170,6 +194,7 @@ proptest! {
         window in 1i64..20_000,
         mode in mode(),
         did in 0u16..5,
+        within in prop::option::of(0i64..10_000),
     ) {
         let f = funnel(&steps, window, mode, true);
         let whole = run(&f, js.iter().map(Journey::view));
@@ -200,5 +225,37 @@ proptest! {
         let count = |r: &cairn_discovery::MapResult| r.edges.iter().map(|e| e.count).sum::<u64>();
         prop_assert_eq!(count(&a) + count(&b), count(&all));
         prop_assert_eq!(a.customers + b.customers, all.customers);
+        // "Did X within a window of the first event" and its negation partition customers:
+        // funnels, maps and variants over the two add up to the whole.
+        let within = |negate| Scope {
+            behaviours: vec![Behaviour {
+                event: did,
+                within: within.map(|s| s * 1_000_000),
+                negate,
+                ..Behaviour::default()
+            }],
+            ..Scope::default()
+        };
+        let (yes, no) = (seg(within(false)), seg(within(true)));
+        for k in 0..whole.customers_by_max_level.len() {
+            prop_assert_eq!(
+                yes.customers_by_max_level[k] + no.customers_by_max_level[k],
+                whole.customers_by_max_level[k]
+            );
+        }
+        let (a, b) = (map(within(false)), map(within(true)));
+        prop_assert_eq!(count(&a) + count(&b), count(&all));
+        let variants = |scope: Scope| run(
+            &Scoped { scope, inner: Variants { names: names(), top: 1000, goal: None } },
+            js.iter().map(Journey::view),
+        );
+        let (va, vb, vall) = (variants(within(false)), variants(within(true)), variants(Scope::default()));
+        prop_assert_eq!(va.customers + vb.customers, vall.customers);
+        for v in &vall.variants {
+            let find = |r: &cairn_discovery::VariantsResult| {
+                r.variants.iter().find(|x| x.events == v.events).map_or(0, |x| x.count)
+            };
+            prop_assert_eq!(find(&va) + find(&vb), v.count);
+        }
     }
 }

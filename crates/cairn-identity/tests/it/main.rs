@@ -551,6 +551,53 @@ fn profile_view_merges_traits_computes_and_tracks_consent() {
     assert!(ads.history[0].value);
     assert!(profile.consent["Analytics"].value);
     assert_eq!(profile.merges.len(), 2);
+    assert_eq!(c.lifecycle_stage, "repeat_customer");
+}
+
+#[test]
+fn lifecycle_stage_and_last_survey_answers() {
+    let survey = |msg: &str, t: i64, survey: &str, score: u32| Event {
+        properties: Some(format!(r#"{{"score":{score},"survey":"{survey}"}}"#)),
+        ..track(msg, "Survey Answered", t, Some("U"), None)
+    };
+    let order = |msg: &str, t: i64| Event {
+        value: Some(20.0),
+        ..track(msg, "Order Completed", t, Some("U"), None)
+    };
+    let stage_and_answers = |events: &[Event]| {
+        let g = graph_in_order(events, &Splits::default());
+        let stored: Vec<cairn_store::StoredEvent> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| cairn_store::StoredEvent {
+                key: 0,
+                seq: i as u64,
+                event: e.clone(),
+            })
+            .collect();
+        let p = g.lookup(events[0].customer_id()).unwrap();
+        let c = Profile::build(&g, p, &stored).computed;
+        let score = |a: &Option<cairn_identity::profile::Answer>| a.as_ref().map(|a| a.score);
+        (c.lifecycle_stage, score(&c.last_csat), score(&c.last_nps))
+    };
+    let visitor = [track("v1", "page_view", 1, None, Some("A"))];
+    assert_eq!(stage_and_answers(&visitor), ("anonymous", None, None));
+    let lead = [
+        survey("s1", 1, "csat", 2),
+        survey("s2", 3, "nps", 9),
+        survey("s3", 2, "csat", 5),
+    ];
+    // The latest answer by time, not by arrival.
+    assert_eq!(stage_and_answers(&lead), ("lead", Some(5.0), Some(9.0)));
+    assert_eq!(stage_and_answers(&[order("o1", 1)]).0, "customer");
+    let cancelled = [
+        order("o1", 1),
+        order("o2", 2),
+        track("c1", "Subscription Cancelled", 3, Some("U"), None),
+    ];
+    assert_eq!(stage_and_answers(&cancelled).0, "churned");
+    let back = [cancelled.to_vec(), vec![order("o3", 4)]].concat();
+    assert_eq!(stage_and_answers(&back).0, "repeat_customer");
 }
 
 /// Directly-follows counts (a process map) and variant counts over a scan, by event name.
@@ -607,4 +654,44 @@ fn process_map_and_variants_are_equal_whether_identify_came_first_or_last() {
             .keys()
             .any(|(a, b)| a == "page_view" && b == "identify")
     );
+}
+
+#[test]
+fn the_profile_map_is_cached_until_the_store_rules_or_splits_change() {
+    let (events, identifies) = shop(20);
+    let (dir, snap) = store_with(&[events, identifies], false);
+    let (config, splits) = (Config::default(), Splits::default());
+    let map_of = |snap: &Snapshot, splits: &Splits| {
+        let (map, cached) =
+            cairn_identity::cache::profile_map(dir.path(), snap, &config, splits).unwrap();
+        let reps: Vec<u32> = (0..snap.key_count() as u32)
+            .map(|k| map.representative(k))
+            .collect();
+        (reps, map.multi_key_profiles(), cached)
+    };
+    let built = cairn_identity::build(&snap, &config, &splits).unwrap();
+    let (reps, multi, cached) = map_of(&snap, &splits);
+    assert!(!cached);
+    assert!(multi > 0);
+    assert_eq!(multi, built.profile_map().multi_key_profiles());
+    let (again, _, cached) = map_of(&snap, &splits);
+    assert!(cached, "the second command reads the map");
+    assert_eq!(again, reps);
+    // A split, or a commit to the store, makes it stale.
+    let mut split = Splits::default();
+    let detached = built.identifier("user-0").expect("a user of the shop");
+    split.detach(Detached {
+        identifier: detached,
+        reason: None,
+        at: None,
+    });
+    assert!(!map_of(&snap, &split).2);
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let mut txn = store.import().unwrap();
+    txn.add(vec![track("late", "page_view", 99, Some("someone"), None)])
+        .unwrap();
+    txn.commit().unwrap();
+    let (reps2, _, cached) = map_of(&store.snapshot().unwrap(), &splits);
+    assert!(!cached);
+    assert_eq!(&reps2[..reps.len()], &reps[..]);
 }

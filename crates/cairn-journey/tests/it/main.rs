@@ -1,3 +1,4 @@
 mod abandoned_cart;
 mod definition;
 mod replay;
+mod versions;

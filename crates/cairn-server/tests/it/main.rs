@@ -1,6 +1,8 @@
 //! The router without sockets (`tower::ServiceExt::oneshot`): backpressure and shutdown, which
 //! need the server's internals held in a known state.
 
+mod profiles;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

@@ -1,5 +1,7 @@
 //! Store behaviour through its public API: what is written is read back, once, in order.
 
+mod forget;
+
 use std::path::Path;
 
 use cairn_model::{Event, EventKind};
@@ -590,4 +592,79 @@ fn appends_while_the_background_flusher_writes_and_compacts() {
     drop(store);
     let store = Store::open(dir.path(), options).unwrap();
     assert_eq!(journeys(&store.snapshot().unwrap()), expected);
+}
+
+#[test]
+fn chunks_with_their_own_dictionaries_land_in_the_stores_across_segment_boundaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let named = |customer: &str, name: &str, channel: &str, t: i64| Event {
+        channel: channel.to_string(),
+        ..event(customer, name, t, &format!("{customer}-{t}"))
+    };
+    let mut txn = store.import().unwrap();
+    // Two events a segment, chunks of three: every chunk is split between two segments.
+    txn.set_segment_events(2);
+    let chunks = [
+        vec![
+            named("a", "view", "web", 1),
+            named("a", "buy", "store", 2),
+            named("b", "view", "web", 3),
+        ],
+        // Names and channels first seen in another order, so the chunk's own indexes differ
+        // from the store's.
+        vec![
+            named("b", "buy", "email", 4),
+            named("c", "refund", "store", 5),
+            named("a", "view", "web", 6),
+        ],
+    ];
+    let mut chunk = cairn_store::EventChunk::default();
+    for events in chunks.iter() {
+        chunk.fill_from(&mut events.clone()).unwrap();
+        assert_eq!(chunk.len(), 3);
+        txn.add_chunk(&chunk).unwrap();
+    }
+    let out = txn.commit().unwrap();
+    assert_eq!((out.accepted, out.duplicates), (6, 0));
+    let snap = store.snapshot().unwrap();
+    for (customer, expected) in [
+        (
+            "a",
+            vec![("view", "web", 1), ("buy", "store", 2), ("view", "web", 6)],
+        ),
+        ("b", vec![("view", "web", 3), ("buy", "email", 4)]),
+        ("c", vec![("refund", "store", 5)]),
+    ] {
+        let got: Vec<(String, String, i64)> = snap
+            .timeline(customer)
+            .unwrap()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.event.event, r.event.channel, r.event.timestamp))
+            .collect();
+        let expected: Vec<(String, String, i64)> = expected
+            .into_iter()
+            .map(|(n, c, t)| (n.to_string(), c.to_string(), t))
+            .collect();
+        assert_eq!(got, expected, "customer {customer}");
+    }
+    // The scan files carry the store's name indexes too.
+    let s = |v: &str| v.to_string();
+    assert_eq!(
+        journeys(&snap),
+        vec![
+            (s("a"), vec![(s("view"), 1), (s("buy"), 2), (s("view"), 6)]),
+            (s("b"), vec![(s("view"), 3), (s("buy"), 4)]),
+            (s("c"), vec![(s("refund"), 5)]),
+        ]
+    );
+    // Sequence numbers follow arrival order (the times above) across chunks and segments.
+    let mut by_time: Vec<(i64, u64)> = ["a", "b", "c"]
+        .iter()
+        .flat_map(|c| snap.timeline(c).unwrap().unwrap())
+        .map(|r| (r.event.timestamp, r.seq))
+        .collect();
+    by_time.sort();
+    assert!(by_time.windows(2).all(|w| w[0].1 < w[1].1), "{by_time:?}");
 }

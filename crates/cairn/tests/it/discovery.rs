@@ -374,9 +374,66 @@ fn answers_do_not_depend_on_import_order_or_segments() {
         ],
         &["paths", "--from", "Product Viewed", "--format", "json"],
         &["retention", "--format", "json"],
+        &["insights", "--goal", "Order Completed", "--format", "json"],
+        &[
+            "map",
+            "--where-did",
+            "Product Added within 7d",
+            "--cohort",
+            "2026-01",
+            "--tz",
+            "Europe/Paris",
+            "--format",
+            "json",
+        ],
     ] {
         assert_eq!(json(&one, args), json(&many, args), "{args:?}");
     }
+}
+
+/// "Did X within a window" and "did not", and cohorts, split customers cleanly.
+#[test]
+fn behaviour_and_cohort_segments_partition_customers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("all.jsonl");
+    ok(
+        tmp.path(),
+        &[
+            "generate",
+            "--customers",
+            "300",
+            "--seed",
+            "3",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+    );
+    let d = tmp.path().join("store");
+    ok(&d, &["import", file.to_str().unwrap()]);
+    let customers = |extra: &[&str]| {
+        let mut args = vec!["variants", "--format", "json", "--no-stitch"];
+        args.extend_from_slice(extra);
+        json(&d, &args)["customers"].as_u64().unwrap()
+    };
+    let all = customers(&[]);
+    let did = customers(&["--where-did", "Order Completed within 3d"]);
+    let not = customers(&["--where-not-did", "Order Completed within 3d"]);
+    assert_eq!(did + not, all);
+    assert!(did > 0 && not > 0, "{did} / {not}");
+    // Ordering within 3 days is a subset of ordering at all.
+    assert!(did <= customers(&["--where-did", "Order Completed"]));
+    // Months of first sight partition customers too.
+    let months: u64 = [
+        "2026-01", "2026-02", "2026-03", "2026-04", "2026-05", "2026-06", "2026-07",
+    ]
+    .iter()
+    .map(|m| customers(&["--cohort", m]))
+    .sum();
+    assert_eq!(months, all);
+    let err = crate::fails(&d, &["map", "--cohort", "January"]);
+    assert!(err.contains("ISO week"), "{err}");
+    let err = crate::fails(&d, &["map", "--where-did", "Order Completed within soon"]);
+    assert!(err.contains("duration"), "{err}");
 }
 
 #[test]

@@ -3,7 +3,9 @@
 mod bad_input;
 mod crash;
 mod discovery;
+mod forget;
 mod journeys;
+mod journeys_run;
 mod profiles;
 mod real_logs;
 mod serve;

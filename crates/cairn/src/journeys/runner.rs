@@ -1,0 +1,811 @@
+//! `cairn journeys run`: the live runner. It follows the event log, drives the engine with a
+//! clock, sends messages through the outbox, and writes progress back to the log.
+//!
+//! # Why nothing is lost or sent twice after `kill -9`
+//!
+//! The engine is deterministic, so its state (waiting customers, timers) is never saved: it is
+//! re-derived on start by replaying the runner's *journal* against the event log. The journal
+//! (`DATA/journeys/runner/journal.jsonl`, fsynced line by line, written *before* the step it
+//! describes is acted on) records only the runner's inputs:
+//!
+//! - `start {from}`: events before sequence number `from` are history (they set traits and
+//!   consent, they trigger nothing);
+//! - `load {journey}` / `accept {journey, on}`: a version applied, paused, resumed, archived;
+//! - `step {upto, now}`: feed the stored events with sequence numbers below `upto`, then fire
+//!   timers due at `now` (the clock reading, which is why it is written down).
+//!
+//! Replaying the same inputs gives the same effects, messages included, each with its
+//! idempotency key. The outbox's `delivered.jsonl` says which keys are done; the others are
+//! (re)queued. So a timer due while the runner was down fires on the first step after restart,
+//! and a message in flight at the crash is sent again with the same key, which the receiver
+//! (`Idempotency-Key` header, `Message-ID`) uses to drop the copy.
+//!
+//! Progress goes back into the log as events (`journey_entered`, `journey_step`,
+//! `journey_goal`, `journey_exited`, `message_sent`, `message_failed`, ...) whose message ids
+//! are derived from what they record, so re-appending them on replay is a no-op (the store
+//! drops known message ids). The runner skips these events as inputs.
+//!
+//! The cost of this design: a restart replays every event since `start`. Snapshotting the
+//! engine's state every N steps would bound that; it is not built yet.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use cairn_channels::Templates;
+use cairn_channels::outbox::{Channels, Delivery, Outbound, Outbox, RetryPolicy, Status};
+use cairn_channels::sms::SmsConfig;
+use cairn_channels::smtp::SmtpConfig;
+use cairn_channels::webhook::WebhookConfig;
+use cairn_journey::{Effect, Engine, InputEvent, JourneyEvent, JourneyEventKind, Message};
+use cairn_model::{Event, EventKind, Micros, format_micros, parse_timestamp};
+use cairn_store::{Store, StoredEvent};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::registry::{self, Registry};
+
+/// Message ids of the events the runner writes back start with this.
+pub const WRITEBACK_PREFIX: &str = "cairn-journey:";
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Process what is stored and due now, deliver, then exit (instead of following the log).
+    #[arg(long)]
+    pub once: bool,
+    /// How often to look for new events when idle, in milliseconds.
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    pub poll_ms: u64,
+    /// SMTP relay for email, host:port.
+    #[arg(long, env = "CAIRN_SMTP_SERVER", value_name = "HOST:PORT")]
+    pub smtp_server: Option<String>,
+    /// Sender address of emails.
+    #[arg(long, env = "CAIRN_SMTP_FROM", default_value = "cairn@localhost")]
+    pub smtp_from: String,
+    #[arg(long, env = "CAIRN_SMTP_USER")]
+    pub smtp_user: Option<String>,
+    #[arg(long, env = "CAIRN_SMTP_PASSWORD", hide_env_values = true)]
+    pub smtp_password: Option<String>,
+    /// Where webhook messages are POSTed (http://).
+    #[arg(long, env = "CAIRN_WEBHOOK_URL", value_name = "URL")]
+    pub webhook_url: Option<String>,
+    /// Secret of the HMAC-SHA256 signature in the X-Cairn-Signature header.
+    #[arg(
+        long,
+        env = "CAIRN_WEBHOOK_SECRET",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub webhook_secret: String,
+    /// Base URL of a Twilio-shaped SMS API (…/2010-04-01/Accounts/SID/Messages.json).
+    #[arg(long, env = "CAIRN_SMS_BASE_URL", value_name = "URL")]
+    pub sms_base_url: Option<String>,
+    #[arg(long, env = "CAIRN_SMS_ACCOUNT", default_value = "")]
+    pub sms_account: String,
+    #[arg(
+        long,
+        env = "CAIRN_SMS_TOKEN",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub sms_token: String,
+    #[arg(long, env = "CAIRN_SMS_FROM", default_value = "")]
+    pub sms_from: String,
+    /// Delivery attempts before a message goes to the dead-letter file.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub max_attempts: u32,
+    /// Wait before the first retry, doubled for each one after (ms).
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    pub retry_base_ms: u64,
+    /// Timeout of one delivery attempt (ms).
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    pub timeout_ms: u64,
+    /// Test clock: the journey time at the moment given by --clock-origin-ms.
+    #[arg(long, hide = true, value_name = "T")]
+    pub clock_start: Option<String>,
+    /// Test clock: wall time (unix ms) at which the journey time is --clock-start
+    /// [default: now].
+    #[arg(long, hide = true)]
+    pub clock_origin_ms: Option<i64>,
+    /// Test clock: journey seconds per wall second.
+    #[arg(long, hide = true, default_value_t = 1.0)]
+    pub clock_rate: f64,
+}
+
+/// The injected clock: wall time, or a test clock running at some rate from some start.
+#[derive(Debug, Clone, Copy)]
+enum Clock {
+    System,
+    Test {
+        origin_wall: Micros,
+        start: Micros,
+        rate: f64,
+    },
+}
+
+fn wall_micros() -> Micros {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as Micros)
+}
+
+impl Clock {
+    fn now(self) -> Micros {
+        match self {
+            Clock::System => wall_micros(),
+            Clock::Test {
+                origin_wall,
+                start,
+                rate,
+            } => start + ((wall_micros() - origin_wall) as f64 * rate) as Micros,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Op {
+    Start { from: u64 },
+    Load { journey: String },
+    Accept { journey: String, on: bool },
+    Step { upto: u64, now: Micros },
+}
+
+/// The append-only journal of runner inputs.
+struct Journal {
+    file: File,
+    path: PathBuf,
+}
+
+impl Journal {
+    /// Opens the journal and reads its operations; a torn last line is cut.
+    fn open(path: &Path) -> Result<(Journal, Vec<Op>)> {
+        let mut file = File::options()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let mut ops = Vec::new();
+        let mut good = 0u64;
+        let mut reader = BufReader::new(&file);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = reader.read_line(&mut line)?;
+            if n == 0 || !line.ends_with('\n') {
+                break;
+            }
+            match serde_json::from_str::<Op>(&line) {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+            good += n as u64;
+        }
+        drop(reader);
+        if file.seek(SeekFrom::End(0))? != good {
+            eprintln!(
+                "warning: cut a torn tail of the journey journal {}",
+                path.display()
+            );
+            file.set_len(good)?;
+        }
+        Ok((
+            Journal {
+                file,
+                path: path.to_path_buf(),
+            },
+            ops,
+        ))
+    }
+
+    fn write(&mut self, op: &Op) -> Result<()> {
+        let line = serde_json::to_string(op)? + "\n";
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.sync_data())
+            .with_context(|| format!("writing {}", self.path.display()))
+    }
+}
+
+/// One stored event as the engine sees it.
+struct Input {
+    seq: u64,
+    customer: String,
+    name: String,
+    at: Micros,
+    properties: Map<String, Value>,
+    traits: Map<String, Value>,
+    consent: Vec<(String, bool)>,
+}
+
+impl Input {
+    fn from_stored(e: &StoredEvent) -> Option<Input> {
+        let ev = &e.event;
+        if ev.message_id.starts_with(WRITEBACK_PREFIX) {
+            return None;
+        }
+        let object = |s: Option<&str>| {
+            s.and_then(|s| serde_json::from_str::<Map<String, Value>>(s).ok())
+                .unwrap_or_default()
+        };
+        Some(Input {
+            seq: e.seq,
+            customer: ev.customer_id().to_string(),
+            name: ev.event.clone(),
+            at: ev.timestamp,
+            properties: object(ev.properties.as_deref()),
+            traits: match ev.kind {
+                EventKind::Identify => object(ev.traits.as_deref()),
+                _ => Map::new(),
+            },
+            consent: super::consent(ev.context.as_deref()),
+        })
+    }
+}
+
+pub struct Runner {
+    data: PathBuf,
+    store: Store,
+    clock: Clock,
+    engine: Engine,
+    slots: HashMap<String, usize>,
+    accepting: HashMap<String, bool>,
+    templates: Vec<Templates>,
+    /// Every trait each customer has, for templates and recipients.
+    profiles: HashMap<String, Map<String, Value>>,
+    journal: Journal,
+    outbox: Outbox,
+    channels: Channels,
+    /// The next sequence number to feed.
+    pos: u64,
+    /// Where to look for new events next (past our own write-backs, which are not inputs).
+    peek: u64,
+    /// The engine's time: never goes back.
+    time: Micros,
+    writeback: Vec<Event>,
+    /// Figures of this process, for the exit summary.
+    pub replayed_steps: usize,
+    pub sent: u64,
+}
+
+impl Runner {
+    pub fn open(data: &Path, args: &RunArgs) -> Result<Runner> {
+        let store = crate::cli::open_store(data)?;
+        let clock = match &args.clock_start {
+            None => Clock::System,
+            Some(t) => Clock::Test {
+                start: parse_timestamp(t).with_context(|| format!("--clock-start {t:?}"))?,
+                origin_wall: args
+                    .clock_origin_ms
+                    .map_or_else(wall_micros, |ms| ms * 1000),
+                rate: args.clock_rate,
+            },
+        };
+        let timeout = Duration::from_millis(args.timeout_ms);
+        let channels = Channels {
+            smtp: args.smtp_server.as_ref().map(|server| SmtpConfig {
+                server: server.clone(),
+                from: args.smtp_from.clone(),
+                helo: "cairn".to_string(),
+                username: args.smtp_user.clone(),
+                password: args.smtp_password.clone(),
+                timeout,
+            }),
+            webhook: args.webhook_url.as_ref().map(|url| WebhookConfig {
+                url: url.clone(),
+                secret: args.webhook_secret.clone(),
+                timeout,
+            }),
+            sms: args.sms_base_url.as_ref().map(|base| SmsConfig {
+                base_url: base.clone(),
+                account: args.sms_account.clone(),
+                token: args.sms_token.clone(),
+                from: args.sms_from.clone(),
+                timeout,
+            }),
+        };
+        let dir = registry::dir(data).join("runner");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let (journal, ops) = Journal::open(&dir.join("journal.jsonl"))?;
+        let outbox = Outbox::open(
+            &dir,
+            RetryPolicy {
+                max_attempts: args.max_attempts.max(1),
+                base_delay: Duration::from_millis(args.retry_base_ms),
+                max_delay: Duration::from_secs(300),
+            },
+        )?;
+        let mut r = Runner {
+            data: data.to_path_buf(),
+            store,
+            clock,
+            engine: Engine::new(Vec::new()),
+            slots: HashMap::new(),
+            accepting: HashMap::new(),
+            templates: Vec::new(),
+            profiles: HashMap::new(),
+            journal,
+            outbox,
+            channels,
+            pos: 0,
+            peek: 0,
+            time: Micros::MIN,
+            writeback: Vec::new(),
+            replayed_steps: 0,
+            sent: 0,
+        };
+        r.replay(ops)?;
+        Ok(r)
+    }
+
+    /// Re-derives the engine's state from the journal and the log (see the module doc).
+    fn replay(&mut self, ops: Vec<Op>) -> Result<()> {
+        let snap = self.store.snapshot()?;
+        let from = match ops.first() {
+            Some(Op::Start { from }) => *from,
+            _ => {
+                // A new runner: what is stored now is history.
+                let op = Op::Start {
+                    from: snap.next_seq(),
+                };
+                self.journal.write(&op)?;
+                snap.next_seq()
+            }
+        };
+        let mut history = Vec::new();
+        let mut live = Vec::new();
+        snap.for_each_event_from(0, |e| {
+            if let Some(i) = Input::from_stored(e) {
+                if i.seq < from {
+                    if !i.traits.is_empty() || !i.consent.is_empty() {
+                        history.push(i);
+                    }
+                } else {
+                    live.push(i);
+                }
+            }
+        })?;
+        history.sort_by_key(|i| i.seq);
+        live.sort_by_key(|i| i.seq);
+        for i in &history {
+            self.profile_update(i);
+        }
+        self.pos = from;
+        self.peek = from;
+        let mut live = live.into_iter().peekable();
+        for op in ops.into_iter().skip(1) {
+            match op {
+                Op::Start { .. } => {}
+                Op::Load { journey } => self.load(&journey)?,
+                Op::Accept { journey, on } => self.accept(&journey, on),
+                Op::Step { upto, now } => {
+                    let mut batch = Vec::new();
+                    while let Some(i) = live.next_if(|i| i.seq < upto) {
+                        batch.push(i);
+                    }
+                    self.step(upto, now, batch)?;
+                    self.replayed_steps += 1;
+                }
+            }
+        }
+        self.flush_writeback()?;
+        Ok(())
+    }
+
+    /// Traits and consent of a history event (nothing can enter on it).
+    fn profile_update(&mut self, i: &Input) {
+        let empty = Map::new();
+        let ev = InputEvent {
+            name: "",
+            properties: &empty,
+            traits: &i.traits,
+            consent: &i.consent,
+        };
+        let effects = self.engine.on_event(&i.customer, &ev, i.at);
+        debug_assert!(effects.is_empty(), "history triggered effects");
+        if !i.traits.is_empty() {
+            let p = self.profiles.entry(i.customer.clone()).or_default();
+            p.extend(i.traits.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
+
+    fn load(&mut self, versioned: &str) -> Result<()> {
+        let (j, t) = registry::load_version(&self.data, versioned)?;
+        let slot = self.engine.add_journey(j);
+        self.slots.insert(versioned.to_string(), slot);
+        self.accepting.insert(versioned.to_string(), true);
+        self.templates.push(t);
+        // The engine keeps only the traits its journeys look at: give the new one the traits
+        // seen so far (a profile update triggers nothing).
+        let empty = Map::new();
+        for (customer, traits) in &self.profiles {
+            let ev = InputEvent {
+                name: "",
+                properties: &empty,
+                traits,
+                consent: &[],
+            };
+            let effects = self.engine.on_event(customer, &ev, self.time);
+            debug_assert!(effects.is_empty(), "a profile update triggered effects");
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, versioned: &str, on: bool) {
+        if let Some(&slot) = self.slots.get(versioned) {
+            self.engine.set_accepting(slot, on);
+            self.accepting.insert(versioned.to_string(), on);
+        }
+    }
+
+    /// Brings the engine in line with the registry, journaling each change first.
+    fn sync_registry(&mut self) -> Result<()> {
+        for (versioned, on) in Registry::load(&self.data)?.versions() {
+            if !self.slots.contains_key(&versioned) {
+                self.journal.write(&Op::Load {
+                    journey: versioned.clone(),
+                })?;
+                self.load(&versioned)?;
+            }
+            if self.accepting.get(&versioned) != Some(&on) {
+                self.journal.write(&Op::Accept {
+                    journey: versioned.clone(),
+                    on,
+                })?;
+                self.accept(&versioned, on);
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds `batch` (the inputs below `upto`) and fires timers due at `now`.
+    fn step(&mut self, upto: u64, now: Micros, batch: Vec<Input>) -> Result<()> {
+        let mut effects = Vec::new();
+        for i in batch {
+            if !i.traits.is_empty() {
+                let p = self.profiles.entry(i.customer.clone()).or_default();
+                p.extend(i.traits.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            // Engine time never goes back (a late event counts as now), nor ahead of the
+            // clock (a client clock in the future would fire timers early).
+            self.time = self.time.max(i.at.min(now));
+            let ev = InputEvent {
+                name: &i.name,
+                properties: &i.properties,
+                traits: &i.traits,
+                consent: &i.consent,
+            };
+            effects.extend(self.engine.on_event(&i.customer, &ev, self.time));
+            self.handle(&mut effects)?;
+        }
+        self.time = self.time.max(now);
+        effects.extend(self.engine.on_time(self.time));
+        self.handle(&mut effects)?;
+        self.pos = upto;
+        self.peek = self.peek.max(upto);
+        Ok(())
+    }
+
+    fn handle(&mut self, effects: &mut Vec<Effect>) -> Result<()> {
+        for e in effects.drain(..) {
+            match e {
+                Effect::Send(m) => self.enqueue(&m)?,
+                Effect::Journey(j) => {
+                    let ev = journey_event(&j);
+                    self.writeback.push(ev);
+                }
+                Effect::SetTraits {
+                    customer,
+                    journey,
+                    traits,
+                    at,
+                } => {
+                    let id = format!("{WRITEBACK_PREFIX}{journey}/{customer}/traits/{at}");
+                    let mut ev = event(
+                        &id,
+                        EventKind::Identify,
+                        "identify",
+                        &customer,
+                        at,
+                        "journey",
+                    );
+                    ev.traits = Some(Value::Object(traits).to_string());
+                    self.writeback.push(ev);
+                }
+                Effect::Emit {
+                    customer,
+                    journey,
+                    event: name,
+                    properties,
+                    at,
+                } => {
+                    let id = format!("{WRITEBACK_PREFIX}{journey}/{customer}/emit/{name}/{at}");
+                    let mut ev = event(&id, EventKind::Track, &name, &customer, at, "journey");
+                    ev.properties = Some(Value::Object(properties).to_string());
+                    self.writeback.push(ev);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Renders a message and queues it, unless its key is done.
+    fn enqueue(&mut self, m: &Message) -> Result<()> {
+        if self.outbox.is_done(&m.idempotency_key) {
+            return Ok(());
+        }
+        let empty = Map::new();
+        let profile = self.profiles.get(&m.customer).unwrap_or(&empty);
+        let ctx = json!({
+            "customer": m.customer,
+            "journey": m.journey,
+            "step": m.step,
+            "profile": profile,
+            "event": m.properties,
+        });
+        let slot = self.slots.get(&m.journey).copied();
+        let rendered = slot
+            .and_then(|s| self.templates.get(s))
+            .ok_or_else(|| format!("journey {} is not loaded", m.journey))
+            .and_then(|t| t.render(&m.template, &ctx).map_err(|e| e.to_string()));
+        let to = match m.channel.as_str() {
+            "email" => profile
+                .get("email")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            "sms" => profile
+                .get("phone")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            _ => None,
+        };
+        let (subject, body, error) = match rendered {
+            Ok(r) => (r.subject, r.body, None),
+            Err(e) => (None, String::new(), Some(e)),
+        };
+        let error = error.or_else(|| {
+            (m.channel.as_str() != "webhook" && to.is_none()).then(|| {
+                format!(
+                    "customer {} has no {} trait",
+                    m.customer,
+                    if m.channel.as_str() == "email" {
+                        "email"
+                    } else {
+                        "phone"
+                    }
+                )
+            })
+        });
+        let o = Outbound {
+            key: m.idempotency_key.clone(),
+            customer: m.customer.clone(),
+            journey: m.journey.clone(),
+            step: m.step.clone(),
+            channel: m.channel.as_str().to_string(),
+            to,
+            payload: json!({
+                "key": m.idempotency_key,
+                "customer": m.customer,
+                "journey": m.journey,
+                "step": m.step,
+                "entry": m.entry,
+                "template": m.template,
+                "at": format_micros(m.at),
+                "subject": subject,
+                "body": body,
+                "event": m.properties,
+            }),
+            subject,
+            body,
+        };
+        match error {
+            None => self.outbox.enqueue(o, Instant::now()),
+            Some(e) => {
+                let d = self.outbox.give_up(&o, e)?;
+                self.status_event(&o, &d);
+            }
+        }
+        Ok(())
+    }
+
+    fn status_event(&mut self, o: &Outbound, d: &Delivery) {
+        let name = match d.status {
+            Status::Sent => "message_sent",
+            Status::Bounced => "message_bounced",
+            Status::Failed | Status::Dead => "message_failed",
+        };
+        let id = format!("{WRITEBACK_PREFIX}{}:{}", o.key, d.status.as_str());
+        let mut ev = event(
+            &id,
+            EventKind::Track,
+            name,
+            &o.customer,
+            self.clock.now(),
+            &o.channel,
+        );
+        ev.properties = Some(
+            json!({
+                "journey": o.journey,
+                "step": o.step,
+                "key": o.key,
+                "status": d.status.as_str(),
+                "attempts": d.attempts,
+                "error": d.error,
+            })
+            .to_string(),
+        );
+        self.writeback.push(ev);
+    }
+
+    fn flush_writeback(&mut self) -> Result<()> {
+        if !self.writeback.is_empty() {
+            let events = std::mem::take(&mut self.writeback);
+            self.store
+                .append(events)
+                .context("writing journey events back to the log")?;
+        }
+        Ok(())
+    }
+
+    /// One round: registry changes, new events and due timers, deliveries. Returns whether
+    /// anything was left to do.
+    pub fn round(&mut self) -> Result<bool> {
+        self.sync_registry()?;
+        let now = self.clock.now();
+        let snap = self.store.snapshot()?;
+        let upto = snap.next_seq();
+        let mut batch = Vec::new();
+        if upto > self.peek {
+            snap.for_each_event_from(self.peek, |e| {
+                if let Some(i) = Input::from_stored(e) {
+                    batch.push(i);
+                }
+            })?;
+            batch.sort_by_key(|i| i.seq);
+        }
+        drop(snap);
+        let due = self.engine.next_due().is_some_and(|d| d <= now);
+        if !batch.is_empty() || due {
+            // Written before it is acted on: a crash from here on replays this very step.
+            self.journal.write(&Op::Step { upto, now })?;
+            self.step(upto, now, batch)?;
+        } else {
+            // Only our own write-backs are new: no input, nothing to journal.
+            self.peek = upto;
+        }
+        self.flush_writeback()?;
+        let unix = (wall_micros() / 1_000_000).max(0) as u64;
+        let done = self.outbox.run_due(&self.channels, Instant::now(), unix)?;
+        for (o, d) in &done {
+            self.sent += u64::from(d.status == Status::Sent);
+            self.status_event(o, d);
+        }
+        self.flush_writeback()?;
+        Ok(self.outbox.pending() > 0)
+    }
+
+    /// How long the loop may sleep: until the next timer or retry, at most `poll`.
+    fn idle_for(&self, poll: Duration) -> Duration {
+        let mut wait = poll;
+        if let Some(at) = self.outbox.next_attempt() {
+            wait = wait.min(at.saturating_duration_since(Instant::now()));
+        }
+        if let (Some(due), Clock::System) = (self.engine.next_due(), self.clock) {
+            let us = (due - self.clock.now()).max(0) as u64;
+            wait = wait.min(Duration::from_micros(us));
+        }
+        wait
+    }
+
+    pub fn pending_timers(&self) -> usize {
+        self.engine.pending_timers()
+    }
+
+    pub fn pending_messages(&self) -> usize {
+        self.outbox.pending()
+    }
+}
+
+fn event(
+    id: &str,
+    kind: EventKind,
+    name: &str,
+    customer: &str,
+    at: Micros,
+    channel: &str,
+) -> Event {
+    Event {
+        message_id: id.to_string(),
+        kind,
+        event: name.to_string(),
+        user_id: Some(customer.to_string()),
+        anonymous_id: None,
+        timestamp: at,
+        sent_at: None,
+        received_at: None,
+        channel: channel.to_string(),
+        value: None,
+        group_id: None,
+        previous_id: None,
+        properties: None,
+        traits: None,
+        context: None,
+    }
+}
+
+/// A journey progress effect as a log event.
+fn journey_event(j: &JourneyEvent) -> Event {
+    let (name, step, extra) = match &j.kind {
+        JourneyEventKind::Entered { holdout } => {
+            ("journey_entered", "", json!({"holdout": holdout}))
+        }
+        JourneyEventKind::StepReached { step } => ("journey_step", step.as_str(), json!({})),
+        JourneyEventKind::SplitArm { step, arm } => {
+            ("journey_split", step.as_str(), json!({"arm": arm}))
+        }
+        JourneyEventKind::Suppressed { step, reason } => (
+            "journey_suppressed",
+            step.as_str(),
+            json!({"reason": reason}),
+        ),
+        JourneyEventKind::Delayed { step, until } => (
+            "journey_delayed",
+            step.as_str(),
+            json!({"until": format_micros(*until)}),
+        ),
+        JourneyEventKind::GoalReached => ("journey_goal", "", json!({})),
+        JourneyEventKind::Exited { step, reason } => {
+            ("journey_exited", step.as_str(), json!({"reason": reason}))
+        }
+        JourneyEventKind::Closed => ("journey_closed", "", json!({})),
+    };
+    let id = format!(
+        "{WRITEBACK_PREFIX}{}/{}/{}/{name}/{step}/{}",
+        j.journey, j.customer, j.entry, j.at
+    );
+    let mut ev = event(&id, EventKind::Track, name, &j.customer, j.at, "journey");
+    let mut props = json!({"journey": j.journey, "entry": j.entry});
+    if !step.is_empty() {
+        props["step"] = json!(step);
+    }
+    if let (Some(p), Value::Object(extra)) = (props.as_object_mut(), extra) {
+        p.extend(extra);
+    }
+    ev.properties = Some(props.to_string());
+    ev
+}
+
+pub fn run(data: &Path, args: &RunArgs) -> Result<()> {
+    let started = Instant::now();
+    let mut r = Runner::open(data, args)?;
+    eprintln!(
+        "journey runner: replayed {} steps in {:.1?}; {} timers pending, {} messages to deliver",
+        r.replayed_steps,
+        started.elapsed(),
+        r.pending_timers(),
+        r.pending_messages()
+    );
+    let poll = Duration::from_millis(args.poll_ms.max(1));
+    loop {
+        let busy = r.round()?;
+        if args.once && !busy {
+            break;
+        }
+        let wait = r.idle_for(poll);
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+    }
+    eprintln!(
+        "journey runner: {} messages sent; {} timers pending",
+        r.sent,
+        r.pending_timers()
+    );
+    Ok(())
+}
