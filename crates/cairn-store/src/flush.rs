@@ -9,14 +9,20 @@
 //! # Who may change what
 //!
 //! While a background flush runs (`Background::running`), it alone changes the manifest, the
-//! customer dictionary and the name caches, and it holds the store lock only for short steps:
+//! customer dictionary and the name caches. It takes the dictionaries out of the store state
+//! and works on them without the store lock, which it holds only for short steps, so that
+//! appends never wait behind its work nor its fsyncs:
 //!
 //! 1. take the gap-free run of durable batches from the memtable (lock);
-//! 2. key and intern their events into columns, a few thousand events per lock, so that
-//!    appends interleave (appends never touch the dictionaries);
-//! 3. write the segment (no lock: the files are new and named by nothing yet);
-//! 4. commit the manifest with the new segment and the log checkpoint (lock), then cut the log;
-//! 5. compact when there are too many segments: read and write without the lock, swap the
+//! 2. drop the events of forgotten customers (lock, one batch at a time: the suppression list
+//!    is shared with appends, and only `forget`, which waits for the flush, changes it);
+//! 3. take the customer dictionary and the name caches out of the store state (lock); appends
+//!    never use them;
+//! 4. key and intern the events into columns, write the segment, commit the manifest with the
+//!    new segment and the log checkpoint, then cut the log (no lock: the segment files are new
+//!    and named by nothing until the manifest commit, and the log has its own lock);
+//! 5. put the dictionaries and the new manifest back (lock);
+//! 6. compact when there are too many segments: read and write without the lock, swap the
 //!    manifest under it.
 //!
 //! Everything else that changes the manifest (`Store::flush`, `compact`, `import`) first
@@ -66,10 +72,11 @@ pub(crate) struct Background {
     failed: Option<String>,
     /// The store is closing: the thread ends after the flush in progress.
     stop: bool,
+    /// The flusher thread panicked, perhaps holding the dictionaries or a committed manifest
+    /// not yet put back: the state in memory can no longer be trusted, so every later write
+    /// fails (the files on disk are consistent; reopening the store recovers).
+    panicked: bool,
 }
-
-/// Events keyed per hold of the store lock while a flush prepares its segment.
-const KEY_EVENTS_PER_LOCK: usize = 4096;
 
 /// After a failed background flush, the wait before the next attempt.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
@@ -77,11 +84,29 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 pub(crate) fn spawn(core: Arc<Core>) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("cairn-flush".into())
-        .spawn(move || run(&core))
+        .spawn(move || {
+            yield_to_appends();
+            run(&core)
+        })
 }
 
-/// Marks the background flush failed if its thread panics, so that appends waiting for room
-/// get an error instead of waiting forever.
+/// Lowers this thread's priority (nice 10; Linux gives each thread its own nice value), so
+/// that the scheduler gives a core to a waiting append, whose answer a client is waiting
+/// for, before the flusher. The flusher uses what the appends leave: it only has to keep up
+/// on average, and when it does not, the backpressure of `wait_for_room` slows the appends
+/// down to its pace. Best effort: if it fails, the flusher runs at normal priority.
+fn yield_to_appends() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority only read their integer arguments; on failure
+    // setpriority returns -1 and changes nothing.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+    }
+}
+
+/// Marks the store broken if the flusher thread panics, so that appends waiting for room get
+/// an error instead of waiting forever, and no later write uses the state it left behind.
 struct PanicGuard<'a>(&'a Core);
 
 impl Drop for PanicGuard<'_> {
@@ -90,6 +115,7 @@ impl Drop for PanicGuard<'_> {
             let mut inner = self.0.lock();
             inner.background.running = false;
             inner.background.failed = Some("the background flush thread panicked".into());
+            inner.background.panicked = true;
             self.0.changed.notify_all();
         }
     }
@@ -145,25 +171,54 @@ fn run(core: &Core) {
     }
 }
 
-/// Steps 2 to 4 of the module doc. On failure the batches are back in the memtable.
+/// Steps 2 to 5 of the module doc. On failure the batches are back in the memtable.
 fn flush_in_background(core: &Core, flush: &mut LogFlush) -> Result<()> {
     core.wal.rotate();
+    flush.drop_suppressed(core);
+    let mut own = detach(&mut core.lock());
     let seg_dir = core.dir.join(SEGMENTS_DIR);
-    let prepared = loop {
-        let mut inner = core.lock();
-        match flush.key(&mut inner, KEY_EVENTS_PER_LOCK) {
-            Ok(false) => continue,
-            Ok(true) => break Ok(flush.seal(&inner)),
-            Err(e) => break Err(e),
-        }
-    };
-    // The slow part, without the lock: the files are new and named by nothing yet.
-    let written = prepared.and_then(|pending| pending.map(|p| p.write(&seg_dir)).transpose());
-    let mut inner = core.lock();
-    flush.finish(core, &mut inner, written)
+    let written = flush.key(&mut own, usize::MAX).and_then(|_| {
+        flush
+            .seal(&own)
+            .map(|pending| pending.write(&seg_dir))
+            .transpose()
+    });
+    let result = flush.finish(core, &mut own, written);
+    reattach(&mut core.lock(), own);
+    result
 }
 
-/// Step 5 of the module doc: one merge when there are more than `max_segments`.
+/// The part of the store state a background flush works on without the store lock: the
+/// customer dictionary and the name caches (taken out), with a copy of the manifest. The rest
+/// is empty; `finish` puts the batches of a failed flush in its memtable.
+fn detach(inner: &mut Inner) -> Inner {
+    Inner {
+        manifest: inner.manifest.clone(),
+        dict: std::mem::take(&mut inner.dict),
+        names: std::mem::take(&mut inner.names),
+        channels: std::mem::take(&mut inner.channels),
+        seen: None,
+        in_flight: Default::default(),
+        memtable: Vec::new(),
+        memtable_events: 0,
+        background: Default::default(),
+        // Forgotten customers' events were dropped before (`LogFlush::drop_suppressed`).
+        suppression: Default::default(),
+    }
+}
+
+/// Puts back what [`detach`] took, with the manifest the flush committed (or the unchanged
+/// one) and the batches of a failed flush.
+fn reattach(inner: &mut Inner, mut own: Inner) {
+    inner.manifest = own.manifest;
+    inner.dict = own.dict;
+    inner.names = own.names;
+    inner.channels = own.channels;
+    inner.memtable_events += own.memtable_events;
+    inner.memtable.append(&mut own.memtable);
+}
+
+/// Step 6 of the module doc: one merge when there are more than `max_segments`.
 fn compact_in_background(core: &Core) -> Result<()> {
     let (mut manifest, range) = {
         let inner = core.lock();
@@ -212,6 +267,18 @@ impl LogFlush {
             state: TxnState::default(),
             columns: EventColumns::default(),
             keyed: 0,
+        }
+    }
+
+    /// Drops the events of forgotten customers from the batches (see `forget.rs`), holding
+    /// the store lock for one batch at a time.
+    fn drop_suppressed(&mut self, core: &Core) {
+        for batch in &mut self.batches {
+            let inner = core.lock();
+            if inner.suppression.is_empty() {
+                return;
+            }
+            batch.events.retain(|e| !inner.suppression.drops(e));
         }
     }
 
@@ -284,12 +351,25 @@ impl Core {
 
     /// The store lock, once no background flush is in progress: for everything else that
     /// changes the manifest or the dictionaries.
-    pub(crate) fn lock_settled(&self) -> MutexGuard<'_, Inner> {
+    pub(crate) fn lock_settled(&self) -> Result<MutexGuard<'_, Inner>> {
         let mut inner = self.lock();
         while inner.background.running {
             inner = self.changed.wait(inner).unwrap_or_else(|p| p.into_inner());
         }
-        inner
+        self.check_not_broken(&inner)?;
+        Ok(inner)
+    }
+
+    fn check_not_broken(&self, inner: &Inner) -> Result<()> {
+        if inner.background.panicked {
+            return Err(StoreError::Io {
+                path: self.dir.clone(),
+                source: std::io::Error::other(
+                    "the background flush thread panicked; reopen the store to go on writing",
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Waits while the memtable and the flush in progress hold too many events (storage is
@@ -298,6 +378,7 @@ impl Core {
         &'a self,
         mut inner: MutexGuard<'a, Inner>,
     ) -> Result<MutexGuard<'a, Inner>> {
+        self.check_not_broken(&inner)?;
         let limit = self.options.memtable_events.saturating_mul(3);
         while inner.memtable_events + inner.background.flushing_events >= limit {
             if let Some(reason) = &inner.background.failed {

@@ -284,21 +284,28 @@ impl Store {
     /// Appends events through the write-ahead log; returns once they are durable. Events whose
     /// message id is already stored are dropped (and counted as duplicates).
     pub fn append(&self, events: Vec<Event>) -> Result<Outcome> {
+        // The log record's JSON and the message-id digests are made before taking the store
+        // lock, which appends (and the flusher) then hold only to deduplicate and enqueue.
+        let encoded = EncodedBatch::new(&events).map_err(|e| self.wal.encode_error(e))?;
+        let all_digests: Vec<u128> = events
+            .iter()
+            .map(|e| message_digest(&e.message_id))
+            .collect();
         let mut wait_for = 0u64;
         let (number, outcome, digests) = {
             let mut inner = self.wait_for_room(self.lock())?;
             self.load_seen(&mut inner)?;
             let mut fresh = Vec::with_capacity(events.len());
+            let mut fresh_rows = Vec::with_capacity(events.len());
             let mut digests = Vec::with_capacity(events.len());
             // Repeats inside this batch: a set, not a scan of `digests` per event.
             let mut in_batch =
                 FxHashSet::with_capacity_and_hasher(events.len(), Default::default());
             let mut outcome = Outcome::default();
-            for e in events {
+            for (row, (e, d)) in events.into_iter().zip(all_digests).enumerate() {
                 if inner.suppression.drops(&e) {
                     continue;
                 }
-                let d = message_digest(&e.message_id);
                 if let Some(&batch) = inner.in_flight.get(&d) {
                     // Sent twice while the first copy is still being written: acknowledge
                     // the duplicate only once the first copy is durable.
@@ -310,13 +317,14 @@ impl Store {
                 } else {
                     digests.push(d);
                     fresh.push(e);
+                    fresh_rows.push(row);
                 }
             }
             outcome.accepted = fresh.len() as u64;
             let number = if fresh.is_empty() {
                 0
             } else {
-                self.wal.enqueue(&fresh)?
+                self.wal.enqueue_json(&encoded.rows(&fresh_rows))?
             };
             for &d in &digests {
                 inner.in_flight.insert(d, number);
@@ -350,7 +358,7 @@ impl Store {
     /// Moves every durable log batch into a new segment and cuts the log behind it, now
     /// (after a background flush in progress, if any, has ended).
     pub fn flush(&self) -> Result<()> {
-        let mut inner = self.lock_settled();
+        let mut inner = self.lock_settled()?;
         self.flush_locked(&mut inner)
     }
 
@@ -377,7 +385,7 @@ impl Store {
     /// Starts a bulk import: chunks added to it become visible together at
     /// [`Import::commit`], or not at all.
     pub fn import(&self) -> Result<Import<'_>> {
-        let mut inner = self.lock_settled();
+        let mut inner = self.lock_settled()?;
         self.flush_locked(&mut inner)?;
         self.load_seen(&mut inner)?;
         Ok(Import {
@@ -399,7 +407,7 @@ impl Store {
     /// Merges segments: all of them when `all`, else only while there are more than
     /// `max_segments`.
     pub fn compact(&self, all: bool) -> Result<Compaction> {
-        let mut inner = self.lock_settled();
+        let mut inner = self.lock_settled()?;
         self.flush_locked(&mut inner)?;
         if all {
             let n = inner.manifest.segments.len();
@@ -433,6 +441,51 @@ impl Store {
             merged_segments: old.len(),
             events,
         })
+    }
+}
+
+/// A batch of events encoded as the log's JSON array, one event at a time, so that a record
+/// of only some of them (the rest being duplicates) is cut from it without encoding again.
+struct EncodedBatch {
+    /// `[e0,e1,...]`.
+    json: Vec<u8>,
+    /// Where each event's JSON ends in `json` (it starts after the previous one's comma).
+    ends: Vec<usize>,
+}
+
+impl EncodedBatch {
+    fn new(events: &[Event]) -> serde_json::Result<EncodedBatch> {
+        let mut json = Vec::with_capacity(events.len() * 512 + 2);
+        let mut ends = Vec::with_capacity(events.len());
+        json.push(b'[');
+        for (i, e) in events.iter().enumerate() {
+            if i > 0 {
+                json.push(b',');
+            }
+            serde_json::to_writer(&mut json, e)?;
+            ends.push(json.len());
+        }
+        json.push(b']');
+        Ok(EncodedBatch { json, ends })
+    }
+
+    /// The JSON array of the events at `rows` (ascending): the whole batch when that is all.
+    fn rows(&self, rows: &[usize]) -> std::borrow::Cow<'_, [u8]> {
+        if rows.len() == self.ends.len() {
+            return std::borrow::Cow::Borrowed(&self.json);
+        }
+        let mut out = Vec::with_capacity(self.json.len());
+        out.push(b'[');
+        for (i, &row) in rows.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            // Each event starts after the '[' or the ',' that ends its predecessor.
+            let start = if row == 0 { 1 } else { self.ends[row - 1] + 1 };
+            out.extend_from_slice(&self.json[start..self.ends[row]]);
+        }
+        out.push(b']');
+        std::borrow::Cow::Owned(out)
     }
 }
 
@@ -1066,6 +1119,49 @@ impl Drop for Import<'_> {
         }
         if !self.committed {
             rollback(self.store, &mut self.inner, std::mem::take(&mut self.state));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record cut from a batch holds exactly the chosen events, as one JSON array.
+    #[test]
+    fn an_encoded_batch_gives_the_json_of_any_of_its_rows() {
+        let events: Vec<Event> = (0..4)
+            .map(|i| Event {
+                message_id: format!("m{i}"),
+                kind: cairn_model::EventKind::Track,
+                // Text with the array's own punctuation in it.
+                event: format!("e, \"{i}\"]"),
+                user_id: Some(format!("u{i}")),
+                anonymous_id: None,
+                timestamp: i,
+                sent_at: None,
+                received_at: Some(i),
+                channel: "web".into(),
+                value: None,
+                group_id: None,
+                previous_id: None,
+                properties: Some(r#"{"a":[1,2]}"#.into()),
+                traits: None,
+                context: None,
+            })
+            .collect();
+        let batch = EncodedBatch::new(&events).unwrap();
+        for rows in [
+            vec![0, 1, 2, 3],
+            vec![0],
+            vec![3],
+            vec![1, 3],
+            vec![0, 2, 3],
+        ] {
+            let json = batch.rows(&rows);
+            let back: Vec<Event> = serde_json::from_slice(&json).unwrap();
+            let want: Vec<Event> = rows.iter().map(|&r| events[r].clone()).collect();
+            assert_eq!(back, want, "rows {rows:?}");
         }
     }
 }
