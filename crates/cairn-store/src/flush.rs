@@ -149,6 +149,9 @@ fn run(core: &Core) {
         // Compacting is the slowest part; appends are not held up by it either.
         let result =
             flush_in_background(core, &mut flush).and_then(|()| compact_in_background(core));
+        // Freeing a flush's events (millions of strings) takes a few hundred milliseconds:
+        // not while holding the lock appends wait for.
+        drop(flush);
         inner = core.lock();
         inner.background.running = false;
         inner.background.flushing_events = 0;
