@@ -40,11 +40,15 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use rustc_hash::FxHashMap;
+
 use crate::error::{IoContext, Result, StoreError};
+use crate::forget::Suppression;
 use crate::parquet_io::EventColumns;
 use crate::{
-    Inner, Options, PendingSegment, SEGMENTS_DIR, Store, TxnState, commit, compaction_range,
-    merge_into, next_segment, push_events, remove_segment_files, rollback, take_flushable, wal,
+    Inner, MemBatch, Options, PendingSegment, SEGMENTS_DIR, Store, TxnState, commit,
+    compaction_range, key_chunk, merge_into, next_segment, remove_segment_files, rollback,
+    take_flushable, wal,
 };
 
 /// What a [`Store`] and its background flusher share.
@@ -140,12 +144,12 @@ fn run(core: &Core) {
             inner = core.changed.wait(inner).unwrap_or_else(|p| p.into_inner());
             continue;
         };
-        let events = batches.iter().map(|b| b.events.len()).sum::<usize>();
+        let mut flush = LogFlush::new(batches, upto);
+        let events = flush.events();
         inner.memtable_events -= events;
         inner.background.running = true;
         inner.background.flushing_events = events;
         drop(inner);
-        let mut flush = LogFlush::new(batches, upto);
         // Compacting is the slowest part; appends are not held up by it either.
         let result =
             flush_in_background(core, &mut flush).and_then(|()| compact_in_background(core));
@@ -180,7 +184,7 @@ fn flush_in_background(core: &Core, flush: &mut LogFlush) -> Result<()> {
     flush.drop_suppressed(core);
     let mut own = detach(&mut core.lock());
     let seg_dir = core.dir.join(SEGMENTS_DIR);
-    let written = flush.key(&mut own, usize::MAX).and_then(|_| {
+    let written = flush.key(&mut own).and_then(|()| {
         flush
             .seal(&own)
             .map(|pending| pending.write(&seg_dir))
@@ -253,57 +257,75 @@ fn compact_in_background(core: &Core) -> Result<()> {
 /// A flush of durable log batches into one segment, in steps, so that the background flusher
 /// can let go of the store lock between them. `Store::flush` runs the same steps holding it.
 pub(crate) struct LogFlush {
-    batches: Vec<wal::Batch>,
+    batches: Vec<MemBatch>,
     /// The last batch number taken: the log checkpoint once the segment is committed.
     upto: u64,
     state: TxnState,
     columns: EventColumns,
-    /// Batches keyed into `columns` so far.
-    keyed: usize,
+    /// Rows of forgotten customers, by (batch, chunk): left out of the segment.
+    dropped: FxHashMap<(usize, usize), Vec<bool>>,
 }
 
 impl LogFlush {
-    pub(crate) fn new(batches: Vec<wal::Batch>, upto: u64) -> LogFlush {
+    pub(crate) fn new(batches: Vec<MemBatch>, upto: u64) -> LogFlush {
         LogFlush {
             batches,
             upto,
             state: TxnState::default(),
             columns: EventColumns::default(),
-            keyed: 0,
+            dropped: FxHashMap::default(),
         }
     }
 
-    /// Drops the events of forgotten customers from the batches (see `forget.rs`), holding
-    /// the store lock for one batch at a time.
+    /// Events taken from the memtable.
+    pub(crate) fn events(&self) -> usize {
+        self.batches.iter().map(MemBatch::len).sum()
+    }
+
+    /// Marks the rows of forgotten customers (see `forget.rs`) in batch `b`.
+    fn mark_suppressed(&mut self, suppression: &Suppression, b: usize) {
+        for (c, chunk) in self.batches[b].chunks.iter().enumerate() {
+            let marks: Vec<bool> = (0..chunk.len())
+                .map(|row| {
+                    let (user, anon) = chunk.columns.ids(row);
+                    suppression.drops_ids(user, anon)
+                })
+                .collect();
+            if marks.contains(&true) {
+                self.dropped.insert((b, c), marks);
+            }
+        }
+    }
+
+    /// [`LogFlush::mark_suppressed`] for every batch, holding the store lock.
+    pub(crate) fn mark_all_suppressed(&mut self, inner: &Inner) {
+        if !inner.suppression.is_empty() {
+            for b in 0..self.batches.len() {
+                self.mark_suppressed(&inner.suppression, b);
+            }
+        }
+    }
+
+    /// [`LogFlush::mark_all_suppressed`] taking the store lock for one batch at a time.
     fn drop_suppressed(&mut self, core: &Core) {
-        for batch in &mut self.batches {
+        for b in 0..self.batches.len() {
             let inner = core.lock();
             if inner.suppression.is_empty() {
                 return;
             }
-            batch.events.retain(|e| !inner.suppression.drops(e));
+            self.mark_suppressed(&inner.suppression, b);
         }
     }
 
-    /// Keys and interns the next batches, about `max_events` events; true when all are.
-    pub(crate) fn key(&mut self, inner: &mut Inner, max_events: usize) -> Result<bool> {
-        let mut n = 0;
-        while n < max_events {
-            let Some(batch) = self.batches.get(self.keyed) else {
-                break;
-            };
-            // Log events were deduplicated when they were appended: every row is kept.
-            push_events(
-                inner,
-                &mut self.state,
-                &mut self.columns,
-                None,
-                &batch.events,
-            )?;
-            n += batch.events.len();
-            self.keyed += 1;
+    /// Keys and interns every batch into the segment's columns.
+    pub(crate) fn key(&mut self, inner: &mut Inner) -> Result<()> {
+        for (b, batch) in self.batches.iter().enumerate() {
+            for (c, chunk) in batch.chunks.iter().enumerate() {
+                let dropped = self.dropped.get(&(b, c)).map(Vec::as_slice);
+                key_chunk(inner, &mut self.state, &mut self.columns, chunk, dropped)?;
+            }
         }
-        Ok(self.keyed == self.batches.len())
+        Ok(())
     }
 
     /// The segment to write once every batch is keyed (`None` if they hold no event).
@@ -339,7 +361,7 @@ impl LogFlush {
             }
         };
         if let Err(e) = committed {
-            inner.memtable_events += self.batches.iter().map(|b| b.events.len()).sum::<usize>();
+            inner.memtable_events += self.events();
             inner.memtable.append(&mut self.batches);
             return Err(e);
         }

@@ -132,7 +132,7 @@ struct Inner {
     /// Digests in log batches not yet durable, with the batch that carries them.
     in_flight: FxHashMap<u128, u64>,
     /// Durable log batches not yet in a segment.
-    memtable: Vec<wal::Batch>,
+    memtable: Vec<MemBatch>,
     memtable_events: usize,
     /// The background flusher's state.
     background: flush::Background,
@@ -206,7 +206,12 @@ impl Store {
         remove_orphans(dir, &manifest)?;
         let dict = CustomerDict::load(dir, &manifest.customers, true)?;
         let (wal, recovery) = wal::Wal::open(dir, manifest.wal_checkpoint)?;
-        let memtable_events = recovery.batches.iter().map(|b| b.events.len()).sum();
+        let memtable: Vec<MemBatch> = recovery
+            .batches
+            .into_iter()
+            .map(|b| MemBatch::new(b.number, b.events))
+            .collect();
+        let memtable_events = memtable.iter().map(MemBatch::len).sum();
         let mut store = Store {
             core: Arc::new(Core {
                 dir: dir.to_path_buf(),
@@ -220,7 +225,7 @@ impl Store {
                     channels: Default::default(),
                     seen: None,
                     in_flight: Default::default(),
-                    memtable: recovery.batches,
+                    memtable,
                     memtable_events,
                     background: Default::default(),
                     suppression: forget::Suppression::load(dir)?,
@@ -274,7 +279,9 @@ impl Store {
                 })?;
             }
             for batch in &inner.memtable {
-                seen.extend(batch.events.iter().map(|e| message_digest(&e.message_id)));
+                for chunk in &batch.chunks {
+                    seen.extend(chunk.digests.iter().copied());
+                }
             }
             inner.seen = Some(seen);
         }
@@ -333,6 +340,9 @@ impl Store {
         };
         let (digests, fresh, batch_number) = digests;
         let durable = self.wal.wait_durable(number);
+        // Into column form before taking the lock again; the events are freed here, on the
+        // thread that made them.
+        let batch = MemBatch::new(batch_number, fresh);
         let mut inner = self.lock();
         for d in &digests {
             inner.in_flight.remove(d);
@@ -342,11 +352,8 @@ impl Store {
             if let Some(seen) = inner.seen.as_mut() {
                 seen.extend(digests);
             }
-            inner.memtable_events += fresh.len();
-            inner.memtable.push(wal::Batch {
-                number: batch_number,
-                events: fresh,
-            });
+            inner.memtable_events += batch.len();
+            inner.memtable.push(batch);
             if inner.memtable_events >= self.options.memtable_events {
                 // The background flusher writes the segment; this request is answered now.
                 self.changed.notify_all();
@@ -366,12 +373,13 @@ impl Store {
         let Some((batches, upto)) = take_flushable(inner) else {
             return Ok(());
         };
-        inner.memtable_events -= batches.iter().map(|b| b.events.len()).sum::<usize>();
+        inner.memtable_events -= batches.iter().map(MemBatch::len).sum::<usize>();
         self.wal.rotate();
         // The background flusher's steps, holding the lock throughout.
         let mut flush = flush::LogFlush::new(batches, upto);
         let seg_dir = self.dir.join(SEGMENTS_DIR);
-        let written = flush.key(inner, usize::MAX).and_then(|_| {
+        flush.mark_all_suppressed(inner);
+        let written = flush.key(inner).and_then(|()| {
             flush
                 .seal(inner)
                 .map(|pending| pending.write(&seg_dir))
@@ -492,7 +500,7 @@ impl EncodedBatch {
 /// Takes the memtable's batches that may become a segment now: the gap-free run of batch
 /// numbers after the log checkpoint (a batch still on its way into the memtable must not be
 /// skipped over). Returns them with the last batch number, or `None` when there are none.
-fn take_flushable(inner: &mut Inner) -> Option<(Vec<wal::Batch>, u64)> {
+fn take_flushable(inner: &mut Inner) -> Option<(Vec<MemBatch>, u64)> {
     inner.memtable.sort_by_key(|b| b.number);
     let mut upto = inner.manifest.wal_checkpoint;
     let mut take = 0;
@@ -662,41 +670,100 @@ fn find_duplicates(
     keep
 }
 
-/// Keys, numbers and interns `events` into `columns` (and their message-id digests into
-/// `digests`, when given), adding new names to the write's working manifest.
-fn push_events(
+/// A durable log batch in the memtable, in column form ([`EventChunk`]): a few buffers
+/// instead of a dozen separately allocated strings per event, so it is cheaper to hold, to
+/// key into a segment and to free (on the flusher thread, a quarter of a second per 250 k
+/// events as `Event`s).
+pub(crate) struct MemBatch {
+    pub(crate) number: u64,
+    /// Usually one; more only if a batch holds more distinct event names or channels than a
+    /// chunk may.
+    pub(crate) chunks: Vec<EventChunk>,
+}
+
+impl MemBatch {
+    fn new(number: u64, events: Vec<Event>) -> MemBatch {
+        let mut chunks = vec![EventChunk::default()];
+        for e in &events {
+            let Some(last) = chunks.last_mut() else {
+                break;
+            };
+            if last.push(e).is_err() {
+                // Refused only by a chunk holding as many distinct names or channels as a
+                // segment may: an empty one always takes the event.
+                let mut fresh = EventChunk::default();
+                let _ = fresh.push(e);
+                chunks.push(fresh);
+            }
+        }
+        MemBatch { number, chunks }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.chunks.iter().map(EventChunk::len).sum()
+    }
+}
+
+/// Adds a memtable chunk's rows to `columns` with customer keys, sequence numbers and the
+/// store's name and channel indexes, leaving out the rows `dropped` marks (forgotten
+/// customers). Log events were deduplicated when they were appended: every other row is kept.
+fn key_chunk(
     inner: &mut Inner,
     state: &mut TxnState,
     columns: &mut EventColumns,
-    mut digests: Option<&mut Vec<u128>>,
-    events: &[Event],
+    chunk: &EventChunk,
+    dropped: Option<&[bool]>,
 ) -> Result<()> {
     let manifest = state.manifest.get_or_insert_with(|| inner.manifest.clone());
-    let mut ids = DictionaryIds::default();
-    let mut last_customer: Option<(&str, u32)> = None;
-    for event in events {
-        if inner.suppression.drops(event) {
+    let names = chunk
+        .names
+        .iter()
+        .map(|n| {
+            let id = intern_cached(&mut manifest.event_names, &mut inner.names, n);
+            segment::checked(id, "event names")
+        })
+        .collect::<Result<Vec<u16>>>()?;
+    let channels = chunk
+        .channels
+        .iter()
+        .map(|c| {
+            let id = intern_cached(&mut manifest.channels, &mut inner.channels, c);
+            segment::checked(id, "channels")
+        })
+        .collect::<Result<Vec<u16>>>()?;
+    let mut keys = Vec::with_capacity(chunk.len());
+    let mut start = 0;
+    // Sources mostly send a customer's events together: skip the map lookup then.
+    let mut last: Option<(&str, u32)> = None;
+    for row in 0..=chunk.len() {
+        let drop_row = row < chunk.len() && dropped.is_some_and(|d| d[row]);
+        if row == chunk.len() || drop_row {
+            // The run of kept rows before this one.
+            if row > start {
+                columns.append_rows(
+                    &chunk.columns,
+                    start..row,
+                    &keys,
+                    manifest.next_seq,
+                    &names,
+                    &channels,
+                );
+                manifest.next_seq += (row - start) as u64;
+                keys.clear();
+            }
+            start = row + 1;
             continue;
         }
-        // Sources mostly list a customer's events together: skip the map lookup then.
-        let key = match last_customer {
-            Some((id, key)) if id == event.customer_id() => key,
+        let id = chunk.columns.customer_id(row);
+        let key = match last {
+            Some((last_id, key)) if last_id == id => key,
             _ => {
-                let key = inner.dict.key_or_insert(event.customer_id());
-                last_customer = Some((event.customer_id(), key));
+                let key = inner.dict.key_or_insert(id);
+                last = Some((id, key));
                 key
             }
         };
-        let (name, channel) = ids.of(
-            event,
-            |n| intern_cached(&mut manifest.event_names, &mut inner.names, n),
-            |c| intern_cached(&mut manifest.channels, &mut inner.channels, c),
-        )?;
-        columns.push(key, manifest.next_seq, name, channel, event);
-        manifest.next_seq += 1;
-        if let Some(d) = digests.as_deref_mut() {
-            d.push(message_digest(&event.message_id));
-        }
+        keys.push(key);
     }
     Ok(())
 }
