@@ -171,16 +171,19 @@ pub fn parse_message(msg: &Value, defaults: &MessageDefaults) -> Result<Event, F
         value,
         group_id,
         previous_id,
-        properties: properties
-            .filter(|m| !m.is_empty())
-            .map(|m| Value::Object(m.clone()).to_string()),
-        traits: traits
-            .filter(|m| !m.is_empty())
-            .map(|m| Value::Object(m.clone()).to_string()),
-        context: context
-            .filter(|m| !m.is_empty())
-            .map(|m| Value::Object(m.clone()).to_string()),
+        properties: properties.and_then(object_text),
+        traits: traits.and_then(object_text),
+        context: context.and_then(object_text),
     })
+}
+
+/// A non-empty object as compact JSON text (serialised in place: no copy of the tree).
+fn object_text(m: &Map<String, Value>) -> Option<String> {
+    if m.is_empty() {
+        return None;
+    }
+    // Serialising a map of JSON values to a Vec cannot fail (string keys, finite numbers).
+    serde_json::to_string(m).ok()
 }
 
 /// The JSON type of a value, for error messages.

@@ -75,6 +75,28 @@ pub struct ServeOptions {
     /// Threads serving HTTP [default: the number of cores].
     #[arg(long, env = "CAIRN_HTTP_THREADS", value_name = "N")]
     pub http_threads: Option<usize>,
+
+    /// Events kept from the log in memory before a background thread writes them as a
+    /// segment; requests wait (then get 503) only when three times this many are waiting to
+    /// be written. Memory grows with it, about 1 KB an event [default: 250000].
+    #[arg(long, env = "CAIRN_FLUSH_EVENTS", value_name = "N")]
+    pub flush_events: Option<usize>,
+
+    /// Set `context.ip` of messages that have none to the client's address, as Segment does.
+    /// Server-side SDKs should send the end user's IP themselves: otherwise their server's is
+    /// recorded [default: true].
+    #[arg(long, env = "CAIRN_STAMP_IP", value_name = "BOOL")]
+    pub stamp_ip: Option<bool>,
+
+    /// Behind a proxy or load balancer: the header holding the client's address, such as
+    /// X-Forwarded-For (its first entry is used) [default: none, the connection's address].
+    #[arg(long, env = "CAIRN_IP_HEADER", value_name = "NAME")]
+    pub ip_header: Option<String>,
+
+    /// Serve GET /metrics without the admin token, for a Prometheus on a private network.
+    /// Metrics show traffic volumes and error counts, never messages [default: false].
+    #[arg(long, env = "CAIRN_PUBLIC_METRICS", value_name = "BOOL")]
+    pub public_metrics: Option<bool>,
 }
 
 /// The resolved configuration the server runs with.
@@ -92,6 +114,11 @@ pub struct Config {
     pub cors_origin: String,
     pub shutdown_timeout: Duration,
     pub http_threads: usize,
+    /// Events buffered from the log before they are written as a segment.
+    pub flush_events: usize,
+    pub stamp_ip: bool,
+    pub ip_header: Option<String>,
+    pub public_metrics: bool,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
 }
@@ -113,6 +140,10 @@ impl Config {
             http_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
+            flush_events: cairn_store::Options::default().memtable_events,
+            stamp_ip: true,
+            ip_header: None,
+            public_metrics: false,
             config_file: None,
         }
     }
@@ -150,8 +181,12 @@ impl ServeOptions {
             write_concurrency,
             max_queued_requests,
             cors_origin,
-            http_threads
+            http_threads,
+            flush_events,
+            stamp_ip,
+            public_metrics
         );
+        c.ip_header = self.ip_header.or(file.ip_header);
         c.admin_token = self.admin_token.or(file.admin_token);
         if let Some(ms) = self.queue_timeout_ms.or(file.queue_timeout_ms) {
             c.queue_timeout = Duration::from_millis(ms);
@@ -171,6 +206,7 @@ impl Config {
             ("max_batch_bytes", self.max_batch_bytes),
             ("write_concurrency", self.write_concurrency),
             ("http_threads", self.http_threads),
+            ("flush_events", self.flush_events),
         ];
         for (name, v) in positive {
             if v == 0 {
@@ -181,6 +217,13 @@ impl Config {
             return Err(ServerError::Invalid(format!(
                 "max_message_bytes ({}) is larger than max_batch_bytes ({})",
                 self.max_message_bytes, self.max_batch_bytes
+            )));
+        }
+        if let Some(h) = &self.ip_header
+            && axum::http::HeaderName::from_bytes(h.as_bytes()).is_err()
+        {
+            return Err(ServerError::Invalid(format!(
+                "ip_header {h:?} is not a valid HTTP header name"
             )));
         }
         if let Some(t) = &self.admin_token

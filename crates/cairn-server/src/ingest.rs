@@ -14,6 +14,7 @@
 //! deduplicated by `messageId`. A request whose body is not readable at all (bad JSON, bad
 //! gzip, oversize body, bad key) stores nothing.
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use cairn_model::{Event, EventKind, MessageDefaults, Micros, parse_message, parse_timestamp};
@@ -62,19 +63,19 @@ impl Endpoint {
 }
 
 /// The body as JSON bytes: gunzipped when `Content-Encoding: gzip`, never beyond the limit.
-pub fn decode_body(
+pub fn decode_body<'a>(
     endpoint: Endpoint,
     encoding: Option<&str>,
-    body: &[u8],
+    body: &'a [u8],
     limits: Limits,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Cow<'a, [u8]>, ApiError> {
     let limit = endpoint.body_limit(limits);
     match encoding.map(|e| e.trim().to_ascii_lowercase()).as_deref() {
         None | Some("") | Some("identity") => {
             if body.len() > limit {
                 return Err(endpoint.too_large(format!("{} bytes", body.len()), limit));
             }
-            Ok(body.to_vec())
+            Ok(Cow::Borrowed(body))
         }
         Some("gzip") | Some("x-gzip") => {
             let mut out = Vec::with_capacity(body.len() * 4);
@@ -92,7 +93,7 @@ pub fn decode_body(
             if out.len() > limit {
                 return Err(endpoint.too_large("larger once gunzipped".into(), limit));
             }
-            Ok(out)
+            Ok(Cow::Owned(out))
         }
         Some(other) => Err(ApiError::new(
             Code::UnsupportedEncoding,
@@ -274,13 +275,40 @@ fn merge_context(msg: &mut Value, shared: &Map<String, Value>) {
     }
 }
 
+/// What the server adds to every message of a request.
+#[derive(Debug, Clone, Default)]
+pub struct Stamp {
+    /// `receivedAt`: the server's clock when the request arrived.
+    pub received_at: Micros,
+    /// The client's address, for messages without `context.ip` (`None`: leave them so).
+    pub ip: Option<String>,
+}
+
+/// Sets `context.ip` when the message has an object (or no) context without one.
+fn stamp_ip(msg: &mut Value, ip: &str) {
+    let Some(obj) = msg.as_object_mut() else {
+        return;
+    };
+    let context = obj
+        .entry("context")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if context.is_null() {
+        *context = Value::Object(Map::new());
+    }
+    // A context of the wrong type is left for validation to report.
+    if let Some(ctx) = context.as_object_mut() {
+        ctx.entry("ip")
+            .or_insert_with(|| Value::String(ip.to_string()));
+    }
+}
+
 /// Validates every message; returns the valid events and the rejected messages (appended to
 /// `envelope.rejected`), both in request order.
 pub fn validate(
     endpoint: Endpoint,
     envelope: Envelope,
     channel: Option<&str>,
-    received_at: Micros,
+    stamp: &Stamp,
 ) -> (Vec<Event>, Vec<MessageError>) {
     let kind = match endpoint {
         Endpoint::Single(kind) => Some(kind),
@@ -289,12 +317,15 @@ pub fn validate(
     let defaults = MessageDefaults {
         kind,
         channel,
-        received_at: Some(received_at),
+        received_at: Some(stamp.received_at),
         sent_at: envelope.sent_at,
     };
     let mut events = Vec::with_capacity(envelope.messages.len());
     let mut rejected = envelope.rejected;
-    for (index, msg) in envelope.messages {
+    for (index, mut msg) in envelope.messages {
+        if let Some(ip) = &stamp.ip {
+            stamp_ip(&mut msg, ip);
+        }
         if let (Some(kind), Some(Value::String(t))) = (kind, msg.get("type"))
             && t != kind.as_str()
         {
@@ -377,15 +408,21 @@ mod tests {
         .unwrap();
         assert_eq!(env.write_key.as_deref(), Some("k"));
         let received = parse_timestamp("2024-01-01T00:01:00Z").unwrap();
-        let (events, rejected) = validate(Endpoint::Batch, env, None, received);
+        let stamp = Stamp {
+            received_at: received,
+            ip: Some("9.9.9.9".into()),
+        };
+        let (events, rejected) = validate(Endpoint::Batch, env, None, &stamp);
         assert!(rejected.is_empty(), "{rejected:?}");
         assert_eq!(
             events[0].timestamp,
             parse_timestamp("2024-01-01T00:00:50Z").unwrap()
         );
         let ctx: Value = serde_json::from_str(events[0].context.as_deref().unwrap()).unwrap();
-        assert_eq!(ctx["ip"], "5.6.7.8");
+        assert_eq!(ctx["ip"], "5.6.7.8", "the message's own ip wins");
         assert_eq!(ctx["library"]["name"], "x");
+        let ctx: Value = serde_json::from_str(events[1].context.as_deref().unwrap()).unwrap();
+        assert_eq!(ctx["ip"], "1.2.3.4", "then the batch's");
         // No timestamp: it happened when it was received.
         assert_eq!(events[1].timestamp, received);
         assert_eq!(events[1].received_at, Some(received));
@@ -413,7 +450,7 @@ mod tests {
             {"type": "identify", "userId": big}
         ]}))
         .unwrap();
-        let (events, rejected) = validate(Endpoint::Batch, env, None, 0);
+        let (events, rejected) = validate(Endpoint::Batch, env, None, &Stamp::default());
         assert_eq!(events.len(), 1);
         assert_eq!(rejected[0].index, 1);
         assert_eq!(rejection(rejected, 2, 1).code, Code::MessageTooLarge);
@@ -437,12 +474,22 @@ mod tests {
     fn single_endpoints_default_and_check_the_type() {
         let body = br#"{"userId": "u", "event": "e", "timestamp": "2024-01-01"}"#;
         let env = parse_envelope(Endpoint::Single(EventKind::Track), body, LIMITS).unwrap();
-        let (events, _) = validate(Endpoint::Single(EventKind::Track), env, Some("sms"), 0);
+        let (events, _) = validate(
+            Endpoint::Single(EventKind::Track),
+            env,
+            Some("sms"),
+            &Stamp::default(),
+        );
         assert_eq!(events[0].kind, EventKind::Track);
         assert_eq!(events[0].channel, "sms");
         let body = br#"{"type": "identify", "userId": "u"}"#;
         let env = parse_envelope(Endpoint::Single(EventKind::Track), body, LIMITS).unwrap();
-        let (_, rejected) = validate(Endpoint::Single(EventKind::Track), env, None, 0);
+        let (_, rejected) = validate(
+            Endpoint::Single(EventKind::Track),
+            env,
+            None,
+            &Stamp::default(),
+        );
         assert_eq!(rejected[0].field, "type");
     }
 }

@@ -75,7 +75,11 @@ pub struct App {
 impl App {
     /// Opens the store (taking its writer lock), the keys and the admin token.
     pub fn open(config: Config) -> Result<(App, bool), ServerError> {
-        let store = Store::open(&config.data_dir, Options::default())?;
+        let options = Options {
+            memtable_events: config.flush_events,
+            ..Options::default()
+        };
+        let store = Store::open(&config.data_dir, options)?;
         let keys = keys::KeyCache::open(&config.data_dir)?;
         let (admin_token, generated) =
             keys::admin_token(&config.data_dir, config.admin_token.as_deref())?;
@@ -166,7 +170,8 @@ pub async fn serve(
     });
 
     let (tx, mut rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, router(app.clone()))
+    let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, service)
         .with_graceful_shutdown(async move {
             let _ = rx.wait_for(|&stop| stop).await;
         })

@@ -7,7 +7,7 @@
 //! | `POST /t /i /p /s /g /a /b` | write key | the same, under analytics.js's short paths |
 //! | `GET /v1/stats` | admin token | `cairn stats --format json` |
 //! | `GET /v1/customers/{id}/timeline?limit=N` | admin token | `cairn timeline --format json` |
-//! | `GET /metrics` | admin token | Prometheus text format |
+//! | `GET /metrics` | admin token (none with `public_metrics`) | Prometheus text format |
 //! | `GET`, `DELETE /v1/profiles/{identifier}`, `GET …/export` | admin token | see [`crate::profiles`] |
 //! | `GET /health` | none | `{"status": "available"}` |
 //! | `GET /v1/projects/{writeKey}/settings` | the key itself | analytics.js settings pointing it here |
@@ -18,13 +18,14 @@
 //! answered `200 {"success": true}` only after `Store::append` returned, that is after the
 //! log record holding its messages is fsynced.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -41,8 +42,8 @@ pub fn router(app: Arc<App>) -> Router {
     let mut r = Router::new();
     for kind in EventKind::ALL {
         let handler = post(
-            move |State(app): State<Arc<App>>, headers: HeaderMap, body: Body| async move {
-                ingest_request(app, Endpoint::Single(kind), headers, body).await
+            move |State(app): State<Arc<App>>, req: Request| async move {
+                ingest_request(app, Endpoint::Single(kind), req).await
             },
         );
         let short = format!("/{}", &kind.as_str()[..1]);
@@ -50,11 +51,9 @@ pub fn router(app: Arc<App>) -> Router {
             .route(&format!("/v1/{}", kind.as_str()), handler.clone())
             .route(&short, handler);
     }
-    let batch = post(
-        |State(app): State<Arc<App>>, headers: HeaderMap, body: Body| async move {
-            ingest_request(app, Endpoint::Batch, headers, body).await
-        },
-    );
+    let batch = post(|State(app): State<Arc<App>>, req: Request| async move {
+        ingest_request(app, Endpoint::Batch, req).await
+    });
     r.route("/v1/batch", batch.clone())
         .route("/v1/import", batch.clone())
         .route("/b", batch)
@@ -194,15 +193,34 @@ impl Drop for Gauge<'_> {
     }
 }
 
-async fn ingest_request(
-    app: Arc<App>,
-    endpoint: Endpoint,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+/// The client's address for `context.ip`: from the configured proxy header, else the
+/// connection's peer (absent in tests without a socket).
+fn client_ip(app: &App, parts: &axum::http::request::Parts) -> Option<String> {
+    if !app.config.stamp_ip {
+        return None;
+    }
+    if let Some(name) = &app.config.ip_header {
+        return parts
+            .headers
+            .get(name.as_str())
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+}
+
+async fn ingest_request(app: Arc<App>, endpoint: Endpoint, req: Request) -> Response {
     let started = Instant::now();
     let received_at = now_micros();
-    match ingest_inner(&app, endpoint, headers, body, received_at).await {
+    let (parts, body) = req.into_parts();
+    let ip = client_ip(&app, &parts);
+    let stamp = ingest::Stamp { received_at, ip };
+    match ingest_inner(&app, endpoint, parts.headers, body, stamp).await {
         Ok(res) => {
             app.metrics.request_seconds.observe(started.elapsed());
             res
@@ -221,7 +239,7 @@ async fn ingest_inner(
     endpoint: Endpoint,
     headers: HeaderMap,
     body: Body,
-    received_at: i64,
+    stamp: ingest::Stamp,
 ) -> Result<Response, ApiError> {
     if app.shutting_down.load(SeqCst) {
         return Err(ApiError::new(
@@ -290,7 +308,7 @@ async fn ingest_inner(
             key_status,
             encoding.as_deref(),
             &bytes,
-            received_at,
+            &stamp,
         );
         drop(permit);
         r
@@ -340,7 +358,7 @@ fn store_request(
     key_status: Option<KeyStatus>,
     encoding: Option<&str>,
     body: &[u8],
-    received_at: i64,
+    stamp: &ingest::Stamp,
 ) -> Result<(), ApiError> {
     let limits = app.limits();
     let json = ingest::decode_body(endpoint, encoding, body, limits)?;
@@ -362,7 +380,7 @@ fn store_request(
         _ => None,
     };
     let total = envelope.messages.len() + envelope.rejected.len();
-    let (events, rejected) = ingest::validate(endpoint, envelope, channel.as_deref(), received_at);
+    let (events, rejected) = ingest::validate(endpoint, envelope, channel.as_deref(), stamp);
     if !rejected.is_empty() {
         app.metrics
             .invalid_messages
@@ -500,7 +518,9 @@ async fn timeline(
 }
 
 async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Err(e) = check_admin(&app, &headers) {
+    if !app.config.public_metrics
+        && let Err(e) = check_admin(&app, &headers)
+    {
         return reject(e);
     }
     (

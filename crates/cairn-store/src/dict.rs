@@ -21,6 +21,8 @@ use crate::manifest::DictExtent;
 
 pub const DICT_FILE: &str = "customers.dict";
 
+/// `Default` is an empty placeholder, for while a background flush holds the writer's own.
+#[derive(Default)]
 pub struct CustomerDict {
     path: PathBuf,
     ids: IdList,

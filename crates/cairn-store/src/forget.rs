@@ -245,7 +245,7 @@ impl Store {
     /// the values (see the module doc). `values` are raw identifier texts: events filed under
     /// one of them, or carrying one as `userId` or `anonymousId`, are removed.
     pub fn forget(&self, values: &[String]) -> Result<ForgetOutcome> {
-        let mut guard = self.lock();
+        let mut guard = self.lock_settled()?;
         // A plain reference, so that closures below can borrow its fields separately.
         let inner: &mut crate::Inner = &mut guard;
         // Flush first: events of this customer still in the log then reach a segment and are

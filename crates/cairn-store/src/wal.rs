@@ -213,13 +213,9 @@ impl Wal {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues a batch for the next group write and returns its number at once; it is durable
-    /// only after [`Wal::wait_durable`] returns for it.
-    pub fn enqueue(&self, events: &[Event]) -> Result<u64> {
-        let json = serde_json::to_vec(events).map_err(|e| StoreError::Corrupt {
-            path: self.dir.clone(),
-            reason: format!("cannot encode batch: {e}"),
-        })?;
+    /// Queues a batch, given as the JSON array of its events, for the next group write and
+    /// returns its number at once; it is durable only after [`Wal::wait_durable`] returns for it.
+    pub fn enqueue_json(&self, json: &[u8]) -> Result<u64> {
         let mut st = self.lock();
         if st.failed {
             return Err(self.failed_error());
@@ -228,9 +224,16 @@ impl Wal {
         st.next += 1;
         let mut payload = Vec::with_capacity(8 + json.len());
         payload.extend_from_slice(&number.to_le_bytes());
-        payload.extend_from_slice(&json);
+        payload.extend_from_slice(json);
         encode_record(&payload, &mut st.queued);
         Ok(number)
+    }
+
+    pub(crate) fn encode_error(&self, e: serde_json::Error) -> StoreError {
+        StoreError::Corrupt {
+            path: self.dir.clone(),
+            reason: format!("cannot encode batch: {e}"),
+        }
     }
 
     /// Blocks until batch `number` is on disk. The first waiter to find no write in progress

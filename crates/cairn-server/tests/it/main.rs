@@ -109,3 +109,34 @@ async fn a_server_shutting_down_takes_no_new_writes() {
     );
     assert_eq!(stored(&app), 0);
 }
+
+#[tokio::test]
+async fn metrics_need_the_admin_token_unless_made_public() {
+    let get = || Request::get("/metrics").body(Body::empty()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app(dir.path(), |_| {});
+    let res = router(app.clone()).oneshot(get()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    drop(app);
+    let (app, _) = self::app(dir.path(), |c| c.public_metrics = true);
+    let res = router(app).oneshot(get()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = res.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&text).contains("cairn_ingest_events_total"));
+}
+
+/// The proxy header, when configured, names the client whose address is stamped.
+#[tokio::test]
+async fn context_ip_comes_from_the_configured_proxy_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, key) = app(dir.path(), |c| c.ip_header = Some("X-Forwarded-For".into()));
+    let mut req = track(&key, "m1");
+    req.headers_mut()
+        .insert("x-forwarded-for", "198.51.100.7, 10.0.0.1".parse().unwrap());
+    let (status, _, body) = answer(&app, req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let snap = app.store.snapshot().unwrap();
+    let events = snap.timeline("u").unwrap().unwrap();
+    let ctx: Value = serde_json::from_str(events[0].event.context.as_deref().unwrap()).unwrap();
+    assert_eq!(ctx["ip"], "198.51.100.7");
+}

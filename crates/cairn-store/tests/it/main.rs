@@ -543,6 +543,78 @@ fn duplicates_are_found_within_and_across_the_segments_of_one_import() {
     assert_eq!(snap.events(), 5);
 }
 
+/// Appends from several threads while the background flusher writes and compacts small
+/// segments, with readers looking on: every event is stored once, in each customer's order,
+/// before and after a reopen, and the log ends up cut behind the segments.
+#[test]
+fn appends_while_the_background_flusher_writes_and_compacts() {
+    const THREADS: usize = 4;
+    const BATCHES: usize = 60;
+    const PER_BATCH: usize = 25;
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        memtable_events: 200,
+        max_segments: 3,
+    };
+    let store = Store::open(dir.path(), options.clone()).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let store = &store;
+            s.spawn(move || {
+                for b in 0..BATCHES {
+                    let events = (0..PER_BATCH)
+                        .map(|i| {
+                            let n = (b * PER_BATCH + i) as i64;
+                            event(&format!("t{t}"), "tick", n, &format!("{t}-{n}"))
+                        })
+                        .collect();
+                    let outcome = store.append(events).unwrap();
+                    assert_eq!(outcome.accepted, PER_BATCH as u64);
+                    // Resending what was acknowledged stores nothing, whether it is still
+                    // in the memtable, being flushed or in a segment.
+                    if b % 10 == 9 {
+                        let again = vec![event(&format!("t{t}"), "tick", 0, &format!("{t}-0"))];
+                        assert_eq!(store.append(again).unwrap().duplicates, 1);
+                    }
+                }
+            });
+        }
+        // A reader in the meantime never sees an event twice.
+        s.spawn(|| {
+            for _ in 0..20 {
+                let snap = Snapshot::load(dir.path()).unwrap();
+                for (_, evs) in journeys(&snap) {
+                    let mut times: Vec<i64> = evs.iter().map(|e| e.1).collect();
+                    times.dedup();
+                    assert_eq!(times.len(), evs.len(), "an event seen twice");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        });
+    });
+    let expected: Vec<(String, Vec<(String, i64)>)> = (0..THREADS)
+        .map(|t| {
+            let evs = (0..(BATCHES * PER_BATCH) as i64)
+                .map(|n| ("tick".to_string(), n))
+                .collect();
+            (format!("t{t}"), evs)
+        })
+        .collect();
+    let snap = store.snapshot().unwrap();
+    assert_eq!(journeys(&snap), expected);
+    assert!(
+        snap.segments().len() > 1,
+        "the memtable was flushed in the background"
+    );
+    store.flush().unwrap();
+    let snap = store.snapshot().unwrap();
+    assert_eq!(snap.stats().log_events, 0);
+    assert!(snap.segments().len() <= 3, "compaction kept up");
+    drop(store);
+    let store = Store::open(dir.path(), options).unwrap();
+    assert_eq!(journeys(&store.snapshot().unwrap()), expected);
+}
+
 #[test]
 fn chunks_with_their_own_dictionaries_land_in_the_stores_across_segment_boundaries() {
     let dir = tempfile::tempdir().unwrap();

@@ -481,7 +481,7 @@ fn acknowledged_messages_are_stored_once_stamped_and_readable_while_serving() {
         ),
         (
             "/v1/screen",
-            json!({"userId": "ann", "name": "Home", "messageId": "m-screen"}),
+            json!({"userId": "ann", "name": "Home", "messageId": "m-screen", "context": {"ip": "203.0.113.9"}}),
         ),
         (
             "/v1/group",
@@ -561,6 +561,10 @@ fn acknowledged_messages_are_stored_once_stamped_and_readable_while_serving() {
         "the message's own channel wins"
     );
     assert_eq!(b1["context"]["library"]["name"], "test");
+    // context.ip: stamped from the connection when the message has none, kept when it has.
+    assert_eq!(b1["context"]["ip"], "127.0.0.1");
+    assert_eq!(by_id("m-page")["context"]["ip"], "127.0.0.1");
+    assert_eq!(by_id("m-screen")["context"]["ip"], "203.0.113.9");
     assert_eq!(by_id("m-group")["groupId"], "acme");
     assert_eq!(by_id("m-alias")["previousId"], "anon-1");
 

@@ -2,7 +2,9 @@
 //! random moments; after each restart every message that got a 200 is stored exactly once.
 //!
 //! Clients behave like Segment's SDKs: a batch that got no answer (connection refused, reset)
-//! is sent again, with the same message ids, once the server is back. CI runs 20 kills;
+//! is sent again, with the same message ids, once the server is back. The server flushes its
+//! log into segments every 300 events, so kills hit background flushes and compactions too.
+//! CI runs 20 kills;
 //! `cargo test -p cairn -- --ignored serve_crash_long` runs 300.
 
 use std::collections::HashSet;
@@ -90,7 +92,9 @@ fn serve_kills(kills: usize) {
     let key = create_key(&dir, "crash", None);
     let mut clients = vec![Client::default(); CLIENTS];
     for kill in 0..kills {
-        let mut server = Server::start(&dir, &[]);
+        // A small memtable, so that kills also land while the background flusher writes a
+        // segment, commits it, cuts the log or compacts.
+        let mut server = Server::start(&dir, &["--flush-events", "300"]);
         let stop = Arc::new(AtomicBool::new(false));
         let threads: Vec<_> = clients
             .iter()

@@ -1,0 +1,433 @@
+//! Moving the log into segments, off the append path.
+//!
+//! `Store::append` returns once its log batch is fsynced and put in the memtable. When the
+//! memtable holds `memtable_events`, a background thread (`cairn-flush`) turns it into a
+//! segment, cuts the log behind it and compacts, while appends go on. A segment write (Parquet,
+//! scan file, fsyncs) takes about a second for 250 k events; done under the store lock, as it
+//! once was, it stalled every request for that long.
+//!
+//! # Who may change what
+//!
+//! While a background flush runs (`Background::running`), it alone changes the manifest, the
+//! customer dictionary and the name caches. It takes the dictionaries out of the store state
+//! and works on them without the store lock, which it holds only for short steps, so that
+//! appends never wait behind its work nor its fsyncs:
+//!
+//! 1. take the gap-free run of durable batches from the memtable (lock);
+//! 2. drop the events of forgotten customers (lock, one batch at a time: the suppression list
+//!    is shared with appends, and only `forget`, which waits for the flush, changes it);
+//! 3. take the customer dictionary and the name caches out of the store state (lock); appends
+//!    never use them;
+//! 4. key and intern the events into columns, write the segment, commit the manifest with the
+//!    new segment and the log checkpoint, then cut the log (no lock: the segment files are new
+//!    and named by nothing until the manifest commit, and the log has its own lock);
+//! 5. put the dictionaries and the new manifest back (lock);
+//! 6. compact when there are too many segments: read and write without the lock, swap the
+//!    manifest under it.
+//!
+//! Everything else that changes the manifest (`Store::flush`, `compact`, `import`) first
+//! waits for a background flush to end (`Store::lock_settled`). Appends only wait when the
+//! memtable and the flush in progress together hold three times `memtable_events`: that is
+//! the store's backpressure, and bounds its memory.
+//!
+//! The invariants of ARCHITECTURE.md hold as before: readers see the log until the manifest
+//! commit names the segment holding it; the log is cut only after that commit; a failed flush
+//! removes its files, forgets its dictionary entries and puts its batches back.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rustc_hash::FxHashMap;
+
+use crate::error::{IoContext, Result, StoreError};
+use crate::forget::Suppression;
+use crate::parquet_io::EventColumns;
+use crate::{
+    Inner, MemBatch, Options, PendingSegment, SEGMENTS_DIR, Store, TxnState, commit,
+    compaction_range, key_chunk, merge_into, next_segment, remove_segment_files, rollback,
+    take_flushable, wal,
+};
+
+/// What a [`Store`] and its background flusher share.
+pub struct Core {
+    pub(crate) dir: PathBuf,
+    pub(crate) options: Options,
+    pub(crate) _lock: File,
+    pub(crate) wal: wal::Wal,
+    pub(crate) inner: Mutex<Inner>,
+    /// Signalled (with `inner`) when the memtable grows past its size, when a background
+    /// flush ends and when the store closes.
+    pub(crate) changed: Condvar,
+    /// Bytes cut from a torn log tail during recovery, for the caller to report.
+    pub(crate) recovered_cut: Option<(PathBuf, u64)>,
+}
+
+/// The background flusher's side of the store state (inside the store lock).
+#[derive(Default)]
+pub(crate) struct Background {
+    /// A flush or compaction is in progress and owns the manifest and dictionaries.
+    running: bool,
+    /// Events taken from the memtable by the flush in progress.
+    flushing_events: usize,
+    /// Why the last background flush failed, until one succeeds.
+    failed: Option<String>,
+    /// The store is closing: the thread ends after the flush in progress.
+    stop: bool,
+    /// The flusher thread panicked, perhaps holding the dictionaries or a committed manifest
+    /// not yet put back: the state in memory can no longer be trusted, so every later write
+    /// fails (the files on disk are consistent; reopening the store recovers).
+    panicked: bool,
+}
+
+/// After a failed background flush, the wait before the next attempt.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+pub(crate) fn spawn(core: Arc<Core>) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("cairn-flush".into())
+        .spawn(move || {
+            yield_to_appends();
+            run(&core)
+        })
+}
+
+/// Lowers this thread's priority (nice 10; Linux gives each thread its own nice value), so
+/// that the scheduler gives a core to a waiting append, whose answer a client is waiting
+/// for, before the flusher. The flusher uses what the appends leave: it only has to keep up
+/// on average, and when it does not, the backpressure of `wait_for_room` slows the appends
+/// down to its pace. Best effort: if it fails, the flusher runs at normal priority.
+fn yield_to_appends() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority only read their integer arguments; on failure
+    // setpriority returns -1 and changes nothing.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+    }
+}
+
+/// Marks the store broken if the flusher thread panics, so that appends waiting for room get
+/// an error instead of waiting forever, and no later write uses the state it left behind.
+struct PanicGuard<'a>(&'a Core);
+
+impl Drop for PanicGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut inner = self.0.lock();
+            inner.background.running = false;
+            inner.background.failed = Some("the background flush thread panicked".into());
+            inner.background.panicked = true;
+            self.0.changed.notify_all();
+        }
+    }
+}
+
+fn run(core: &Core) {
+    let _guard = PanicGuard(core);
+    let mut inner = core.lock();
+    loop {
+        if inner.background.stop {
+            return;
+        }
+        let due = inner.memtable_events >= core.options.memtable_events;
+        let taken = if due {
+            take_flushable(&mut inner)
+        } else {
+            None
+        };
+        let Some((batches, upto)) = taken else {
+            // Not due yet, or the next batch is still on its way into the memtable (its
+            // append notifies once it is in).
+            inner = core.changed.wait(inner).unwrap_or_else(|p| p.into_inner());
+            continue;
+        };
+        let mut flush = LogFlush::new(batches, upto);
+        let events = flush.events();
+        inner.memtable_events -= events;
+        inner.background.running = true;
+        inner.background.flushing_events = events;
+        drop(inner);
+        // Compacting is the slowest part; appends are not held up by it either.
+        let result =
+            flush_in_background(core, &mut flush).and_then(|()| compact_in_background(core));
+        // Freeing a flush's events (millions of strings) takes a few hundred milliseconds:
+        // not while holding the lock appends wait for.
+        drop(flush);
+        inner = core.lock();
+        inner.background.running = false;
+        inner.background.flushing_events = 0;
+        match result {
+            Ok(()) => inner.background.failed = None,
+            Err(e) => {
+                // The batches are in the memtable again (or already in a segment, if only
+                // compaction failed); the log still holds them either way.
+                inner.background.failed = Some(e.to_string());
+                core.changed.notify_all();
+                inner = core
+                    .changed
+                    .wait_timeout(inner, RETRY_AFTER_FAILURE)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+                continue;
+            }
+        }
+        core.changed.notify_all();
+    }
+}
+
+/// Steps 2 to 5 of the module doc. On failure the batches are back in the memtable.
+fn flush_in_background(core: &Core, flush: &mut LogFlush) -> Result<()> {
+    core.wal.rotate();
+    flush.drop_suppressed(core);
+    let mut own = detach(&mut core.lock());
+    let seg_dir = core.dir.join(SEGMENTS_DIR);
+    let written = flush.key(&mut own).and_then(|()| {
+        flush
+            .seal(&own)
+            .map(|pending| pending.write(&seg_dir))
+            .transpose()
+    });
+    let result = flush.finish(core, &mut own, written);
+    reattach(&mut core.lock(), own);
+    result
+}
+
+/// The part of the store state a background flush works on without the store lock: the
+/// customer dictionary and the name caches (taken out), with a copy of the manifest. The rest
+/// is empty; `finish` puts the batches of a failed flush in its memtable.
+fn detach(inner: &mut Inner) -> Inner {
+    Inner {
+        manifest: inner.manifest.clone(),
+        dict: std::mem::take(&mut inner.dict),
+        names: std::mem::take(&mut inner.names),
+        channels: std::mem::take(&mut inner.channels),
+        seen: None,
+        in_flight: Default::default(),
+        memtable: Vec::new(),
+        memtable_events: 0,
+        background: Default::default(),
+        // Forgotten customers' events were dropped before (`LogFlush::drop_suppressed`).
+        suppression: Default::default(),
+    }
+}
+
+/// Puts back what [`detach`] took, with the manifest the flush committed (or the unchanged
+/// one) and the batches of a failed flush.
+fn reattach(inner: &mut Inner, mut own: Inner) {
+    inner.manifest = own.manifest;
+    inner.dict = own.dict;
+    inner.names = own.names;
+    inner.channels = own.channels;
+    inner.memtable_events += own.memtable_events;
+    inner.memtable.append(&mut own.memtable);
+}
+
+/// Step 6 of the module doc: one merge when there are more than `max_segments`.
+fn compact_in_background(core: &Core) -> Result<()> {
+    let (mut manifest, range) = {
+        let inner = core.lock();
+        match compaction_range(&inner.manifest.segments, core.options.max_segments) {
+            Some(range) => (inner.manifest.clone(), range),
+            None => return Ok(()),
+        }
+    };
+    let seg_dir = core.dir.join(SEGMENTS_DIR);
+    let (old, _) = merge_into(&seg_dir, &mut manifest, range)?;
+    // Appends never read the manifest, and no one else changes it while this flush runs:
+    // commit it without holding them up, then swap it in.
+    let new_id = manifest.next_segment_id - 1;
+    if let Err(e) = manifest.commit(&core.dir) {
+        remove_segment_files(&seg_dir, new_id);
+        return Err(e);
+    }
+    {
+        let mut inner = core.lock();
+        inner.manifest = manifest;
+        inner.rebuild_caches();
+    }
+    for seg in &old {
+        remove_segment_files(&seg_dir, seg.id);
+    }
+    crate::fsutil::fsync_dir(&seg_dir).at(&seg_dir)
+}
+
+/// A flush of durable log batches into one segment, in steps, so that the background flusher
+/// can let go of the store lock between them. `Store::flush` runs the same steps holding it.
+pub(crate) struct LogFlush {
+    batches: Vec<MemBatch>,
+    /// The last batch number taken: the log checkpoint once the segment is committed.
+    upto: u64,
+    state: TxnState,
+    columns: EventColumns,
+    /// Rows of forgotten customers, by (batch, chunk): left out of the segment.
+    dropped: FxHashMap<(usize, usize), Vec<bool>>,
+}
+
+impl LogFlush {
+    pub(crate) fn new(batches: Vec<MemBatch>, upto: u64) -> LogFlush {
+        LogFlush {
+            batches,
+            upto,
+            state: TxnState::default(),
+            columns: EventColumns::default(),
+            dropped: FxHashMap::default(),
+        }
+    }
+
+    /// Events taken from the memtable.
+    pub(crate) fn events(&self) -> usize {
+        self.batches.iter().map(MemBatch::len).sum()
+    }
+
+    /// Marks the rows of forgotten customers (see `forget.rs`) in batch `b`.
+    fn mark_suppressed(&mut self, suppression: &Suppression, b: usize) {
+        for (c, chunk) in self.batches[b].chunks.iter().enumerate() {
+            let marks: Vec<bool> = (0..chunk.len())
+                .map(|row| {
+                    let (user, anon) = chunk.columns.ids(row);
+                    suppression.drops_ids(user, anon)
+                })
+                .collect();
+            if marks.contains(&true) {
+                self.dropped.insert((b, c), marks);
+            }
+        }
+    }
+
+    /// [`LogFlush::mark_suppressed`] for every batch, holding the store lock.
+    pub(crate) fn mark_all_suppressed(&mut self, inner: &Inner) {
+        if !inner.suppression.is_empty() {
+            for b in 0..self.batches.len() {
+                self.mark_suppressed(&inner.suppression, b);
+            }
+        }
+    }
+
+    /// [`LogFlush::mark_all_suppressed`] taking the store lock for one batch at a time.
+    fn drop_suppressed(&mut self, core: &Core) {
+        for b in 0..self.batches.len() {
+            let inner = core.lock();
+            if inner.suppression.is_empty() {
+                return;
+            }
+            self.mark_suppressed(&inner.suppression, b);
+        }
+    }
+
+    /// Keys and interns every batch into the segment's columns.
+    pub(crate) fn key(&mut self, inner: &mut Inner) -> Result<()> {
+        for (b, batch) in self.batches.iter().enumerate() {
+            for (c, chunk) in batch.chunks.iter().enumerate() {
+                let dropped = self.dropped.get(&(b, c)).map(Vec::as_slice);
+                key_chunk(inner, &mut self.state, &mut self.columns, chunk, dropped)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The segment to write once every batch is keyed (`None` if they hold no event).
+    pub(crate) fn seal(&mut self, inner: &Inner) -> Option<PendingSegment> {
+        if self.columns.is_empty() {
+            return None;
+        }
+        let columns = std::mem::take(&mut self.columns);
+        Some(next_segment(inner, &mut self.state, columns, Vec::new()))
+    }
+
+    /// Commits the written segment with the log checkpoint and cuts the log; or, when
+    /// anything failed, undoes the flush and puts its batches back in the memtable.
+    pub(crate) fn finish(
+        &mut self,
+        core: &Core,
+        inner: &mut Inner,
+        written: Result<Option<crate::SegmentMeta>>,
+    ) -> Result<()> {
+        let state = std::mem::take(&mut self.state);
+        let committed = match written {
+            Ok(meta) => {
+                let mut state = state;
+                let manifest = state.manifest.get_or_insert_with(|| inner.manifest.clone());
+                manifest.segments.extend(meta);
+                manifest.wal_checkpoint = self.upto;
+                // `commit` rolls back itself when it fails.
+                commit(core, inner, state)
+            }
+            Err(e) => {
+                rollback(core, inner, state);
+                Err(e)
+            }
+        };
+        if let Err(e) = committed {
+            inner.memtable_events += self.events();
+            inner.memtable.append(&mut self.batches);
+            return Err(e);
+        }
+        core.wal.remove_upto(self.upto)
+    }
+}
+
+impl Core {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The store lock, once no background flush is in progress: for everything else that
+    /// changes the manifest or the dictionaries.
+    pub(crate) fn lock_settled(&self) -> Result<MutexGuard<'_, Inner>> {
+        let mut inner = self.lock();
+        while inner.background.running {
+            inner = self.changed.wait(inner).unwrap_or_else(|p| p.into_inner());
+        }
+        self.check_not_broken(&inner)?;
+        Ok(inner)
+    }
+
+    fn check_not_broken(&self, inner: &Inner) -> Result<()> {
+        if inner.background.panicked {
+            return Err(StoreError::Io {
+                path: self.dir.clone(),
+                source: std::io::Error::other(
+                    "the background flush thread panicked; reopen the store to go on writing",
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits while the memtable and the flush in progress hold too many events (storage is
+    /// behind): the store's backpressure. Fails when the background flush keeps failing.
+    pub(crate) fn wait_for_room<'a>(
+        &'a self,
+        mut inner: MutexGuard<'a, Inner>,
+    ) -> Result<MutexGuard<'a, Inner>> {
+        self.check_not_broken(&inner)?;
+        let limit = self.options.memtable_events.saturating_mul(3);
+        while inner.memtable_events + inner.background.flushing_events >= limit {
+            if let Some(reason) = &inner.background.failed {
+                return Err(StoreError::Io {
+                    path: self.dir.clone(),
+                    source: std::io::Error::other(format!(
+                        "the log cannot be moved into segments ({reason}); appends stop until it can"
+                    )),
+                });
+            }
+            inner = self.changed.wait(inner).unwrap_or_else(|p| p.into_inner());
+        }
+        Ok(inner)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.lock().background.stop = true;
+        self.changed.notify_all();
+        if let Some(flusher) = self.flusher.take() {
+            // A flush in progress finishes first; if the thread panicked, the log still
+            // holds everything and the next open recovers it.
+            let _ = flusher.join();
+        }
+    }
+}
