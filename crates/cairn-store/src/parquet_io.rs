@@ -48,6 +48,9 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// costly ones (times, ids and the JSON texts), as the first thread also gathers the rows.
 const ENCODED_ALONGSIDE: [usize; 6] = [1, 7, 8, 10, 15, 17];
 
+/// Row groups smaller than this are encoded on one thread.
+const ENCODE_ALONE_BELOW: usize = 100_000;
+
 pub fn schema() -> SchemaRef {
     let ts = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     Arc::new(Schema::new(vec![
@@ -470,10 +473,14 @@ impl EventColumns {
             path: path.to_path_buf(),
             source,
         };
+        // A small row group is encoded here alone: a second thread would save little and
+        // touch memory of its own (a small import is mostly fresh memory on this VM).
+        let alone = rows.len() < ENCODE_ALONE_BELOW;
+        let alongside_this = |i: &usize| !alone && ENCODED_ALONGSIDE.contains(i);
         let (mut here, mut there): (Vec<_>, Vec<_>) = writers
             .into_iter()
             .enumerate()
-            .partition(|(i, _)| !ENCODED_ALONGSIDE.contains(i));
+            .partition(|(i, _)| !alongside_this(i));
         let (send, receive) = std::sync::mpsc::sync_channel::<Vec<ArrowLeafColumn>>(2);
         let alongside = scope.spawn(move || -> parquet::errors::Result<_> {
             for leaves in receive {
@@ -494,7 +501,7 @@ impl EventColumns {
                 for (i, (field, column)) in schema.fields().iter().zip(batch.columns()).enumerate()
                 {
                     let leaves = compute_leaves(field, column).map_err(pq)?;
-                    if ENCODED_ALONGSIDE.contains(&i) {
+                    if alongside_this(&i) {
                         leaves_there.extend(leaves);
                     } else {
                         leaves_here.extend(leaves);
