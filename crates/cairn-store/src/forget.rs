@@ -278,7 +278,10 @@ impl Store {
                     segments.push(seg);
                     continue;
                 }
-                let rows = parquet_io::read(&seg_dir.join(seg.parquet_name()), None)?;
+                let rows = parquet_io::read(
+                    &parquet_io::SegmentFile::open(&seg_dir.join(seg.parquet_name()))?,
+                    None,
+                )?;
                 let mut columns = EventColumns::default();
                 let mut ids = DictionaryIds::default();
                 for r in &rows {
@@ -365,7 +368,9 @@ fn segment_holds(
     }
     let parquet = seg_dir.join(seg.parquet_name());
     for column in ["user_id", "anonymous_id"] {
-        for array in parquet_io::read_text_column(&parquet, column)? {
+        for array in
+            parquet_io::read_text_column(&parquet_io::SegmentFile::open(&parquet)?, column)?
+        {
             if array.iter().flatten().any(|v| wanted.contains(v)) {
                 return Ok(true);
             }

@@ -553,7 +553,10 @@ fn merge_into(
     let mut columns = EventColumns::default();
     for seg in &old {
         // One segment's rows at a time: they are copied into `columns` and dropped.
-        let rows = parquet_io::read(&seg_dir.join(seg.parquet_name()), None)?;
+        let rows = parquet_io::read(
+            &parquet_io::SegmentFile::open(&seg_dir.join(seg.parquet_name()))?,
+            None,
+        )?;
         let mut ids = DictionaryIds::default();
         for r in &rows {
             let (name, channel) = ids.of(

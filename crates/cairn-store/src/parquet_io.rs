@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::builder::{
@@ -600,13 +600,51 @@ impl EventColumns {
     }
 }
 
+/// A segment's Parquet file, opened once and held: a snapshot opens its segments when it is
+/// taken, so that a compaction removing them afterwards (the background flusher compacts while
+/// readers read) cannot pull a file from under it — an open file outlives its name.
+#[derive(Debug)]
+pub struct SegmentFile {
+    path: PathBuf,
+    held: File,
+}
+
+impl SegmentFile {
+    pub fn open(path: &Path) -> Result<SegmentFile> {
+        Ok(SegmentFile {
+            path: path.to_path_buf(),
+            held: File::open(path).at(path)?,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A reader of the held file with its own position, so that threads reading one segment
+    /// at once do not move each other's: a fresh open of the held descriptor, which works
+    /// after the name is gone. (`try_clone` would share one position.)
+    fn reader(&self) -> Result<File> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let fd = format!("/proc/self/fd/{}", self.held.as_raw_fd());
+            if let Ok(f) = File::open(fd) {
+                return Ok(f);
+            }
+        }
+        File::open(&self.path).at(&self.path)
+    }
+}
+
 /// Reads events back, all of them or only the given row ranges (sorted, disjoint).
-pub fn read(path: &Path, ranges: Option<&[Range<usize>]>) -> Result<Vec<StoredEvent>> {
+pub fn read(seg: &SegmentFile, ranges: Option<&[Range<usize>]>) -> Result<Vec<StoredEvent>> {
+    let path = seg.path();
     let pq = |source| StoreError::Parquet {
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).at(path)?;
+    let file = seg.reader()?;
     let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(pq)?
         .with_batch_size(WRITE_BATCH);
@@ -640,31 +678,32 @@ pub fn read(path: &Path, ranges: Option<&[Range<usize>]>) -> Result<Vec<StoredEv
 
 /// Reads every event of a segment in file order, one batch of at most [`WRITE_BATCH`] rows at
 /// a time, so memory stays bounded however large the segment is.
-pub fn read_each(path: &Path, each: &mut dyn FnMut(StoredEvent)) -> Result<()> {
-    read_each_of(path, None, each)
+pub fn read_each(seg: &SegmentFile, each: &mut dyn FnMut(StoredEvent)) -> Result<()> {
+    read_each_of(seg, None, each)
 }
 
 /// [`read_each`] reading only the columns `skip` does not name: an event's skipped fields
 /// come out empty (`None`, an empty name or channel). The key, sequence number, type,
 /// timestamp and message id are always read.
 pub fn read_each_skipping(
-    path: &Path,
+    seg: &SegmentFile,
     skip: &[&str],
     each: &mut dyn FnMut(StoredEvent),
 ) -> Result<()> {
-    read_each_of(path, Some(skip), each)
+    read_each_of(seg, Some(skip), each)
 }
 
 fn read_each_of(
-    path: &Path,
+    seg: &SegmentFile,
     skip: Option<&[&str]>,
     each: &mut dyn FnMut(StoredEvent),
 ) -> Result<()> {
+    let path = seg.path();
     let pq = |source| StoreError::Parquet {
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).at(path)?;
+    let file = seg.reader()?;
     let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(pq)?
         .with_batch_size(WRITE_BATCH);
@@ -829,7 +868,8 @@ fn from_batch(batch: &RecordBatch, out: &mut Vec<StoredEvent>) -> Result<(), Str
 
 /// One text column of a segment (e.g. `properties`), every row in file order, as Arrow arrays
 /// of at most [`WRITE_BATCH`] rows each. Reads only that column.
-pub fn read_text_column(path: &Path, name: &str) -> Result<Vec<StringArray>> {
+pub fn read_text_column(seg: &SegmentFile, name: &str) -> Result<Vec<StringArray>> {
+    let path = seg.path();
     let pq = |source| StoreError::Parquet {
         path: path.to_path_buf(),
         source,
@@ -838,7 +878,7 @@ pub fn read_text_column(path: &Path, name: &str) -> Result<Vec<StringArray>> {
         path: path.to_path_buf(),
         reason,
     };
-    let file = File::open(path).at(path)?;
+    let file = seg.reader()?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?;
     let index = builder
         .schema()

@@ -18,7 +18,7 @@ use cairn_model::Micros;
 use crate::dict::ReaderDict;
 use crate::error::{Result, StoreError};
 use crate::manifest::{Manifest, SegmentMeta};
-use crate::parquet_io::{self, EventColumns, StoredEvent};
+use crate::parquet_io::{self, EventColumns, SegmentFile, StoredEvent};
 use crate::scanfile::ScanData;
 use crate::segment::{DictionaryIds, scan_columns};
 use crate::{SEGMENTS_DIR, wal};
@@ -80,7 +80,7 @@ struct Source {
 }
 
 enum Rows {
-    Parquet(PathBuf),
+    Parquet(SegmentFile),
     Memory(Vec<StoredEvent>),
 }
 
@@ -146,10 +146,11 @@ impl Snapshot {
         let mut sources = Vec::with_capacity(manifest.segments.len() + 1);
         for seg in &manifest.segments {
             let scan_path = dir.join(SEGMENTS_DIR).join(seg.scan_name());
-            match ScanData::open(&scan_path) {
-                Ok(scan) => sources.push(Source {
+            let parquet = SegmentFile::open(&dir.join(SEGMENTS_DIR).join(seg.parquet_name()));
+            match ScanData::open(&scan_path).and_then(|scan| Ok((scan, parquet?))) {
+                Ok((scan, parquet)) => sources.push(Source {
                     scan,
-                    rows: Rows::Parquet(dir.join(SEGMENTS_DIR).join(seg.parquet_name())),
+                    rows: Rows::Parquet(parquet),
                 }),
                 Err(StoreError::Io { source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound =>
