@@ -707,17 +707,13 @@ impl MemBatch {
     }
 }
 
-/// Adds a memtable chunk's rows to `columns` with customer keys, sequence numbers and the
-/// store's name and channel indexes, leaving out the rows `dropped` marks (forgotten
-/// customers). Log events were deduplicated when they were appended: every other row is kept.
-fn key_chunk(
+/// The store's event-name and channel indexes of a chunk's own dictionary entries, in the
+/// chunk's order; names and channels new to the store are added to the working `manifest`.
+fn store_ids(
+    manifest: &mut Manifest,
     inner: &mut Inner,
-    state: &mut TxnState,
-    columns: &mut EventColumns,
     chunk: &EventChunk,
-    dropped: Option<&[bool]>,
-) -> Result<()> {
-    let manifest = state.manifest.get_or_insert_with(|| inner.manifest.clone());
+) -> Result<(Vec<u16>, Vec<u16>)> {
     let names = chunk
         .names
         .iter()
@@ -734,6 +730,21 @@ fn key_chunk(
             segment::checked(id, "channels")
         })
         .collect::<Result<Vec<u16>>>()?;
+    Ok((names, channels))
+}
+
+/// Adds a memtable chunk's rows to `columns` with customer keys, sequence numbers and the
+/// store's name and channel indexes, leaving out the rows `dropped` marks (forgotten
+/// customers). Log events were deduplicated when they were appended: every other row is kept.
+fn key_chunk(
+    inner: &mut Inner,
+    state: &mut TxnState,
+    columns: &mut EventColumns,
+    chunk: &EventChunk,
+    dropped: Option<&[bool]>,
+) -> Result<()> {
+    let manifest = state.manifest.get_or_insert_with(|| inner.manifest.clone());
+    let (names, channels) = store_ids(manifest, inner, chunk)?;
     let mut keys = Vec::with_capacity(chunk.len());
     let mut start = 0;
     // Sources mostly send a customer's events together: skip the map lookup then.
@@ -1031,22 +1042,7 @@ impl Import<'_> {
             .manifest
             .get_or_insert_with(|| self.inner.manifest.clone());
         let inner = &mut *self.inner;
-        let names = chunk
-            .names
-            .iter()
-            .map(|n| {
-                let id = intern_cached(&mut manifest.event_names, &mut inner.names, n);
-                segment::checked(id, "event names")
-            })
-            .collect::<Result<Vec<u16>>>()?;
-        let channels = chunk
-            .channels
-            .iter()
-            .map(|c| {
-                let id = intern_cached(&mut manifest.channels, &mut inner.channels, c);
-                segment::checked(id, "channels")
-            })
-            .collect::<Result<Vec<u16>>>()?;
+        let (names, channels) = store_ids(manifest, inner, chunk)?;
         let mut outcome = Outcome::default();
         let mut keys = std::mem::take(&mut self.keys);
         // The rows to add, as runs: all of them, unless some belong to a forgotten customer.
