@@ -24,6 +24,14 @@ fn main() {
         .unwrap_or(7);
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join(format!("../../target/bench-data/scan-store-{customers}"));
+    // A store kept from an older build may hold scan files of an older format: build it again.
+    if dir.join("MANIFEST.json").exists() && cairn_store::Snapshot::load(&dir).is_err() {
+        eprintln!(
+            "{} is unreadable by this build; building it again",
+            dir.display()
+        );
+        std::fs::remove_dir_all(&dir).expect("remove the old bench store");
+    }
     if !dir.join("MANIFEST.json").exists() {
         eprintln!(
             "building a store of {customers} generated customers in {} …",
