@@ -28,20 +28,25 @@ const VERSION: u32 = 1;
 /// snapshot holds log events (not described by the manifest alone).
 fn stamp(snapshot: &Snapshot, config: &Config, splits: &Splits) -> Option<u128> {
     let in_segments: u64 = snapshot.segments().iter().map(|s| s.events).sum();
-    if in_segments != snapshot.events() {
-        return None;
-    }
+    (in_segments == snapshot.events()).then(|| data_stamp(snapshot, config, splits))
+}
+
+/// A digest of what identities derived from `snapshot` under these rules depend on: the
+/// manifest version (changed by every flush, compaction and forget), its segments, the next
+/// sequence number (changed by every append, log tail included), the number of customer keys,
+/// the merge rules and the splits. Equal stamps of one data directory mean equal profiles.
+pub fn data_stamp(snapshot: &Snapshot, config: &Config, splits: &Splits) -> u128 {
     let m = snapshot.manifest();
     let text = serde_json::json!({
         "manifest": m.version,
-        "next_seq": m.next_seq,
+        "next_seq": snapshot.next_seq(),
         "segments": m.segments.iter().map(|s| s.id).collect::<Vec<_>>(),
         "keys": snapshot.key_count(),
         "config": config,
         "splits": splits,
     })
     .to_string();
-    Some(xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
+    xxhash_rust::xxh3::xxh3_128(text.as_bytes())
 }
 
 /// The key → profile map of `snapshot`: from the cache file when it matches, else built from

@@ -11,7 +11,7 @@
 //! over the store as it is at that moment (splits and `identity.json` applied), on a blocking
 //! thread.
 
-use std::path::Path as FsPath;
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -139,37 +139,30 @@ fn resolve(
 /// The identity graph of `snap` under these rules, built once per state of the data.
 ///
 /// Building reads every stored event (seconds for millions of them); a lookup in a built graph
-/// takes microseconds. The last graph is kept with a stamp of what it was built from: the
-/// manifest version (changed by every flush, compaction and forget), the next sequence number
-/// (changed by every append), the merge rules and the splits. Any change builds a new one, so
-/// an answer never misses an acknowledged event; under steady ingest that is every request,
-/// until the graph is maintained incrementally.
+/// takes microseconds. The last graph is kept with its data directory and
+/// [`cairn_identity::cache::data_stamp`]; any change to the data, rules or splits builds a new
+/// one, so an answer never misses an acknowledged event. Under steady ingest that is every
+/// request, until the graph is maintained incrementally.
 fn graph_of(
     dir: &FsPath,
     snap: &Snapshot,
     config: &Config,
     splits: &Splits,
 ) -> Result<Arc<IdentityGraph>, ProfileError> {
-    static LAST: Mutex<Option<(String, Arc<IdentityGraph>)>> = Mutex::new(None);
-    let stamp = json!({
-        "dir": dir,
-        "manifest": snap.manifest().version,
-        "next_seq": snap.next_seq(),
-        "keys": snap.key_count(),
-        "config": config,
-        "splits": splits,
-    })
-    .to_string();
+    type Built = (PathBuf, u128, Arc<IdentityGraph>);
+    static LAST: Mutex<Option<Built>> = Mutex::new(None);
+    let stamp = cairn_identity::cache::data_stamp(snap, config, splits);
     // A panic elsewhere while holding the lock leaves at worst a stale entry that the stamp
     // check rejects, so a poisoned lock is still usable.
-    let last = |m: &'static Mutex<_>| m.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((s, graph)) = last(&LAST).as_ref()
+    let last = || LAST.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((d, s, graph)) = last().as_ref()
+        && d == dir
         && *s == stamp
     {
         return Ok(Arc::clone(graph));
     }
     let graph = Arc::new(cairn_identity::build(snap, config, splits)?);
-    *last(&LAST) = Some((stamp, Arc::clone(&graph)));
+    *last() = Some((dir.to_path_buf(), stamp, Arc::clone(&graph)));
     Ok(graph)
 }
 

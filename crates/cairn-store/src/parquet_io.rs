@@ -230,8 +230,16 @@ impl<T: Copy> Optional<T> {
 
     fn push(&mut self, value: Option<T>) {
         match value {
-            None if self.values.is_empty() => self.missing_prefix += 1,
+            None => self.push_missing(1),
             _ => self.values.push(value),
+        }
+    }
+
+    fn push_missing(&mut self, rows: usize) {
+        if self.values.is_empty() {
+            self.missing_prefix += rows;
+        } else {
+            self.values.extend(std::iter::repeat_n(None, rows));
         }
     }
 
@@ -242,12 +250,7 @@ impl<T: Copy> Optional<T> {
 
     fn append_rows(&mut self, other: &Optional<T>, rows: Range<usize>) {
         let split = rows.end.min(other.missing_prefix).max(rows.start);
-        let missing = split - rows.start;
-        if self.values.is_empty() {
-            self.missing_prefix += missing;
-        } else {
-            self.values.extend(std::iter::repeat_n(None, missing));
-        }
+        self.push_missing(split - rows.start);
         if split < rows.end {
             let skip = other.missing_prefix;
             self.values
@@ -481,17 +484,21 @@ impl EventColumns {
             .into_iter()
             .enumerate()
             .partition(|(i, _)| !alongside_this(i));
-        let (send, receive) = std::sync::mpsc::sync_channel::<Vec<ArrowLeafColumn>>(2);
-        let alongside = scope.spawn(move || -> parquet::errors::Result<_> {
-            for leaves in receive {
-                for ((_, writer), leaf) in there.iter_mut().zip(&leaves) {
-                    writer.write(leaf)?;
+        // The second thread, only when it has columns to encode.
+        let mut alongside = (!there.is_empty()).then(|| {
+            let (send, receive) = std::sync::mpsc::sync_channel::<Vec<ArrowLeafColumn>>(2);
+            let thread = scope.spawn(move || -> parquet::errors::Result<_> {
+                for leaves in receive {
+                    for ((_, writer), leaf) in there.iter_mut().zip(&leaves) {
+                        writer.write(leaf)?;
+                    }
                 }
-            }
-            there
-                .into_iter()
-                .map(|(i, w)| w.close().map(|chunk| (i, chunk)))
-                .collect::<parquet::errors::Result<Vec<_>>>()
+                there
+                    .into_iter()
+                    .map(|(i, w)| w.close().map(|chunk| (i, chunk)))
+                    .collect::<parquet::errors::Result<Vec<_>>>()
+            });
+            (send, thread)
         });
         let mut encode_here = || -> Result<()> {
             for batch_rows in rows.chunks(WRITE_BATCH) {
@@ -507,7 +514,9 @@ impl EventColumns {
                         leaves_here.extend(leaves);
                     }
                 }
-                if send.send(leaves_there).is_err() {
+                if let Some((send, _)) = &alongside
+                    && send.send(leaves_there).is_err()
+                {
                     // The other thread stopped on an error: its result below says which.
                     break;
                 }
@@ -518,11 +527,16 @@ impl EventColumns {
             Ok(())
         };
         let encoded = encode_here();
-        drop(send);
-        let there = alongside
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            .map_err(pq)?;
+        let there = match alongside.take() {
+            Some((send, thread)) => {
+                drop(send);
+                thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    .map_err(pq)?
+            }
+            None => Vec::new(),
+        };
         encoded?;
         let mut chunks: Vec<(usize, ArrowColumnChunk)> = here
             .drain(..)
@@ -744,23 +758,6 @@ const ALWAYS_READ: [&str; 6] = [
     "message_uuid",
 ];
 
-/// The optional columns a segment may leave out of a batch, each only when a reader skipped
-/// it: the batch's schema then lacks it.
-const SKIPPABLE: [&str; 12] = [
-    "event",
-    "channel",
-    "value",
-    "user_id",
-    "anonymous_id",
-    "sent_at",
-    "received_at",
-    "group_id",
-    "previous_id",
-    "properties",
-    "traits",
-    "context",
-];
-
 fn from_batch(batch: &RecordBatch, out: &mut Vec<StoredEvent>) -> Result<(), String> {
     let col = |name: &str| {
         batch
@@ -768,7 +765,7 @@ fn from_batch(batch: &RecordBatch, out: &mut Vec<StoredEvent>) -> Result<(), Str
             .ok_or_else(|| format!("column {name:?} missing"))
     };
     // A column a reader skipped is absent from the batch; any other missing column is damage.
-    let skipped = |name: &str| SKIPPABLE.contains(&name) && batch.column_by_name(name).is_none();
+    let skipped = |name: &str| !ALWAYS_READ.contains(&name) && batch.column_by_name(name).is_none();
     let string = |name: &str| -> Result<Option<&arrow_array::StringArray>, String> {
         if skipped(name) {
             return Ok(None);

@@ -456,14 +456,8 @@ impl Snapshot {
     /// the log tail); not in customer order. For passes that need fields the scan files do not
     /// hold, such as identity resolution reading `traits` and `context`. Memory stays bounded:
     /// Parquet segments are read a batch at a time.
-    pub fn for_each_event(&self, mut visit: impl FnMut(&StoredEvent)) -> Result<()> {
-        for src in &self.sources {
-            match &src.rows {
-                Rows::Parquet(path) => parquet_io::read_each(path, &mut |e| visit(&e))?,
-                Rows::Memory(all) => all.iter().for_each(&mut visit),
-            }
-        }
-        Ok(())
+    pub fn for_each_event(&self, visit: impl FnMut(&StoredEvent)) -> Result<()> {
+        self.for_each_event_skipping(&[], visit)
     }
 
     /// [`Snapshot::for_each_event`] without reading the columns `skip` names from segments
