@@ -881,12 +881,18 @@ fn write_typed(w: &mut ObjectWriter, kind: AttrKind, value: &str) {
     }
 }
 
+/// The most events one chunk holds. Every XES event carries all its attributes as properties
+/// text, so a chunk of the caller's usual size (64 K records) was a whole small log held three
+/// times over (events, their columns, the segment's columns); smaller chunks let the same
+/// memory serve again (helpdesk.xes.gz touched 71 MB before, see BENCHMARKS.md).
+const XES_CHUNK: usize = 8 * 1024;
+
 impl RecordSource for XesSource {
     fn next_chunk(
         &mut self,
         max: usize,
     ) -> Result<Option<Vec<Result<Event, RecordError>>>, ImportError> {
-        let max = max.max(1);
+        let max = max.clamp(1, XES_CHUNK);
         while self.state.ready.len() < max && !self.state.done {
             self.parse_window(max)?;
         }
@@ -894,8 +900,11 @@ impl RecordSource for XesSource {
         if ready.is_empty() {
             return Ok(None);
         }
-        let n = ready.len().min(max);
-        Ok(Some(ready.drain(..n).collect()))
+        if ready.len() <= max {
+            // The usual case: hand the queue over whole (no copy of the events).
+            return Ok(Some(Vec::from(std::mem::take(ready))));
+        }
+        Ok(Some(ready.drain(..max).collect()))
     }
 
     fn progress(&self) -> (u64, u64) {
