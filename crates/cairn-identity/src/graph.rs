@@ -28,7 +28,7 @@ use crate::ident::{IdKind, Identifier, is_blocked};
 use crate::idents::Idents;
 use crate::splits::Splits;
 
-use crate::hash::{FxMap as Map, Groups};
+use crate::hash::{FxMap as Map, FxSet, Groups};
 
 const NONE: u32 = u32::MAX;
 
@@ -52,7 +52,12 @@ pub struct GraphBuilder {
     key_node: Vec<u32>,
     /// Nodes that are one store key (same raw id sent as user id and as anonymous id).
     forced: Vec<(u32, u32)>,
-    edges: Map<(u32, u32), Cause>,
+    /// Every link as it came (its two nodes, smaller first, and its cause). Kept as a list,
+    /// not a map of distinct pairs: appending touches memory in order, while a map of 10 M
+    /// pairs was a cache miss per call and gigabytes of fresh pages as it grew. A repeated pair
+    /// costs nothing at resolution (its later copies join nodes already joined); the run of
+    /// one customer's events in a scan, which repeats the same pair, is folded as it comes.
+    edges: Vec<((u32, u32), Cause)>,
     messages: Messages,
     /// Alias `previousId`s (ending where `alias_ends` says in `alias_text`) with the node
     /// they link to, resolved to a kind once all user ids are known.
@@ -121,7 +126,7 @@ impl GraphBuilder {
             idents: Idents::default(),
             key_node: Vec::new(),
             forced: Vec::new(),
-            edges: Map::default(),
+            edges: Vec::new(),
             messages: Messages::default(),
             aliases: Vec::new(),
             alias_text: String::new(),
@@ -232,16 +237,16 @@ impl GraphBuilder {
         if a == b {
             return;
         }
-        let messages = &self.messages;
         let pair = (a.min(b), a.max(b));
-        self.edges
-            .entry(pair)
-            .and_modify(|old| {
-                if cause_order(messages, &cause, old) == Ordering::Less {
-                    *old = cause;
-                }
-            })
-            .or_insert(cause);
+        if let Some((last, old)) = self.edges.last_mut()
+            && *last == pair
+        {
+            if cause_order(&self.messages, &cause, old) == Ordering::Less {
+                *old = cause;
+            }
+            return;
+        }
+        self.edges.push((pair, cause));
     }
 
     /// Resolves the graph: aliases, then the union-find over edges in (time, message) order
@@ -277,9 +282,8 @@ impl GraphBuilder {
         let config = &self.config;
         let idents = &self.idents;
         let rank: Vec<u32> = idents.per_node(|kind| config.rank(kind));
-        let mut edges: Vec<Edge> = self
-            .edges
-            .drain()
+        let mut edges: Vec<Edge> = std::mem::take(&mut self.edges)
+            .into_iter()
             .map(|((a, b), cause)| {
                 // `strong` is the higher-priority end: its link is tried first.
                 let (strong, weak) = if rank[a as usize]
@@ -313,18 +317,24 @@ impl GraphBuilder {
         }
         let mut merges = Vec::new();
         let mut conflicts = Vec::new();
+        // A pair refused once is refused again at each later copy (profiles only grow, and
+        // splits do not change here): it is one conflict, with its earliest message.
+        let mut refused: FxSet<(u32, u32)> = FxSet::default();
         for e in &edges {
-            if detached[e.strong as usize] || detached[e.weak as usize] {
-                conflicts.push(RawConflict {
-                    edge: *e,
-                    reason: Refusal::Split,
-                });
-                continue;
-            }
-            match uf.union(e.strong, e.weak) {
-                Ok(true) => merges.push(*e),
-                Ok(false) => {}
-                Err(reason) => conflicts.push(RawConflict { edge: *e, reason }),
+            let reason = if detached[e.strong as usize] || detached[e.weak as usize] {
+                Refusal::Split
+            } else {
+                match uf.union(e.strong, e.weak) {
+                    Ok(true) => {
+                        merges.push(*e);
+                        continue;
+                    }
+                    Ok(false) => continue,
+                    Err(reason) => reason,
+                }
+            };
+            if refused.insert((e.strong, e.weak)) {
+                conflicts.push(RawConflict { edge: *e, reason });
             }
         }
         let root: Vec<u32> = (0..idents.len() as u32).map(|n| uf.find(n)).collect();

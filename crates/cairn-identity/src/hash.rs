@@ -5,6 +5,7 @@
 //! ids that differ only near their end, like "anon-17-2" and "anon-17-3".)
 
 pub type FxMap<K, V> = rustc_hash::FxHashMap<K, V>;
+pub type FxSet<K> = rustc_hash::FxHashSet<K>;
 
 /// Items grouped by a dense group number with a counting sort: the items of group `g` are
 /// `items[starts[g]..starts[g + 1]]`, in the order they were given.

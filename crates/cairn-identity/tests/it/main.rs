@@ -230,6 +230,34 @@ fn a_second_user_id_is_not_merged_and_the_conflict_shows() {
 }
 
 #[test]
+fn a_link_sent_again_and_again_is_one_merge_or_one_conflict_with_its_earliest_message() {
+    // U2 logs in on A's device three times (m5 is the earliest), U1 twice: every arrival
+    // order gives one merge of A with U1 (from m2) and one conflict with U2 (from m5).
+    let events = vec![
+        identify("m2", 2, "U1", Some("A"), None),
+        identify("m3", 3, "U1", Some("A"), None),
+        identify("m6", 6, "U2", Some("A"), None),
+        identify("m5", 5, "U2", Some("A"), None),
+        identify("m7", 7, "U2", Some("A"), None),
+    ];
+    for order in orders(events.len()) {
+        let shuffled: Vec<Event> = order.iter().map(|&i| events[i].clone()).collect();
+        let g = graph_in_order(&shuffled, &Splits::default());
+        assert_eq!(g.merge_count(), 1, "order {order:?}");
+        assert_eq!(g.conflict_count(), 1, "order {order:?}");
+        let u1 = g.find(&id(IdKind::UserId, "U1")).unwrap();
+        assert_eq!(g.find(&id(IdKind::AnonymousId, "A")), Some(u1));
+        let c = g.conflicts(u1);
+        assert_eq!(c.len(), 1, "order {order:?}: {c:?}");
+        assert_eq!(c[0].theirs, id(IdKind::UserId, "U2"));
+        assert_eq!(c[0].message_id, "m5", "order {order:?}");
+        let merges = g.merges(u1);
+        assert_eq!(merges.len(), 1, "order {order:?}: {merges:?}");
+        assert_eq!(merges[0].message_id, "m2", "order {order:?}");
+    }
+}
+
+#[test]
 fn alias_between_two_user_ids_is_a_conflict_too() {
     // Two identified users stay apart unless the limit is raised: the same rule as identify.
     let events = vec![
