@@ -233,7 +233,7 @@ fn a_second_user_id_is_not_merged_and_the_conflict_shows() {
 fn a_link_sent_again_and_again_is_one_merge_or_one_conflict_with_its_earliest_message() {
     // U2 logs in on A's device three times (m5 is the earliest), U1 twice: every arrival
     // order gives one merge of A with U1 (from m2) and one conflict with U2 (from m5).
-    let events = vec![
+    let events = [
         identify("m2", 2, "U1", Some("A"), None),
         identify("m3", 3, "U1", Some("A"), None),
         identify("m6", 6, "U2", Some("A"), None),
