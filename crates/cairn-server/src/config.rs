@@ -293,6 +293,29 @@ mod tests {
     }
 
     #[test]
+    fn journeys_are_off_unless_a_flag_or_the_file_turns_them_on() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            !ServeOptions::default()
+                .resolve(dir.path())
+                .unwrap()
+                .journeys
+        );
+        std::fs::write(dir.path().join(CONFIG_FILE), "journeys = true\n").unwrap();
+        assert!(
+            ServeOptions::default()
+                .resolve(dir.path())
+                .unwrap()
+                .journeys
+        );
+        let off = ServeOptions {
+            journeys: Some(false),
+            ..Default::default()
+        };
+        assert!(!off.resolve(dir.path()).unwrap().journeys);
+    }
+
+    #[test]
     fn a_typo_in_the_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");

@@ -94,7 +94,8 @@ Crash-safe: the runner journals its inputs (DATA/journeys/runner/journal.jsonl) 
 its state on start by replaying them; delivered messages are recorded by idempotency key \
 (delivered.jsonl), so after kill -9 nothing is lost and nothing is sent twice. Messages that fail \
 after --max-attempts go to dead-letter.jsonl.\n\n\
-It writes to the store, so it runs instead of (not beside) another writer such as `cairn serve`.\n\n\
+It writes to the store, so it runs instead of (not beside) another writer such as `cairn serve`; \
+to run journeys beside the HTTP API, use `cairn serve --journeys` (same flags).\n\n\
 Settings come from flags, then environment variables (CAIRN_SMTP_SERVER, CAIRN_WEBHOOK_URL, ...).",
         after_help = "Examples:\n  cairn journeys run --smtp-server 127.0.0.1:25 --smtp-from shop@example.com\n  \
 CAIRN_WEBHOOK_URL=http://hooks.internal/cairn CAIRN_WEBHOOK_SECRET=... cairn journeys run"

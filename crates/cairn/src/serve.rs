@@ -12,7 +12,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub options: cairn_server::ServeOptions,
     /// The journey runner's settings, used with --journeys.
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Journey runner (with --journeys)")]
     pub journeys: cairn_orchestrate::LiveArgs,
 }
 
