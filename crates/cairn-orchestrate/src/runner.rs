@@ -781,20 +781,29 @@ impl Runner {
     /// One round: registry changes, new events and due timers, deliveries. Returns whether
     /// anything was left to do.
     pub fn round(&mut self) -> Result<bool> {
+        self.round_with(true)
+    }
+
+    /// A round; with `appended` false the log is known to hold nothing new since the last
+    /// round, so no snapshot is loaded (loading one parses the log tail not yet in a segment,
+    /// up to a memtable's worth of events: too much for every idle poll).
+    fn round_with(&mut self, appended: bool) -> Result<bool> {
         self.sync_registry()?;
         let now = self.clock.now();
-        let snap = self.store.snapshot()?;
-        let upto = snap.next_seq();
         let mut batch = Vec::new();
-        if upto > self.peek {
-            snap.for_each_event_from(self.peek, |e| {
-                if let Some(i) = Input::from_stored(e) {
-                    batch.push(i);
-                }
-            })?;
-            batch.sort_by_key(|i| i.seq);
+        let mut upto = self.peek;
+        if appended {
+            let snap = self.store.snapshot()?;
+            upto = snap.next_seq();
+            if upto > self.peek {
+                snap.for_each_event_from(self.peek, |e| {
+                    if let Some(i) = Input::from_stored(e) {
+                        batch.push(i);
+                    }
+                })?;
+                batch.sort_by_key(|i| i.seq);
+            }
         }
-        drop(snap);
         let due = self.engine.next_due().is_some_and(|d| d <= now);
         if !batch.is_empty() || due {
             // Written before it is acted on: a crash from here on replays this very step.
@@ -910,7 +919,9 @@ impl Runner {
     /// Runs rounds until `stop` is set, or with `once` until nothing is left to do. Between
     /// rounds it sleeps until the next timer or retry, at most `poll`; `appended` (the log's
     /// group-commit count, an atomic read) is watched meanwhile, so an append wakes it
-    /// within a millisecond.
+    /// within a millisecond; and a round reads the log only when that count moved. The count
+    /// must cover every append to the store: true of the store's own counter, since whoever
+    /// runs the runner holds the store's only writer.
     pub fn follow(
         &mut self,
         poll: Duration,
@@ -919,15 +930,18 @@ impl Runner {
         appended: impl Fn() -> u64,
     ) -> Result<()> {
         let poll = poll.max(Duration::from_millis(1));
+        // The count the last round's snapshot covered (read before it was loaded).
+        let mut covered = None;
         while !stop.load(Ordering::Acquire) {
-            let busy = self.round()?;
+            let count = appended();
+            let busy = self.round_with(covered != Some(count))?;
+            covered = Some(count);
             if once && !busy {
                 break;
             }
-            // Our own write-backs are appends too: count from after them.
-            let seen = appended();
+            // Our own write-backs count as appends too: one more round reads past them.
             let until = Instant::now() + self.idle_for(poll);
-            while Instant::now() < until && appended() == seen && !stop.load(Ordering::Acquire) {
+            while Instant::now() < until && appended() == count && !stop.load(Ordering::Acquire) {
                 std::thread::sleep(
                     Duration::from_millis(1).min(until.saturating_duration_since(Instant::now())),
                 );
