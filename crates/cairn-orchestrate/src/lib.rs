@@ -14,11 +14,13 @@
 //! The engine stays free of I/O and clocks; this crate is where they meet it. It knows no
 //! HTTP: the server renders [`metrics::Metrics`] itself.
 
+pub mod error;
 pub mod metrics;
 pub mod registry;
 pub mod runner;
 pub mod view;
 
+pub use error::{Error, Result};
 pub use metrics::{Fact, Metrics, Outcome, Progress, StepMetrics, VersionMetrics};
 pub use runner::{LiveArgs, RunArgs, Runner, Shared};
 

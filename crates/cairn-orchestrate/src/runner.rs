@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use crate::error::{Error, Result, io};
 use cairn_channels::Templates;
 use cairn_channels::outbox::{Channels, Delivery, Outbound, Outbox, RetryPolicy, Status};
 use cairn_channels::sms::SmsConfig;
@@ -249,14 +249,14 @@ impl Journal {
             .read(true)
             .append(true)
             .open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
+            .map_err(io("opening", path))?;
         let mut ops = Vec::new();
         let mut good = 0u64;
         let mut reader = BufReader::new(&file);
         let mut line = String::new();
         loop {
             line.clear();
-            let n = reader.read_line(&mut line)?;
+            let n = reader.read_line(&mut line).map_err(io("reading", path))?;
             if n == 0 || !line.ends_with('\n') {
                 break;
             }
@@ -267,12 +267,12 @@ impl Journal {
             good += n as u64;
         }
         drop(reader);
-        if file.seek(SeekFrom::End(0))? != good {
+        if file.seek(SeekFrom::End(0)).map_err(io("reading", path))? != good {
             eprintln!(
                 "warning: cut a torn tail of the journey journal {}",
                 path.display()
             );
-            file.set_len(good)?;
+            file.set_len(good).map_err(io("cutting", path))?;
         }
         Ok((
             Journal {
@@ -284,11 +284,12 @@ impl Journal {
     }
 
     fn write(&mut self, op: &Op) -> Result<()> {
-        let line = serde_json::to_string(op)? + "\n";
+        // An `Op` is plain data: it always serializes.
+        let line = serde_json::to_string(op).unwrap_or_default() + "\n";
         self.file
             .write_all(line.as_bytes())
             .and_then(|()| self.file.sync_data())
-            .with_context(|| format!("writing {}", self.path.display()))
+            .map_err(io("writing", &self.path))
     }
 }
 
@@ -361,7 +362,10 @@ impl Runner {
         let clock = match &args.clock_start {
             None => Clock::System,
             Some(t) => Clock::Test {
-                start: parse_timestamp(t).with_context(|| format!("--clock-start {t:?}"))?,
+                start: parse_timestamp(t).map_err(|e| Error::ClockStart {
+                    value: t.clone(),
+                    reason: e.to_string(),
+                })?,
                 origin_wall: args
                     .clock_origin_ms
                     .map_or_else(wall_micros, |ms| ms * 1000),
@@ -392,7 +396,7 @@ impl Runner {
             }),
         };
         let dir = registry::dir(data).join("runner");
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
         let (journal, ops) = Journal::open(&dir.join("journal.jsonl"))?;
         let outbox = Outbox::open(
             &dir,
@@ -771,9 +775,7 @@ impl Runner {
     fn flush_writeback(&mut self) -> Result<()> {
         if !self.writeback.is_empty() {
             let events = std::mem::take(&mut self.writeback);
-            self.store
-                .append(events)
-                .context("writing journey events back to the log")?;
+            self.store.append(events)?;
         }
         Ok(())
     }

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::Result;
 use serde_json::{Value, json};
 
+use crate::error::Result;
 use crate::metrics::{Metrics, VersionMetrics};
 use crate::registry::{self, Entry, Registry};
 

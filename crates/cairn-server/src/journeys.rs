@@ -58,7 +58,7 @@ pub fn start(app: &Arc<App>) -> Result<RunnerThread, ServerError> {
         .name("cairn-journeys".into())
         .spawn(move || {
             if let Err(e) = run(&app, &halt) {
-                eprintln!("cairn serve: the journey runner stopped: {e:#}");
+                eprintln!("cairn serve: the journey runner stopped: {e}");
                 if let Some(s) = app.journeys.shared.get() {
                     s.set_failed();
                 }
@@ -68,7 +68,7 @@ pub fn start(app: &Arc<App>) -> Result<RunnerThread, ServerError> {
     Ok(RunnerThread { stop, thread })
 }
 
-fn run(app: &App, stop: &AtomicBool) -> anyhow::Result<()> {
+fn run(app: &App, stop: &AtomicBool) -> cairn_orchestrate::Result<()> {
     let started = Instant::now();
     let args = &app.config.journey_runner;
     let mut r = Runner::open(&app.config.data_dir, Arc::clone(&app.store), args)?;
@@ -130,7 +130,7 @@ fn all_param(query: Option<&str>) -> Result<bool, ApiError> {
 /// runs here (a short lock), else the log.
 async fn with_source(
     app: Arc<App>,
-    f: impl FnOnce(&std::path::Path, Source) -> anyhow::Result<Option<serde_json::Value>>
+    f: impl FnOnce(&std::path::Path, Source) -> cairn_orchestrate::Result<Option<serde_json::Value>>
     + Send
     + 'static,
 ) -> Result<Option<serde_json::Value>, ApiError> {
@@ -146,7 +146,7 @@ async fn with_source(
     .await;
     match result {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(ApiError::internal(format!("{e:#}"))),
+        Ok(Err(e)) => Err(ApiError::internal(e)),
         Err(e) => Err(ApiError::internal(e)),
     }
 }

@@ -169,7 +169,7 @@ pub fn run(dir: &Path, command: &JourneysCommand) -> Result<()> {
         JourneysCommand::Pause { id } => set_status(dir, id, Status::Paused),
         JourneysCommand::Resume { id } => set_status(dir, id, Status::Active),
         JourneysCommand::Archive { id } => set_status(dir, id, Status::Archived),
-        JourneysCommand::Run(args) => runner::run(dir, crate::cli::open_store(dir)?, args),
+        JourneysCommand::Run(args) => Ok(runner::run(dir, crate::cli::open_store(dir)?, args)?),
     }
 }
 
