@@ -191,15 +191,20 @@ async fn show(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<St
 
 /// Appends the journey series to the Prometheus text, when a runner runs here.
 pub fn render_metrics(app: &App, out: &mut String) {
-    let running = app.journeys.live();
+    // A copy, so the runner's lock is held only while copying.
+    let figures = app
+        .journeys
+        .live()
+        .and_then(|s| s.metrics())
+        .map(|m| m.snapshot());
     let _ = writeln!(
         out,
         "# HELP cairn_journey_runner_up Whether this server runs the applied journeys (1) or not (0: no --journeys, replaying its journal, or stopped on an error).\n\
          # TYPE cairn_journey_runner_up gauge\n\
          cairn_journey_runner_up {}",
-        u8::from(running.and_then(|s| s.metrics()).is_some())
+        u8::from(figures.is_some())
     );
-    let Some(figures) = running.and_then(|s| s.metrics()).map(|m| m.snapshot()) else {
+    let Some(figures) = figures else {
         return;
     };
     let _ = writeln!(
