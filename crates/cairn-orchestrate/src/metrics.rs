@@ -159,9 +159,10 @@ struct Open {
 #[derive(Debug, Default)]
 pub struct Metrics {
     versions: BTreeMap<String, VersionMetrics>,
-    /// Open entries by (journey index, customer, entry number). Names are interned: a million
-    /// customers may wait at once.
-    open: HashMap<(u32, Box<str>, u64), Open>,
+    /// Open entries by customer: (journey index, entry number, where). Keyed by customer
+    /// alone so a fact is looked up by `&str`, without allocating; journey and step names are
+    /// interned (a million customers may wait at once).
+    open: HashMap<Box<str>, Vec<(u32, u64, Open)>>,
     journey_ids: HashMap<String, u32>,
     step_names: Vec<String>,
     step_ids: HashMap<String, u32>,
@@ -199,9 +200,16 @@ impl Metrics {
     /// Counts one fact: the one function behind every journey figure.
     pub fn observe(&mut self, f: &Fact) {
         let j = self.journey_index(f.journey);
-        let key = (j, Box::<str>::from(f.customer), f.entry);
         // Where the entry was before this fact.
-        let at = self.open.get(&key).copied();
+        let at = self.open.get(f.customer).and_then(|entries| {
+            entries
+                .iter()
+                .find(|e| (e.0, e.1) == (j, f.entry))
+                .map(|e| e.2)
+        });
+        let set = |open: &mut HashMap<Box<str>, Vec<(u32, u64, Open)>>, o: Option<Open>| {
+            set_open(open, f.customer, j, f.entry, o)
+        };
         let here = match f.progress {
             Progress::Step(s) | Progress::Exited(s) => Some(self.intern_step(s)),
             _ => None,
@@ -232,7 +240,7 @@ impl Metrics {
                     step: None,
                     exited: false,
                 };
-                self.open.insert(key, open);
+                set(&mut self.open, Some(open));
             }
             Progress::Step(s) => {
                 *v.steps.entry(s.to_string()).or_default() += 1;
@@ -242,7 +250,7 @@ impl Metrics {
                 {
                     leave(v);
                     step_mut(v, s).waiting += 1;
-                    self.open.insert(key, Open { step: here, ..o });
+                    set(&mut self.open, Some(Open { step: here, ..o }));
                 }
             }
             Progress::Exited(s) => {
@@ -250,7 +258,7 @@ impl Metrics {
                 step_mut(v, s).exited += 1;
                 if let Some(o) = at {
                     leave(v);
-                    self.open.insert(key, Open { exited: true, ..o });
+                    set(&mut self.open, Some(Open { exited: true, ..o }));
                 }
             }
             Progress::Goal => {
@@ -262,7 +270,7 @@ impl Metrics {
             Progress::Closed => {
                 v.waiting = v.waiting.saturating_sub(1);
                 leave(v);
-                self.open.remove(&key);
+                set(&mut self.open, None);
             }
             Progress::Delivery { step: s, outcome } => match outcome {
                 Outcome::Sent => {
@@ -319,6 +327,34 @@ impl Metrics {
             }
         }
         Ok(m)
+    }
+}
+
+/// Records where an open entry is (`Some`), or that it is over (`None`).
+fn set_open(
+    open: &mut HashMap<Box<str>, Vec<(u32, u64, Open)>>,
+    customer: &str,
+    journey: u32,
+    entry: u64,
+    to: Option<Open>,
+) {
+    let Some(entries) = open.get_mut(customer) else {
+        if let Some(o) = to {
+            open.insert(customer.into(), vec![(journey, entry, o)]);
+        }
+        return;
+    };
+    let i = entries.iter().position(|e| (e.0, e.1) == (journey, entry));
+    match (i, to) {
+        (Some(i), Some(o)) => entries[i].2 = o,
+        (None, Some(o)) => entries.push((journey, entry, o)),
+        (Some(i), None) => {
+            entries.swap_remove(i);
+            if entries.is_empty() {
+                open.remove(customer);
+            }
+        }
+        (None, None) => {}
     }
 }
 
@@ -440,5 +476,36 @@ mod tests {
         m.observe(&fact("x", Progress::Exited("wait")));
         let s = m.snapshot();
         assert_eq!(s["cart@1"].step_metrics["wait"], step(1, 0, 0, 1, 0, 0, 0));
+    }
+
+    #[test]
+    fn entries_of_one_customer_are_kept_apart() {
+        // The same customer in two journeys, and entering one of them a second time.
+        let at = |journey, entry, progress| Fact {
+            journey,
+            customer: "a",
+            entry,
+            progress,
+        };
+        let mut m = Metrics::default();
+        for f in [
+            at("cart@1", 1, Progress::Entered),
+            at("news@1", 1, Progress::Entered),
+            at("cart@1", 1, Progress::Step("wait")),
+            at("news@1", 1, Progress::Step("wait")),
+            at("cart@1", 1, Progress::Exited("wait")),
+            at("cart@1", 1, Progress::Closed),
+            at("cart@1", 2, Progress::Entered),
+            at("cart@1", 2, Progress::Step("wait")),
+        ] {
+            m.observe(&f);
+        }
+        let s = m.snapshot();
+        assert_eq!((s["cart@1"].entered, s["cart@1"].waiting), (2, 1));
+        assert_eq!(s["cart@1"].step_metrics["wait"], step(2, 1, 0, 1, 0, 0, 0));
+        assert_eq!(s["news@1"].step_metrics["wait"], step(1, 1, 0, 0, 0, 0, 0));
+        m.observe(&at("cart@1", 2, Progress::Closed));
+        m.observe(&at("news@1", 1, Progress::Closed));
+        assert!(m.open.is_empty(), "closed entries are forgotten");
     }
 }
