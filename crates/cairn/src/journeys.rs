@@ -1,7 +1,8 @@
 //! `cairn journeys`: check a journey file (`validate`), replay stored history through it
 //! without sending anything (`simulate`, a backtest), manage applied versions
-//! (`apply|list|show|pause|resume|archive`, see `registry`), and run them live (`run`, see
-//! `runner`).
+//! (`apply|list|show|pause|resume|archive`, see `cairn_orchestrate::registry`), and run them
+//! live (`run`, see `cairn_orchestrate::runner`; `cairn serve --journeys` runs the same runner
+//! inside the server). `show` folds the runner's write-backs with `cairn_orchestrate::metrics`.
 //!
 //! What simulate feeds the engine, per customer (store key), in time order: every stored event
 //! in `[--from, --to)` with its properties; traits from `identify` calls (`traits`) and consent
