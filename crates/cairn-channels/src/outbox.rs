@@ -8,7 +8,7 @@
 //! uses to drop it. Messages that exhaust their attempts, or are refused for good, also go to
 //! `dead-letter.jsonl` with the full message and the last error, for a person to look at.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -165,7 +165,8 @@ struct Pending {
 /// Messages waiting for (another) attempt, and the durable record of finished ones.
 pub struct Outbox {
     dir: PathBuf,
-    done: HashSet<String>,
+    /// Finished keys: how each ended and after how many attempts.
+    done: HashMap<String, (Status, u32)>,
     delivered: File,
     dead: File,
     queue: VecDeque<Pending>,
@@ -188,7 +189,7 @@ impl Outbox {
             .append(true)
             .open(&path)
             .map_err(io(&path))?;
-        let mut done = HashSet::new();
+        let mut done = HashMap::new();
         let mut good = 0u64;
         let mut line = String::new();
         let mut reader = BufReader::new(&delivered);
@@ -202,7 +203,7 @@ impl Outbox {
             }
             match serde_json::from_str::<Delivery>(&line) {
                 Ok(d) => {
-                    done.insert(d.key);
+                    done.insert(d.key, (d.status, d.attempts));
                 }
                 Err(_) => break,
             }
@@ -230,7 +231,18 @@ impl Outbox {
 
     /// Delivery of this key is over (sent, or given up on).
     pub fn is_done(&self, key: &str) -> bool {
-        self.done.contains(key)
+        self.done.contains_key(key)
+    }
+
+    /// How the delivery of this key ended, if it did (the error text is not kept).
+    pub fn outcome(&self, key: &str) -> Option<Delivery> {
+        let &(status, attempts) = self.done.get(key)?;
+        Some(Delivery {
+            key: key.to_string(),
+            status,
+            attempts,
+            error: None,
+        })
     }
 
     /// Messages queued and not finished.
@@ -345,7 +357,7 @@ impl Outbox {
         let line = serde_json::to_string(d).unwrap_or_default() + "\n";
         let path = self.dir.join(DELIVERED_FILE);
         write(&mut self.delivered, &line, &path)?;
-        self.done.insert(d.key.clone());
+        self.done.insert(d.key.clone(), (d.status, d.attempts));
         Ok(())
     }
 

@@ -97,6 +97,19 @@ pub struct ServeOptions {
     /// Metrics show traffic volumes and error counts, never messages [default: false].
     #[arg(long, env = "CAIRN_PUBLIC_METRICS", value_name = "BOOL")]
     pub public_metrics: Option<bool>,
+
+    /// Run the applied journeys (`cairn journeys apply`) live in this server: enter customers
+    /// as their events arrive, fire timers, send messages, write progress back (like `cairn
+    /// journeys run`, which cannot run beside the server). Channels and retries are set by the
+    /// flags below (--smtp-server, --webhook-url, ...) [default: false].
+    #[arg(
+        long,
+        env = "CAIRN_JOURNEYS",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub journeys: Option<bool>,
 }
 
 /// The resolved configuration the server runs with.
@@ -121,6 +134,10 @@ pub struct Config {
     pub public_metrics: bool,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
+    /// Run the applied journeys live in the server.
+    pub journeys: bool,
+    /// The journey runner's channels, retries and clock (flags and environment only).
+    pub journey_runner: cairn_orchestrate::LiveArgs,
 }
 
 impl Config {
@@ -145,6 +162,8 @@ impl Config {
             ip_header: None,
             public_metrics: false,
             config_file: None,
+            journeys: false,
+            journey_runner: cairn_orchestrate::LiveArgs::default(),
         }
     }
 }
@@ -184,7 +203,8 @@ impl ServeOptions {
             http_threads,
             flush_events,
             stamp_ip,
-            public_metrics
+            public_metrics,
+            journeys
         );
         c.ip_header = self.ip_header.or(file.ip_header);
         c.admin_token = self.admin_token.or(file.admin_token);
@@ -270,6 +290,29 @@ mod tests {
         assert_eq!(c.write_concurrency, 8);
         assert_eq!(c.max_batch_bytes, 500 * 1024);
         assert_eq!(c.config_file, Some(dir.path().join(CONFIG_FILE)));
+    }
+
+    #[test]
+    fn journeys_are_off_unless_a_flag_or_the_file_turns_them_on() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            !ServeOptions::default()
+                .resolve(dir.path())
+                .unwrap()
+                .journeys
+        );
+        std::fs::write(dir.path().join(CONFIG_FILE), "journeys = true\n").unwrap();
+        assert!(
+            ServeOptions::default()
+                .resolve(dir.path())
+                .unwrap()
+                .journeys
+        );
+        let off = ServeOptions {
+            journeys: Some(false),
+            ..Default::default()
+        };
+        assert!(!off.resolve(dir.path()).unwrap().journeys);
     }
 
     #[test]

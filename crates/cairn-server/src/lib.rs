@@ -41,6 +41,7 @@
 pub mod config;
 pub mod error;
 pub mod ingest;
+pub mod journeys;
 pub mod keys;
 pub mod metrics;
 pub mod profiles;
@@ -62,7 +63,8 @@ pub use routes::router;
 /// Everything a request handler needs: the store, the keys, the settings, the counters.
 pub struct App {
     pub config: Config,
-    pub store: Store,
+    /// Shared with the journey runner's thread (`--journeys`).
+    pub store: Arc<Store>,
     pub keys: keys::KeyCache,
     pub admin_token: String,
     pub metrics: metrics::Metrics,
@@ -70,6 +72,8 @@ pub struct App {
     pub write_slots: Arc<Semaphore>,
     /// Set when shutdown begins: ingest requests are then refused with 503.
     pub shutting_down: AtomicBool,
+    /// The journey runner's figures, once it runs (`--journeys`).
+    pub journeys: journeys::Journeys,
 }
 
 impl App {
@@ -86,11 +90,12 @@ impl App {
         let app = App {
             write_slots: Arc::new(Semaphore::new(config.write_concurrency)),
             config,
-            store,
+            store: Arc::new(store),
             keys,
             admin_token,
             metrics: metrics::Metrics::default(),
             shutting_down: AtomicBool::new(false),
+            journeys: journeys::Journeys::default(),
         };
         Ok((app, generated))
     }
@@ -125,13 +130,22 @@ pub fn run(config: Config, on_start: impl FnOnce(&Started)) -> Result<Stopped, S
     let listen = config.listen.clone();
     let (app, generated) = App::open(config)?;
     let app = Arc::new(app);
-    runtime.block_on(serve(
+    let runner = match app.config.journeys {
+        true => Some(journeys::start(&app)?),
+        false => None,
+    };
+    let served = runtime.block_on(serve(
         app.clone(),
         &listen,
         generated,
         on_start,
         shutdown_signal(),
-    ))?;
+    ));
+    // No request writes any more: the runner, the other writer, stops before the flush.
+    if let Some(r) = runner {
+        r.stop();
+    }
+    served?;
     // Every request is answered and every append returned: move the log into a segment so
     // the next start has nothing to replay.
     app.store.flush()?;

@@ -9,6 +9,7 @@
 //! | `GET /v1/customers/{id}/timeline?limit=N` | admin token | `cairn timeline --format json` |
 //! | `GET /metrics` | admin token (none with `public_metrics`) | Prometheus text format |
 //! | `GET`, `DELETE /v1/profiles/{identifier}`, `GET …/export` | admin token | see [`crate::profiles`] |
+//! | `GET /v1/journeys`, `GET /v1/journeys/{id}` | admin token | see [`crate::journeys`] |
 //! | `GET /health` | none | `{"status": "available"}` |
 //! | `GET /v1/projects/{writeKey}/settings` | the key itself | analytics.js settings pointing it here |
 //!
@@ -63,6 +64,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/health", get(health))
         .route("/v1/projects/{key}/settings", get(browser_settings))
         .merge(crate::profiles::routes())
+        .merge(crate::journeys::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(app.clone(), cors_and_count))
@@ -528,7 +530,11 @@ async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4"),
         )],
-        app.metrics.render(app.store.log_sync_stats()),
+        {
+            let mut text = app.metrics.render(app.store.log_sync_stats());
+            crate::journeys::render_metrics(&app, &mut text);
+            text
+        },
     )
         .into_response()
 }

@@ -38,6 +38,8 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+// Parsed once per process from the command line: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Generate demo journeys, import them and print a summary.
     Demo(DemoArgs),
@@ -118,9 +120,14 @@ with `cairn keys create`. Ingest: POST /v1/track, /v1/identify, /v1/page, /v1/sc
 /v1/alias, /v1/batch, /v1/import. A request is answered 200 only once its messages are durable. \
 Reads (admin token as `Authorization: Bearer`): GET /v1/stats, GET /v1/customers/ID/timeline, \
 GET /metrics. `cairn stats` and `cairn timeline` keep working on the same store meanwhile.\n\n\
+With --journeys the server also runs the journeys applied with `cairn journeys apply`, live, as \
+events arrive (what `cairn journeys run` does alone), sending through the channels set by the \
+flags below; GET /v1/journeys and GET /v1/journeys/ID show per-step figures (entered, waiting, \
+passed, exited, converted, sent, failed), also on /metrics.\n\n\
 Settings come from flags, then environment variables, then the config file, then defaults.",
         after_help = "Examples:\n  cairn keys create --source web\n  cairn serve --listen 0.0.0.0:8240\n  \
-CAIRN_ADMIN_TOKEN=$(openssl rand -hex 24) cairn serve"
+CAIRN_ADMIN_TOKEN=$(openssl rand -hex 24) cairn serve\n  \
+cairn serve --journeys --smtp-server 127.0.0.1:25 --webhook-url http://hooks.internal/cairn"
     )]
     Serve(crate::serve::ServeArgs),
     /// Create, list and revoke the write keys that `cairn serve` accepts.

@@ -1,7 +1,8 @@
 //! `cairn journeys`: check a journey file (`validate`), replay stored history through it
 //! without sending anything (`simulate`, a backtest), manage applied versions
-//! (`apply|list|show|pause|resume|archive`, see `registry`), and run them live (`run`, see
-//! `runner`).
+//! (`apply|list|show|pause|resume|archive`, see `cairn_orchestrate::registry`), and run them
+//! live (`run`, see `cairn_orchestrate::runner`; `cairn serve --journeys` runs the same runner
+//! inside the server). `show` folds the runner's write-backs with `cairn_orchestrate::metrics`.
 //!
 //! What simulate feeds the engine, per customer (store key), in time order: every stored event
 //! in `[--from, --to)` with its properties; traits from `identify` calls (`traits`) and consent
@@ -24,10 +25,9 @@ use serde_json::{Map, Value, json};
 
 use crate::cli::{Format, open_snapshot};
 
-mod registry;
-mod runner;
-
-use registry::{Applied, Registry, Status};
+use cairn_orchestrate::registry::{self, Applied, Registry, Status};
+use cairn_orchestrate::view::{self, Source};
+use cairn_orchestrate::{StepMetrics, consent, runner};
 
 #[derive(Subcommand, Debug)]
 // Parsed once per process from the command line: the size of its largest variant costs nothing.
@@ -95,7 +95,8 @@ Crash-safe: the runner journals its inputs (DATA/journeys/runner/journal.jsonl) 
 its state on start by replaying them; delivered messages are recorded by idempotency key \
 (delivered.jsonl), so after kill -9 nothing is lost and nothing is sent twice. Messages that fail \
 after --max-attempts go to dead-letter.jsonl.\n\n\
-It writes to the store, so it runs instead of (not beside) another writer such as `cairn serve`.\n\n\
+It writes to the store, so it runs instead of (not beside) another writer such as `cairn serve`; \
+to run journeys beside the HTTP API, use `cairn serve --journeys` (same flags).\n\n\
 Settings come from flags, then environment variables (CAIRN_SMTP_SERVER, CAIRN_WEBHOOK_URL, ...).",
         after_help = "Examples:\n  cairn journeys run --smtp-server 127.0.0.1:25 --smtp-from shop@example.com\n  \
 CAIRN_WEBHOOK_URL=http://hooks.internal/cairn CAIRN_WEBHOOK_SECRET=... cairn journeys run"
@@ -169,7 +170,7 @@ pub fn run(dir: &Path, command: &JourneysCommand) -> Result<()> {
         JourneysCommand::Pause { id } => set_status(dir, id, Status::Paused),
         JourneysCommand::Resume { id } => set_status(dir, id, Status::Active),
         JourneysCommand::Archive { id } => set_status(dir, id, Status::Archived),
-        JourneysCommand::Run(args) => runner::run(dir, args),
+        JourneysCommand::Run(args) => Ok(runner::run(dir, crate::cli::open_store(dir)?, args)?),
     }
 }
 
@@ -219,200 +220,48 @@ fn list(dir: &Path, all: bool, format: Format) -> Result<()> {
     Ok(())
 }
 
-/// Live figures of one journey version, counted from the events the runner wrote back.
-#[derive(Default, serde::Serialize)]
-struct Live {
-    entered: u64,
-    waiting: u64,
-    converted: u64,
-    exited: u64,
-    steps: BTreeMap<String, u64>,
-    sent: u64,
-    failed: u64,
-    bounced: u64,
-    /// Per step id: how many entries reached it, wait there now, went past it, exited there,
-    /// and the messages it sent and failed to send.
-    step_metrics: BTreeMap<String, StepLive>,
-}
-
-#[derive(Default, serde::Serialize)]
-struct StepLive {
-    reached: u64,
-    waiting: u64,
-    passed: u64,
-    exited: u64,
-    sent: u64,
-    failed: u64,
-}
-
-fn bump(l: &mut Live, step: Option<&str>, f: fn(&mut StepLive)) {
-    if let Some(step) = step {
-        f(l.step_metrics.entry(step.to_string()).or_default());
-    }
-}
-
-/// Entries by (version, customer key, entry number).
-type Entries = HashMap<(String, u32, u64), EntryTrack>;
-
-fn track<'a>(
-    entries: &'a mut Entries,
-    version: &str,
-    key: u32,
-    entry: Option<u64>,
-) -> Option<&'a mut EntryTrack> {
-    Some(
-        entries
-            .entry((version.to_string(), key, entry?))
-            .or_default(),
-    )
-}
-
-/// One entry of one customer, as far as its written-back events tell.
-#[derive(Default)]
-struct EntryTrack {
-    /// The step reached last, by (time, log sequence).
-    last: Option<(Micros, u64, String)>,
-    exited: bool,
-    closed: bool,
-}
-
 fn show(dir: &Path, id: &str, format: Format) -> Result<()> {
+    let no_journey =
+        || anyhow::anyhow!("no journey {id:?} is applied (see `cairn journeys list --all`)");
+    // The same fold the live runner keeps its figures with, over its write-backs.
+    if format == Format::Json {
+        let v = view::journey_json(dir, id, Source::Log)?.ok_or_else(no_journey)?;
+        println!("{v:#}");
+        return Ok(());
+    }
     let reg = Registry::load(dir)?;
-    let Some(e) = reg.journeys.get(id) else {
-        anyhow::bail!("no journey {id:?} is applied (see `cairn journeys list --all`)");
-    };
-    let mut live: BTreeMap<String, Live> = e
-        .versions
-        .iter()
-        .map(|v| (format!("{id}@{v}"), Live::default()))
-        .collect();
-    if dir.join(cairn_store::MANIFEST_FILE).exists() {
-        let mut closed: BTreeMap<String, u64> = BTreeMap::new();
-        // (version, customer key, entry number) → where that entry is.
-        let mut entries = Entries::new();
-        open_snapshot(dir)?.for_each_event(|s| {
-            let ev = &s.event;
-            if !ev.message_id.starts_with(runner::WRITEBACK_PREFIX) {
-                return;
-            }
-            let Some(props) = ev
-                .properties
-                .as_deref()
-                .and_then(|p| serde_json::from_str::<Map<String, Value>>(p).ok())
-            else {
-                return;
-            };
-            let Some(version) = props.get("journey").and_then(Value::as_str) else {
-                return;
-            };
-            let Some(l) = live.get_mut(version) else {
-                return;
-            };
-            let step = props.get("step").and_then(Value::as_str);
-            let entry = props.get("entry").and_then(Value::as_u64);
-            match ev.event.as_str() {
-                "journey_entered" => l.entered += 1,
-                "journey_goal" => l.converted += 1,
-                "journey_exited" => {
-                    l.exited += 1;
-                    bump(l, step, |m| m.exited += 1);
-                    if let Some(t) = track(&mut entries, version, s.key, entry) {
-                        t.exited = true;
-                    }
-                }
-                "journey_step" => {
-                    *l.steps.entry(step.unwrap_or("?").to_string()).or_default() += 1;
-                    bump(l, step, |m| m.reached += 1);
-                    if let (Some(t), Some(step)) =
-                        (track(&mut entries, version, s.key, entry), step)
-                    {
-                        let at = (ev.timestamp, s.seq);
-                        if t.last.as_ref().is_none_or(|(a, b, _)| (*a, *b) <= at) {
-                            t.last = Some((at.0, at.1, step.to_string()));
-                        }
-                    }
-                }
-                "journey_closed" => {
-                    *closed.entry(version.to_string()).or_default() += 1;
-                    if let Some(t) = track(&mut entries, version, s.key, entry) {
-                        t.closed = true;
-                    }
-                }
-                "message_sent" => {
-                    l.sent += 1;
-                    bump(l, step, |m| m.sent += 1);
-                }
-                "message_failed" => {
-                    l.failed += 1;
-                    bump(l, step, |m| m.failed += 1);
-                }
-                "message_bounced" => l.bounced += 1,
-                _ => {}
-            }
-        })?;
-        for (j, l) in live.iter_mut() {
-            l.waiting = l
-                .entered
-                .saturating_sub(closed.get(j).copied().unwrap_or(0));
-        }
-        // An entry still open and not exited waits at the step it reached last (a wait, or a
-        // message held back by quiet hours or the cap).
-        for ((version, _, _), t) in &entries {
-            if let (Some(l), Some((_, _, step)), false, false) =
-                (live.get_mut(version), &t.last, t.exited, t.closed)
-            {
-                l.step_metrics.entry(step.clone()).or_default().waiting += 1;
-            }
-        }
-        for l in live.values_mut() {
-            for m in l.step_metrics.values_mut() {
-                m.passed = m.reached.saturating_sub(m.waiting + m.exited);
-            }
-        }
-    }
+    let e = reg.journeys.get(id).ok_or_else(no_journey)?;
+    let live = view::figures(dir, Source::Log, &view::versions_of(id, e))?;
     let (current, _) = registry::load_version(dir, &format!("{id}@{}", e.current()))?;
-    match format {
-        Format::Json => println!(
-            "{:#}",
-            json!({
-                "id": id,
-                "status": e.status.as_str(),
-                "current": e.current(),
-                "versions": live,
-                "steps": current.steps.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
-            })
-        ),
-        Format::Table => {
+    println!(
+        "journey {id} ({}), current version {}{}",
+        e.status.as_str(),
+        e.current(),
+        current
+            .name
+            .as_deref()
+            .map(|n| format!(": {n}"))
+            .unwrap_or_default()
+    );
+    for (v, l) in &live {
+        println!(
+            "\n{v}: entered {}, waiting {}, converted {}, exited {}; messages sent {}, failed {}, bounced {}",
+            l.entered, l.waiting, l.converted, l.exited, l.sent, l.failed, l.bounced
+        );
+        println!(
+            "  {:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "step", "reached", "waiting", "passed", "exited", "converted", "sent", "failed"
+        );
+        let none = StepMetrics::default();
+        for s in &current.steps {
+            let m = l.step_metrics.get(&s.id).unwrap_or(&none);
             println!(
-                "journey {id} ({}), current version {}{}",
-                e.status.as_str(),
-                e.current(),
-                current
-                    .name
-                    .as_deref()
-                    .map(|n| format!(": {n}"))
-                    .unwrap_or_default()
+                "  {:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                s.id, m.reached, m.waiting, m.passed, m.exited, m.converted, m.sent, m.failed
             );
-            for (v, l) in &live {
-                println!(
-                    "\n{v}: entered {}, waiting {}, converted {}, exited {}; messages sent {}, failed {}, bounced {}",
-                    l.entered, l.waiting, l.converted, l.exited, l.sent, l.failed, l.bounced
-                );
-                println!(
-                    "  {:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-                    "step", "reached", "waiting", "passed", "exited", "sent", "failed"
-                );
-                let none = StepLive::default();
-                for s in &current.steps {
-                    let m = l.step_metrics.get(&s.id).unwrap_or(&none);
-                    println!(
-                        "  {:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-                        s.id, m.reached, m.waiting, m.passed, m.exited, m.sent, m.failed
-                    );
-                }
-            }
         }
     }
+
     Ok(())
 }
 
@@ -597,20 +446,6 @@ fn apply(engine: &mut Engine, customer: &str, up: &Updates0) -> Vec<Effect> {
         consent: &up.2,
     };
     engine.on_event(customer, &ev, up.0)
-}
-
-fn consent(context: Option<&str>) -> Vec<(String, bool)> {
-    let Some(ctx) = context.and_then(|c| serde_json::from_str::<Value>(c).ok()) else {
-        return Vec::new();
-    };
-    ctx.pointer("/consent/categoryPreferences")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_bool()?)))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn count(tally: &mut Tally, customer: &str, effects: &[Effect], tracing: bool) {

@@ -11,6 +11,9 @@ use crate::cli::Format;
 pub struct ServeArgs {
     #[command(flatten)]
     pub options: cairn_server::ServeOptions,
+    /// The journey runner's settings, used with --journeys.
+    #[command(flatten, next_help_heading = "Journey runner (with --journeys)")]
+    pub journeys: cairn_orchestrate::LiveArgs,
 }
 
 #[derive(Args, Debug)]
@@ -57,7 +60,8 @@ cairn keys create --source call-center --channel call_center --format json"
 
 pub fn serve(dir: &Path, args: ServeArgs) -> Result<()> {
     keep_freed_memory_a_while();
-    let config = args.options.resolve(dir)?;
+    let mut config = args.options.resolve(dir)?;
+    config.journey_runner = args.journeys;
     let stopped = cairn_server::run(config, |s| {
         if let Some(cfg) = &s.config_file {
             eprintln!("config file {}", cfg.display());

@@ -1,6 +1,7 @@
 //! The router without sockets (`tower::ServiceExt::oneshot`): backpressure and shutdown, which
 //! need the server's internals held in a known state.
 
+mod journeys;
 mod profiles;
 
 use std::sync::Arc;

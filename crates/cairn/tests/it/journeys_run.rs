@@ -168,12 +168,12 @@ fn run_sends_the_abandoned_cart_email_and_sms() {
     let m = &show["versions"]["abandoned-cart@1"]["step_metrics"];
     assert_eq!(
         m["wait-for-purchase"],
-        json!({"reached": 1, "waiting": 0, "passed": 1, "exited": 0, "sent": 0, "failed": 0}),
+        json!({"reached": 1, "waiting": 0, "passed": 1, "exited": 0, "converted": 0, "sent": 0, "failed": 0}),
         "{show:#}"
     );
     assert_eq!(
         m["email"],
-        json!({"reached": 1, "waiting": 1, "passed": 0, "exited": 0, "sent": 0, "failed": 0}),
+        json!({"reached": 1, "waiting": 1, "passed": 0, "exited": 0, "converted": 0, "sent": 0, "failed": 0}),
         "{show:#}"
     );
     run("2026-03-03T07:00:01Z");
@@ -228,13 +228,13 @@ fn run_sends_the_abandoned_cart_email_and_sms() {
     ] {
         assert_eq!(
             m[step],
-            json!({"reached": 1, "waiting": 0, "passed": 1, "exited": 0, "sent": sent, "failed": 0}),
+            json!({"reached": 1, "waiting": 0, "passed": 1, "exited": 0, "converted": 0, "sent": sent, "failed": 0}),
             "{step}: {show:#}"
         );
     }
     assert_eq!(
         m["done"],
-        json!({"reached": 1, "waiting": 0, "passed": 0, "exited": 1, "sent": 0, "failed": 0}),
+        json!({"reached": 1, "waiting": 0, "passed": 0, "exited": 1, "converted": 0, "sent": 0, "failed": 0}),
         "{show:#}"
     );
     assert!(m.get("converted").is_none(), "{show:#}");

@@ -10,6 +10,7 @@ mod profiles;
 mod real_logs;
 mod serve;
 mod serve_crash;
+mod serve_journeys;
 mod serve_sdk;
 mod stitching;
 

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Error, Result, io};
 use cairn_channels::Templates;
 use cairn_journey::Journey;
 use cairn_journey::definition::StepKind;
@@ -75,10 +75,11 @@ impl Registry {
     pub fn load(data: &Path) -> Result<Registry> {
         let path = registry_path(data);
         match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a valid journey registry", path.display())),
+            Ok(text) => {
+                serde_json::from_str(&text).map_err(|cause| Error::Registry { path, cause })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Registry::default()),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+            Err(e) => Err(io("reading", &path)(e)),
         }
     }
 
@@ -86,10 +87,13 @@ impl Registry {
     fn save(&self, data: &Path) -> Result<()> {
         let path = registry_path(data);
         let tmp = path.with_extension("json.tmp");
-        std::fs::create_dir_all(dir(data))?;
-        let text = serde_json::to_string_pretty(self)? + "\n";
+        std::fs::create_dir_all(dir(data)).map_err(io("creating", &dir(data)))?;
+        let text = serde_json::to_string_pretty(self).map_err(|cause| Error::Registry {
+            path: path.clone(),
+            cause,
+        })? + "\n";
         write_synced(&tmp, text.as_bytes())?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("renaming {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).map_err(io("renaming", &tmp))?;
         sync_dir(&dir(data))
     }
 
@@ -108,27 +112,30 @@ impl Registry {
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let mut f =
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()
-        .with_context(|| format!("syncing {}", path.display()))
+    let mut f = std::fs::File::create(path).map_err(io("creating", path))?;
+    f.write_all(bytes).map_err(io("writing", path))?;
+    f.sync_all().map_err(io("syncing", path))
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))
+        .map_err(io("syncing", dir))
 }
 
 /// Loads a stored version: its definition and templates.
 pub fn load_version(data: &Path, versioned: &str) -> Result<(Arc<Journey>, Templates)> {
     let d = def_dir(data, versioned);
     let text = std::fs::read_to_string(d.join("journey.yaml"))
-        .with_context(|| format!("reading journey {versioned} in {}", d.display()))?;
-    let j = Journey::from_yaml(&text)
-        .with_context(|| format!("stored journey {versioned} is not valid"))?;
-    let t = Templates::load(&d.join("templates"))?;
+        .map_err(io("reading the stored journey", &d.join("journey.yaml")))?;
+    let j = Journey::from_yaml(&text).map_err(|cause| Error::Definition {
+        what: format!("stored journey {versioned}"),
+        cause,
+    })?;
+    let t = Templates::load(&d.join("templates")).map_err(|cause| Error::Template {
+        context: format!("stored journey {versioned}"),
+        cause,
+    })?;
     Ok((Arc::new(j), t))
 }
 
@@ -161,10 +168,11 @@ pub enum Applied {
 /// Stores `file` (and the templates its sends use, from `templates`, default
 /// `templates/` next to the file) as a new version.
 pub fn apply(data: &Path, file: &Path, templates: Option<&Path>) -> Result<Applied> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let j = Journey::from_yaml(&text)
-        .with_context(|| format!("{} is not a valid journey", file.display()))?;
+    let text = std::fs::read_to_string(file).map_err(io("reading", file))?;
+    let j = Journey::from_yaml(&text).map_err(|cause| Error::Definition {
+        what: file.display().to_string(),
+        cause,
+    })?;
     let tdir = match templates {
         Some(t) => t.to_path_buf(),
         None => file
@@ -172,12 +180,16 @@ pub fn apply(data: &Path, file: &Path, templates: Option<&Path>) -> Result<Appli
             .unwrap_or_else(|| Path::new("."))
             .join("templates"),
     };
-    let all = Templates::load(&tdir)
-        .with_context(|| format!("loading templates from {}", tdir.display()))?;
+    let all = Templates::load(&tdir).map_err(|cause| Error::Template {
+        context: format!("loading templates from {}", tdir.display()),
+        cause,
+    })?;
     let used = template_names(&j);
     for name in &used {
-        all.get(name)
-            .with_context(|| format!("journey {} uses template {name:?}", j.versioned_id()))?;
+        all.get(name).map_err(|cause| Error::Template {
+            context: format!("journey {} uses template {name:?}", j.versioned_id()),
+            cause,
+        })?;
     }
     let versioned = j.versioned_id();
     let mut reg = Registry::load(data)?;
@@ -194,35 +206,32 @@ pub fn apply(data: &Path, file: &Path, templates: Option<&Path>) -> Result<Appli
         if stored == text && same_templates {
             return Ok(Applied::Unchanged { versioned });
         }
-        bail!(
-            "journey {versioned} is already applied with different content; \
-             a version never changes: raise `version` in {}",
-            file.display()
-        );
+        return Err(Error::VersionChanged {
+            versioned,
+            file: file.to_path_buf(),
+        });
     }
     if let Some(e) = reg.journeys.get(&j.id)
         && j.version < e.current()
     {
-        bail!(
-            "journey {} is at version {}; {} is older (versions only go up)",
-            j.id,
-            e.current(),
-            j.version
-        );
+        return Err(Error::OlderVersion {
+            id: j.id.clone(),
+            current: e.current(),
+            version: j.version,
+        });
     }
     // The definition directory is complete before the registry names it.
     let tmp = d.with_extension("tmp");
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(tmp.join("templates"))
-        .with_context(|| format!("creating {}", tmp.display()))?;
+    std::fs::create_dir_all(tmp.join("templates")).map_err(io("creating", &tmp))?;
     write_synced(&tmp.join("journey.yaml"), text.as_bytes())?;
     for name in &used {
         let src = tdir.join(format!("{name}.toml"));
-        let bytes = std::fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
+        let bytes = std::fs::read(&src).map_err(io("reading", &src))?;
         write_synced(&tmp.join("templates").join(format!("{name}.toml")), &bytes)?;
     }
     let _ = std::fs::remove_dir_all(&d);
-    std::fs::rename(&tmp, &d).with_context(|| format!("renaming {}", tmp.display()))?;
+    std::fs::rename(&tmp, &d).map_err(io("renaming", &tmp))?;
     sync_dir(d.parent().unwrap_or(data))?;
     let previous = reg.journeys.get(&j.id).map(Entry::current);
     let e = reg.journeys.entry(j.id.clone()).or_insert(Entry {
@@ -241,7 +250,7 @@ pub fn apply(data: &Path, file: &Path, templates: Option<&Path>) -> Result<Appli
 pub fn set_status(data: &Path, id: &str, status: Status) -> Result<Status> {
     let mut reg = Registry::load(data)?;
     let Some(e) = reg.journeys.get_mut(id) else {
-        bail!("no journey {id:?} is applied (see `cairn journeys list --all`)");
+        return Err(Error::NoJourney(id.to_string()));
     };
     let before = e.status;
     e.status = status;

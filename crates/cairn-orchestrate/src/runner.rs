@@ -1,4 +1,4 @@
-//! `cairn journeys run`: the live runner. It follows the event log, drives the engine with a
+//! The live runner (`cairn journeys run`, `cairn serve --journeys`). It follows the event log, drives the engine with a
 //! clock, sends messages through the outbox, and writes progress back to the log.
 //!
 //! # Why nothing is lost or sent twice after `kill -9`
@@ -27,14 +27,20 @@
 //!
 //! The cost of this design: a restart replays every event since `start`. Snapshotting the
 //! engine's state every N steps would bound that; it is not built yet.
+//!
+//! The runner works on a store handle it is given: its own (`cairn journeys run`, which then
+//! is the store's single writer) or the server's (`cairn serve --journeys`, where it runs on a
+//! thread beside the HTTP handlers and is woken when the log's group commit lands).
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use crate::error::{Error, Result, io};
 use cairn_channels::Templates;
 use cairn_channels::outbox::{Channels, Delivery, Outbound, Outbox, RetryPolicy, Status};
 use cairn_channels::sms::SmsConfig;
@@ -47,24 +53,39 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::registry::{self, Registry};
+use crate::metrics::{Fact, Metrics, Outcome, Progress};
+use crate::registry::{self, Registry};
+use crate::{WRITEBACK_PREFIX, consent};
 
-/// Message ids of the events the runner writes back start with this.
-pub const WRITEBACK_PREFIX: &str = "cairn-journey:";
-
-#[derive(Args, Debug)]
+/// `cairn journeys run`: the runner's settings, and whether to stop when idle.
+#[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Process what is stored and due now, deliver, then exit (instead of following the log).
     #[arg(long)]
     pub once: bool,
-    /// How often to look for new events when idle, in milliseconds.
-    #[arg(long, default_value_t = 100, value_name = "MS")]
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+const DEFAULT_POLL_MS: u64 = 100;
+const DEFAULT_FROM: &str = "cairn@localhost";
+const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+const DEFAULT_RETRY_BASE_MS: u64 = 500;
+const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+
+/// How the runner reaches its channels, retries and keeps time: flags of both `cairn
+/// journeys run` and `cairn serve` (one definition, flattened into each).
+#[derive(Args, Debug, Clone)]
+pub struct LiveArgs {
+    /// How often to look for new events when idle, in milliseconds (`cairn serve --journeys`
+    /// is also woken by each append).
+    #[arg(long, default_value_t = DEFAULT_POLL_MS, value_name = "MS")]
     pub poll_ms: u64,
     /// SMTP relay for email, host:port.
     #[arg(long, env = "CAIRN_SMTP_SERVER", value_name = "HOST:PORT")]
     pub smtp_server: Option<String>,
     /// Sender address of emails.
-    #[arg(long, env = "CAIRN_SMTP_FROM", default_value = "cairn@localhost")]
+    #[arg(long, env = "CAIRN_SMTP_FROM", default_value = DEFAULT_FROM)]
     pub smtp_from: String,
     #[arg(long, env = "CAIRN_SMTP_USER")]
     pub smtp_user: Option<String>,
@@ -96,13 +117,13 @@ pub struct RunArgs {
     #[arg(long, env = "CAIRN_SMS_FROM", default_value = "")]
     pub sms_from: String,
     /// Delivery attempts before a message goes to the dead-letter file.
-    #[arg(long, default_value_t = 5, value_name = "N")]
+    #[arg(long, default_value_t = DEFAULT_MAX_ATTEMPTS, value_name = "N")]
     pub max_attempts: u32,
     /// Wait before the first retry, doubled for each one after (ms).
-    #[arg(long, default_value_t = 500, value_name = "MS")]
+    #[arg(long, default_value_t = DEFAULT_RETRY_BASE_MS, value_name = "MS")]
     pub retry_base_ms: u64,
     /// Timeout of one delivery attempt (ms).
-    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    #[arg(long, default_value_t = DEFAULT_TIMEOUT_MS, value_name = "MS")]
     pub timeout_ms: u64,
     /// Test clock: the journey time at the moment given by --clock-origin-ms.
     #[arg(long, hide = true, value_name = "T")]
@@ -114,6 +135,64 @@ pub struct RunArgs {
     /// Test clock: journey seconds per wall second.
     #[arg(long, hide = true, default_value_t = 1.0)]
     pub clock_rate: f64,
+}
+
+impl Default for LiveArgs {
+    /// The flags' defaults, without reading the environment.
+    fn default() -> LiveArgs {
+        LiveArgs {
+            poll_ms: DEFAULT_POLL_MS,
+            smtp_server: None,
+            smtp_from: DEFAULT_FROM.to_string(),
+            smtp_user: None,
+            smtp_password: None,
+            webhook_url: None,
+            webhook_secret: String::new(),
+            sms_base_url: None,
+            sms_account: String::new(),
+            sms_token: String::new(),
+            sms_from: String::new(),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            retry_base_ms: DEFAULT_RETRY_BASE_MS,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            clock_start: None,
+            clock_origin_ms: None,
+            clock_rate: 1.0,
+        }
+    }
+}
+
+/// What a runner shares with readers in other threads (the server's HTTP handlers).
+#[derive(Debug, Default)]
+pub struct Shared {
+    metrics: Mutex<Metrics>,
+    /// Set once the journal is replayed: the metrics are complete from then on.
+    ready: AtomicBool,
+    /// Set when the runner stopped on an error.
+    failed: AtomicBool,
+}
+
+impl Shared {
+    /// The fold's state; `None` while the runner replays its journal or after it failed.
+    pub fn metrics(&self) -> Option<MutexGuard<'_, Metrics>> {
+        if !self.ready.load(Ordering::Acquire) || self.failed.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(lock(&self.metrics))
+    }
+
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    pub fn set_failed(&self) {
+        self.failed.store(true, Ordering::Release);
+    }
+}
+
+fn lock(m: &Mutex<Metrics>) -> MutexGuard<'_, Metrics> {
+    // A panic elsewhere while counting leaves figures that are at worst one fact off.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The injected clock: wall time, or a test clock running at some rate from some start.
@@ -170,14 +249,14 @@ impl Journal {
             .read(true)
             .append(true)
             .open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
+            .map_err(io("opening", path))?;
         let mut ops = Vec::new();
         let mut good = 0u64;
         let mut reader = BufReader::new(&file);
         let mut line = String::new();
         loop {
             line.clear();
-            let n = reader.read_line(&mut line)?;
+            let n = reader.read_line(&mut line).map_err(io("reading", path))?;
             if n == 0 || !line.ends_with('\n') {
                 break;
             }
@@ -188,12 +267,12 @@ impl Journal {
             good += n as u64;
         }
         drop(reader);
-        if file.seek(SeekFrom::End(0))? != good {
+        if file.seek(SeekFrom::End(0)).map_err(io("reading", path))? != good {
             eprintln!(
                 "warning: cut a torn tail of the journey journal {}",
                 path.display()
             );
-            file.set_len(good)?;
+            file.set_len(good).map_err(io("cutting", path))?;
         }
         Ok((
             Journal {
@@ -205,11 +284,12 @@ impl Journal {
     }
 
     fn write(&mut self, op: &Op) -> Result<()> {
-        let line = serde_json::to_string(op)? + "\n";
+        // An `Op` is plain data: it always serializes.
+        let line = serde_json::to_string(op).unwrap_or_default() + "\n";
         self.file
             .write_all(line.as_bytes())
             .and_then(|()| self.file.sync_data())
-            .with_context(|| format!("writing {}", self.path.display()))
+            .map_err(io("writing", &self.path))
     }
 }
 
@@ -244,14 +324,15 @@ impl Input {
                 EventKind::Identify => object(ev.traits.as_deref()),
                 _ => Map::new(),
             },
-            consent: super::consent(ev.context.as_deref()),
+            consent: consent(ev.context.as_deref()),
         })
     }
 }
 
 pub struct Runner {
     data: PathBuf,
-    store: Store,
+    store: Arc<Store>,
+    shared: Arc<Shared>,
     clock: Clock,
     engine: Engine,
     slots: HashMap<String, usize>,
@@ -275,12 +356,16 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub fn open(data: &Path, args: &RunArgs) -> Result<Runner> {
-        let store = crate::cli::open_store(data)?;
+    /// Opens the runner of the journeys applied in `data` on `store` (the store of `data`),
+    /// re-deriving its state from its journal.
+    pub fn open(data: &Path, store: Arc<Store>, args: &LiveArgs) -> Result<Runner> {
         let clock = match &args.clock_start {
             None => Clock::System,
             Some(t) => Clock::Test {
-                start: parse_timestamp(t).with_context(|| format!("--clock-start {t:?}"))?,
+                start: parse_timestamp(t).map_err(|e| Error::ClockStart {
+                    value: t.clone(),
+                    reason: e.to_string(),
+                })?,
                 origin_wall: args
                     .clock_origin_ms
                     .map_or_else(wall_micros, |ms| ms * 1000),
@@ -311,7 +396,7 @@ impl Runner {
             }),
         };
         let dir = registry::dir(data).join("runner");
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
         let (journal, ops) = Journal::open(&dir.join("journal.jsonl"))?;
         let outbox = Outbox::open(
             &dir,
@@ -324,6 +409,7 @@ impl Runner {
         let mut r = Runner {
             data: data.to_path_buf(),
             store,
+            shared: Arc::default(),
             clock,
             engine: Engine::new(Vec::new()),
             slots: HashMap::new(),
@@ -341,7 +427,13 @@ impl Runner {
             sent: 0,
         };
         r.replay(ops)?;
+        r.shared.ready.store(true, Ordering::Release);
         Ok(r)
+    }
+
+    /// The figures and state shared with other threads.
+    pub fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
     }
 
     /// Re-derives the engine's state from the journal and the log (see the module doc).
@@ -493,6 +585,19 @@ impl Runner {
     }
 
     fn handle(&mut self, effects: &mut Vec<Effect>) -> Result<()> {
+        if effects.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut m = lock(&self.shared.metrics);
+            for e in effects.iter() {
+                if let Effect::Journey(j) = e
+                    && let Some(f) = Fact::from_journey_event(j)
+                {
+                    m.observe(&f);
+                }
+            }
+        }
         for e in effects.drain(..) {
             match e {
                 Effect::Send(m) => self.enqueue(&m)?,
@@ -537,7 +642,22 @@ impl Runner {
 
     /// Renders a message and queues it, unless its key is done.
     fn enqueue(&mut self, m: &Message) -> Result<()> {
-        if self.outbox.is_done(&m.idempotency_key) {
+        if let Some(d) = self.outbox.outcome(&m.idempotency_key) {
+            // Delivered before a restart: count it again (the figures are rebuilt by this
+            // replay) and write its status again, in case the crash came before that write
+            // (a copy already in the log is dropped by its message id).
+            let o = Outbound {
+                key: m.idempotency_key.clone(),
+                customer: m.customer.clone(),
+                journey: m.journey.clone(),
+                step: m.step.clone(),
+                channel: m.channel.as_str().to_string(),
+                to: None,
+                payload: Value::Null,
+                subject: None,
+                body: String::new(),
+            };
+            self.status_event(&o, &d);
             return Ok(());
         }
         let empty = Map::new();
@@ -615,6 +735,15 @@ impl Runner {
     }
 
     fn status_event(&mut self, o: &Outbound, d: &Delivery) {
+        lock(&self.shared.metrics).observe(&Fact {
+            journey: &o.journey,
+            customer: &o.customer,
+            entry: 0,
+            progress: Progress::Delivery {
+                step: &o.step,
+                outcome: Outcome::from_status(d.status),
+            },
+        });
         let name = match d.status {
             Status::Sent => "message_sent",
             Status::Bounced => "message_bounced",
@@ -646,9 +775,7 @@ impl Runner {
     fn flush_writeback(&mut self) -> Result<()> {
         if !self.writeback.is_empty() {
             let events = std::mem::take(&mut self.writeback);
-            self.store
-                .append(events)
-                .context("writing journey events back to the log")?;
+            self.store.append(events)?;
         }
         Ok(())
     }
@@ -656,20 +783,29 @@ impl Runner {
     /// One round: registry changes, new events and due timers, deliveries. Returns whether
     /// anything was left to do.
     pub fn round(&mut self) -> Result<bool> {
+        self.round_with(true)
+    }
+
+    /// A round; with `appended` false the log is known to hold nothing new since the last
+    /// round, so no snapshot is loaded (loading one parses the log tail not yet in a segment,
+    /// up to a memtable's worth of events: too much for every idle poll).
+    fn round_with(&mut self, appended: bool) -> Result<bool> {
         self.sync_registry()?;
         let now = self.clock.now();
-        let snap = self.store.snapshot()?;
-        let upto = snap.next_seq();
         let mut batch = Vec::new();
-        if upto > self.peek {
-            snap.for_each_event_from(self.peek, |e| {
-                if let Some(i) = Input::from_stored(e) {
-                    batch.push(i);
-                }
-            })?;
-            batch.sort_by_key(|i| i.seq);
+        let mut upto = self.peek;
+        if appended {
+            let snap = self.store.snapshot()?;
+            upto = snap.next_seq();
+            if upto > self.peek {
+                snap.for_each_event_from(self.peek, |e| {
+                    if let Some(i) = Input::from_stored(e) {
+                        batch.push(i);
+                    }
+                })?;
+                batch.sort_by_key(|i| i.seq);
+            }
         }
-        drop(snap);
         let due = self.engine.next_due().is_some_and(|d| d <= now);
         if !batch.is_empty() || due {
             // Written before it is acted on: a crash from here on replays this very step.
@@ -781,9 +917,47 @@ fn journey_event(j: &JourneyEvent) -> Event {
     ev
 }
 
-pub fn run(data: &Path, args: &RunArgs) -> Result<()> {
+impl Runner {
+    /// Runs rounds until `stop` is set, or with `once` until nothing is left to do. Between
+    /// rounds it sleeps until the next timer or retry, at most `poll`; `appended` (the log's
+    /// group-commit count, an atomic read) is watched meanwhile, so an append wakes it
+    /// within a millisecond; and a round reads the log only when that count moved. The count
+    /// must cover every append to the store: true of the store's own counter, since whoever
+    /// runs the runner holds the store's only writer.
+    pub fn follow(
+        &mut self,
+        poll: Duration,
+        once: bool,
+        stop: &AtomicBool,
+        appended: impl Fn() -> u64,
+    ) -> Result<()> {
+        let poll = poll.max(Duration::from_millis(1));
+        // The count the last round's snapshot covered (read before it was loaded).
+        let mut covered = None;
+        while !stop.load(Ordering::Acquire) {
+            let count = appended();
+            let busy = self.round_with(covered != Some(count))?;
+            covered = Some(count);
+            if once && !busy {
+                break;
+            }
+            // Our own write-backs count as appends too: one more round reads past them.
+            let until = Instant::now() + self.idle_for(poll);
+            while Instant::now() < until && appended() == count && !stop.load(Ordering::Acquire) {
+                std::thread::sleep(
+                    Duration::from_millis(1).min(until.saturating_duration_since(Instant::now())),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `cairn journeys run`: the runner on its own store, until killed (or idle, with `--once`).
+pub fn run(data: &Path, store: Store, args: &RunArgs) -> Result<()> {
     let started = Instant::now();
-    let mut r = Runner::open(data, args)?;
+    let store = Arc::new(store);
+    let mut r = Runner::open(data, Arc::clone(&store), &args.live)?;
     eprintln!(
         "journey runner: replayed {} steps in {:.1?}; {} timers pending, {} messages to deliver",
         r.replayed_steps,
@@ -791,21 +965,59 @@ pub fn run(data: &Path, args: &RunArgs) -> Result<()> {
         r.pending_timers(),
         r.pending_messages()
     );
-    let poll = Duration::from_millis(args.poll_ms.max(1));
-    loop {
-        let busy = r.round()?;
-        if args.once && !busy {
-            break;
-        }
-        let wait = r.idle_for(poll);
-        if !wait.is_zero() {
-            std::thread::sleep(wait);
-        }
-    }
+    let poll = Duration::from_millis(args.live.poll_ms);
+    r.follow(poll, args.once, &AtomicBool::new(false), || {
+        store.log_sync_stats().syncs
+    })?;
     eprintln!(
         "journey runner: {} messages sent; {} timers pending",
         r.sent,
         r.pending_timers()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The log fold (`journeys show`, the API without a runner) reads back exactly the facts
+    /// the runner folds live: each engine event, written back and parsed, states the same.
+    #[test]
+    fn a_written_back_event_states_the_fact_of_its_journey_event() {
+        let kinds = [
+            JourneyEventKind::Entered { holdout: true },
+            JourneyEventKind::StepReached {
+                step: "email".into(),
+            },
+            JourneyEventKind::Exited {
+                step: "done".into(),
+                reason: "finished".into(),
+            },
+            JourneyEventKind::GoalReached,
+            JourneyEventKind::Closed,
+            JourneyEventKind::Delayed {
+                step: "email".into(),
+                until: 5,
+            },
+        ];
+        for kind in kinds {
+            let j = JourneyEvent {
+                customer: "u1".into(),
+                journey: "cart@1".into(),
+                entry: 3,
+                at: 1_000,
+                kind,
+            };
+            let ev = journey_event(&j);
+            assert!(ev.message_id.starts_with(WRITEBACK_PREFIX));
+            let props: Map<String, Value> =
+                serde_json::from_str(ev.properties.as_deref().unwrap()).unwrap();
+            assert_eq!(
+                Fact::from_writeback(&ev.event, ev.customer_id(), &props),
+                Fact::from_journey_event(&j),
+                "{j:?}"
+            );
+        }
+    }
 }
