@@ -29,7 +29,7 @@
 //!    would fill up behind it during a burst, and appends would stall for seconds. So the
 //!    flusher compacts when it has caught up with the log, and merges at most
 //!    `MAX_MERGE_WIDTH` segments at a time, so that a merge's memory does not grow with the
-//!    burst that left many segments behind. Only when the segments pile up to twice
+//!    burst that left many segments behind. Only when the segments pile up to four times
 //!    `max_segments` does a merge go before a due flush.
 //!
 //! Everything else that changes the manifest (`Store::flush`, `compact`, `import`) first
@@ -50,6 +50,7 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
+use crate::SegmentMeta;
 use crate::error::{IoContext, Result, StoreError};
 use crate::forget::Suppression;
 use crate::parquet_io::EventColumns;
@@ -141,9 +142,13 @@ fn run(core: &Core) {
             return;
         }
         // Compaction waits while the log is due for a flush (under a burst, flushing is what
-        // keeps appends going); only when the segments pile up to twice the limit does it go
+        // keeps appends going); only when the segments pile up to four times the limit does it go
         // first, and appends may then have to wait for room.
-        let piled_up = compaction(&inner, 2 * core.options.max_segments).is_some();
+        let piled_up = compaction(
+            &inner.manifest.segments,
+            PILE_UP * core.options.max_segments,
+        )
+        .is_some();
         let taken = if core.options.flush_due(inner.memtable_size) && !piled_up {
             take_flushable(&mut inner)
         } else {
@@ -157,7 +162,7 @@ fn run(core: &Core) {
                 inner.background.flushing = size;
                 Work::Flush(Box::new(flush))
             }
-            None => match compaction(&inner, core.options.max_segments) {
+            None => match compaction(&inner.manifest.segments, core.options.max_segments) {
                 Some(range) => Work::Compact(range),
                 // Not due yet, or the next batch is still on its way into the memtable (its
                 // append notifies once it is in).
@@ -208,17 +213,22 @@ enum Work {
     Compact(std::ops::Range<usize>),
 }
 
+/// How many times `max_segments` the segments may pile up to, during a burst, before a merge
+/// goes ahead of a due flush. Under a sustained burst the flusher has no time to merge
+/// (merging is slower per event than flushing); segments are then left to accumulate for a
+/// while, readers pay a little more per segment, and the merges happen once the burst eases.
+const PILE_UP: usize = 4;
+
 /// Segments the flusher merges in one step, at most: a merge holds all their events in
 /// memory, so merging a long run at once (after a burst left many small segments) would
 /// make the peak memory grow with the burst. A few steps bring the count down instead.
 const MAX_MERGE_WIDTH: usize = 4;
 
 /// The next merge when there are more than `limit` segments.
-fn compaction(inner: &Inner, limit: usize) -> Option<std::ops::Range<usize>> {
-    let range = compaction_range(&inner.manifest.segments, limit)?;
+fn compaction(segs: &[SegmentMeta], limit: usize) -> Option<std::ops::Range<usize>> {
+    let range = compaction_range(segs, limit)?;
     let width = range.len().min(MAX_MERGE_WIDTH);
     // The run of `width` neighbours with the fewest events.
-    let segs = &inner.manifest.segments;
     let start = (0..=segs.len() - width)
         .min_by_key(|&i| segs[i..i + width].iter().map(|s| s.events).sum::<u64>())
         .unwrap_or(0);
@@ -562,6 +572,31 @@ mod tests {
             assert_eq!(waiting.join().unwrap().accepted, 1);
         });
         assert_eq!(store.snapshot().unwrap().stats().log_events, 1);
+    }
+
+    /// Merges bring the count back to the limit in steps of at most `MAX_MERGE_WIDTH`
+    /// segments, each the run of neighbours with the fewest events.
+    #[test]
+    fn merges_take_the_smallest_run_of_at_most_four_neighbours() {
+        let check = |events: &[u64], limit: usize, expected: Option<std::ops::Range<usize>>| {
+            let segs: Vec<SegmentMeta> = events
+                .iter()
+                .map(|&events| SegmentMeta {
+                    events,
+                    ..Default::default()
+                })
+                .collect();
+            assert_eq!(
+                compaction(&segs, limit),
+                expected,
+                "{events:?} limit {limit}"
+            );
+        };
+        check(&[5, 5, 5], 3, None);
+        check(&[9, 1, 1, 9], 3, Some(1..3));
+        // Ten over the limit: four now, the rest in later steps.
+        let many = [8, 8, 1, 1, 1, 1, 1, 8, 8, 8, 8, 8, 8];
+        check(&many, 3, Some(2..6));
     }
 
     /// Large events make a flush due by their bytes long before `memtable_events` of them

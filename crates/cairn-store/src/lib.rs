@@ -60,7 +60,6 @@ use dict::CustomerDict;
 use error::IoContext;
 use hash::{FxHashMap, FxHashSet, message_digest};
 use parquet_io::EventColumns;
-use segment::DictionaryIds;
 
 pub const SEGMENTS_DIR: &str = "segments";
 const LOCK_FILE: &str = "LOCK";
@@ -625,19 +624,26 @@ fn merge_into(
     }
     let mut columns = EventColumns::default();
     for seg in &old {
-        // One segment's rows at a time: they are copied into `columns` and dropped.
-        let rows = parquet_io::read(
-            &parquet_io::SegmentFile::open(&seg_dir.join(seg.parquet_name()))?,
-            None,
-        )?;
-        let mut ids = DictionaryIds::default();
-        for r in &rows {
-            let (name, channel) = ids.of(
-                &r.event,
-                |n| intern_cached(&mut manifest.event_names, &mut names, n),
-                |c| intern_cached(&mut manifest.channels, &mut channels, c),
-            )?;
-            columns.push(r.key, r.seq, name, channel, &r.event);
+        // Row batches are copied into `columns` as they are read: a whole segment as
+        // `StoredEvent`s (a dozen strings each) would double the merge's peak memory.
+        let file = parquet_io::SegmentFile::open(&seg_dir.join(seg.parquet_name()))?;
+        let mut failed = None;
+        parquet_io::read_each(&file, &mut |r| {
+            if failed.is_some() {
+                return;
+            }
+            let name = intern_cached(&mut manifest.event_names, &mut names, &r.event.event);
+            let channel = intern_cached(&mut manifest.channels, &mut channels, &r.event.channel);
+            match (
+                segment::checked(name, "event names"),
+                segment::checked(channel, "channels"),
+            ) {
+                (Ok(name), Ok(channel)) => columns.push(r.key, r.seq, name, channel, &r.event),
+                (Err(e), _) | (_, Err(e)) => failed = Some(e),
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
         }
     }
     let events = columns.len() as u64;
