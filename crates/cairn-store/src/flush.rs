@@ -27,9 +27,9 @@
 //!    due: read and write without the lock, swap the manifest under it. A merge rewrites
 //!    several segments (seconds of work, more than a flush): if it came first, the memtable
 //!    would fill up behind it during a burst, and appends would stall for seconds. So the
-//!    flusher compacts when it has caught up with the log, and merges at most
-//!    `MAX_MERGE_WIDTH` segments at a time, so that a merge's memory does not grow with the
-//!    burst that left many segments behind. Only when the segments pile up to four times
+//!    flusher compacts when it has caught up with the log, four segments of similar size at
+//!    a time (see `compaction`), so that an event is rewritten a few times in all and a
+//!    merge's memory does not grow with the burst that left many segments behind. Only when the segments pile up to four times
 //!    `max_segments` does a merge go before a due flush.
 //!
 //! Everything else that changes the manifest (`Store::flush`, `compact`, `import`) first
@@ -56,8 +56,7 @@ use crate::forget::Suppression;
 use crate::parquet_io::EventColumns;
 use crate::{
     Inner, MemBatch, Options, Pending, PendingSegment, SEGMENTS_DIR, Store, TxnState, commit,
-    compaction_range, key_chunk, merge_into, next_segment, remove_segment_files, rollback,
-    take_flushable, wal,
+    key_chunk, merge_into, next_segment, remove_segment_files, rollback, take_flushable, wal,
 };
 
 /// What a [`Store`] and its background flusher share.
@@ -219,19 +218,38 @@ enum Work {
 /// while, readers pay a little more per segment, and the merges happen once the burst eases.
 const PILE_UP: usize = 4;
 
-/// Segments the flusher merges in one step, at most: a merge holds all their events in
-/// memory, so merging a long run at once (after a burst left many small segments) would
-/// make the peak memory grow with the burst. A few steps bring the count down instead.
+/// Segments the flusher merges in one step: a merge holds all their events in memory, so
+/// merging a long run at once (after a burst left many small segments) would make the peak
+/// memory grow with the burst; a few steps bring the count down instead.
 const MAX_MERGE_WIDTH: usize = 4;
 
-/// The next merge when there are more than `limit` segments.
+/// The next merge when there are more than `limit` segments: `MAX_MERGE_WIDTH` neighbours
+/// of similar sizes (none more than twice another), the run with the fewest events; the run
+/// with the fewest events whatever their sizes when no run is similar.
+///
+/// Merging similar sizes is what keeps the work of compaction low (as in an LSM tree's tiers):
+/// an event is rewritten once each time its segment joins three others of its size, so about
+/// log4(events / flush size) times. Bringing the count back to the limit with the smallest
+/// possible merge instead merges each new segment into its neighbour at once, rewriting the
+/// newest events again after every flush: at a steady rate, several times more work than
+/// the flushes themselves, which a 2-core server could not keep up with.
 fn compaction(segs: &[SegmentMeta], limit: usize) -> Option<std::ops::Range<usize>> {
-    let range = compaction_range(segs, limit)?;
-    let width = range.len().min(MAX_MERGE_WIDTH);
-    // The run of `width` neighbours with the fewest events.
-    let start = (0..=segs.len() - width)
-        .min_by_key(|&i| segs[i..i + width].iter().map(|s| s.events).sum::<u64>())
-        .unwrap_or(0);
+    if segs.len() <= limit {
+        return None;
+    }
+    let width = MAX_MERGE_WIDTH.min(segs.len());
+    let events = |i: usize| segs[i..i + width].iter().map(|s| s.events).sum::<u64>();
+    let similar = |i: usize| {
+        let run = || segs[i..i + width].iter().map(|s| s.events);
+        let (least, most) = (run().min().unwrap_or(0), run().max().unwrap_or(0));
+        most <= least.saturating_mul(2)
+    };
+    let starts = 0..=segs.len() - width;
+    let start = starts
+        .clone()
+        .filter(|&i| similar(i))
+        .min_by_key(|&i| events(i))
+        .or_else(|| starts.min_by_key(|&i| events(i)))?;
     Some(start..start + width)
 }
 
@@ -574,10 +592,10 @@ mod tests {
         assert_eq!(store.snapshot().unwrap().stats().log_events, 1);
     }
 
-    /// Merges bring the count back to the limit in steps of at most `MAX_MERGE_WIDTH`
-    /// segments, each the run of neighbours with the fewest events.
+    /// Merges bring the count back to the limit four neighbours at a time, of similar sizes
+    /// when there are such.
     #[test]
-    fn merges_take_the_smallest_run_of_at_most_four_neighbours() {
+    fn merges_take_four_neighbours_of_similar_size() {
         let check = |events: &[u64], limit: usize, expected: Option<std::ops::Range<usize>>| {
             let segs: Vec<SegmentMeta> = events
                 .iter()
@@ -593,10 +611,15 @@ mod tests {
             );
         };
         check(&[5, 5, 5], 3, None);
-        check(&[9, 1, 1, 9], 3, Some(1..3));
+        check(&[9, 1], 1, Some(0..2));
+        // One over the limit: four similar ones, the fewest events of such runs; not the
+        // smallest run (9 + 11 + 8 + 2), which would rewrite the 2 again and again.
+        check(&[40, 10, 12, 9, 11, 8, 2], 6, Some(2..6));
         // Ten over the limit: four now, the rest in later steps.
         let many = [8, 8, 1, 1, 1, 1, 1, 8, 8, 8, 8, 8, 8];
         check(&many, 3, Some(2..6));
+        // No similar run: the smallest.
+        check(&[100, 1, 30, 3, 90, 9], 5, Some(1..5));
     }
 
     /// Large events make a flush due by their bytes long before `memtable_events` of them
