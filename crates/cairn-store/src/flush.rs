@@ -29,7 +29,9 @@
 //!    would fill up behind it during a burst, and appends would stall for seconds. So the
 //!    flusher compacts when it has caught up with the log, four segments of similar size at
 //!    a time (see `compaction`), so that an event is rewritten a few times in all and a
-//!    merge's memory does not grow with the burst that left many segments behind. Only when the segments pile up to four times
+//!    merge's memory does not grow with the burst that left many segments behind; and never
+//!    more than `MAX_MERGE_EVENTS` (2 M) events in one merge, so that its memory is bounded
+//!    however large the store grows (larger segments are left to `cairn compact`). Only when the segments pile up to four times
 //!    `max_segments` does a merge go before a due flush.
 //!
 //! Everything else that changes the manifest (`Store::flush`, `compact`, `import`) first
@@ -146,6 +148,7 @@ fn run(core: &Core) {
         let piled_up = compaction(
             &inner.manifest.segments,
             PILE_UP * core.options.max_segments,
+            MAX_MERGE_EVENTS,
         )
         .is_some();
         let taken = if core.options.flush_due(inner.memtable_size) && !piled_up {
@@ -161,7 +164,11 @@ fn run(core: &Core) {
                 inner.background.flushing = size;
                 Work::Flush(Box::new(flush))
             }
-            None => match compaction(&inner.manifest.segments, core.options.max_segments) {
+            None => match compaction(
+                &inner.manifest.segments,
+                core.options.max_segments,
+                MAX_MERGE_EVENTS,
+            ) {
                 Some(range) => Work::Compact(range),
                 // Not due yet, or the next batch is still on its way into the memtable (its
                 // append notifies once it is in).
@@ -223,9 +230,16 @@ const PILE_UP: usize = 4;
 /// memory grow with the burst; a few steps bring the count down instead.
 const MAX_MERGE_WIDTH: usize = 4;
 
+/// The most events a background merge writes: it holds them all in memory (columns, then
+/// the Parquet writer's buffers), so this bounds the flusher's memory; the same size as an
+/// import's segments ([`crate::SEGMENT_EVENTS`]). Larger segments are left as they are
+/// (`cairn compact` merges them).
+const MAX_MERGE_EVENTS: u64 = crate::SEGMENT_EVENTS as u64;
+
 /// The next merge when there are more than `limit` segments: `MAX_MERGE_WIDTH` neighbours
-/// of similar sizes (none more than twice another), the run with the fewest events; the run
-/// with the fewest events whatever their sizes when no run is similar.
+/// of similar sizes (none more than twice another), the run with the fewest events; failing
+/// that, three or two; failing that, the run with the fewest events whatever their sizes.
+/// Never more than `max_events` in all: `None` when no run fits.
 ///
 /// Merging similar sizes is what keeps the work of compaction low (as in an LSM tree's tiers):
 /// an event is rewritten once each time its segment joins three others of its size, so about
@@ -233,24 +247,31 @@ const MAX_MERGE_WIDTH: usize = 4;
 /// possible merge instead merges each new segment into its neighbour at once, rewriting the
 /// newest events again after every flush: at a steady rate, several times more work than
 /// the flushes themselves, which a 2-core server could not keep up with.
-fn compaction(segs: &[SegmentMeta], limit: usize) -> Option<std::ops::Range<usize>> {
+fn compaction(
+    segs: &[SegmentMeta],
+    limit: usize,
+    max_events: u64,
+) -> Option<std::ops::Range<usize>> {
     if segs.len() <= limit {
         return None;
     }
-    let width = MAX_MERGE_WIDTH.min(segs.len());
-    let events = |i: usize| segs[i..i + width].iter().map(|s| s.events).sum::<u64>();
-    let similar = |i: usize| {
-        let run = || segs[i..i + width].iter().map(|s| s.events);
-        let (least, most) = (run().min().unwrap_or(0), run().max().unwrap_or(0));
+    let widths = || (2..=MAX_MERGE_WIDTH.min(segs.len())).rev();
+    let events = |run: &[SegmentMeta]| run.iter().map(|s| s.events).sum::<u64>();
+    let similar = |run: &[SegmentMeta]| {
+        let least = run.iter().map(|s| s.events).min().unwrap_or(0);
+        let most = run.iter().map(|s| s.events).max().unwrap_or(0);
         most <= least.saturating_mul(2)
     };
-    let starts = 0..=segs.len() - width;
-    let start = starts
-        .clone()
-        .filter(|&i| similar(i))
-        .min_by_key(|&i| events(i))
-        .or_else(|| starts.min_by_key(|&i| events(i)))?;
-    Some(start..start + width)
+    let best = |width: usize, want_similar: bool| {
+        (0..=segs.len() - width)
+            .map(|i| (i, &segs[i..i + width]))
+            .filter(|(_, run)| events(run) <= max_events && (!want_similar || similar(run)))
+            .min_by_key(|(_, run)| events(run))
+            .map(|(i, _)| i..i + width)
+    };
+    widths()
+        .find_map(|w| best(w, true))
+        .or_else(|| widths().find_map(|w| best(w, false)))
 }
 
 /// Steps 2 to 5 of the module doc. On failure the batches are back in the memtable.
@@ -595,8 +616,8 @@ mod tests {
     /// Merges bring the count back to the limit four neighbours at a time, of similar sizes
     /// when there are such.
     #[test]
-    fn merges_take_four_neighbours_of_similar_size() {
-        let check = |events: &[u64], limit: usize, expected: Option<std::ops::Range<usize>>| {
+    fn merges_take_four_neighbours_of_similar_size_within_a_cap() {
+        let check_within = |events: &[u64], limit, max_events, expected: Option<_>| {
             let segs: Vec<SegmentMeta> = events
                 .iter()
                 .map(|&events| SegmentMeta {
@@ -605,11 +626,13 @@ mod tests {
                 })
                 .collect();
             assert_eq!(
-                compaction(&segs, limit),
+                compaction(&segs, limit, max_events),
                 expected,
-                "{events:?} limit {limit}"
+                "{events:?} limit {limit} max {max_events}"
             );
         };
+        let check =
+            |events: &[u64], limit, expected| check_within(events, limit, u64::MAX, expected);
         check(&[5, 5, 5], 3, None);
         check(&[9, 1], 1, Some(0..2));
         // One over the limit: four similar ones, the fewest events of such runs; not the
@@ -620,6 +643,10 @@ mod tests {
         check(&many, 3, Some(2..6));
         // No similar run: the smallest.
         check(&[100, 1, 30, 3, 90, 9], 5, Some(1..5));
+        // Never more than the cap: fewer neighbours, or none.
+        check_within(&[8, 8, 8, 8, 8], 4, 30, Some(0..3));
+        check_within(&[40, 50, 60], 2, 80, None);
+        check_within(&[40, 50, 10, 60], 3, 80, Some(1..3));
     }
 
     /// Large events make a flush due by their bytes long before `memtable_events` of them
