@@ -82,6 +82,12 @@ pub struct ServeOptions {
     #[arg(long, env = "CAIRN_FLUSH_EVENTS", value_name = "N")]
     pub flush_events: Option<usize>,
 
+    /// Memory for events not yet written into segments (the memtable and the flush in
+    /// progress): requests wait, then get 503, when it is full. A flush starts when the
+    /// memtable holds a third of it [default: 402653184, 384 MiB].
+    #[arg(long, env = "CAIRN_MAX_PENDING_BYTES", value_name = "BYTES")]
+    pub max_pending_bytes: Option<usize>,
+
     /// Set `context.ip` of messages that have none to the client's address, as Segment does.
     /// Server-side SDKs should send the end user's IP themselves: otherwise their server's is
     /// recorded [default: true].
@@ -129,6 +135,8 @@ pub struct Config {
     pub http_threads: usize,
     /// Events buffered from the log before they are written as a segment.
     pub flush_events: usize,
+    /// Bytes of events waiting for segments before requests wait (`Options::max_pending_bytes`).
+    pub max_pending_bytes: usize,
     pub stamp_ip: bool,
     pub ip_header: Option<String>,
     pub public_metrics: bool,
@@ -158,6 +166,7 @@ impl Config {
                 .map(|n| n.get())
                 .unwrap_or(2),
             flush_events: cairn_store::Options::default().memtable_events,
+            max_pending_bytes: cairn_store::Options::default().max_pending_bytes,
             stamp_ip: true,
             ip_header: None,
             public_metrics: false,
@@ -202,6 +211,7 @@ impl ServeOptions {
             cors_origin,
             http_threads,
             flush_events,
+            max_pending_bytes,
             stamp_ip,
             public_metrics,
             journeys
@@ -227,6 +237,7 @@ impl Config {
             ("write_concurrency", self.write_concurrency),
             ("http_threads", self.http_threads),
             ("flush_events", self.flush_events),
+            ("max_pending_bytes", self.max_pending_bytes),
         ];
         for (name, v) in positive {
             if v == 0 {

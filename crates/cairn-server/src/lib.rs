@@ -81,6 +81,7 @@ impl App {
     pub fn open(config: Config) -> Result<(App, bool), ServerError> {
         let options = Options {
             memtable_events: config.flush_events,
+            max_pending_bytes: config.max_pending_bytes,
             ..Options::default()
         };
         let store = Store::open(&config.data_dir, options)?;

@@ -391,7 +391,14 @@ fn store_request(
     let mut stored = 0;
     if !events.is_empty() {
         let started = Instant::now();
-        let outcome = app.store.append(events).map_err(ApiError::internal)?;
+        // Storage behind for as long as a request may wait its turn: 503, nothing stored.
+        let outcome = app
+            .store
+            .append_within(events, app.config.queue_timeout)
+            .map_err(|e| match e {
+                cairn_store::StoreError::Behind { .. } => overloaded(),
+                e => ApiError::internal(e),
+            })?;
         app.metrics.append_seconds.observe(started.elapsed());
         app.metrics
             .events_accepted

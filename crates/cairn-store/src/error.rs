@@ -50,6 +50,13 @@ pub enum StoreError {
     #[error("{reason}")]
     Limit { reason: String },
 
+    #[error(
+        "storage is behind: the log waiting to be written into segments is at its memory limit, \
+         and no room came free within {} ms; nothing of this batch was stored",
+        waited.as_millis()
+    )]
+    Behind { waited: std::time::Duration },
+
     #[error("the thread writing segments stopped before its work was done")]
     WriterStopped,
 }

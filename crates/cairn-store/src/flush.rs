@@ -1,8 +1,9 @@
 //! Moving the log into segments, off the append path.
 //!
 //! `Store::append` returns once its log batch is fsynced and put in the memtable. When the
-//! memtable holds `memtable_events`, a background thread (`cairn-flush`) turns it into a
-//! segment, cuts the log behind it and compacts, while appends go on. A segment write (Parquet,
+//! memtable holds `memtable_events` (or a third of `max_pending_bytes`), a background thread
+//! (`cairn-flush`) turns it into a segment and cuts the log behind it, while appends go on;
+//! between flushes it compacts. A segment write (Parquet,
 //! scan file, fsyncs) takes about a second for 250 k events; done under the store lock, as it
 //! once was, it stalled every request for that long.
 //!
@@ -22,13 +23,22 @@
 //!    new segment and the log checkpoint, then cut the log (no lock: the segment files are new
 //!    and named by nothing until the manifest commit, and the log has its own lock);
 //! 5. put the dictionaries and the new manifest back (lock);
-//! 6. compact when there are too many segments: read and write without the lock, swap the
-//!    manifest under it.
+//! 6. compact when there are too many segments, as a separate step, and only when no flush is
+//!    due: read and write without the lock, swap the manifest under it. A merge rewrites
+//!    several segments (seconds of work, more than a flush): if it came first, the memtable
+//!    would fill up behind it during a burst, and appends would stall for seconds. So the
+//!    flusher compacts when it has caught up with the log, four segments of similar size at
+//!    a time (see `compaction`), so that an event is rewritten a few times in all and a
+//!    merge's memory does not grow with the burst that left many segments behind; and never
+//!    more than `MAX_MERGE_EVENTS` (2 M) events in one merge, so that its memory is bounded
+//!    however large the store grows (larger segments are left to `cairn compact`). Only when the segments pile up to four times
+//!    `max_segments` does a merge go before a due flush.
 //!
 //! Everything else that changes the manifest (`Store::flush`, `compact`, `import`) first
 //! waits for a background flush to end (`Store::lock_settled`). Appends only wait when the
-//! memtable and the flush in progress together hold three times `memtable_events`: that is
-//! the store's backpressure, and bounds its memory.
+//! memtable and the flush in progress together hold three times `memtable_events` or
+//! `max_pending_bytes`: that is the store's backpressure, and bounds its memory whatever the
+//! size of the events. `Store::append_within` bounds that wait, for a server to answer 503.
 //!
 //! The invariants of ARCHITECTURE.md hold as before: readers see the log until the manifest
 //! commit names the segment holding it; the log is cut only after that commit; a failed flush
@@ -38,17 +48,17 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
+use crate::SegmentMeta;
 use crate::error::{IoContext, Result, StoreError};
 use crate::forget::Suppression;
 use crate::parquet_io::EventColumns;
 use crate::{
-    Inner, MemBatch, Options, PendingSegment, SEGMENTS_DIR, Store, TxnState, commit,
-    compaction_range, key_chunk, merge_into, next_segment, remove_segment_files, rollback,
-    take_flushable, wal,
+    Inner, MemBatch, Options, Pending, PendingSegment, SEGMENTS_DIR, Store, TxnState, commit,
+    key_chunk, merge_into, next_segment, remove_segment_files, rollback, take_flushable, wal,
 };
 
 /// What a [`Store`] and its background flusher share.
@@ -71,7 +81,7 @@ pub(crate) struct Background {
     /// A flush or compaction is in progress and owns the manifest and dictionaries.
     running: bool,
     /// Events taken from the memtable by the flush in progress.
-    flushing_events: usize,
+    flushing: Pending,
     /// Why the last background flush failed, until one succeeds.
     failed: Option<String>,
     /// The store is closing: the thread ends after the flush in progress.
@@ -132,33 +142,57 @@ fn run(core: &Core) {
         if inner.background.stop {
             return;
         }
-        let due = inner.memtable_events >= core.options.memtable_events;
-        let taken = if due {
+        // Compaction waits while the log is due for a flush (under a burst, flushing is what
+        // keeps appends going); only when the segments pile up to four times the limit does it go
+        // first, and appends may then have to wait for room.
+        let piled_up = compaction(
+            &inner.manifest.segments,
+            PILE_UP * core.options.max_segments,
+            MAX_MERGE_EVENTS,
+        )
+        .is_some();
+        let taken = if core.options.flush_due(inner.memtable_size) && !piled_up {
             take_flushable(&mut inner)
         } else {
             None
         };
-        let Some((batches, upto)) = taken else {
-            // Not due yet, or the next batch is still on its way into the memtable (its
-            // append notifies once it is in).
-            inner = core.changed.wait(inner).unwrap_or_else(|p| p.into_inner());
-            continue;
+        let work = match taken {
+            Some((batches, upto)) => {
+                let flush = LogFlush::new(batches, upto);
+                let size = flush.size();
+                inner.memtable_size -= size;
+                inner.background.flushing = size;
+                Work::Flush(Box::new(flush))
+            }
+            None => match compaction(
+                &inner.manifest.segments,
+                core.options.max_segments,
+                MAX_MERGE_EVENTS,
+            ) {
+                Some(range) => Work::Compact(range),
+                // Not due yet, or the next batch is still on its way into the memtable (its
+                // append notifies once it is in).
+                None => {
+                    inner = core.changed.wait(inner).unwrap_or_else(|p| p.into_inner());
+                    continue;
+                }
+            },
         };
-        let mut flush = LogFlush::new(batches, upto);
-        let events = flush.events();
-        inner.memtable_events -= events;
         inner.background.running = true;
-        inner.background.flushing_events = events;
         drop(inner);
-        // Compacting is the slowest part; appends are not held up by it either.
-        let result =
-            flush_in_background(core, &mut flush).and_then(|()| compact_in_background(core));
-        // Freeing a flush's events (millions of strings) takes a few hundred milliseconds:
-        // not while holding the lock appends wait for.
-        drop(flush);
+        let result = match work {
+            Work::Flush(mut flush) => {
+                let r = flush_in_background(core, &mut flush);
+                // Freeing a flush's events takes a while: not while holding the lock
+                // appends wait for.
+                drop(flush);
+                r
+            }
+            Work::Compact(range) => compact_in_background(core, range),
+        };
         inner = core.lock();
         inner.background.running = false;
-        inner.background.flushing_events = 0;
+        inner.background.flushing = Pending::default();
         match result {
             Ok(()) => inner.background.failed = None,
             Err(e) => {
@@ -176,6 +210,68 @@ fn run(core: &Core) {
         }
         core.changed.notify_all();
     }
+}
+
+/// What the background flusher does next.
+enum Work {
+    Flush(Box<LogFlush>),
+    /// Merge these segments (indexes into the manifest's list).
+    Compact(std::ops::Range<usize>),
+}
+
+/// How many times `max_segments` the segments may pile up to, during a burst, before a merge
+/// goes ahead of a due flush. Under a sustained burst the flusher has no time to merge
+/// (merging is slower per event than flushing); segments are then left to accumulate for a
+/// while, readers pay a little more per segment, and the merges happen once the burst eases.
+const PILE_UP: usize = 4;
+
+/// Segments the flusher merges in one step: a merge holds all their events in memory, so
+/// merging a long run at once (after a burst left many small segments) would make the peak
+/// memory grow with the burst; a few steps bring the count down instead.
+const MAX_MERGE_WIDTH: usize = 4;
+
+/// The most events a background merge writes: it holds them all in memory (columns, then
+/// the Parquet writer's buffers), so this bounds the flusher's memory; the same size as an
+/// import's segments ([`crate::SEGMENT_EVENTS`]). Larger segments are left as they are
+/// (`cairn compact` merges them).
+const MAX_MERGE_EVENTS: u64 = crate::SEGMENT_EVENTS as u64;
+
+/// The next merge when there are more than `limit` segments: `MAX_MERGE_WIDTH` neighbours
+/// of similar sizes (none more than twice another), the run with the fewest events; failing
+/// that, three or two; failing that, the run with the fewest events whatever their sizes.
+/// Never more than `max_events` in all: `None` when no run fits.
+///
+/// Merging similar sizes is what keeps the work of compaction low (as in an LSM tree's tiers):
+/// an event is rewritten once each time its segment joins three others of its size, so about
+/// log4(events / flush size) times. Bringing the count back to the limit with the smallest
+/// possible merge instead merges each new segment into its neighbour at once, rewriting the
+/// newest events again after every flush: at a steady rate, several times more work than
+/// the flushes themselves, which a 2-core server could not keep up with.
+fn compaction(
+    segs: &[SegmentMeta],
+    limit: usize,
+    max_events: u64,
+) -> Option<std::ops::Range<usize>> {
+    if segs.len() <= limit {
+        return None;
+    }
+    let widths = || (2..=MAX_MERGE_WIDTH.min(segs.len())).rev();
+    let events = |run: &[SegmentMeta]| run.iter().map(|s| s.events).sum::<u64>();
+    let similar = |run: &[SegmentMeta]| {
+        let least = run.iter().map(|s| s.events).min().unwrap_or(0);
+        let most = run.iter().map(|s| s.events).max().unwrap_or(0);
+        most <= least.saturating_mul(2)
+    };
+    let best = |width: usize, want_similar: bool| {
+        (0..=segs.len() - width)
+            .map(|i| (i, &segs[i..i + width]))
+            .filter(|(_, run)| events(run) <= max_events && (!want_similar || similar(run)))
+            .min_by_key(|(_, run)| events(run))
+            .map(|(i, _)| i..i + width)
+    };
+    widths()
+        .find_map(|w| best(w, true))
+        .or_else(|| widths().find_map(|w| best(w, false)))
 }
 
 /// Steps 2 to 5 of the module doc. On failure the batches are back in the memtable.
@@ -207,7 +303,7 @@ fn detach(inner: &mut Inner) -> Inner {
         seen: None,
         in_flight: Default::default(),
         memtable: Vec::new(),
-        memtable_events: 0,
+        memtable_size: Pending::default(),
         background: Default::default(),
         // Forgotten customers' events were dropped before (`LogFlush::drop_suppressed`).
         suppression: Default::default(),
@@ -221,19 +317,14 @@ fn reattach(inner: &mut Inner, mut own: Inner) {
     inner.dict = own.dict;
     inner.names = own.names;
     inner.channels = own.channels;
-    inner.memtable_events += own.memtable_events;
+    inner.memtable_size += own.memtable_size;
     inner.memtable.append(&mut own.memtable);
 }
 
-/// Step 6 of the module doc: one merge when there are more than `max_segments`.
-fn compact_in_background(core: &Core) -> Result<()> {
-    let (mut manifest, range) = {
-        let inner = core.lock();
-        match compaction_range(&inner.manifest.segments, core.options.max_segments) {
-            Some(range) => (inner.manifest.clone(), range),
-            None => return Ok(()),
-        }
-    };
+/// Step 6 of the module doc: one merge of `range`, chosen by [`compaction`].
+fn compact_in_background(core: &Core, range: std::ops::Range<usize>) -> Result<()> {
+    // Only this thread changes the segment list while it runs: the range is still valid.
+    let mut manifest = core.lock().manifest.clone();
     let seg_dir = core.dir.join(SEGMENTS_DIR);
     let (old, _) = merge_into(&seg_dir, &mut manifest, range)?;
     // Appends never read the manifest, and no one else changes it while this flush runs:
@@ -277,9 +368,9 @@ impl LogFlush {
         }
     }
 
-    /// Events taken from the memtable.
-    pub(crate) fn events(&self) -> usize {
-        self.batches.iter().map(MemBatch::len).sum()
+    /// What the flush took from the memtable, events and bytes.
+    pub(crate) fn size(&self) -> Pending {
+        self.batches.iter().map(MemBatch::size).sum()
     }
 
     /// Marks the rows of forgotten customers (see `forget.rs`) in batch `b`.
@@ -361,7 +452,7 @@ impl LogFlush {
             }
         };
         if let Err(e) = committed {
-            inner.memtable_events += self.events();
+            inner.memtable_size += self.size();
             inner.memtable.append(&mut self.batches);
             return Err(e);
         }
@@ -397,15 +488,20 @@ impl Core {
         Ok(())
     }
 
-    /// Waits while the memtable and the flush in progress hold too many events (storage is
-    /// behind): the store's backpressure. Fails when the background flush keeps failing.
+    /// Waits while the memtable and the flush in progress hold too much (storage is behind):
+    /// the store's backpressure. Fails when the background flush keeps failing, and after
+    /// `patience` (if given) with [`StoreError::Behind`].
     pub(crate) fn wait_for_room<'a>(
         &'a self,
         mut inner: MutexGuard<'a, Inner>,
+        patience: Option<Duration>,
     ) -> Result<MutexGuard<'a, Inner>> {
         self.check_not_broken(&inner)?;
-        let limit = self.options.memtable_events.saturating_mul(3);
-        while inner.memtable_events + inner.background.flushing_events >= limit {
+        let started = Instant::now();
+        while self
+            .options
+            .full(inner.memtable_size + inner.background.flushing)
+        {
             if let Some(reason) = &inner.background.failed {
                 return Err(StoreError::Io {
                     path: self.dir.clone(),
@@ -414,7 +510,19 @@ impl Core {
                     )),
                 });
             }
-            inner = self.changed.wait(inner).unwrap_or_else(|p| p.into_inner());
+            inner = match patience {
+                None => self.changed.wait(inner).unwrap_or_else(|p| p.into_inner()),
+                Some(patience) => {
+                    let left = patience.saturating_sub(started.elapsed());
+                    if left.is_zero() {
+                        return Err(StoreError::Behind { waited: patience });
+                    }
+                    self.changed
+                        .wait_timeout(inner, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
         }
         Ok(inner)
     }
@@ -429,5 +537,148 @@ impl Drop for Store {
             // holds everything and the next open recovers it.
             let _ = flusher.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_model::{Event, EventKind};
+
+    fn event(id: &str, properties_len: usize) -> Event {
+        Event {
+            message_id: id.to_string(),
+            kind: EventKind::Track,
+            event: "view".into(),
+            user_id: Some("u".into()),
+            anonymous_id: None,
+            timestamp: 1,
+            sent_at: None,
+            received_at: None,
+            channel: "web".into(),
+            value: None,
+            group_id: None,
+            previous_id: None,
+            properties: Some(format!(r#"{{"p":"{}"}}"#, "x".repeat(properties_len))),
+            traits: None,
+            context: None,
+        }
+    }
+
+    fn open(dir: &std::path::Path, max_pending_bytes: usize) -> Store {
+        let options = Options {
+            memtable_events: 1_000_000,
+            max_pending_bytes,
+            ..Options::default()
+        };
+        Store::open(dir, options).unwrap()
+    }
+
+    /// A flush in progress holding the whole byte budget makes a bounded append fail with
+    /// `Behind` (storing nothing) and an unbounded one wait until the flush ends.
+    #[test]
+    fn appends_wait_for_room_within_the_byte_bound_then_give_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), 1 << 20);
+        {
+            // Pretend the flusher took 1 MiB of events and is still writing them.
+            let mut inner = store.lock();
+            inner.background.flushing = Pending {
+                events: 1,
+                bytes: 1 << 20,
+            };
+        }
+        let patience = Duration::from_millis(50);
+        let started = Instant::now();
+        let err = store
+            .append_within(vec![event("m1", 10)], patience)
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Behind { .. }), "{err}");
+        assert!(started.elapsed() >= patience);
+        assert!(err.to_string().contains("nothing of this batch was stored"));
+        assert_eq!(store.wal.last_durable(), 0, "nothing reached the log");
+        assert_eq!(store.snapshot().unwrap().stats().log_events, 0);
+
+        std::thread::scope(|s| {
+            let waiting = s.spawn(|| store.append(vec![event("m1", 10)]).unwrap());
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(
+                !waiting.is_finished(),
+                "the append waits while the store is full"
+            );
+            store.lock().background.flushing = Pending::default();
+            store.changed.notify_all();
+            assert_eq!(waiting.join().unwrap().accepted, 1);
+        });
+        assert_eq!(store.snapshot().unwrap().stats().log_events, 1);
+    }
+
+    /// Merges bring the count back to the limit four neighbours at a time, of similar sizes
+    /// when there are such.
+    #[test]
+    fn merges_take_four_neighbours_of_similar_size_within_a_cap() {
+        let check_within = |events: &[u64], limit, max_events, expected: Option<_>| {
+            let segs: Vec<SegmentMeta> = events
+                .iter()
+                .map(|&events| SegmentMeta {
+                    events,
+                    ..Default::default()
+                })
+                .collect();
+            assert_eq!(
+                compaction(&segs, limit, max_events),
+                expected,
+                "{events:?} limit {limit} max {max_events}"
+            );
+        };
+        let check =
+            |events: &[u64], limit, expected| check_within(events, limit, u64::MAX, expected);
+        check(&[5, 5, 5], 3, None);
+        check(&[9, 1], 1, Some(0..2));
+        // One over the limit: four similar ones, the fewest events of such runs; not the
+        // smallest run (9 + 11 + 8 + 2), which would rewrite the 2 again and again.
+        check(&[40, 10, 12, 9, 11, 8, 2], 6, Some(2..6));
+        // Ten over the limit: four now, the rest in later steps.
+        let many = [8, 8, 1, 1, 1, 1, 1, 8, 8, 8, 8, 8, 8];
+        check(&many, 3, Some(2..6));
+        // No similar run: the smallest.
+        check(&[100, 1, 30, 3, 90, 9], 5, Some(1..5));
+        // Never more than the cap: fewer neighbours, or none.
+        check_within(&[8, 8, 8, 8, 8], 4, 30, Some(0..3));
+        check_within(&[40, 50, 60], 2, 80, None);
+        check_within(&[40, 50, 10, 60], 3, 80, Some(1..3));
+    }
+
+    /// Large events make a flush due by their bytes long before `memtable_events` of them
+    /// are in memory, and what waits for the flusher stays near `max_pending_bytes`.
+    #[test]
+    fn a_flush_is_due_by_bytes_and_the_memtable_stays_within_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let limit = 300_000;
+        let store = open(dir.path(), limit);
+        let mut most = 0;
+        for b in 0..40 {
+            let events = (0..5)
+                .map(|i| event(&format!("m{b}-{i}"), 10_000))
+                .collect();
+            let outcome = store
+                .append_within(events, Duration::from_secs(30))
+                .unwrap();
+            assert_eq!(outcome.accepted, 5);
+            let inner = store.lock();
+            most = most.max((inner.memtable_size + inner.background.flushing).bytes);
+        }
+        // An append may land while the store is just under its bound.
+        assert!(
+            most < limit + 5 * 11_000,
+            "{most} bytes waited for the flusher"
+        );
+        store.flush().unwrap();
+        let snap = store.snapshot().unwrap();
+        assert!(
+            snap.segments().len() > 1,
+            "2 MB of events at 300 kB each flush: several segments"
+        );
+        assert_eq!(snap.stats().events, 200);
     }
 }

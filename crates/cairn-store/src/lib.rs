@@ -42,6 +42,7 @@ mod wal;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use flush::Core;
 
@@ -59,7 +60,6 @@ use dict::CustomerDict;
 use error::IoContext;
 use hash::{FxHashMap, FxHashSet, message_digest};
 use parquet_io::EventColumns;
-use segment::DictionaryIds;
 
 pub const SEGMENTS_DIR: &str = "segments";
 const LOCK_FILE: &str = "LOCK";
@@ -70,6 +70,11 @@ pub struct Options {
     /// Events buffered from the log before they are flushed into a segment (by a background
     /// thread; appends wait only when three times this many are waiting for it).
     pub memtable_events: usize,
+    /// Bytes of events (their text and fixed-size fields, in the memtable's column form) that
+    /// may wait in memory for the background flusher, in the memtable and the flush in
+    /// progress together; appends wait beyond it, so it bounds the store's memory whatever
+    /// the size of the events. A flush is due when the memtable holds a third of it.
+    pub max_pending_bytes: usize,
     /// Beyond this many segments, a writer merges neighbouring ones after each commit.
     pub max_segments: usize,
 }
@@ -78,8 +83,61 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             memtable_events: 250_000,
+            max_pending_bytes: 384 << 20,
             max_segments: 8,
         }
+    }
+}
+
+/// An amount of events waiting for the background flusher: their count and bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Pending {
+    pub(crate) events: usize,
+    pub(crate) bytes: usize,
+}
+
+impl std::ops::AddAssign for Pending {
+    fn add_assign(&mut self, o: Pending) {
+        self.events += o.events;
+        self.bytes += o.bytes;
+    }
+}
+
+impl std::ops::Add for Pending {
+    type Output = Pending;
+    fn add(mut self, o: Pending) -> Pending {
+        self += o;
+        self
+    }
+}
+
+impl std::ops::SubAssign for Pending {
+    fn sub_assign(&mut self, o: Pending) {
+        self.events -= o.events;
+        self.bytes -= o.bytes;
+    }
+}
+
+impl std::iter::Sum for Pending {
+    fn sum<I: Iterator<Item = Pending>>(iter: I) -> Pending {
+        let mut total = Pending::default();
+        for p in iter {
+            total += p;
+        }
+        total
+    }
+}
+
+impl Options {
+    /// Whether a memtable holding `pending` should become a segment now.
+    pub(crate) fn flush_due(&self, pending: Pending) -> bool {
+        pending.events >= self.memtable_events || pending.bytes >= self.max_pending_bytes / 3
+    }
+
+    /// Whether appends must wait: the memtable and the flush in progress hold `pending`.
+    pub(crate) fn full(&self, pending: Pending) -> bool {
+        pending.events >= self.memtable_events.saturating_mul(3)
+            || pending.bytes >= self.max_pending_bytes
     }
 }
 
@@ -133,7 +191,7 @@ struct Inner {
     in_flight: FxHashMap<u128, u64>,
     /// Durable log batches not yet in a segment.
     memtable: Vec<MemBatch>,
-    memtable_events: usize,
+    memtable_size: Pending,
     /// The background flusher's state.
     background: flush::Background,
     /// Forgotten customers: their later events are dropped (see `forget.rs`).
@@ -211,7 +269,7 @@ impl Store {
             .into_iter()
             .map(|b| MemBatch::new(b.number, b.events))
             .collect();
-        let memtable_events = memtable.iter().map(MemBatch::len).sum();
+        let memtable_size = memtable.iter().map(MemBatch::size).sum();
         let mut store = Store {
             core: Arc::new(Core {
                 dir: dir.to_path_buf(),
@@ -226,7 +284,7 @@ impl Store {
                     seen: None,
                     in_flight: Default::default(),
                     memtable,
-                    memtable_events,
+                    memtable_size,
                     background: Default::default(),
                     suppression: forget::Suppression::load(dir)?,
                 }),
@@ -238,7 +296,7 @@ impl Store {
         {
             let mut inner = store.lock();
             inner.rebuild_caches();
-            if inner.memtable_events > 0 {
+            if inner.memtable_size.events > 0 {
                 store.flush_locked(&mut inner)?;
             }
         }
@@ -269,7 +327,7 @@ impl Store {
         if inner.seen.is_none() {
             let total: u64 = inner.manifest.segments.iter().map(|s| s.events).sum();
             let mut seen = FxHashSet::with_capacity_and_hasher(
-                total as usize + inner.memtable_events,
+                total as usize + inner.memtable_size.events,
                 Default::default(),
             );
             for seg in &inner.manifest.segments {
@@ -289,8 +347,22 @@ impl Store {
     }
 
     /// Appends events through the write-ahead log; returns once they are durable. Events whose
-    /// message id is already stored are dropped (and counted as duplicates).
+    /// message id is already stored are dropped (and counted as duplicates). When storage is
+    /// behind (the background flusher holds `max_pending_bytes`), waits for room as long as
+    /// it takes: see [`Store::append_within`] for a bounded wait.
     pub fn append(&self, events: Vec<Event>) -> Result<Outcome> {
+        self.append_waiting(events, None)
+    }
+
+    /// [`Store::append`], waiting at most `patience` for room in the memtable: then it fails
+    /// with [`StoreError::Behind`] and nothing of `events` is stored (for a server to answer
+    /// 503, and its client to retry later). The wait for the log's fsync is not bounded: once
+    /// a batch is in the log, the caller learns whether it is durable.
+    pub fn append_within(&self, events: Vec<Event>, patience: Duration) -> Result<Outcome> {
+        self.append_waiting(events, Some(patience))
+    }
+
+    fn append_waiting(&self, events: Vec<Event>, patience: Option<Duration>) -> Result<Outcome> {
         // The log record's JSON and the message-id digests are made before taking the store
         // lock, which appends (and the flusher) then hold only to deduplicate and enqueue.
         let encoded = EncodedBatch::new(&events).map_err(|e| self.wal.encode_error(e))?;
@@ -300,7 +372,7 @@ impl Store {
             .collect();
         let mut wait_for = 0u64;
         let (number, outcome, digests) = {
-            let mut inner = self.wait_for_room(self.lock())?;
+            let mut inner = self.wait_for_room(self.lock(), patience)?;
             self.load_seen(&mut inner)?;
             let mut fresh = Vec::with_capacity(events.len());
             let mut fresh_rows = Vec::with_capacity(events.len());
@@ -352,9 +424,9 @@ impl Store {
             if let Some(seen) = inner.seen.as_mut() {
                 seen.extend(digests);
             }
-            inner.memtable_events += batch.len();
+            inner.memtable_size += batch.size();
             inner.memtable.push(batch);
-            if inner.memtable_events >= self.options.memtable_events {
+            if self.options.flush_due(inner.memtable_size) {
                 // The background flusher writes the segment; this request is answered now.
                 self.changed.notify_all();
             }
@@ -373,7 +445,7 @@ impl Store {
         let Some((batches, upto)) = take_flushable(inner) else {
             return Ok(());
         };
-        inner.memtable_events -= batches.iter().map(MemBatch::len).sum::<usize>();
+        inner.memtable_size -= batches.iter().map(MemBatch::size).sum();
         self.wal.rotate();
         // The background flusher's steps, holding the lock throughout.
         let mut flush = flush::LogFlush::new(batches, upto);
@@ -552,19 +624,26 @@ fn merge_into(
     }
     let mut columns = EventColumns::default();
     for seg in &old {
-        // One segment's rows at a time: they are copied into `columns` and dropped.
-        let rows = parquet_io::read(
-            &parquet_io::SegmentFile::open(&seg_dir.join(seg.parquet_name()))?,
-            None,
-        )?;
-        let mut ids = DictionaryIds::default();
-        for r in &rows {
-            let (name, channel) = ids.of(
-                &r.event,
-                |n| intern_cached(&mut manifest.event_names, &mut names, n),
-                |c| intern_cached(&mut manifest.channels, &mut channels, c),
-            )?;
-            columns.push(r.key, r.seq, name, channel, &r.event);
+        // Row batches are copied into `columns` as they are read: a whole segment as
+        // `StoredEvent`s (a dozen strings each) would double the merge's peak memory.
+        let file = parquet_io::SegmentFile::open(&seg_dir.join(seg.parquet_name()))?;
+        let mut failed = None;
+        parquet_io::read_each(&file, &mut |r| {
+            if failed.is_some() {
+                return;
+            }
+            let name = intern_cached(&mut manifest.event_names, &mut names, &r.event.event);
+            let channel = intern_cached(&mut manifest.channels, &mut channels, &r.event.channel);
+            match (
+                segment::checked(name, "event names"),
+                segment::checked(channel, "channels"),
+            ) {
+                (Ok(name), Ok(channel)) => columns.push(r.key, r.seq, name, channel, &r.event),
+                (Err(e), _) | (_, Err(e)) => failed = Some(e),
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
         }
     }
     let events = columns.len() as u64;
@@ -682,6 +761,24 @@ pub(crate) struct MemBatch {
     /// Usually one; more only if a batch holds more distinct event names or channels than a
     /// chunk may.
     pub(crate) chunks: Vec<EventChunk>,
+    /// What its events take in the chunks (see [`event_bytes`]).
+    bytes: usize,
+}
+
+/// The memory an event takes in column form, near enough for a memory bound: its text plus
+/// its fixed-size fields (key, times, sequence number, indexes, digest, offsets).
+fn event_bytes(e: &Event) -> usize {
+    const FIXED: usize = 160;
+    let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    FIXED
+        + e.message_id.len()
+        + text(&e.user_id)
+        + text(&e.anonymous_id)
+        + text(&e.group_id)
+        + text(&e.previous_id)
+        + text(&e.properties)
+        + text(&e.traits)
+        + text(&e.context)
 }
 
 impl MemBatch {
@@ -699,11 +796,23 @@ impl MemBatch {
                 chunks.push(fresh);
             }
         }
-        MemBatch { number, chunks }
+        let bytes = events.iter().map(event_bytes).sum();
+        MemBatch {
+            number,
+            chunks,
+            bytes,
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
         self.chunks.iter().map(EventChunk::len).sum()
+    }
+
+    pub(crate) fn size(&self) -> Pending {
+        Pending {
+            events: self.len(),
+            bytes: self.bytes,
+        }
     }
 }
 

@@ -555,6 +555,7 @@ fn appends_while_the_background_flusher_writes_and_compacts() {
     let options = Options {
         memtable_events: 200,
         max_segments: 3,
+        ..Options::default()
     };
     let store = Store::open(dir.path(), options.clone()).unwrap();
     std::thread::scope(|s| {
