@@ -125,46 +125,11 @@ fn import_file(
     args: &ImportArgs,
 ) -> Result<FileReport> {
     let started = Instant::now();
-    let mut source = cairn_import::open(file, options)?;
+    let source = cairn_import::open(file, options)?;
     let format = cairn_import::Format::detect(file)?.as_str();
     let bar = progress_bar(source.progress().1, file);
 
-    // Reading, parsing and putting events into columns run on their own thread, a few
-    // chunks ahead of the thread that fills segments.
-    let (tx, rx) = mpsc::sync_channel::<Result<Parsed>>(READ_AHEAD);
-    // Chunks come back to the reader once added, so their buffers serve again.
-    let (recycle, recycled) = mpsc::channel::<Parsed>();
-    let reader = std::thread::spawn(move || {
-        loop {
-            let items = match source.next_chunk(READ_CHUNK) {
-                Ok(Some(items)) => items,
-                Ok(None) => return,
-                Err(e) => {
-                    let _ = tx.send(Err(e.into()));
-                    return;
-                }
-            };
-            let mut parsed = recycled.try_recv().unwrap_or_default();
-            parsed.records = items.len() as u64;
-            parsed.errors.clear();
-            parsed.chunk.clear();
-            for item in items {
-                match item {
-                    Ok(event) => {
-                        if let Err(e) = parsed.chunk.push(&event) {
-                            let _ = tx.send(Err(e.into()));
-                            return;
-                        }
-                    }
-                    Err(err) => parsed.errors.push(err),
-                }
-            }
-            parsed.progress = source.progress();
-            if tx.send(Ok(parsed)).is_err() {
-                return;
-            }
-        }
-    });
+    let mut chunks = Chunks::start(source);
 
     let mut report = FileReport {
         file: file.to_path_buf(),
@@ -175,7 +140,7 @@ fn import_file(
     let mut first_error: Option<RecordError> = None;
     let mut txn = store.import()?;
     txn.set_segment_events(args.chunk_events);
-    for message in rx {
+    while let Some(message) = chunks.next() {
         let mut parsed = message?;
         report.records += parsed.records;
         for err in parsed.errors.drain(..) {
@@ -199,12 +164,9 @@ fn import_file(
         txn.add_chunk(&parsed.chunk)?;
         bar.set_position(parsed.progress.0);
         bar.set_prefix(format!("{} events", report.records));
-        let _ = recycle.send(parsed);
+        chunks.give_back(parsed);
     }
-    // The reader thread only panics on a bug; surface it rather than import half a file.
-    if reader.join().is_err() {
-        bail!("the reader thread failed");
-    }
+    chunks.finish()?;
     let outcome = txn.commit()?;
     report.imported = outcome.accepted;
     report.duplicates = outcome.duplicates;
@@ -223,7 +185,128 @@ fn import_file(
     Ok(report)
 }
 
-/// One chunk of a file as the reader thread hands it over.
+/// Files smaller than this on disk are read on the importing thread. A reader thread of its
+/// own overlaps reading with writing, which pays for large files; for a small one there is
+/// little to overlap, and the memory it frees (events, once in columns) is memory the other
+/// thread cannot take for the segment, so every stage touched fresh pages. On this kind of VM
+/// a fresh page after an idle moment costs ~20 µs of kernel time, more than the parsing.
+const READ_INLINE_BELOW: u64 = 1 << 20;
+
+/// Where a file's parsed chunks come from: a reader thread a few chunks ahead, or, for a
+/// small file, this thread as they are asked for.
+enum Chunks {
+    Inline {
+        source: Box<dyn cairn_import::RecordSource>,
+        spare: Option<Parsed>,
+        done: bool,
+    },
+    Ahead {
+        chunks: mpsc::Receiver<Result<Parsed>>,
+        /// Chunks go back to the reader once added, so their buffers serve again.
+        recycle: mpsc::Sender<Parsed>,
+        reader: std::thread::JoinHandle<()>,
+    },
+}
+
+impl Chunks {
+    fn start(mut source: Box<dyn cairn_import::RecordSource>) -> Chunks {
+        if source.progress().1 < READ_INLINE_BELOW {
+            return Chunks::Inline {
+                source,
+                spare: None,
+                done: false,
+            };
+        }
+        let (tx, chunks) = mpsc::sync_channel::<Result<Parsed>>(READ_AHEAD);
+        let (recycle, recycled) = mpsc::channel::<Parsed>();
+        let reader = std::thread::spawn(move || {
+            loop {
+                let mut parsed = recycled.try_recv().unwrap_or_default();
+                let message = match read_chunk(source.as_mut(), &mut parsed) {
+                    Ok(false) => return,
+                    Ok(true) => Ok(parsed),
+                    Err(e) => Err(e),
+                };
+                let failed = message.is_err();
+                if tx.send(message).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Chunks::Ahead {
+            chunks,
+            recycle,
+            reader,
+        }
+    }
+
+    fn next(&mut self) -> Option<Result<Parsed>> {
+        match self {
+            Chunks::Inline {
+                source,
+                spare,
+                done,
+            } => {
+                if *done {
+                    return None;
+                }
+                let mut parsed = spare.take().unwrap_or_default();
+                match read_chunk(source.as_mut(), &mut parsed) {
+                    Ok(true) => Some(Ok(parsed)),
+                    Ok(false) => {
+                        *done = true;
+                        None
+                    }
+                    Err(e) => {
+                        *done = true;
+                        Some(Err(e))
+                    }
+                }
+            }
+            Chunks::Ahead { chunks, .. } => chunks.recv().ok(),
+        }
+    }
+
+    fn give_back(&mut self, parsed: Parsed) {
+        match self {
+            Chunks::Inline { spare, .. } => *spare = Some(parsed),
+            Chunks::Ahead { recycle, .. } => {
+                let _ = recycle.send(parsed);
+            }
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        if let Chunks::Ahead { reader, .. } = self {
+            // The reader thread only panics on a bug; surface it rather than import half a file.
+            if reader.join().is_err() {
+                bail!("the reader thread failed");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the next chunk of `source` into `parsed` (its buffers reused): parsing and putting
+/// events into columns. `Ok(false)` at the end of the file.
+fn read_chunk(source: &mut dyn cairn_import::RecordSource, parsed: &mut Parsed) -> Result<bool> {
+    let Some(items) = source.next_chunk(READ_CHUNK)? else {
+        return Ok(false);
+    };
+    parsed.records = items.len() as u64;
+    parsed.errors.clear();
+    parsed.chunk.clear();
+    for item in items {
+        match item {
+            Ok(event) => parsed.chunk.push(&event)?,
+            Err(err) => parsed.errors.push(err),
+        }
+    }
+    parsed.progress = source.progress();
+    Ok(true)
+}
+
+/// One chunk of a file as the reader hands it over.
 #[derive(Default)]
 struct Parsed {
     /// Records read, good and bad.
