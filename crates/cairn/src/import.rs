@@ -194,6 +194,8 @@ const READ_INLINE_BELOW: u64 = 1 << 20;
 
 /// Where a file's parsed chunks come from: a reader thread a few chunks ahead, or, for a
 /// small file, this thread as they are asked for.
+// One per imported file: the size of its larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Chunks {
     Inline {
         source: Box<dyn cairn_import::RecordSource>,
