@@ -14,6 +14,8 @@
 # MAX_SECONDS (default SECONDS) is how long the maximum-rate measurement lasts: the store takes
 # bursts into memory ahead of its background flusher, so only a run long enough to fill that
 # backlog (60 s does at these rates) shows the rate it sustains, which 50 % and 90 % are of.
+# Before each 50 % and 90 % measurement the script waits until the server is idle (its merges
+# after the maximum-rate minute done); SETTLE=0 measures right after instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-15}"
@@ -40,6 +42,24 @@ for run in $(seq 1 "$runs"); do
     load() {
         "$bin/cairn-loadgen" --addr "127.0.0.1:$port" --key "$key" --seconds "$secs" --format json "$@"
     }
+    # Waits (at most 120 s) until the server has been idle for 2 s: its CPU time grew by under
+    # 5 % of one core. A minute at the maximum rate leaves a backlog of segment merges behind;
+    # each fixed-rate measurement starts once they are done, so "50 %" measures a server
+    # taking half its rate, not its recovery from the overload before (SETTLE=0 skips this).
+    settle() {
+        [ "${SETTLE:-1}" = 0 ] && return
+        local tick prev now idle=0 waited=0
+        tick=$(getconf CLK_TCK)
+        prev=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+        while [ "$idle" -lt 2 ] && [ "$waited" -lt 120 ]; do
+            sleep 1
+            waited=$((waited + 1))
+            now=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+            if [ $(((now - prev) * 100)) -lt $((tick * 5)) ]; then idle=$((idle + 1)); else idle=0; fi
+            prev=$now
+        done
+        echo "settled after ${waited} s" >&2
+    }
     load_max() {
         "$bin/cairn-loadgen" --addr "127.0.0.1:$port" --key "$key" --seconds "$max_secs" --format json "$@"
     }
@@ -51,6 +71,7 @@ for run in $(seq 1 "$runs"); do
         echo "{\"run\":$run,\"load\":\"$name max\",\"result\":$max}" | tee -a "$results"
         rate=$(echo "$max" | sed 's/.*"events_per_second":\([0-9]*\).*/\1/')
         for pct in 50 90; do
+            settle
             # shellcheck disable=SC2086
             r=$(load $flags --rate $((rate * pct / 100)))
             echo "{\"run\":$run,\"load\":\"$name $pct %\",\"result\":$r}" | tee -a "$results"
