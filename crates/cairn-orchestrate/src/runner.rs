@@ -839,6 +839,16 @@ impl Runner {
         wait
     }
 
+    /// What a start did, for the operator: the replay, and the work it left pending.
+    pub fn start_summary(&self, took: Duration) -> String {
+        format!(
+            "journey runner: replayed {} steps in {took:.1?}; {} timers pending, {} messages to deliver",
+            self.replayed_steps,
+            self.pending_timers(),
+            self.pending_messages()
+        )
+    }
+
     pub fn pending_timers(&self) -> usize {
         self.engine.pending_timers()
     }
@@ -958,13 +968,7 @@ pub fn run(data: &Path, store: Store, args: &RunArgs) -> Result<()> {
     let started = Instant::now();
     let store = Arc::new(store);
     let mut r = Runner::open(data, Arc::clone(&store), &args.live)?;
-    eprintln!(
-        "journey runner: replayed {} steps in {:.1?}; {} timers pending, {} messages to deliver",
-        r.replayed_steps,
-        started.elapsed(),
-        r.pending_timers(),
-        r.pending_messages()
-    );
+    eprintln!("{}", r.start_summary(started.elapsed()));
     let poll = Duration::from_millis(args.live.poll_ms);
     r.follow(poll, args.once, &AtomicBool::new(false), || {
         store.log_sync_stats().syncs

@@ -73,13 +73,7 @@ fn run(app: &App, stop: &AtomicBool) -> cairn_orchestrate::Result<()> {
     let args = &app.config.journey_runner;
     let mut r = Runner::open(&app.config.data_dir, Arc::clone(&app.store), args)?;
     let _ = app.journeys.shared.set(r.shared());
-    eprintln!(
-        "journey runner: replayed {} steps in {:.1?}; {} timers pending, {} messages to deliver",
-        r.replayed_steps,
-        started.elapsed(),
-        r.pending_timers(),
-        r.pending_messages()
-    );
+    eprintln!("{}", r.start_summary(started.elapsed()));
     r.follow(Duration::from_millis(args.poll_ms), false, stop, || {
         app.store.log_sync_stats().syncs
     })
