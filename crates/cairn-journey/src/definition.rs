@@ -91,6 +91,12 @@ pub enum StepKind {
         duration: Micros,
         next: usize,
     },
+    /// Wait until the next time the customer's local clock shows `minute` (minutes after
+    /// midnight, in their `timezone` trait, UTC without one); no wait when it shows it now.
+    WaitUntil {
+        minute: u16,
+        next: usize,
+    },
     /// Wait for an event, at most `timeout`; two exits.
     WaitFor {
         event: String,
@@ -279,6 +285,9 @@ struct RawWait {
     duration: Option<Spanned<String>>,
     #[serde(default)]
     event: Option<Spanned<String>>,
+    /// A local time of day, HH:MM.
+    #[serde(default)]
+    until: Option<Spanned<String>>,
     #[serde(default, rename = "where")]
     conditions: Vec<Spanned<RawCondition>>,
     #[serde(default)]
@@ -463,8 +472,20 @@ fn resolve(raw: RawJourney) -> Result<Journey, DefinitionError> {
             ));
         }
         let kind = if let Some(w) = &s.wait {
-            match (&w.duration, &w.event) {
-                (Some(d), None) => {
+            match (&w.duration, &w.event, &w.until) {
+                (None, None, Some(u)) => {
+                    if w.timeout.is_some() || w.happened.is_some() || w.timed_out.is_some() {
+                        return Err(DefinitionError::at(
+                            u.referenced,
+                            "a wait until a time of day has no timeout, happened or timed_out: use `next`",
+                        ));
+                    }
+                    StepKind::WaitUntil {
+                        minute: clock(u)?,
+                        next: next(s.next.as_ref())?,
+                    }
+                }
+                (Some(d), None, None) => {
                     if w.timeout.is_some() || w.happened.is_some() || w.timed_out.is_some() {
                         return Err(DefinitionError::at(
                             d.referenced,
@@ -476,7 +497,7 @@ fn resolve(raw: RawJourney) -> Result<Journey, DefinitionError> {
                         next: next(s.next.as_ref())?,
                     }
                 }
-                (None, Some(ev)) => {
+                (None, Some(ev), None) => {
                     let timeout = w.timeout.as_ref().ok_or_else(|| {
                         DefinitionError::at(ev.referenced, "a wait for an event needs a `timeout`")
                     })?;
@@ -497,7 +518,7 @@ fn resolve(raw: RawJourney) -> Result<Journey, DefinitionError> {
                 _ => {
                     return Err(DefinitionError::at(
                         s.id.referenced,
-                        "a wait needs exactly one of `duration` or `event`",
+                        "a wait needs exactly one of `duration`, `until` or `event`",
                     ));
                 }
             }

@@ -456,7 +456,10 @@ impl Engine {
             };
             run.timer = NO_TIMER;
             match (run.phase, &j.steps[run.step as usize].kind) {
-                (Phase::Waiting, StepKind::Wait { next, .. }) => {
+                (
+                    Phase::Waiting,
+                    StepKind::Wait { next, .. } | StepKind::WaitUntil { next, .. },
+                ) => {
                     run.step = *next as u32;
                     self.advance(c, slot, due, &mut out);
                 }
@@ -610,6 +613,11 @@ impl Engine {
             let next = match &step.kind {
                 StepKind::Wait { duration, .. } => {
                     self.wait(c, slot, Phase::Waiting, at + duration);
+                    return;
+                }
+                StepKind::WaitUntil { minute, .. } => {
+                    let due = guard::next_local_time(*minute, &timezone(self.who(c)), at);
+                    self.wait(c, slot, Phase::Waiting, due);
                     return;
                 }
                 StepKind::WaitFor { timeout, .. } => {

@@ -30,6 +30,28 @@ pub fn send_time(
     t
 }
 
+/// The first instant at or after `t` when the local clock in `tz` shows `minute` (minutes after
+/// midnight): today's if it is still to come, else tomorrow's. A wall time skipped by a DST
+/// change resolves to the later instant, as for quiet hours.
+pub fn next_local_time(minute: u16, tz: &TimeZone, t: Micros) -> Micros {
+    let Ok(ts) = Timestamp::from_microsecond(t) else {
+        return t;
+    };
+    let local = ts.to_zoned(tz.clone());
+    let at = |day: jiff::civil::Date| {
+        day.at((minute / 60) as i8, (minute % 60) as i8, 0, 0)
+            .to_zoned(tz.clone())
+            .map(|z| z.timestamp().as_microsecond())
+    };
+    match at(local.date()) {
+        Ok(today) if today >= t => today,
+        _ => match local.date().tomorrow().map(at) {
+            Ok(Ok(tomorrow)) => tomorrow.max(t),
+            _ => t,
+        },
+    }
+}
+
 /// `t` itself when it is outside quiet hours, else the local time they end.
 pub fn quiet_end(q: &QuietHours, tz: &TimeZone, t: Micros) -> Micros {
     let Ok(ts) = Timestamp::from_microsecond(t) else {

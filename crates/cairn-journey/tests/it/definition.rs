@@ -36,6 +36,21 @@ fn errors_say_line_column_and_why() {
         11,
         "no step with id \"nowhere\"",
     );
+    // A wait until a time of day exits by `next`, and the time is HH:MM.
+    check(
+        &format!(
+            "{HEAD}  - id: w\n    wait:\n      until: \"09:00\"\n      timeout: 1h\n    next: w\n"
+        ),
+        8,
+        14,
+        "use `next`",
+    );
+    check(
+        &format!("{HEAD}  - id: w\n    wait:\n      until: \"9am\"\n    next: w\n"),
+        8,
+        14,
+        "bad time of day \"9am\"",
+    );
     // Bad duration.
     check(
         &format!("{HEAD}  - id: w\n    wait:\n      duration: soon\n    next: w\n"),
