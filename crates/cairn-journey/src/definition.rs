@@ -50,6 +50,9 @@ pub struct Entry {
     pub event: String,
     pub conditions: Vec<Condition>,
     pub reentry: Reentry,
+    /// At most this many entries per customer (into this version), whatever the re-entry
+    /// policy allows.
+    pub max_entries: Option<u32>,
 }
 
 /// When a customer who entered before may enter again.
@@ -238,6 +241,8 @@ struct RawEntry {
     conditions: Vec<Spanned<RawCondition>>,
     #[serde(default)]
     reentry: Option<Spanned<String>>,
+    #[serde(default)]
+    max_entries: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -619,6 +624,14 @@ fn resolve(raw: RawJourney) -> Result<Journey, DefinitionError> {
             },
         },
     };
+    if let Some(m) = &raw.entry.max_entries
+        && m.value == 0
+    {
+        return Err(DefinitionError::at(
+            m.referenced,
+            "max_entries must be at least 1 (to stop entries, pause the journey)",
+        ));
+    }
     Ok(Journey {
         id: raw.id.value,
         version: raw.version,
@@ -627,6 +640,7 @@ fn resolve(raw: RawJourney) -> Result<Journey, DefinitionError> {
             event: raw.entry.event,
             conditions: conditions(&raw.entry.conditions)?,
             reentry,
+            max_entries: raw.entry.max_entries.map(|m| m.value),
         },
         goal: match raw.goal {
             None => None,

@@ -569,6 +569,7 @@ impl Engine {
             return;
         }
         let allowed = match j.entry.reentry {
+            _ if j.entry.max_entries.is_some_and(|m| st.entries >= m) => false,
             _ if st.entries == 0 => true,
             Reentry::Never => false,
             Reentry::WhenExited => true,

@@ -70,3 +70,35 @@ fn customers_finish_the_version_they_entered() {
     assert!(go(&mut e, "c", 4 * HOUR).is_empty());
     assert_eq!(e.pending_timers(), 0);
 }
+
+#[test]
+fn max_entries_caps_how_often_a_customer_enters() {
+    let capped = Journey::from_yaml(
+        "id: j\nversion: 1\nentry:\n  event: go\n  reentry: when_exited\n  max_entries: 2\nsteps:\n  - id: out\n    exit: done\n",
+    )
+    .unwrap();
+    let mut e = Engine::new(vec![Arc::new(capped)]);
+    let mut out = Vec::new();
+    for i in 0..5 {
+        out.extend(go(&mut e, "a", i * HOUR));
+    }
+    out.extend(go(&mut e, "b", 0));
+    let entered: Vec<(String, u32)> = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Journey(j) if matches!(j.kind, JourneyEventKind::Entered { .. }) => {
+                Some((j.customer.clone(), j.entry))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        entered,
+        [("a".into(), 1), ("a".into(), 2), ("b".into(), 1)],
+        "{out:?}"
+    );
+    let zero = "id: j\nversion: 1\nentry:\n  event: go\n  max_entries: 0\nsteps:\n  - id: out\n    exit: done\n";
+    let err = Journey::from_yaml(zero).unwrap_err();
+    assert_eq!((err.line, err.column), (5, 16), "{err}");
+    assert!(err.reason.contains("at least 1"), "{err}");
+}
