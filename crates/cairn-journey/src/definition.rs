@@ -41,8 +41,17 @@ pub struct Journey {
     pub name: Option<String>,
     pub entry: Entry,
     pub goal: Option<Goal>,
+    /// Events that end an entry's steps wherever it is (an unsubscribe, a support ticket, a
+    /// purchase made elsewhere); the goal window, if any, is still measured.
+    pub exit_on: Vec<ExitOn>,
     pub frequency_cap: Option<FrequencyCap>,
     pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExitOn {
+    pub event: String,
+    pub conditions: Vec<Condition>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -229,8 +238,18 @@ struct RawJourney {
     #[serde(default)]
     goal: Option<RawGoal>,
     #[serde(default)]
+    exit_on: Vec<RawExitOn>,
+    #[serde(default)]
     frequency_cap: Option<RawCap>,
     steps: Spanned<Vec<RawStep>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExitOn {
+    event: String,
+    #[serde(default, rename = "where")]
+    conditions: Vec<Spanned<RawCondition>>,
 }
 
 #[derive(Deserialize)]
@@ -650,6 +669,16 @@ fn resolve(raw: RawJourney) -> Result<Journey, DefinitionError> {
                 within: duration(&g.within)?,
             }),
         },
+        exit_on: raw
+            .exit_on
+            .iter()
+            .map(|x| {
+                Ok(ExitOn {
+                    event: x.event.clone(),
+                    conditions: conditions(&x.conditions)?,
+                })
+            })
+            .collect::<Result<_, DefinitionError>>()?,
         frequency_cap: match raw.frequency_cap {
             None => None,
             Some(c) => Some(FrequencyCap {

@@ -352,7 +352,7 @@ impl Engine {
         self.timers.keys().next().map(|k| k.0)
     }
 
-    /// The event names some journey enters on, waits for or counts as a goal.
+    /// The event names some journey enters on, waits for, exits on or counts as a goal.
     fn names_of(j: &Journey) -> impl Iterator<Item = &str> {
         let waits = j.steps.iter().filter_map(|s| match &s.kind {
             StepKind::WaitFor { event, .. } => Some(event.as_str()),
@@ -360,6 +360,7 @@ impl Engine {
         });
         std::iter::once(j.entry.event.as_str())
             .chain(j.goal.as_ref().map(|g| g.event.as_str()))
+            .chain(j.exit_on.iter().map(|x| x.event.as_str()))
             .chain(waits)
     }
 
@@ -421,7 +422,29 @@ impl Engine {
                 out.push(ev(JourneyEventKind::Closed));
                 self.state_mut(c, slot).run = None;
             }
-            // 3. Entry.
+            // 3. An exit condition ends the entry's steps (its goal window goes on).
+            if let Some(st) = self.state(c, slot)
+                && let Some(run) = &st.run
+                && run.phase != Phase::Measuring
+                && j.exit_on.iter().any(|x| {
+                    x.event == event.name && conditions_hold(&x.conditions, None, event.properties)
+                })
+            {
+                let (entry, step) = (st.entries, j.steps[run.step as usize].id.clone());
+                self.cancel_timer(c, slot);
+                out.push(Effect::Journey(self.journey_event(
+                    c,
+                    slot,
+                    entry,
+                    now,
+                    JourneyEventKind::Exited {
+                        step,
+                        reason: format!("exit_on {}", event.name),
+                    },
+                )));
+                self.finish_steps(c, slot, now, &mut out);
+            }
+            // 4. Entry.
             if j.entry.event == event.name
                 && conditions_hold(&j.entry.conditions, None, event.properties)
             {

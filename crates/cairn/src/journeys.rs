@@ -431,6 +431,7 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
 fn looks_at(j: &Journey, name: &str) -> bool {
     j.entry.event == name
         || j.goal.as_ref().is_some_and(|g| g.event == name)
+        || j.exit_on.iter().any(|x| x.event == name)
         || j.steps.iter().any(
             |s| matches!(&s.kind, cairn_journey::definition::StepKind::WaitFor { event, .. } if event == name),
         )

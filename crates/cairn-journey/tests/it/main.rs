@@ -1,5 +1,6 @@
 mod abandoned_cart;
 mod definition;
+mod exit_on;
 mod replay;
 mod versions;
 mod wait_until;

@@ -14,7 +14,7 @@ const MIN: i64 = 60_000_000;
 
 fn engine() -> Engine {
     let promo = Journey::from_yaml(
-        "id: promo\nversion: 1\nentry:\n  event: promo\n  reentry: after 2h\nfrequency_cap:\n  messages: 2\n  per: 24h\nsteps:\n  - id: pause\n    wait:\n      duration: 30m\n  - id: morning\n    wait:\n      until: \"10:15\"\n  - id: send\n    send:\n      channel: webhook\n      template: promo\n      quiet_hours:\n        start: \"22:00\"\n        end: \"07:30\"\n    next: out\n  - id: out\n    exit: sent\n",
+        "id: promo\nversion: 1\nentry:\n  event: promo\n  reentry: after 2h\nexit_on:\n  - event: purchase\nfrequency_cap:\n  messages: 2\n  per: 24h\nsteps:\n  - id: pause\n    wait:\n      duration: 30m\n  - id: morning\n    wait:\n      until: \"10:15\"\n  - id: send\n    send:\n      channel: webhook\n      template: promo\n      quiet_hours:\n        start: \"22:00\"\n        end: \"07:30\"\n    next: out\n  - id: out\n    exit: sent\n",
     )
     .unwrap();
     Engine::new(vec![
