@@ -171,9 +171,54 @@ pub struct Outbox {
     dead: File,
     queue: VecDeque<Pending>,
     policy: RetryPolicy,
+    /// Global send rates by channel name; a channel without one is not limited.
+    rates: HashMap<String, SendRate>,
+}
+
+/// A global send rate for one channel: a token bucket holding one second's worth, so a channel
+/// sends at most `per_second` messages in any second after a quiet spell. A message over the
+/// rate waits for its turn; it is never dropped.
+#[derive(Debug, Clone)]
+pub struct SendRate {
+    per_second: f64,
+    tokens: f64,
+    at: Option<Instant>,
+}
+
+impl SendRate {
+    pub fn new(per_second: f64) -> SendRate {
+        let per_second = per_second.max(f64::MIN_POSITIVE);
+        SendRate {
+            per_second,
+            tokens: per_second.max(1.0),
+            at: None,
+        }
+    }
+
+    /// Takes one send at `now`, or says when the next one may go.
+    fn take(&mut self, now: Instant) -> Result<(), Instant> {
+        if let Some(at) = self.at {
+            let refill = now.saturating_duration_since(at).as_secs_f64() * self.per_second;
+            self.tokens = (self.tokens + refill).min(self.per_second.max(1.0));
+        }
+        self.at = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Ok(());
+        }
+        Err(now + Duration::from_secs_f64((1.0 - self.tokens) / self.per_second))
+    }
 }
 
 impl Outbox {
+    /// Limits each named channel (`email`, `sms`, `webhook`) to a global send rate.
+    pub fn set_send_rates(&mut self, rates: impl IntoIterator<Item = (String, f64)>) {
+        self.rates = rates
+            .into_iter()
+            .map(|(channel, r)| (channel, SendRate::new(r)))
+            .collect();
+    }
+
     /// Opens (creating) the outbox files in `dir` and loads the keys already delivered.
     pub fn open(dir: &Path, policy: RetryPolicy) -> Result<Outbox, OutboxError> {
         let io = |path: &Path| {
@@ -226,6 +271,7 @@ impl Outbox {
             dead,
             queue: VecDeque::new(),
             policy,
+            rates: HashMap::new(),
         })
     }
 
@@ -299,6 +345,13 @@ impl Outbox {
                 break;
             };
             if p.next > now {
+                self.queue.push_back(p);
+                continue;
+            }
+            if let Some(rate) = self.rates.get_mut(&p.item.channel)
+                && let Err(turn) = rate.take(now)
+            {
+                p.next = turn;
                 self.queue.push_back(p);
                 continue;
             }
@@ -397,5 +450,26 @@ mod tests {
         let d: Vec<u128> = (1..=5).map(|a| p.delay(a).as_millis()).collect();
         assert_eq!(d, [100, 200, 400, 500, 500]);
         assert_eq!(p.delay(200), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_send_rate_lets_a_second_burst_through_then_spaces_sends() {
+        let t0 = Instant::now();
+        let mut r = SendRate::new(2.0);
+        assert_eq!(r.take(t0), Ok(()));
+        assert_eq!(r.take(t0), Ok(()));
+        // The bucket is empty: the next send may go half a second on.
+        let turn = r.take(t0).unwrap_err();
+        assert_eq!(turn - t0, Duration::from_millis(500));
+        assert_eq!(r.take(t0 + Duration::from_millis(500)), Ok(()));
+        // A quiet spell refills at most one second's worth.
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!(r.take(later), Ok(()));
+        assert_eq!(r.take(later), Ok(()));
+        assert!(r.take(later).is_err());
+        // Under one a second: one send, then the next after 1 / rate seconds.
+        let mut slow = SendRate::new(0.5);
+        assert_eq!(slow.take(t0), Ok(()));
+        assert_eq!(slow.take(t0).unwrap_err() - t0, Duration::from_secs(2));
     }
 }

@@ -122,6 +122,17 @@ pub struct LiveArgs {
     /// Wait before the first retry, doubled for each one after (ms).
     #[arg(long, default_value_t = DEFAULT_RETRY_BASE_MS, value_name = "MS")]
     pub retry_base_ms: u64,
+    /// A global send rate for a channel (email, sms or webhook), messages per second, across
+    /// all journeys: messages over it wait their turn, none is dropped. Repeatable; e.g.
+    /// `--send-rate sms=10 --send-rate email=50`. Unlimited by default.
+    #[arg(
+        long = "send-rate",
+        env = "CAIRN_SEND_RATES",
+        value_delimiter = ',',
+        value_name = "CHANNEL=PER_SECOND",
+        value_parser = parse_send_rate
+    )]
+    pub send_rates: Vec<(String, f64)>,
     /// Timeout of one delivery attempt (ms).
     #[arg(long, default_value_t = DEFAULT_TIMEOUT_MS, value_name = "MS")]
     pub timeout_ms: u64,
@@ -135,6 +146,25 @@ pub struct LiveArgs {
     /// Test clock: journey seconds per wall second.
     #[arg(long, hide = true, default_value_t = 1.0)]
     pub clock_rate: f64,
+}
+
+/// `CHANNEL=PER_SECOND`, e.g. `sms=10`.
+fn parse_send_rate(s: &str) -> std::result::Result<(String, f64), String> {
+    let (channel, rate) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: write CHANNEL=PER_SECOND, e.g. sms=10"))?;
+    let channel = channel.trim();
+    if !matches!(channel, "email" | "sms" | "webhook") {
+        return Err(format!(
+            "{channel:?}: the channel must be email, sms or webhook"
+        ));
+    }
+    match rate.trim().parse::<f64>() {
+        Ok(r) if r > 0.0 && r.is_finite() => Ok((channel.to_string(), r)),
+        _ => Err(format!(
+            "{rate:?}: the rate must be a positive number of messages per second"
+        )),
+    }
 }
 
 impl Default for LiveArgs {
@@ -154,6 +184,7 @@ impl Default for LiveArgs {
             sms_from: String::new(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             retry_base_ms: DEFAULT_RETRY_BASE_MS,
+            send_rates: Vec::new(),
             timeout_ms: DEFAULT_TIMEOUT_MS,
             clock_start: None,
             clock_origin_ms: None,
@@ -398,7 +429,7 @@ impl Runner {
         let dir = registry::dir(data).join("runner");
         std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
         let (journal, ops) = Journal::open(&dir.join("journal.jsonl"))?;
-        let outbox = Outbox::open(
+        let mut outbox = Outbox::open(
             &dir,
             RetryPolicy {
                 max_attempts: args.max_attempts.max(1),
@@ -406,6 +437,7 @@ impl Runner {
                 max_delay: Duration::from_secs(300),
             },
         )?;
+        outbox.set_send_rates(args.send_rates.iter().cloned());
         let mut r = Runner {
             data: data.to_path_buf(),
             store,

@@ -184,3 +184,22 @@ fn sms_uses_the_twilio_request_shape() {
         "To=%2B33+6+12&From=%2B15550000&Body=Last+chance%3A+10%25+off+%26+free+shipping"
     );
 }
+
+#[test]
+fn a_send_rate_spaces_deliveries_and_drops_none() {
+    let r = Receiver::start(vec![]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut outbox = Outbox::open(dir.path(), policy(3)).unwrap();
+    outbox.set_send_rates([("webhook".to_string(), 4.0)]);
+    let started = Instant::now();
+    for i in 0..8 {
+        outbox.enqueue(hook(&format!("rate-{i}")), started);
+    }
+    let done = drain(&mut outbox, &channels(&r));
+    let took = started.elapsed();
+    assert_eq!(done.len(), 8);
+    assert!(done.iter().all(|(_, d)| d.status == Status::Sent));
+    // Four go at once (a second's worth), the other four one every 250 ms.
+    assert!(took >= Duration::from_millis(950), "{took:?}");
+    assert_eq!(r.requests().len(), 8);
+}
