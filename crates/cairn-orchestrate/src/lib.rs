@@ -22,7 +22,7 @@ pub mod view;
 
 pub use error::{Error, Result};
 pub use metrics::{Fact, Metrics, Outcome, Progress, StepMetrics, VersionMetrics};
-pub use runner::{LiveArgs, RunArgs, Runner, Shared};
+pub use runner::{ChannelsFile, LiveArgs, RunArgs, Runner, Shared};
 
 /// Message ids of the events the runner writes back start with this.
 pub const WRITEBACK_PREFIX: &str = "cairn-journey:";

@@ -148,6 +148,61 @@ pub struct LiveArgs {
     pub clock_rate: f64,
 }
 
+/// The runner's channel settings as the `[channels]` table of `cairn serve`'s config file
+/// (`DATA_DIR/cairn.toml`): the same names as the flags, with `send_rates` a table of channel
+/// to messages per second. A flag or environment variable wins over the file.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelsFile {
+    pub smtp_server: Option<String>,
+    pub smtp_from: Option<String>,
+    pub smtp_user: Option<String>,
+    pub smtp_password: Option<String>,
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<String>,
+    pub sms_base_url: Option<String>,
+    pub sms_account: Option<String>,
+    pub sms_token: Option<String>,
+    pub sms_from: Option<String>,
+    #[serde(default)]
+    pub send_rates: std::collections::BTreeMap<String, f64>,
+}
+
+impl LiveArgs {
+    /// These settings with the file's where no flag or environment variable gave one (an
+    /// empty text, or the default sender address, counts as not given). Rates are checked as
+    /// the flag checks them.
+    pub fn with_file(mut self, file: &ChannelsFile) -> std::result::Result<LiveArgs, String> {
+        fn fill(value: &mut Option<String>, file: &Option<String>) {
+            if value.is_none() {
+                value.clone_from(file);
+            }
+        }
+        fn fill_text(value: &mut String, unset: &str, file: &Option<String>) {
+            if let (true, Some(f)) = (value == unset, file) {
+                value.clone_from(f);
+            }
+        }
+        fill(&mut self.smtp_server, &file.smtp_server);
+        fill(&mut self.smtp_user, &file.smtp_user);
+        fill(&mut self.smtp_password, &file.smtp_password);
+        fill(&mut self.webhook_url, &file.webhook_url);
+        fill(&mut self.sms_base_url, &file.sms_base_url);
+        fill_text(&mut self.smtp_from, DEFAULT_FROM, &file.smtp_from);
+        fill_text(&mut self.webhook_secret, "", &file.webhook_secret);
+        fill_text(&mut self.sms_account, "", &file.sms_account);
+        fill_text(&mut self.sms_token, "", &file.sms_token);
+        fill_text(&mut self.sms_from, "", &file.sms_from);
+        if self.send_rates.is_empty() {
+            for (channel, rate) in &file.send_rates {
+                self.send_rates
+                    .push(parse_send_rate(&format!("{channel}={rate}"))?);
+            }
+        }
+        Ok(self)
+    }
+}
+
 /// `CHANNEL=PER_SECOND`, e.g. `sms=10`.
 fn parse_send_rate(s: &str) -> std::result::Result<(String, f64), String> {
     let (channel, rate) = s

@@ -107,7 +107,8 @@ pub struct ServeOptions {
     /// Run the applied journeys (`cairn journeys apply`) live in this server: enter customers
     /// as their events arrive, fire timers, send messages, write progress back (like `cairn
     /// journeys run`, which cannot run beside the server). Channels and retries are set by the
-    /// flags below (--smtp-server, --webhook-url, ...) [default: false].
+    /// flags below (--smtp-server, --webhook-url, ...) or the config file's `[channels]` table
+    /// (same names, `send_rates = { sms = 10 }`) [default: false].
     #[arg(
         long,
         env = "CAIRN_JOURNEYS",
@@ -116,6 +117,12 @@ pub struct ServeOptions {
         default_missing_value = "true"
     )]
     pub journeys: Option<bool>,
+
+    /// The journey runner's channel settings, from the config file's `[channels]` table (as
+    /// flags and environment variables they are --smtp-server, ... below).
+    #[arg(skip)]
+    #[serde(default)]
+    pub channels: cairn_orchestrate::ChannelsFile,
 }
 
 /// The resolved configuration the server runs with.
@@ -146,6 +153,8 @@ pub struct Config {
     pub journeys: bool,
     /// The journey runner's channels, retries and clock (flags and environment only).
     pub journey_runner: cairn_orchestrate::LiveArgs,
+    /// The config file's `[channels]` table, for [`Config::journey_runner`] to fall back on.
+    pub channels: cairn_orchestrate::ChannelsFile,
 }
 
 impl Config {
@@ -173,6 +182,7 @@ impl Config {
             config_file: None,
             journeys: false,
             journey_runner: cairn_orchestrate::LiveArgs::default(),
+            channels: cairn_orchestrate::ChannelsFile::default(),
         }
     }
 }
@@ -217,6 +227,7 @@ impl ServeOptions {
             journeys
         );
         c.ip_header = self.ip_header.or(file.ip_header);
+        c.channels = file.channels;
         c.admin_token = self.admin_token.or(file.admin_token);
         if let Some(ms) = self.queue_timeout_ms.or(file.queue_timeout_ms) {
             c.queue_timeout = Duration::from_millis(ms);
@@ -301,6 +312,53 @@ mod tests {
         assert_eq!(c.write_concurrency, 8);
         assert_eq!(c.max_batch_bytes, 500 * 1024);
         assert_eq!(c.config_file, Some(dir.path().join(CONFIG_FILE)));
+    }
+
+    #[test]
+    fn journey_channels_come_from_the_config_files_channels_table() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "journeys = true\n[channels]\nwebhook_url = \"http://hooks.internal/cairn\"\nsmtp_from = \"shop@example.com\"\nsend_rates = { sms = 10 }\n",
+        )
+        .unwrap();
+        let c = ServeOptions::default().resolve(dir.path()).unwrap();
+        let live = cairn_orchestrate::LiveArgs {
+            smtp_from: "news@example.com".to_string(),
+            ..Default::default()
+        }
+        .with_file(&c.channels)
+        .unwrap();
+        // The file fills what no flag gave; a flag wins.
+        assert_eq!(
+            live.webhook_url.as_deref(),
+            Some("http://hooks.internal/cairn")
+        );
+        assert_eq!(live.smtp_from, "news@example.com");
+        assert_eq!(live.send_rates, [("sms".to_string(), 10.0)]);
+        let plain = cairn_orchestrate::LiveArgs::default()
+            .with_file(&c.channels)
+            .unwrap();
+        assert_eq!(plain.smtp_from, "shop@example.com");
+        // A typo in the table is an error, not a silent default.
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "[channels]\nwebhook_ulr = \"x\"\n",
+        )
+        .unwrap();
+        let err = ServeOptions::default().resolve(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("webhook_ulr"), "{err}");
+        // A bad rate says so.
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "[channels]\nsend_rates = { fax = 1 }\n",
+        )
+        .unwrap();
+        let c = ServeOptions::default().resolve(dir.path()).unwrap();
+        let err = cairn_orchestrate::LiveArgs::default()
+            .with_file(&c.channels)
+            .unwrap_err();
+        assert!(err.contains("email, sms or webhook"), "{err}");
     }
 
     #[test]

@@ -61,7 +61,10 @@ cairn keys create --source call-center --channel call_center --format json"
 pub fn serve(dir: &Path, args: ServeArgs) -> Result<()> {
     keep_freed_memory_a_while();
     let mut config = args.options.resolve(dir)?;
-    config.journey_runner = args.journeys;
+    config.journey_runner = args
+        .journeys
+        .with_file(&config.channels)
+        .map_err(|e| anyhow::anyhow!("config file [channels] send_rates: {e}"))?;
     let stopped = cairn_server::run(config, |s| {
         if let Some(cfg) = &s.config_file {
             eprintln!("config file {}", cfg.display());
