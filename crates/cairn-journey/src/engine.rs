@@ -393,8 +393,7 @@ impl Engine {
                     happened,
                     ..
                 } = &j.steps[run.step as usize].kind
-                && name == event.name
-                && conditions_hold(conditions, None, event.properties)
+                && is_event(event, name, conditions)
             {
                 run.step = *happened as u32;
                 self.cancel_timer(c, slot);
@@ -402,8 +401,7 @@ impl Engine {
             }
             // 2. The goal ends the entry as a success.
             if let Some(goal) = &j.goal
-                && goal.event == event.name
-                && conditions_hold(&goal.conditions, None, event.properties)
+                && is_event(event, &goal.event, &goal.conditions)
                 && let Some(st) = self.state(c, slot)
                 && let Some(run) = &st.run
                 && now < st.last_entry + goal.within
@@ -426,9 +424,9 @@ impl Engine {
             if let Some(st) = self.state(c, slot)
                 && let Some(run) = &st.run
                 && run.phase != Phase::Measuring
-                && j.exit_on.iter().any(|x| {
-                    x.event == event.name && conditions_hold(&x.conditions, None, event.properties)
-                })
+                && j.exit_on
+                    .iter()
+                    .any(|x| is_event(event, &x.event, &x.conditions))
             {
                 let (entry, step) = (st.entries, j.steps[run.step as usize].id.clone());
                 self.cancel_timer(c, slot);
@@ -445,9 +443,7 @@ impl Engine {
                 self.finish_steps(c, slot, now, &mut out);
             }
             // 4. Entry.
-            if j.entry.event == event.name
-                && conditions_hold(&j.entry.conditions, None, event.properties)
-            {
+            if is_event(event, &j.entry.event, &j.entry.conditions) {
                 self.try_enter(c, slot, event.properties, now, &mut out);
             }
         }
@@ -904,6 +900,12 @@ fn timezone(who: Who<'_>) -> jiff::tz::TimeZone {
         .and_then(Value::as_str)
         .and_then(|name| jiff::tz::TimeZone::get(name).ok())
         .unwrap_or(jiff::tz::TimeZone::UTC)
+}
+
+/// Whether `event` is the event `name` with `conditions` true of its properties: what an
+/// entry, a wait, a goal and an exit condition each ask of an event.
+fn is_event(event: &InputEvent<'_>, name: &str, conditions: &[Condition]) -> bool {
+    event.name == name && conditions_hold(conditions, None, event.properties)
 }
 
 fn conditions_hold(

@@ -31,25 +31,29 @@ pub fn send_time(
 }
 
 /// The first instant at or after `t` when the local clock in `tz` shows `minute` (minutes after
-/// midnight): today's if it is still to come, else tomorrow's. A wall time skipped by a DST
-/// change resolves to the later instant, as for quiet hours.
+/// midnight): today's if it is still to come, else tomorrow's.
 pub fn next_local_time(minute: u16, tz: &TimeZone, t: Micros) -> Micros {
     let Ok(ts) = Timestamp::from_microsecond(t) else {
         return t;
     };
-    let local = ts.to_zoned(tz.clone());
-    let at = |day: jiff::civil::Date| {
-        day.at((minute / 60) as i8, (minute % 60) as i8, 0, 0)
-            .to_zoned(tz.clone())
-            .map(|z| z.timestamp().as_microsecond())
-    };
-    match at(local.date()) {
-        Ok(today) if today >= t => today,
-        _ => match local.date().tomorrow().map(at) {
-            Ok(Ok(tomorrow)) => tomorrow.max(t),
-            _ => t,
-        },
+    let day = ts.to_zoned(tz.clone()).date();
+    match local_instant(day, minute, tz) {
+        Some(today) if today >= t => today,
+        _ => day
+            .tomorrow()
+            .ok()
+            .and_then(|d| local_instant(d, minute, tz))
+            .map_or(t, |tomorrow| tomorrow.max(t)),
     }
+}
+
+/// The instant `day` at `minute` (after midnight) in `tz`. A wall time skipped by a DST change
+/// resolves to the later instant (jiff's "compatible").
+fn local_instant(day: jiff::civil::Date, minute: u16, tz: &TimeZone) -> Option<Micros> {
+    day.at((minute / 60) as i8, (minute % 60) as i8, 0, 0)
+        .to_zoned(tz.clone())
+        .ok()
+        .map(|z| z.timestamp().as_microsecond())
 }
 
 /// `t` itself when it is outside quiet hours, else the local time they end.
@@ -75,12 +79,7 @@ pub fn quiet_end(q: &QuietHours, tz: &TimeZone, t: Micros) -> Micros {
             Err(_) => return t,
         };
     }
-    let end = day.at((q.end / 60) as i8, (q.end % 60) as i8, 0, 0);
-    // A wall time skipped by a DST change resolves to the later instant (jiff's "compatible").
-    match end.to_zoned(tz.clone()) {
-        Ok(z) => z.timestamp().as_microsecond().max(t),
-        Err(_) => t,
-    }
+    local_instant(day, q.end, tz).map_or(t, |end| end.max(t))
 }
 
 /// The earliest time at or after `t` when fewer than `cap.messages` sends fall in the window

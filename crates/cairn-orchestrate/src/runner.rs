@@ -194,9 +194,8 @@ impl LiveArgs {
         fill_text(&mut self.sms_token, "", &file.sms_token);
         fill_text(&mut self.sms_from, "", &file.sms_from);
         if self.send_rates.is_empty() {
-            for (channel, rate) in &file.send_rates {
-                self.send_rates
-                    .push(parse_send_rate(&format!("{channel}={rate}"))?);
+            for (channel, &rate) in &file.send_rates {
+                self.send_rates.push(send_rate(channel, rate)?);
             }
         }
         Ok(self)
@@ -208,18 +207,26 @@ fn parse_send_rate(s: &str) -> std::result::Result<(String, f64), String> {
     let (channel, rate) = s
         .split_once('=')
         .ok_or_else(|| format!("{s:?}: write CHANNEL=PER_SECOND, e.g. sms=10"))?;
-    let channel = channel.trim();
+    let rate = rate.trim().parse::<f64>().map_err(|_| {
+        format!("{rate:?}: the rate must be a positive number of messages per second")
+    })?;
+    send_rate(channel.trim(), rate)
+}
+
+/// A send rate as given (by a flag or the config file), checked: a channel that exists, a
+/// positive finite rate.
+fn send_rate(channel: &str, rate: f64) -> std::result::Result<(String, f64), String> {
     if !matches!(channel, "email" | "sms" | "webhook") {
         return Err(format!(
             "{channel:?}: the channel must be email, sms or webhook"
         ));
     }
-    match rate.trim().parse::<f64>() {
-        Ok(r) if r > 0.0 && r.is_finite() => Ok((channel.to_string(), r)),
-        _ => Err(format!(
-            "{rate:?}: the rate must be a positive number of messages per second"
-        )),
+    if !(rate > 0.0 && rate.is_finite()) {
+        return Err(format!(
+            "{rate}: the rate must be a positive number of messages per second"
+        ));
     }
+    Ok((channel.to_string(), rate))
 }
 
 impl Default for LiveArgs {
@@ -1071,6 +1078,18 @@ pub fn run(data: &Path, store: Store, args: &RunArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_send_rate_is_a_known_channel_and_a_positive_rate() {
+        assert_eq!(parse_send_rate(" sms = 2.5"), Ok(("sms".to_string(), 2.5)));
+        let err = |s: &str| parse_send_rate(s).unwrap_err();
+        assert!(err("sms").contains("write CHANNEL=PER_SECOND"));
+        assert!(err("fax=3").contains("email, sms or webhook"));
+        assert!(err("sms=fast").contains("positive number"));
+        assert!(err("sms=0").contains("positive number"));
+        assert!(err("sms=-1").contains("positive number"));
+        assert!(err("sms=inf").contains("positive number"));
+    }
 
     /// The log fold (`journeys show`, the API without a runner) reads back exactly the facts
     /// the runner folds live: each engine event, written back and parsed, states the same.

@@ -410,9 +410,9 @@ pub fn ingest(dir: &Path, args: &IngestArgs) -> Result<()> {
 ///
 /// Transparent huge pages are turned off for the same reason: mimalloc asks for them, and the
 /// first touch of each 2 MB page has the kernel zero all of it. For the 21 K-event
-/// helpdesk.xes.gz that was 60 % of the import's CPU (98 MB touched, most of it never used);
-/// with 4 KB pages it touches 71 MB and takes half the CPU. The 10 M-event CSV import is no
-/// slower without them.
+/// helpdesk.xes.gz that was 62 % of the import's CPU (98 MB resident, most of it never used);
+/// with 4 KB pages it is 66 MB resident and zeroing is 8 % of the CPU. The 10 M-event CSV
+/// import is no slower without them (BENCHMARKS.md).
 fn keep_freed_memory() {
     // Option numbers from the `mi_option_e` enum of the mimalloc v3 bundled with
     // libmimalloc-sys 0.1.49 (pinned in Cargo.lock): arena_eager_commit = 4, purge_delay = 15.
