@@ -657,6 +657,12 @@ fn merge_into(
         &manifest.event_names,
         &manifest.channels,
     );
+    // The new files' directory entries must be durable before a manifest names them (the
+    // files themselves were fsynced as they were written).
+    let written = written.and_then(|meta| {
+        crate::fsutil::fsync_dir(seg_dir).at(seg_dir)?;
+        Ok(meta)
+    });
     let meta = match written {
         Ok(meta) => meta,
         Err(e) => {

@@ -49,7 +49,12 @@ struct State {
     durable: u64,
     writing: bool,
     failed: bool,
+    /// The file group writes go to; a writer takes it out while it writes.
     file: Option<File>,
+    /// The first batch number of that file (its name), set from its creation until the next
+    /// [`Wal::rotate`], also while a writer has taken `file` out: it tells
+    /// [`Wal::remove_upto`] which file must stay, whatever `durable` says yet.
+    active: Option<u64>,
 }
 
 pub struct Wal {
@@ -198,6 +203,7 @@ impl Wal {
                 writing: false,
                 failed: false,
                 file: None,
+                active: None,
             }),
             done: Condvar::new(),
             syncs: AtomicU64::new(0),
@@ -257,7 +263,10 @@ impl Wal {
             let mut file = match st.file.take() {
                 Some(f) => f,
                 None => match self.create_file(st.durable + 1) {
-                    Ok(f) => f,
+                    Ok(f) => {
+                        st.active = Some(st.durable + 1);
+                        f
+                    }
                     Err(e) => {
                         st.writing = false;
                         st.failed = true;
@@ -324,24 +333,101 @@ impl Wal {
             st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
         }
         st.file = None;
+        st.active = None;
         st.durable
     }
 
     /// Removes log files whose batches are all at or below `checkpoint`.
+    ///
+    /// Decided under the log lock, which a writer also holds to create a file: the file
+    /// writes go to is never removed, even while a writer has it out and `durable` does not
+    /// yet count the batch being written (removing it then once lost acknowledged batches,
+    /// written to an unlinked file). Any other file ends where the next one begins, or, the
+    /// newest, at `durable`: no write is in progress to it (`rotate` waited for the last).
     pub fn remove_upto(&self, checkpoint: u64) -> Result<()> {
-        let files = list(&self.dir)?;
-        let current = self.lock().file.as_ref().map(|_| ()).is_some();
-        for (i, (_, path)) in files.iter().enumerate() {
-            // A file's batches end where the next file begins.
-            let next_first = files.get(i + 1).map(|(f, _)| *f);
-            let fully_checkpointed = match next_first {
-                Some(next) => next - 1 <= checkpoint,
-                None => !current && self.last_durable() <= checkpoint,
-            };
-            if fully_checkpointed {
-                std::fs::remove_file(path).at(path)?;
+        let removable = {
+            let st = self.lock();
+            let files = list(&self.dir)?;
+            let mut removable = Vec::new();
+            for (i, (first, path)) in files.iter().enumerate() {
+                if st.active == Some(*first) {
+                    continue;
+                }
+                let last = match files.get(i + 1) {
+                    Some((next_first, _)) => next_first - 1,
+                    None => st.durable,
+                };
+                if last <= checkpoint {
+                    removable.push(path.clone());
+                }
             }
+            removable
+        };
+        if removable.is_empty() {
+            return Ok(());
+        }
+        // Outside the lock: these files are never written again (a new file is named after
+        // a batch number above every existing one).
+        for path in &removable {
+            std::fs::remove_file(path).at(path)?;
         }
         fsync_dir(&self.dir).at(&self.dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    /// Checkpoints race with group writes: the flusher rotates the log and, once its segment
+    /// is committed, removes the files it covers, while appends go on writing (and creating)
+    /// the next file. Every batch that was acknowledged durable must still be readable.
+    #[test]
+    fn removing_checkpointed_files_never_removes_a_file_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path(), 0).unwrap();
+        let wal = Arc::new(wal);
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> = (0..2)
+            .map(|_| {
+                let (wal, stop) = (wal.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Relaxed) {
+                        let n = wal.enqueue_json(b"[]").unwrap();
+                        wal.wait_durable(n).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut checkpoint = 0;
+        let mut rounds = 0;
+        // Enough rounds, and enough of them overlapping writes (the writers take a moment to
+        // start).
+        while rounds < 300 || checkpoint < 300 {
+            rounds += 1;
+            // What a flush does: rotate, (write its segment), cut the log up to what it took.
+            let upto = wal.rotate();
+            wal.remove_upto(upto).unwrap();
+            checkpoint = upto;
+            let durable = wal.last_durable();
+            let numbers: Vec<u64> = read(dir.path(), checkpoint)
+                .unwrap()
+                .iter()
+                .map(|b| b.number)
+                .collect();
+            let missing: Vec<u64> = (checkpoint + 1..=durable)
+                .filter(|n| !numbers.contains(n))
+                .collect();
+            assert!(
+                missing.is_empty(),
+                "durable batches {missing:?} are gone (checkpoint {checkpoint})"
+            );
+        }
+        stop.store(true, Relaxed);
+        for w in writers {
+            w.join().unwrap();
+        }
     }
 }

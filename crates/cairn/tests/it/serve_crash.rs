@@ -110,18 +110,28 @@ fn serve_kills(kills: usize) {
         stop.store(true, Ordering::Relaxed);
         clients = threads.into_iter().map(|t| t.join().unwrap()).collect();
 
+        let mut failures = Vec::new();
         for (id, c) in clients.iter().enumerate() {
             let numbers = stored(&dir, id);
             let unique: HashSet<u64> = numbers.iter().copied().collect();
-            assert_eq!(
-                unique.len(),
-                numbers.len(),
-                "kill {kill}: client {id} has a message stored twice"
-            );
+            if unique.len() != numbers.len() {
+                failures.push(format!("client {id} has a message stored twice"));
+            }
             let missing: Vec<u64> = (0..c.acked).filter(|n| !unique.contains(n)).collect();
-            assert!(
-                missing.is_empty(),
-                "kill {kill}: client {id}: acknowledged messages lost: {missing:?}"
+            if !missing.is_empty() {
+                failures.push(format!(
+                    "client {id} (acknowledged 0..{}): acknowledged messages lost: {missing:?}",
+                    c.acked
+                ));
+            }
+        }
+        if !failures.is_empty() {
+            // Keep the store for a post-mortem.
+            let kept = work.keep();
+            panic!(
+                "kill {kill}: {}\nthe store is kept in {}",
+                failures.join("\n"),
+                kept.display()
             );
         }
     }
