@@ -320,7 +320,8 @@ impl Wal {
         }
     }
 
-    /// The number of the last durable batch.
+    /// The number of the last durable batch (tests check what reached the log).
+    #[cfg(test)]
     pub fn last_durable(&self) -> u64 {
         self.lock().durable
     }
