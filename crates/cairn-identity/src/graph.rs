@@ -557,7 +557,6 @@ impl IdentityGraph {
             keys_per_root[r] += 1;
         }
         let mut rep: Vec<u32> = (0..b.key_node.len() as u32).collect();
-        let mut groups: Map<u32, Vec<u32>> = Map::default();
         for (key, &node) in b.key_node.iter().enumerate() {
             if node == NONE {
                 continue;
@@ -565,9 +564,9 @@ impl IdentityGraph {
             let r = root[node as usize] as usize;
             if keys_per_root[r] > 1 {
                 rep[key] = min_key[r];
-                groups.entry(min_key[r]).or_default().push(key as u32);
             }
         }
+        let map = ProfileMap::from_valid_representatives(&rep);
         let n = root.len();
         let members_of = Groups::new(n, root.iter().enumerate().map(|(i, &r)| (r, i as u32)));
         let merges_of = Groups::new(
@@ -603,7 +602,7 @@ impl IdentityGraph {
             members_of,
             merges_of,
             conflicts_of,
-            map: ProfileMap { rep, groups },
+            map,
         }
     }
 
@@ -782,45 +781,91 @@ fn normalized(kind: IdKind, value: &str, config: &Config) -> Option<Identifier> 
 }
 
 /// Which store customer keys form one profile: all a stitched scan needs.
+///
+/// A stitched scan asks, for every customer it reads, whether that key belongs to a profile of
+/// several keys: one array read here (`group_of`), not a hash lookup (which was half of a
+/// stitched funnel's extra time: most keys are alone, and a miss still probes the map).
 #[derive(Debug, Clone, Default)]
 pub struct ProfileMap {
-    /// For each key, the lowest key of its profile (itself for a profile of one key).
-    rep: Vec<u32>,
-    /// The keys of each profile with several keys, ascending, by its lowest key.
-    groups: Map<u32, Vec<u32>>,
+    /// For each key, the index of its profile in `starts` when the profile has several keys;
+    /// [`ALONE`] otherwise.
+    group_of: Vec<u32>,
+    /// Where each multi-key profile's keys begin in `members`, plus the end of the last.
+    starts: Vec<u32>,
+    /// The keys of every multi-key profile, profile after profile, each ascending (so its
+    /// first key is its lowest, the profile's representative).
+    members: Vec<u32>,
 }
 
+/// A key whose profile has no other key.
+const ALONE: u32 = u32::MAX;
+
 impl ProfileMap {
+    /// Given each key's representative (the lowest key of its profile, itself when alone;
+    /// checked by the callers).
+    fn from_valid_representatives(rep: &[u32]) -> ProfileMap {
+        let mut size = vec![0u32; rep.len()];
+        for &r in rep {
+            size[r as usize] += 1;
+        }
+        let mut group_of = vec![ALONE; rep.len()];
+        let mut starts = Vec::new();
+        let mut total = 0u32;
+        for (k, &n) in size.iter().enumerate() {
+            if n > 1 {
+                group_of[k] = starts.len() as u32;
+                starts.push(total);
+                total += n;
+            }
+        }
+        starts.push(total);
+        let mut next = starts.clone();
+        let mut members = vec![0u32; total as usize];
+        // Keys ascending: each profile's keys come out ascending.
+        for (k, &r) in rep.iter().enumerate() {
+            let g = group_of[r as usize];
+            if g != ALONE {
+                members[next[g as usize] as usize] = k as u32;
+                next[g as usize] += 1;
+                group_of[k] = g;
+            }
+        }
+        ProfileMap {
+            group_of,
+            starts,
+            members,
+        }
+    }
+
     /// The lowest key of the profile `key` belongs to, and all its keys, when it has several.
     pub fn group(&self, key: u32) -> Option<(u32, &[u32])> {
-        let rep = *self.rep.get(key as usize)?;
-        let keys = self.groups.get(&rep)?;
-        Some((rep, keys))
+        let g = *self.group_of.get(key as usize)?;
+        if g == ALONE {
+            return None;
+        }
+        let (start, end) = (self.starts[g as usize], self.starts[g as usize + 1]);
+        let keys = &self.members[start as usize..end as usize];
+        Some((keys[0], keys))
     }
 
     /// The key a stitched scan reports a profile under: its lowest key.
     pub fn representative(&self, key: u32) -> u32 {
-        self.rep.get(key as usize).copied().unwrap_or(key)
+        self.group(key).map_or(key, |(rep, _)| rep)
     }
 
     /// Number of profiles with more than one key.
     pub fn multi_key_profiles(&self) -> usize {
-        self.groups.len()
+        self.starts.len().saturating_sub(1)
     }
 
     /// The map given each key's representative (the lowest key of its profile); `None` when
     /// that is not what `rep` holds (a representative above its key or not its own).
     pub fn from_representatives(rep: Vec<u32>) -> Option<ProfileMap> {
-        let mut groups: Map<u32, Vec<u32>> = Map::default();
         for (k, &r) in rep.iter().enumerate() {
-            let k = k as u32;
-            if r > k || rep.get(r as usize) != Some(&r) {
+            if r > k as u32 || rep.get(r as usize) != Some(&r) {
                 return None;
             }
-            if r != k {
-                groups.entry(r).or_insert_with(|| vec![r]).push(k);
-            }
         }
-        Some(ProfileMap { rep, groups })
+        Some(ProfileMap::from_valid_representatives(&rep))
     }
 }

@@ -34,14 +34,11 @@ pub fn scan_profiles(
     let mut merged = Buffer::default();
     // Emptied buffers, reused: a scan merges many small profiles.
     let mut pool: Vec<Buffer> = Vec::new();
-    // Times are needed to merge even when the caller does not want them.
-    let read = Columns {
-        times: true,
-        ..columns
-    };
-    snapshot.scan(read, |c| {
+    // Times are needed to merge a profile's keys, even when the caller does not want them.
+    let times_for = |key| columns.times || map.group(key).is_some();
+    snapshot.scan_times_for(columns, &times_for, |c| {
         let Some((rep, keys)) = map.group(c.key) else {
-            visit(without_times(c, columns));
+            visit(c);
             return;
         };
         let p = pending.entry(rep).or_insert_with(|| Pending {
@@ -80,17 +77,15 @@ pub fn scan_profiles_parallel<S: Send>(
     init: impl Fn() -> S + Sync,
     visit: impl Fn(&mut S, Customer<'_>) + Sync,
 ) -> Result<Vec<S>, StoreError> {
-    let read = Columns {
-        times: true,
-        ..columns
-    };
-    let parts = snapshot.scan_parallel(
-        read,
+    let times_for = |key| columns.times || map.group(key).is_some();
+    let parts = snapshot.scan_parallel_times_for(
+        columns,
+        &times_for,
         threads,
         || (init(), HashMap::<u32, Pending>::new(), Buffer::default()),
         |(state, pending, merged), c| {
             let Some((rep, keys)) = map.group(c.key) else {
-                visit(state, without_times(c, columns));
+                visit(state, c);
                 return;
             };
             let p = pending.entry(rep).or_insert_with(|| Pending {
@@ -141,14 +136,6 @@ fn pick<T: Copy>(order: &[u32], src: &[T], dst: &mut Vec<T>) {
     }
 }
 
-fn without_times<'a>(c: Customer<'a>, columns: Columns) -> Customer<'a> {
-    if columns.times {
-        c
-    } else {
-        Customer { times: &[], ..c }
-    }
-}
-
 struct Pending {
     /// Keys of the profile not scanned yet.
     missing: usize,
@@ -196,6 +183,21 @@ impl Buffer {
     /// Writes the events into `out` in time order (equal times keep buffer, i.e. key, order)
     /// and leaves `self` empty, its allocations kept for reuse.
     fn merge_into(&mut self, out: &mut Buffer) {
+        if self.times.is_sorted() {
+            // The keys' runs do not interleave (the usual case: browsing anonymously, then
+            // signed in): the buffer is already the merge. Swap it out, no sort, no copy.
+            std::mem::swap(&mut self.times, &mut out.times);
+            std::mem::swap(&mut self.names, &mut out.names);
+            std::mem::swap(&mut self.channels, &mut out.channels);
+            std::mem::swap(&mut self.values, &mut out.values);
+            std::mem::swap(&mut self.properties, &mut out.properties);
+            self.times.clear();
+            self.names.clear();
+            self.channels.clear();
+            self.values.clear();
+            self.properties.clear();
+            return;
+        }
         let mut order = std::mem::take(&mut out.order);
         order.clear();
         order.extend(0..self.times.len() as u32);

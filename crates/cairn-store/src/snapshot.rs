@@ -286,10 +286,22 @@ impl Snapshot {
 
     /// Visits every customer in key order. Fails only when properties are asked for and a
     /// segment cannot be read.
-    pub fn scan(&self, columns: Columns, mut visit: impl FnMut(Customer<'_>)) -> Result<()> {
+    pub fn scan(&self, columns: Columns, visit: impl FnMut(Customer<'_>)) -> Result<()> {
+        self.scan_times_for(columns, &|_| columns.times, visit)
+    }
+
+    /// [`Snapshot::scan`], reading times only for the customers `times_for` names (whatever
+    /// `columns.times` says): a stitched scan needs times to merge the keys of a profile, not
+    /// for the many customers it hands on as they are.
+    pub fn scan_times_for(
+        &self,
+        columns: Columns,
+        times_for: &(dyn Fn(u32) -> bool + Sync),
+        mut visit: impl FnMut(Customer<'_>),
+    ) -> Result<()> {
         let arrays = self.load_properties(columns)?;
         let texts = property_texts(&self.sources, &arrays, columns);
-        self.scan_range(columns, &texts, 0..u32::MAX, &mut visit);
+        self.scan_range(columns, times_for, &texts, 0..u32::MAX, &mut visit);
         Ok(())
     }
 
@@ -298,6 +310,19 @@ impl Snapshot {
     pub fn scan_parallel<S: Send>(
         &self,
         columns: Columns,
+        threads: usize,
+        init: impl Fn() -> S + Sync,
+        visit: impl Fn(&mut S, Customer<'_>) + Sync,
+    ) -> Result<Vec<S>> {
+        self.scan_parallel_times_for(columns, &|_| columns.times, threads, init, visit)
+    }
+
+    /// [`Snapshot::scan_parallel`] reading times only where `times_for` says (see
+    /// [`Snapshot::scan_times_for`]).
+    pub fn scan_parallel_times_for<S: Send>(
+        &self,
+        columns: Columns,
+        times_for: &(dyn Fn(u32) -> bool + Sync),
         threads: usize,
         init: impl Fn() -> S + Sync,
         visit: impl Fn(&mut S, Customer<'_>) + Sync,
@@ -313,7 +338,8 @@ impl Snapshot {
                     let (init, visit) = (&init, &visit);
                     scope.spawn(move || {
                         let mut state = init();
-                        self.scan_range(columns, texts, range, &mut |c| visit(&mut state, c));
+                        let visit = &mut |c: Customer<'_>| visit(&mut state, c);
+                        self.scan_range(columns, times_for, texts, range, visit);
                         state
                     })
                 })
@@ -365,6 +391,7 @@ impl Snapshot {
     fn scan_range(
         &self,
         columns: Columns,
+        times_for: &dyn Fn(u32) -> bool,
         texts: &[Vec<&str>],
         range: Range<u32>,
         visit: &mut dyn FnMut(Customer<'_>),
@@ -400,7 +427,7 @@ impl Snapshot {
                 let i = cursors[only];
                 let rows = src.rows(i);
                 single.clear();
-                if columns.times {
+                if times_for(min) {
                     src.times_into(i, &mut single.times);
                 }
                 if columns.names {
@@ -423,6 +450,10 @@ impl Snapshot {
                 }
                 visit(customer);
             } else {
+                let columns = Columns {
+                    times: times_for(min),
+                    ..columns
+                };
                 merged.fill(&self.sources, texts, &cursors, &holders, columns);
                 visit(merged.view(min));
             }
