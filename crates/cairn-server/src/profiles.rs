@@ -170,7 +170,7 @@ fn profile_and_events(
     app: &App,
     identifier: &str,
 ) -> Result<(Profile, Vec<StoredEvent>), ProfileError> {
-    let snap = app.store.snapshot()?;
+    let snap = app.store.shared_snapshot()?;
     let (graph, p, _) = resolve(&app.config.data_dir, &snap, identifier)?;
     let events = cairn_identity::profile_events(&snap, &graph, p)?;
     Ok((Profile::build(&graph, p, &events), events))
@@ -232,7 +232,7 @@ async fn forget(
     blocking(&app, &headers, move || {
         let app = app2;
         let dir = app.config.data_dir.as_path();
-        let snap = app.store.snapshot().map_err(ProfileError::from)?;
+        let snap = app.store.shared_snapshot().map_err(ProfileError::from)?;
         let (graph, p, mut splits) = resolve(dir, &snap, &identifier)?;
         let events =
             cairn_identity::profile_events(&snap, &graph, p).map_err(ProfileError::from)?;

@@ -452,9 +452,10 @@ async fn stats(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     if let Err(e) = check_admin(&app, &headers) {
         return reject(e);
     }
-    let dir = app.config.data_dir.clone();
     let result = tokio::task::spawn_blocking(move || {
-        cairn_store::Snapshot::load(&dir).map(|s| crate::views::stats_json(&s.stats()))
+        app.store
+            .shared_snapshot()
+            .map(|s| crate::views::stats_json(&s.stats()))
     })
     .await;
     match result {
@@ -503,9 +504,8 @@ async fn timeline(
         Ok(l) => l,
         Err(e) => return reject(e),
     };
-    let dir = app.config.data_dir.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let snap = cairn_store::Snapshot::load(&dir)?;
+        let snap = app.store.shared_snapshot()?;
         Ok::<_, cairn_store::StoreError>(snap.timeline(&id)?.map(|mut events| {
             let total = events.len();
             if let Some(limit) = limit {

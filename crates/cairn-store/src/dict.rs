@@ -225,6 +225,10 @@ impl CustomerDict {
     }
 }
 
+fn id_hash(id: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(id.as_bytes())
+}
+
 /// The dictionary as a reader sees it: the committed prefix of `customers.dict` read and
 /// checked against its CRC when opened (so damage is reported at once, as with
 /// [`CustomerDict::load`]), the identifiers decoded only when first asked for. Scans work by
@@ -234,6 +238,12 @@ pub struct ReaderDict {
     bytes: Vec<u8>,
     count: usize,
     ids: std::sync::OnceLock<IdList>,
+    /// Lookups by identifier so far; from the second on, they use `index`.
+    lookups: std::sync::atomic::AtomicU32,
+    /// Hash of an identifier → its key, built at the second lookup: a command asks once (a
+    /// scan of the list is cheaper than building this), a server's shared snapshot asks for
+    /// every request (a scan of a million identifiers each time was milliseconds).
+    index: std::sync::OnceLock<FxHashMap<u64, u32>>,
 }
 
 impl ReaderDict {
@@ -268,6 +278,8 @@ impl ReaderDict {
             bytes,
             count: extent.count as usize,
             ids: std::sync::OnceLock::new(),
+            lookups: Default::default(),
+            index: std::sync::OnceLock::new(),
         })
     }
 
@@ -289,9 +301,28 @@ impl ReaderDict {
         self.ids().get(key as usize)
     }
 
-    /// The key of an identifier: a scan, for single lookups.
+    /// The key of an identifier: a scan for the first lookup, an index from the second on.
     pub fn key(&self, id: &str) -> Option<u32> {
-        self.ids().iter().position(|x| x == id).map(|k| k as u32)
+        use std::sync::atomic::Ordering::Relaxed;
+        let scan = || self.ids().iter().position(|x| x == id).map(|k| k as u32);
+        if self.index.get().is_none() && self.lookups.fetch_add(1, Relaxed) == 0 {
+            return scan();
+        }
+        let index = self.index.get_or_init(|| {
+            let mut index = FxHashMap::default();
+            index.reserve(self.count);
+            // Two identifiers with one hash: the first keeps the entry, the other is found
+            // by the scan below.
+            for (k, x) in self.ids().iter().enumerate() {
+                index.entry(id_hash(x)).or_insert(k as u32);
+            }
+            index
+        });
+        match index.get(&id_hash(id)) {
+            Some(&k) if self.id(k) == Some(id) => Some(k),
+            Some(_) => scan(),
+            None => None,
+        }
     }
 
     /// Fills in the key of every identifier in `wanted` that has one, in one pass.

@@ -73,7 +73,13 @@ pub struct Core {
     pub(crate) changed: Condvar,
     /// Bytes cut from a torn log tail during recovery, for the caller to report.
     pub(crate) recovered_cut: Option<(PathBuf, u64)>,
+    /// The last snapshot [`Store::shared_snapshot`] loaded, with the state it was loaded at
+    /// or after.
+    pub(crate) shared: Mutex<Option<(SharedState, Arc<crate::Snapshot>)>>,
 }
+
+/// (manifest version, last durable log batch): what a shared snapshot is reused for.
+pub(crate) type SharedState = (u64, u64);
 
 /// The background flusher's side of the store state (inside the store lock).
 #[derive(Default)]

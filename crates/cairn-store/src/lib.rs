@@ -290,6 +290,7 @@ impl Store {
                 }),
                 changed: Condvar::new(),
                 recovered_cut: recovery.cut,
+                shared: Mutex::new(None),
             }),
             flusher: None,
         };
@@ -321,6 +322,25 @@ impl Store {
     /// A consistent read view of everything committed or acknowledged so far.
     pub fn snapshot(&self) -> Result<Snapshot> {
         Snapshot::load(&self.dir)
+    }
+
+    /// [`Store::snapshot`], shared: the same snapshot again while nothing was committed or
+    /// appended since it was loaded. For a server answering many reads: loading one reads the
+    /// manifest, the customer dictionary and the log tail, and its dictionary decodes (and
+    /// indexes) the identifiers once, not per request. Never stale: it is reused only while
+    /// the manifest version and the last durable log batch are those seen before loading it.
+    pub fn shared_snapshot(&self) -> Result<Arc<Snapshot>> {
+        let state = (self.lock().manifest.version, self.wal.last_durable());
+        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, snap)) = shared.as_ref()
+            && *seen == state
+        {
+            return Ok(Arc::clone(snap));
+        }
+        // Loaded after `state` was read, so it holds at least what `state` names.
+        let snap = Arc::new(Snapshot::load(&self.dir)?);
+        *shared = Some((state, Arc::clone(&snap)));
+        Ok(snap)
     }
 
     fn load_seen<'a>(&self, inner: &'a mut Inner) -> Result<&'a mut FxHashSet<u128>> {

@@ -320,8 +320,7 @@ impl Wal {
         }
     }
 
-    /// The number of the last durable batch (tests check what reached the log).
-    #[cfg(test)]
+    /// The number of the last durable batch.
     pub fn last_durable(&self) -> u64 {
         self.lock().durable
     }

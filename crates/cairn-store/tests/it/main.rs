@@ -190,6 +190,39 @@ fn appended_events_are_visible_to_readers_and_survive_reopening() {
 }
 
 #[test]
+fn a_shared_snapshot_is_reused_until_something_is_appended_or_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    store.append(vec![event("a", "view", 10, "s1")]).unwrap();
+    let first = store.shared_snapshot().unwrap();
+    assert_eq!(first.events(), 1);
+    // The dictionary answers by scan once, by index after: the same keys either way.
+    for _ in 0..3 {
+        assert_eq!(first.timeline("a").unwrap().unwrap().len(), 1);
+        assert!(first.timeline("nobody").unwrap().is_none());
+    }
+    let again = store.shared_snapshot().unwrap();
+    assert!(std::sync::Arc::ptr_eq(&first, &again), "nothing changed");
+
+    store.append(vec![event("b", "view", 11, "s2")]).unwrap();
+    let after_append = store.shared_snapshot().unwrap();
+    assert_eq!(after_append.events(), 2, "an acknowledged append is seen");
+    assert_eq!(after_append.timeline("b").unwrap().unwrap().len(), 1);
+
+    store.flush().unwrap();
+    let after_flush = store.shared_snapshot().unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&after_append, &after_flush));
+    assert_eq!(after_flush.events(), 2);
+    assert_eq!(
+        after_flush.stats().log_events,
+        0,
+        "read from the new segment"
+    );
+    // The older snapshot still reads: it holds its files open.
+    assert_eq!(first.timeline("a").unwrap().unwrap().len(), 1);
+}
+
+#[test]
 fn one_writer_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let _store = Store::open(dir.path(), Options::default()).unwrap();
