@@ -58,7 +58,7 @@ pub use wal::LogSyncStats;
 
 use dict::CustomerDict;
 use error::IoContext;
-use hash::{FxHashMap, FxHashSet, message_digest};
+use hash::{DigestSet, FxHashMap, FxHashSet, message_digest};
 use parquet_io::EventColumns;
 
 pub const SEGMENTS_DIR: &str = "segments";
@@ -186,7 +186,7 @@ struct Inner {
     names: FxHashMap<String, u32>,
     channels: FxHashMap<String, u32>,
     /// Digests of every stored message id; loaded on first need.
-    seen: Option<FxHashSet<u128>>,
+    seen: Option<DigestSet>,
     /// Digests in log batches not yet durable, with the batch that carries them.
     in_flight: FxHashMap<u128, u64>,
     /// Durable log batches not yet in a segment.
@@ -343,13 +343,10 @@ impl Store {
         Ok(snap)
     }
 
-    fn load_seen<'a>(&self, inner: &'a mut Inner) -> Result<&'a mut FxHashSet<u128>> {
+    fn load_seen<'a>(&self, inner: &'a mut Inner) -> Result<&'a mut DigestSet> {
         if inner.seen.is_none() {
             let total: u64 = inner.manifest.segments.iter().map(|s| s.events).sum();
-            let mut seen = FxHashSet::with_capacity_and_hasher(
-                total as usize + inner.memtable_size.events,
-                Default::default(),
-            );
+            let mut seen = DigestSet::with_capacity(total as usize + inner.memtable_size.events);
             for seg in &inner.manifest.segments {
                 let path = self.dir.join(SEGMENTS_DIR).join(seg.parquet_name());
                 parquet_io::read_message_digests(&path, |d| {
@@ -743,7 +740,7 @@ struct TxnState {
 /// The first occurrence in input order is kept.
 fn find_duplicates(
     digests: &[u128],
-    seen: Option<&FxHashSet<u128>>,
+    seen: Option<&DigestSet>,
     runs: &mut Vec<Vec<u128>>,
 ) -> Vec<bool> {
     let mut tagged: Vec<(u128, u32)> = digests
