@@ -7,13 +7,20 @@
 //! they agree; and since a restarted runner replays its journal (see [`crate::runner`]), its
 //! rebuilt counters equal those it had before the crash.
 //!
-//! Counters: entered, reached (per step), exited, converted, sent, failed, bounced. Gauges:
+//! Engagement a provider reports (a message opened or clicked) arrives as events in the log like
+//! any other: a track event `message_opened` or `message_clicked` for the customer, with the
+//! properties of the runner's `message_sent` write-back (`journey`, `step`, `key`: copy them
+//! into the provider's custom arguments). It is counted once per message (per `key`), however
+//! often the provider reports it.
+//!
+//! Counters: entered, reached (per step), exited, converted, sent, failed, bounced, opened,
+//! clicked. Gauges:
 //! `waiting` per version (entries not closed: on their steps, or measuring their goal window)
 //! and per step (entries whose last step is this one and that neither exited nor closed: at a
 //! wait, or at a message held back by quiet hours or the cap). `passed` is derived, reached −
 //! waiting − exited, and only grows.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use cairn_journey::{JourneyEvent, JourneyEventKind};
 use cairn_store::Snapshot;
@@ -42,6 +49,31 @@ impl Outcome {
     }
 }
 
+/// What a provider reported a customer did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Engagement {
+    Opened,
+    Clicked,
+}
+
+impl Engagement {
+    /// The event name a report has in the log.
+    pub fn event_name(self) -> &'static str {
+        match self {
+            Engagement::Opened => "message_opened",
+            Engagement::Clicked => "message_clicked",
+        }
+    }
+
+    fn from_event_name(name: &str) -> Option<Engagement> {
+        match name {
+            "message_opened" => Some(Engagement::Opened),
+            "message_clicked" => Some(Engagement::Clicked),
+            _ => None,
+        }
+    }
+}
+
 /// One step of progress of one entry (customer × entry number) of a journey version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress<'a> {
@@ -50,7 +82,16 @@ pub enum Progress<'a> {
     Exited(&'a str),
     Goal,
     Closed,
-    Delivery { step: &'a str, outcome: Outcome },
+    Delivery {
+        step: &'a str,
+        outcome: Outcome,
+    },
+    /// A provider's report on the message with idempotency key `key`, sent at `step`.
+    Engaged {
+        step: &'a str,
+        key: &'a str,
+        engagement: Engagement,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,13 +148,33 @@ impl<'a> Fact<'a> {
             "message_sent" => delivery(Outcome::Sent)?,
             "message_failed" => delivery(Outcome::Failed)?,
             "message_bounced" => delivery(Outcome::Bounced)?,
-            _ => return None,
+            other => return Fact::from_report(other, customer, props),
         };
         Some(Fact {
             journey,
             customer,
             entry: props.get("entry").and_then(Value::as_u64).unwrap_or(0),
             progress,
+        })
+    }
+
+    /// The fact an engagement report states (`message_opened` / `message_clicked` with the
+    /// message's `journey`, `step` and `key`); `None` for any other event.
+    pub fn from_report(
+        name: &str,
+        customer: &'a str,
+        props: &'a Map<String, Value>,
+    ) -> Option<Fact<'a>> {
+        let engagement = Engagement::from_event_name(name)?;
+        Some(Fact {
+            journey: props.get("journey").and_then(Value::as_str)?,
+            customer,
+            entry: props.get("entry").and_then(Value::as_u64).unwrap_or(0),
+            progress: Progress::Engaged {
+                step: props.get("step").and_then(Value::as_str)?,
+                key: props.get("key").and_then(Value::as_str)?,
+                engagement,
+            },
         })
     }
 }
@@ -131,6 +192,9 @@ pub struct VersionMetrics {
     pub sent: u64,
     pub failed: u64,
     pub bounced: u64,
+    /// Messages a provider reported opened / clicked (each message counted once).
+    pub opened: u64,
+    pub clicked: u64,
     pub step_metrics: BTreeMap<String, StepMetrics>,
 }
 
@@ -145,6 +209,8 @@ pub struct StepMetrics {
     pub converted: u64,
     pub sent: u64,
     pub failed: u64,
+    pub opened: u64,
+    pub clicked: u64,
 }
 
 /// Where one open entry is.
@@ -166,6 +232,8 @@ pub struct Metrics {
     journey_ids: HashMap<String, u32>,
     step_names: Vec<String>,
     step_ids: HashMap<String, u32>,
+    /// Messages already counted as opened / clicked, by idempotency key.
+    engaged: HashSet<(Engagement, Box<str>)>,
 }
 
 impl Metrics {
@@ -283,6 +351,24 @@ impl Metrics {
                 }
                 Outcome::Bounced => v.bounced += 1,
             },
+            Progress::Engaged {
+                step: s,
+                key,
+                engagement,
+            } => {
+                if self.engaged.insert((engagement, key.into())) {
+                    match engagement {
+                        Engagement::Opened => {
+                            v.opened += 1;
+                            step_mut(v, s).opened += 1;
+                        }
+                        Engagement::Clicked => {
+                            v.clicked += 1;
+                            step_mut(v, s).clicked += 1;
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -308,7 +394,10 @@ impl Metrics {
         let mut facts: Vec<(u64, String, String, Map<String, Value>)> = Vec::new();
         snap.for_each_event(|s| {
             let ev = &s.event;
-            if !ev.message_id.starts_with(WRITEBACK_PREFIX) {
+            // The runner's write-backs, and engagement reports from anywhere.
+            if !ev.message_id.starts_with(WRITEBACK_PREFIX)
+                && Engagement::from_event_name(&ev.event).is_none()
+            {
                 return;
             }
             let Some(props) = ev
@@ -397,7 +486,42 @@ mod tests {
             converted,
             sent,
             failed,
+            ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_reported_open_or_click_counts_once_per_message() {
+        let props = |key: &str| {
+            serde_json::json!({"journey": "cart@1", "step": "email", "key": key})
+                .as_object()
+                .cloned()
+                .unwrap()
+        };
+        let (k1, k2) = (props("cart@1/a/email/1"), props("cart@1/b/email/1"));
+        let mut m = Metrics::with_versions(["cart@1"]);
+        let reports = [
+            ("message_opened", "a", &k1),
+            ("message_opened", "a", &k1), // reported again: the same message
+            ("message_clicked", "a", &k1),
+            ("message_opened", "b", &k2),
+            ("email_opened", "b", &k2), // not a report Cairn knows
+        ];
+        for (name, customer, p) in reports {
+            if let Some(f) = Fact::from_writeback(name, customer, p) {
+                m.observe(&f);
+            }
+        }
+        let missing_key = serde_json::json!({"journey": "cart@1", "step": "email"});
+        assert!(
+            Fact::from_writeback("message_opened", "c", missing_key.as_object().unwrap()).is_none(),
+            "a report without the message's key cannot be counted once"
+        );
+        let s = &m.snapshot()["cart@1"];
+        assert_eq!((s.opened, s.clicked), (2, 1));
+        let email = &s.step_metrics["email"];
+        assert_eq!((email.opened, email.clicked), (2, 1));
+        assert_eq!(s.sent, 0, "a report is not a delivery");
     }
 
     #[test]

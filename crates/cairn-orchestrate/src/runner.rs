@@ -658,6 +658,10 @@ impl Runner {
                 let p = self.profiles.entry(i.customer.clone()).or_default();
                 p.extend(i.traits.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
+            // A provider's report that a message was opened or clicked.
+            if let Some(f) = Fact::from_report(&i.name, &i.customer, &i.properties) {
+                lock(&self.shared.metrics).observe(&f);
+            }
             // Engine time never goes back (a late event counts as now), nor ahead of the
             // clock (a client clock in the future would fire timers early).
             self.time = self.time.max(i.at.min(now));

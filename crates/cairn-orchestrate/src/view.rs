@@ -86,6 +86,8 @@ pub fn list_json(data: &Path, all: bool, source: Source) -> Result<Value> {
                     t.sent += f.sent;
                     t.failed += f.failed;
                     t.bounced += f.bounced;
+                    t.opened += f.opened;
+                    t.clicked += f.clicked;
                 }
             }
             json!({
@@ -96,6 +98,7 @@ pub fn list_json(data: &Path, all: bool, source: Source) -> Result<Value> {
                 "totals": {
                     "entered": t.entered, "waiting": t.waiting, "converted": t.converted,
                     "exited": t.exited, "sent": t.sent, "failed": t.failed, "bounced": t.bounced,
+                    "opened": t.opened, "clicked": t.clicked,
                 },
             })
         })

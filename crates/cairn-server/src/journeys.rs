@@ -272,14 +272,20 @@ pub fn render_metrics(app: &App, out: &mut String) {
     }
     let _ = writeln!(
         out,
-        "# HELP cairn_journey_messages_total Journey messages by delivery outcome (failed: refused or dead-lettered after retries).\n\
+        "# HELP cairn_journey_messages_total Journey messages by delivery outcome (failed: refused or dead-lettered after retries; opened and clicked: as a provider reported, once per message).\n\
          # TYPE cairn_journey_messages_total counter"
     );
     for (versioned, v) in &figures {
         let l = labels(versioned);
         for (step, m) in &v.step_metrics {
             let step = escape(step);
-            for (status, n) in [("sent", m.sent), ("failed", m.failed)] {
+            let outcomes = [
+                ("sent", m.sent),
+                ("failed", m.failed),
+                ("opened", m.opened),
+                ("clicked", m.clicked),
+            ];
+            for (status, n) in outcomes {
                 let _ = writeln!(
                     out,
                     "cairn_journey_messages_total{{{l},step=\"{step}\",status=\"{status}\"}} {n}"

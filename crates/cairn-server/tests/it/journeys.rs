@@ -75,7 +75,7 @@ async fn journey_figures_come_from_the_log_when_no_runner_runs() {
     );
     assert_eq!(
         v["step_metrics"]["pause"],
-        json!({"reached": 2, "waiting": 1, "passed": 1, "exited": 0, "converted": 0, "sent": 0, "failed": 0})
+        json!({"reached": 2, "waiting": 1, "passed": 1, "exited": 0, "converted": 0, "sent": 0, "failed": 0, "opened": 0, "clicked": 0})
     );
     assert_eq!(body["steps"], json!(["pause", "done"]));
     let (_, _, list) = answer(&app, get("/v1/journeys", Some(ADMIN))).await;

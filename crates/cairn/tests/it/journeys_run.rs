@@ -168,12 +168,12 @@ fn run_sends_the_abandoned_cart_email_and_sms() {
     let m = &show["versions"]["abandoned-cart@1"]["step_metrics"];
     assert_eq!(
         m["wait-for-purchase"],
-        json!({"reached": 1, "waiting": 0, "passed": 1, "exited": 0, "converted": 0, "sent": 0, "failed": 0}),
+        json!({"reached": 1, "waiting": 0, "passed": 1, "exited": 0, "converted": 0, "sent": 0, "failed": 0, "opened": 0, "clicked": 0}),
         "{show:#}"
     );
     assert_eq!(
         m["email"],
-        json!({"reached": 1, "waiting": 1, "passed": 0, "exited": 0, "converted": 0, "sent": 0, "failed": 0}),
+        json!({"reached": 1, "waiting": 1, "passed": 0, "exited": 0, "converted": 0, "sent": 0, "failed": 0, "opened": 0, "clicked": 0}),
         "{show:#}"
     );
     run("2026-03-03T07:00:01Z");
@@ -228,18 +228,52 @@ fn run_sends_the_abandoned_cart_email_and_sms() {
     ] {
         assert_eq!(
             m[step],
-            json!({"reached": 1, "waiting": 0, "passed": 1, "exited": 0, "converted": 0, "sent": sent, "failed": 0}),
+            json!({"reached": 1, "waiting": 0, "passed": 1, "exited": 0, "converted": 0, "sent": sent, "failed": 0, "opened": 0, "clicked": 0}),
             "{step}: {show:#}"
         );
     }
     assert_eq!(
         m["done"],
-        json!({"reached": 1, "waiting": 0, "passed": 0, "exited": 1, "converted": 0, "sent": 0, "failed": 0}),
+        json!({"reached": 1, "waiting": 0, "passed": 0, "exited": 1, "converted": 0, "sent": 0, "failed": 0, "opened": 0, "clicked": 0}),
         "{show:#}"
     );
     assert!(m.get("converted").is_none(), "{show:#}");
     let timeline = ok(&data, &["timeline", "u1", "--format", "json"]);
     assert!(timeline.contains("message_sent"), "{timeline}");
+
+    // The email provider reports the email opened (twice) and clicked, with the properties of
+    // the `message_sent` write-back: each counts once, at the email step.
+    let report = |name: &str, id: &str| {
+        json!({"type":"track","userId":"u1","event":name,"messageId":id,
+               "timestamp":"2026-03-04T09:00:00Z",
+               "properties":{"journey":"abandoned-cart@1","step":"email",
+                             "key":"abandoned-cart@1/u1/email/1"}})
+    };
+    ingest(
+        &data,
+        &[
+            report("message_opened", "p1"),
+            report("message_opened", "p2"),
+            report("message_clicked", "p3"),
+        ],
+    );
+    let show: Value = serde_json::from_str(&ok(
+        &data,
+        &["journeys", "show", "abandoned-cart", "--format", "json"],
+    ))
+    .unwrap();
+    let v = &show["versions"]["abandoned-cart@1"];
+    assert_eq!(
+        (&v["opened"], &v["clicked"]),
+        (&json!(1), &json!(1)),
+        "{show:#}"
+    );
+    let email = &v["step_metrics"]["email"];
+    assert_eq!(
+        (&email["opened"], &email["clicked"]),
+        (&json!(1), &json!(1)),
+        "{show:#}"
+    );
 }
 
 const CRASH_JOURNEY: &str = "id: crash\nversion: 1\nentry:\n  event: signup\nsteps:\n  - id: pause\n    wait:\n      duration: 2h\n  - id: welcome\n    send:\n      channel: webhook\n      template: hello\n  - id: later\n    wait:\n      duration: 1d\n  - id: followup\n    send:\n      channel: webhook\n      template: hello\n    next: done\n  - id: done\n    exit: finished\n";

@@ -130,7 +130,7 @@ fn serve_runs_journeys_live_and_survives_kill_9() {
     );
     assert_eq!(
         v["step_metrics"]["welcome"],
-        json!({"reached": 3, "waiting": 0, "passed": 3, "exited": 0, "converted": 0, "sent": 3, "failed": 0}),
+        json!({"reached": 3, "waiting": 0, "passed": 3, "exited": 0, "converted": 0, "sent": 3, "failed": 0, "opened": 0, "clicked": 0}),
         "{live:#}"
     );
     assert_eq!(v["step_metrics"]["pause"]["waiting"], 3, "{live:#}");
