@@ -576,7 +576,9 @@ impl Tracker {
 
     /// Whether an event of this name changes some customer's state here.
     pub(crate) fn wants(&self, name: &str) -> bool {
-        !name.is_empty() && (self.computed || self.any_event || self.names.contains(name))
+        self.active()
+            && !name.is_empty()
+            && (self.computed || self.any_event || self.names.contains(name))
     }
 
     /// The journey slots a crossing enters.

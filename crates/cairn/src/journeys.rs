@@ -343,12 +343,16 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
     // Events the journey never looks at change nothing (a timer they would fire still fires,
     // at its own due time, on the next event or at the end), so they are not parsed or fed.
     let wanted: Vec<bool> = names.iter().map(|n| looks_at(&journey, n)).collect();
+    // Computed traits (total revenue, last channel) read each event's value and channel.
+    let computed = cairn_journey::segment::uses_computed(&journey);
     let columns = Columns {
         times: true,
         names: true,
         properties: true,
-        ..Columns::default()
+        channels: computed,
+        values: computed,
     };
+    let channels = snap.channels();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let tracing = args.trace.is_some();
     let empty = Map::new();
@@ -383,7 +387,11 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
                 traits: &empty,
                 consent: &[],
             };
-            effects.extend(engine.on_event(id, &ev, t));
+            let facts = cairn_journey::segment::EventFacts {
+                value: c.values.get(i).copied().filter(|v| !v.is_nan()),
+                channel: c.channels.get(i).map(|ch| channels[*ch as usize].as_str()),
+            };
+            effects.extend(engine.on_event_with(id, &ev, facts, t));
         }
         for up in &ups[u..] {
             effects.extend(apply(&mut engine, id, up));
@@ -427,9 +435,11 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
     Ok(())
 }
 
-/// Whether the journey enters on, waits for or has as its goal an event of this name.
+/// Whether the journey enters on, waits for or has as its goal an event of this name, or its
+/// segments or computed traits count it.
 fn looks_at(j: &Journey, name: &str) -> bool {
-    j.entry.event == name
+    cairn_journey::segment::looks_at(j, name)
+        || j.entry.event == name
         || j.goal.as_ref().is_some_and(|g| g.event == name)
         || j.exit_on.iter().any(|x| x.event == name)
         || j.steps.iter().any(
