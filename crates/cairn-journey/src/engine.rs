@@ -364,6 +364,12 @@ impl Engine {
             .is_some_and(|&c| self.segments.stored_member(c, slot, name))
     }
 
+    /// Customers the segment tracker keeps state for (those with a counted event, a
+    /// membership or computed traits), for memory figures.
+    pub fn segment_customers(&self) -> usize {
+        self.segments.customers()
+    }
+
     /// Timers not yet fired: customers waiting, messages held back, goal windows open.
     pub fn pending_timers(&self) -> usize {
         self.timers.len()

@@ -776,6 +776,10 @@ impl Tracker {
         }
     }
 
+    pub(crate) fn customers(&self) -> usize {
+        self.states.len()
+    }
+
     /// The segment of journey `slot` named `name`.
     fn find(&self, slot: usize, name: &str) -> Option<usize> {
         let end = self

@@ -588,3 +588,38 @@ fn segment_errors_say_line_column_and_why() {
         "first_seen or last_seen",
     );
 }
+
+#[test]
+fn only_customers_with_something_to_keep_have_segment_state() {
+    let yaml = "id: s\nversion: 1\nentry:\n  segment: big\n  on: enter\nsegments:\n  big:\n    all:\n      - did: purchase\n        where:\n          - property: total\n            gt: 100\n        within: 7d\n  recent:\n    any:\n      - did: login\n        within: 1h\nsteps:\n  - id: out\n    exit: done\n";
+    let j = Journey::from_yaml(yaml).unwrap();
+    let mut e = Engine::new(vec![Arc::new(j)]);
+    // Events no criterion counts: no state, not even a customer number.
+    for i in 0..1000 {
+        feed(&mut e, &format!("c{i}"), "page_viewed", json!({}), i);
+        feed(&mut e, &format!("c{i}"), "purchase", json!({"total": 5}), i);
+    }
+    assert_eq!(e.segment_customers(), 0);
+    // One counted purchase and one login: state while they are in their windows.
+    feed(&mut e, "a", "purchase", json!({"total": 500}), DAY);
+    feed(&mut e, "b", "login", json!({}), DAY);
+    assert_eq!(e.segment_customers(), 2);
+    assert_eq!(e.pending_timers(), 2);
+    // The login leaves its window after an hour, the purchase after 7 days: state and
+    // timers go with them.
+    e.on_time(DAY + 60 * MIN);
+    assert_eq!(e.segment_customers(), 1);
+    e.on_time(8 * DAY);
+    assert_eq!((e.segment_customers(), e.pending_timers()), (0, 0));
+}
+
+#[test]
+fn journeys_without_segments_keep_no_segment_state() {
+    let cart = include_str!("../../../../examples/journeys/abandoned-cart.yaml");
+    let mut e = Engine::new(vec![Arc::new(Journey::from_yaml(cart).unwrap())]);
+    for i in 0..100 {
+        feed(&mut e, &format!("c{i}"), "add_to_cart", json!({}), i);
+    }
+    assert_eq!(e.segment_customers(), 0);
+    assert_eq!(e.pending_timers(), 100);
+}
