@@ -45,10 +45,14 @@ have entered, which steps they reached, which messages would have gone out on wh
 how often the goal was reached by the treatment group and by the holdout.\n\n\
 Traits come from identify calls and consent from context.consent.categoryPreferences, as of each \
 event's time. Timers (waits, quiet hours, frequency caps, goal windows) run up to --to; customers \
-still waiting then are counted where they are.",
+still waiting then are counted where they are.\n\n\
+Segments and computed traits are built from the events between --from and --to; a customer enters \
+a segment-triggered journey at the instant they cross the segment's boundary (30 days after their \
+last event, for `did: \"*\"` within 30d), also between events.",
         after_help = "Examples:\n  cairn journeys simulate examples/journeys/abandoned-cart.yaml\n  \
 cairn journeys simulate cart.yaml --from 2026-01-01 --to 2026-02-01 --format json --trace trace.jsonl\n  \
-cairn journeys simulate cart.yaml --event add_to_cart=\"Product Added\" --event purchase=\"Order Completed\""
+cairn journeys simulate cart.yaml --event add_to_cart=\"Product Added\" --event purchase=\"Order Completed\"\n  \
+cairn journeys simulate examples/journeys/win-back.yaml --format json"
     )]
     Simulate(SimulateArgs),
     /// Store a journey file as a new version; the runner starts taking entries into it.
