@@ -214,6 +214,8 @@ pub struct Engine {
     next_timer: u64,
     /// Segment membership and computed traits (idle without journeys that use them).
     segments: Tracker,
+    /// Set while history is observed: segment crossings enter nothing.
+    quiet: bool,
 }
 
 const SHARDS: usize = 256;
@@ -298,6 +300,7 @@ impl Engine {
             timers: BTreeMap::new(),
             next_timer: 1,
             segments: Tracker::default(),
+            quiet: false,
         };
         for j in journeys {
             engine.add_journey(j);
@@ -492,6 +495,43 @@ impl Engine {
         out
     }
 
+    /// History from before a backtest's `--from`: keeps the event's traits and consent and
+    /// counts it for segments and computed traits, as it stood then, but enters nothing:
+    /// segment crossings up to `at` (this event's and those of timers due by then) change
+    /// membership silently. Only before any entry (no run can be waiting yet).
+    pub fn observe(
+        &mut self,
+        customer: &str,
+        event: &InputEvent<'_>,
+        facts: EventFacts<'_>,
+        at: Micros,
+    ) {
+        self.observe_time(at);
+        if event.traits.is_empty() && event.consent.is_empty() && !self.segments.wants(event.name) {
+            return;
+        }
+        let c = match self.index[shard(customer)].get(customer) {
+            Some(&c) => c,
+            None => self.add_customer(customer),
+        };
+        self.update_profile(c, event.traits, event.consent);
+        self.quiet = true;
+        let _ = self.segment_event(c, event, facts, at);
+        self.quiet = false;
+    }
+
+    /// Time passes in history (see [`Engine::observe`]): segment timers due by `at` fire
+    /// without entering anyone.
+    pub fn observe_time(&mut self, at: Micros) {
+        self.quiet = true;
+        let effects = self.on_time(at);
+        self.quiet = false;
+        debug_assert!(
+            effects.is_empty(),
+            "history while customers are in journeys"
+        );
+    }
+
     /// Segment crossings caused by the event (usually none).
     fn segment_event(
         &mut self,
@@ -523,7 +563,7 @@ impl Engine {
         at: Micros,
         out: &mut Vec<Effect>,
     ) {
-        if moves.is_empty() {
+        if moves.is_empty() || self.quiet {
             return;
         }
         let slots: Vec<usize> = self.segments.entering(moves).collect();

@@ -623,3 +623,24 @@ fn journeys_without_segments_keep_no_segment_state() {
     assert_eq!(e.segment_customers(), 0);
     assert_eq!(e.pending_timers(), 100);
 }
+
+#[test]
+fn history_builds_segments_silently() {
+    let j = Journey::from_yaml(WIN_BACK).unwrap();
+    let mut e = Engine::new(vec![Arc::new(j)]);
+    let none = Map::new();
+    let page = InputEvent {
+        name: "page_viewed",
+        properties: &none,
+        traits: &none,
+        consent: &[],
+    };
+    // History: `a` active at day 0 (lapses at day 30, before the start), `b` at day 20.
+    e.observe("a", &page, EventFacts::default(), 0);
+    e.observe("b", &page, EventFacts::default(), 20 * DAY);
+    e.observe_time(40 * DAY - 1);
+    assert!(!e.is_member("a", 0, "active") && e.is_member("b", 0, "active"));
+    // Live from day 40: `b` lapses at day 50 and enters; `a`'s lapse went by unentered.
+    let out = e.on_time(60 * DAY);
+    assert_eq!(entered(&out), vec![("b".to_string(), 50 * DAY)]);
+}

@@ -170,4 +170,27 @@ fn simulate_enters_on_leaving_a_segment() {
         assert!(lines.contains(want), "{want} not in {lines}");
     }
     assert!(!lines.contains("u3"), "{lines}");
+
+    // From 03-05: u1's purchase before it still makes u1 active (history builds segments and
+    // computed traits as they stood), so u1 still lapses on 03-31, as a VIP.
+    let from = |t: &str| {
+        let out = ok(
+            &data,
+            &[
+                "journeys", "simulate", WIN_BACK, "--format", "json", "--from", t,
+            ],
+        );
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let v = from("2026-03-05T00:00:00Z");
+    assert_eq!(
+        (v["entered"].clone(), v["steps"]["vip-email"].clone()),
+        (2.into(), 1.into())
+    );
+    // From 04-15: u1 lapsed before it (silently: nothing enters before --from); u2 lapses on
+    // 04-19 and is the only entry.
+    let v = from("2026-04-15T00:00:00Z");
+    assert_eq!(v["entered"], 1, "{v}");
+    assert_eq!(v["steps"]["email"], 1);
+    assert_eq!(v["goal_reached"], 1);
 }
