@@ -273,7 +273,8 @@ pub(crate) fn condition(
         || r.within.is_some()
         || !r.conditions.is_empty()
     {
-        // Reached for criteria only through `criterion`, which handles these itself.
+        // Event counts are segment criteria: `criterion` takes them before calling here, so
+        // this is one in a branch or an event's `where`.
         return Err(
             "`did`, `did_not`, `where`, `at_least` and `within` count events in a segment criterion".into(),
         );

@@ -644,3 +644,22 @@ fn history_builds_segments_silently() {
     let out = e.on_time(60 * DAY);
     assert_eq!(entered(&out), vec![("b".to_string(), 50 * DAY)]);
 }
+
+#[test]
+fn max_entries_caps_segment_entries() {
+    let yaml = ENTER_AND_BRANCH.replace("  on: enter\n", "  on: enter\n  max_entries: 1\n");
+    let mut e = Engine::new(vec![Arc::new(Journey::from_yaml(&yaml).unwrap())]);
+    let mut out = Vec::new();
+    for day in [0, 1, 20, 21] {
+        out.extend(feed(
+            &mut e,
+            "a",
+            "purchase",
+            json!({"total": 500}),
+            day * DAY,
+        ));
+    }
+    // Two crossings into `big_spender` (day 1 and day 21), one entry.
+    assert!(e.is_member("a", 0, "big_spender"));
+    assert_eq!(entered(&out), vec![("a".to_string(), DAY)]);
+}
