@@ -13,6 +13,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use serde_saphyr::{Location, Spanned};
 
+use crate::segment::{ComputedTest, ComputedTrait, Segment, SegmentEntry};
+
 /// A definition that cannot be used, with where in the file and why.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("line {line}, column {column}: {reason}")]
@@ -23,7 +25,7 @@ pub struct DefinitionError {
 }
 
 impl DefinitionError {
-    fn at(loc: Location, reason: impl Into<String>) -> DefinitionError {
+    pub(crate) fn at(loc: Location, reason: impl Into<String>) -> DefinitionError {
         DefinitionError {
             line: loc.line(),
             column: loc.column(),
@@ -46,6 +48,8 @@ pub struct Journey {
     pub exit_on: Vec<ExitOn>,
     pub frequency_cap: Option<FrequencyCap>,
     pub steps: Vec<Step>,
+    /// Behavioural segments, by name (sorted), for a segment entry and `segment` conditions.
+    pub segments: Vec<Segment>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +66,8 @@ pub struct Entry {
     /// At most this many entries per customer (into this version), whatever the re-entry
     /// policy allows.
     pub max_entries: Option<u32>,
+    /// Entry on entering or leaving a segment instead of on an event (`event` is then empty).
+    pub segment: Option<SegmentEntry>,
 }
 
 /// When a customer who entered before may enter again.
@@ -201,6 +207,16 @@ pub enum Condition {
     Consent {
         category: String,
     },
+    /// Membership of one of the journey's segments is `is`.
+    Segment {
+        name: String,
+        is: bool,
+    },
+    /// A computed trait the engine keeps from the events it sees (see [`crate::segment`]).
+    Computed {
+        name: ComputedTrait,
+        test: ComputedTest,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -234,7 +250,7 @@ struct RawJourney {
     version: u32,
     #[serde(default)]
     name: Option<String>,
-    entry: RawEntry,
+    entry: Spanned<RawEntry>,
     #[serde(default)]
     goal: Option<RawGoal>,
     #[serde(default)]
@@ -242,6 +258,8 @@ struct RawJourney {
     #[serde(default)]
     frequency_cap: Option<RawCap>,
     steps: Spanned<Vec<RawStep>>,
+    #[serde(default)]
+    segments: std::collections::BTreeMap<String, Spanned<crate::segment::RawSegment>>,
 }
 
 #[derive(Deserialize)]
@@ -255,13 +273,19 @@ struct RawExitOn {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEntry {
-    event: String,
+    #[serde(default)]
+    event: Option<String>,
     #[serde(default, rename = "where")]
     conditions: Vec<Spanned<RawCondition>>,
     #[serde(default)]
     reentry: Option<Spanned<String>>,
     #[serde(default)]
     max_entries: Option<Spanned<u32>>,
+    #[serde(default)]
+    segment: Option<Spanned<String>>,
+    /// `enter` or `leave`, with `segment`.
+    #[serde(default)]
+    on: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -371,23 +395,44 @@ struct RawEmit {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawCondition {
+pub(crate) struct RawCondition {
     #[serde(default, rename = "trait")]
-    trait_name: Option<String>,
+    pub(crate) trait_name: Option<String>,
     #[serde(default)]
-    property: Option<String>,
+    pub(crate) property: Option<String>,
     #[serde(default)]
-    consent: Option<String>,
+    pub(crate) consent: Option<String>,
     #[serde(default)]
-    exists: Option<bool>,
+    pub(crate) exists: Option<bool>,
     #[serde(default)]
-    equals: Option<Value>,
+    pub(crate) equals: Option<Value>,
     #[serde(default)]
-    not_equals: Option<Value>,
+    pub(crate) not_equals: Option<Value>,
     #[serde(default)]
-    gt: Option<f64>,
+    pub(crate) gt: Option<f64>,
     #[serde(default)]
-    lt: Option<f64>,
+    pub(crate) lt: Option<f64>,
+    // Segment criteria and computed traits (see `crate::segment`).
+    #[serde(default)]
+    pub(crate) computed: Option<String>,
+    #[serde(default)]
+    pub(crate) segment: Option<String>,
+    #[serde(default)]
+    pub(crate) is: Option<bool>,
+    #[serde(default)]
+    pub(crate) older_than: Option<String>,
+    #[serde(default)]
+    pub(crate) newer_than: Option<String>,
+    #[serde(default)]
+    pub(crate) did: Option<String>,
+    #[serde(default)]
+    pub(crate) did_not: Option<String>,
+    #[serde(default, rename = "where")]
+    pub(crate) conditions: Vec<Spanned<RawCondition>>,
+    #[serde(default)]
+    pub(crate) at_least: Option<u32>,
+    #[serde(default)]
+    pub(crate) within: Option<String>,
 }
 
 impl Journey {
@@ -623,7 +668,10 @@ fn resolve(raw: RawJourney) -> Result<Journey, DefinitionError> {
             kind,
         });
     }
-    let reentry = match &raw.entry.reentry {
+    let segments = crate::segment::resolve(&raw.segments)?;
+    check_segment_conditions(&raw, &segments)?;
+    let entry_segment = entry_segment(&raw.entry, &segments)?;
+    let reentry = match &raw.entry.value.reentry {
         None => Reentry::WhenExited,
         Some(r) => match r.value.as_str() {
             "never" => Reentry::Never,
@@ -643,7 +691,7 @@ fn resolve(raw: RawJourney) -> Result<Journey, DefinitionError> {
             },
         },
     };
-    if let Some(m) = &raw.entry.max_entries
+    if let Some(m) = &raw.entry.value.max_entries
         && m.value == 0
     {
         return Err(DefinitionError::at(
@@ -656,10 +704,11 @@ fn resolve(raw: RawJourney) -> Result<Journey, DefinitionError> {
         version: raw.version,
         name: raw.name,
         entry: Entry {
-            event: raw.entry.event,
-            conditions: conditions(&raw.entry.conditions)?,
+            event: raw.entry.value.event.unwrap_or_default(),
+            conditions: conditions(&raw.entry.value.conditions)?,
             reentry,
-            max_entries: raw.entry.max_entries.map(|m| m.value),
+            max_entries: raw.entry.value.max_entries.map(|m| m.value),
+            segment: entry_segment,
         },
         goal: match raw.goal {
             None => None,
@@ -687,14 +736,107 @@ fn resolve(raw: RawJourney) -> Result<Journey, DefinitionError> {
             }),
         },
         steps,
+        segments,
     })
+}
+
+/// The segment an entry enters on, if it does: exactly one of `event` and `segment`, and a
+/// segment entry says `on: enter` or `on: leave` and has no `where`.
+fn entry_segment(
+    e: &Spanned<RawEntry>,
+    segments: &[Segment],
+) -> Result<Option<SegmentEntry>, DefinitionError> {
+    let r = &e.value;
+    match (&r.event, &r.segment) {
+        (Some(_), None) => match &r.on {
+            Some(on) => Err(DefinitionError::at(
+                on.referenced,
+                "`on` goes with a `segment` entry",
+            )),
+            None => Ok(None),
+        },
+        (None, Some(name)) => {
+            if !segments.iter().any(|s| s.name == name.value) {
+                return Err(DefinitionError::at(
+                    name.referenced,
+                    format!("no segment named {:?} under `segments`", name.value),
+                ));
+            }
+            if let Some(c) = r.conditions.first() {
+                return Err(DefinitionError::at(
+                    c.referenced,
+                    "a segment entry has no `where`: put the conditions in the segment",
+                ));
+            }
+            let on = r.on.as_ref().ok_or_else(|| {
+                DefinitionError::at(
+                    name.referenced,
+                    "a segment entry needs `on: enter` or `on: leave`",
+                )
+            })?;
+            let on = crate::segment::Edge::parse(&on.value)
+                .ok_or_else(|| DefinitionError::at(on.referenced, "`on` is `enter` or `leave`"))?;
+            Ok(Some(SegmentEntry {
+                segment: name.value.clone(),
+                on,
+            }))
+        }
+        _ => Err(DefinitionError::at(
+            e.referenced,
+            "an entry needs exactly one of `event` or `segment`",
+        )),
+    }
+}
+
+/// `segment` and `computed` conditions are for branches (they are about the customer, not an
+/// event), and a `segment` condition names a segment of the journey.
+fn check_segment_conditions(raw: &RawJourney, segments: &[Segment]) -> Result<(), DefinitionError> {
+    let event_conditions = raw
+        .entry
+        .value
+        .conditions
+        .iter()
+        .chain(raw.goal.iter().flat_map(|g| &g.conditions))
+        .chain(raw.exit_on.iter().flat_map(|x| &x.conditions))
+        .chain(
+            raw.steps
+                .value
+                .iter()
+                .filter_map(|s| s.wait.as_ref())
+                .flat_map(|w| &w.conditions),
+        );
+    for c in event_conditions {
+        if c.value.segment.is_some() || c.value.computed.is_some() {
+            return Err(DefinitionError::at(
+                c.referenced,
+                "`segment` and `computed` conditions are about the customer: use them in a branch or a segment",
+            ));
+        }
+    }
+    let branch_conditions = raw
+        .steps
+        .value
+        .iter()
+        .filter_map(|s| s.branch.as_ref())
+        .flat_map(|b| &b.conditions);
+    for c in branch_conditions {
+        if let Some(name) = &c.value.segment
+            && !segments.iter().any(|s| &s.name == name)
+        {
+            return Err(DefinitionError::at(
+                c.referenced,
+                format!("no segment named {name:?} under `segments`"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn conditions(raw: &[Spanned<RawCondition>]) -> Result<Vec<Condition>, DefinitionError> {
     raw.iter().map(condition).collect()
 }
 
-fn condition(c: &Spanned<RawCondition>) -> Result<Condition, DefinitionError> {
+pub(crate) fn condition(c: &Spanned<RawCondition>) -> Result<Condition, DefinitionError> {
     let r = &c.value;
     let err = |reason: &str| DefinitionError::at(c.referenced, reason);
     let tests = [
@@ -705,6 +847,9 @@ fn condition(c: &Spanned<RawCondition>) -> Result<Condition, DefinitionError> {
         r.lt.map(Test::Lt),
     ];
     let mut tests: Vec<Test> = tests.into_iter().flatten().collect();
+    if let Some(c) = crate::segment::condition(r, &mut tests).map_err(|reason| err(&reason))? {
+        return Ok(c);
+    }
     match (&r.trait_name, &r.property, &r.consent) {
         (Some(_), None, None) | (None, Some(_), None) => {
             if tests.len() != 1 {

@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 
 use crate::definition::{Channel, Condition, Journey, Reentry, StepKind};
 use crate::guard;
+use crate::segment::{self, EventFacts, SEGMENT_TIMER, Tracker};
 
 /// What the engine sees of an event. Identify calls carry `traits`; any message may carry
 /// consent changes (`context.consent.categoryPreferences`). Both update the customer's profile
@@ -211,6 +212,10 @@ pub struct Engine {
     /// run holds the key (a slot number here would make every entry 8 bytes larger).
     timers: BTreeMap<TimerKey, u32>,
     next_timer: u64,
+    /// Segment membership and computed traits (idle without journeys that use them).
+    segments: Tracker,
+    /// Set while history is observed: segment crossings enter nothing.
+    quiet: bool,
 }
 
 const SHARDS: usize = 256;
@@ -257,10 +262,12 @@ impl std::ops::IndexMut<u32> for Customers {
 
 /// A customer's profile as conditions see it.
 #[derive(Clone, Copy)]
-struct Who<'a> {
+pub(crate) struct Who<'a> {
     trait_names: &'a [String],
     categories: &'a [Box<str>],
     customer: &'a Customer,
+    /// Segments and computed traits, where a branch evaluates them.
+    segments: Option<segment::View<'a>>,
 }
 
 impl<'a> Who<'a> {
@@ -292,6 +299,8 @@ impl Engine {
             customers: Customers::default(),
             timers: BTreeMap::new(),
             next_timer: 1,
+            segments: Tracker::default(),
+            quiet: false,
         };
         for j in journeys {
             engine.add_journey(j);
@@ -302,16 +311,24 @@ impl Engine {
     /// Adds a journey (e.g. a new version of one already running) and returns its slot.
     /// Customers already in other slots stay where they are.
     pub fn add_journey(&mut self, journey: Arc<Journey>) -> usize {
-        for name in Engine::traits_of(&journey) {
+        let segment_traits = segment::traits_of(&journey).map(str::to_string);
+        for name in Engine::traits_of(&journey)
+            .into_iter()
+            .chain(segment_traits)
+        {
             if !self.trait_names.contains(&name) {
                 self.trait_names.push(name);
             }
         }
+        self.segments.add_journey(&journey, self.journeys.len());
         if let Some(cap) = journey.frequency_cap {
             self.cap_horizon = self.cap_horizon.max(cap.per);
         }
-        self.wanted_events
-            .extend(Engine::names_of(&journey).map(str::to_string));
+        self.wanted_events.extend(
+            Engine::names_of(&journey)
+                .filter(|n| !n.is_empty())
+                .map(str::to_string),
+        );
         self.holdouts.push(journey.holdout_range());
         self.accepting.push(true);
         self.versioned.push(journey.versioned_id());
@@ -342,6 +359,20 @@ impl Engine {
         .collect()
     }
 
+    /// Whether the customer is in segment `name` of the journey in `slot`, as of the last event
+    /// or timer the engine processed (what segment entries act on).
+    pub fn is_member(&self, customer: &str, slot: usize, name: &str) -> bool {
+        self.index[shard(customer)]
+            .get(customer)
+            .is_some_and(|&c| self.segments.stored_member(c, slot, name))
+    }
+
+    /// Customers the segment tracker keeps state for (those with a counted event, a
+    /// membership or computed traits), for memory figures.
+    pub fn segment_customers(&self) -> usize {
+        self.segments.customers()
+    }
+
     /// Timers not yet fired: customers waiting, messages held back, goal windows open.
     pub fn pending_timers(&self) -> usize {
         self.timers.len()
@@ -367,12 +398,24 @@ impl Engine {
     /// One event of one customer at `now` (its time). Events must come in time order; timers
     /// due at or before `now` fire first.
     pub fn on_event(&mut self, customer: &str, event: &InputEvent<'_>, now: Micros) -> Vec<Effect> {
+        self.on_event_with(customer, event, EventFacts::default(), now)
+    }
+
+    /// [`Engine::on_event`] with the event's value and channel, for computed traits.
+    pub fn on_event_with(
+        &mut self,
+        customer: &str,
+        event: &InputEvent<'_>,
+        facts: EventFacts<'_>,
+        now: Micros,
+    ) -> Vec<Effect> {
         let mut out = self.on_time(now);
         // An event no journey looks at, without profile changes, changes nothing: skip even
         // the customer lookup (and so keep no state for a customer only ever seen in such).
         if event.traits.is_empty()
             && event.consent.is_empty()
             && !self.wanted_events.contains(event.name)
+            && !self.segments.wants(event.name)
         {
             return out;
         }
@@ -381,6 +424,7 @@ impl Engine {
             None => self.add_customer(customer),
         };
         self.update_profile(c, event.traits, event.consent);
+        let moves = self.segment_event(c, event, facts, now);
         let slots = self.journeys.len();
         for slot in 0..slots {
             let j = Arc::clone(&self.journeys[slot]);
@@ -442,12 +486,90 @@ impl Engine {
                 )));
                 self.finish_steps(c, slot, now, &mut out);
             }
-            // 4. Entry.
-            if is_event(event, &j.entry.event, &j.entry.conditions) {
+            // 4. Entry (on a segment crossing: below, once the slots are done).
+            if j.entry.segment.is_none() && is_event(event, &j.entry.event, &j.entry.conditions) {
                 self.try_enter(c, slot, event.properties, now, &mut out);
             }
         }
+        self.enter_on_segments(c, &moves, event.properties, now, &mut out);
         out
+    }
+
+    /// History from before a backtest's `--from`: keeps the event's traits and consent and
+    /// counts it for segments and computed traits, as it stood then, but enters nothing:
+    /// segment crossings up to `at` (this event's and those of timers due by then) change
+    /// membership silently. Only before any entry (no run can be waiting yet).
+    pub fn observe(
+        &mut self,
+        customer: &str,
+        event: &InputEvent<'_>,
+        facts: EventFacts<'_>,
+        at: Micros,
+    ) {
+        self.observe_time(at);
+        if event.traits.is_empty() && event.consent.is_empty() && !self.segments.wants(event.name) {
+            return;
+        }
+        let c = match self.index[shard(customer)].get(customer) {
+            Some(&c) => c,
+            None => self.add_customer(customer),
+        };
+        self.update_profile(c, event.traits, event.consent);
+        self.quiet = true;
+        let _ = self.segment_event(c, event, facts, at);
+        self.quiet = false;
+    }
+
+    /// Time passes in history (see [`Engine::observe`]): segment timers due by `at` fire
+    /// without entering anyone.
+    pub fn observe_time(&mut self, at: Micros) {
+        self.quiet = true;
+        let effects = self.on_time(at);
+        self.quiet = false;
+        debug_assert!(
+            effects.is_empty(),
+            "history while customers are in journeys"
+        );
+    }
+
+    /// Segment crossings caused by the event (usually none).
+    fn segment_event(
+        &mut self,
+        c: u32,
+        event: &InputEvent<'_>,
+        facts: EventFacts<'_>,
+        now: Micros,
+    ) -> Vec<segment::Move> {
+        if !self.segments.active() {
+            return Vec::new();
+        }
+        let who = Who {
+            trait_names: &self.trait_names,
+            categories: &self.categories,
+            customer: &self.customers[c],
+            segments: None,
+        };
+        let (timers, next) = (&mut self.timers, &mut self.next_timer);
+        self.segments
+            .on_event(c, who, event, facts, now, timers, next)
+    }
+
+    /// Enters the journeys whose entry is a segment crossing in `moves`.
+    fn enter_on_segments(
+        &mut self,
+        c: u32,
+        moves: &[segment::Move],
+        properties: &Map<String, Value>,
+        at: Micros,
+        out: &mut Vec<Effect>,
+    ) {
+        if moves.is_empty() || self.quiet {
+            return;
+        }
+        let slots: Vec<usize> = self.segments.entering(moves).collect();
+        for slot in slots {
+            self.try_enter(c, slot, properties, at, out);
+        }
     }
 
     /// Fires every timer due at or before `now`, in (due, creation) order.
@@ -460,6 +582,19 @@ impl Engine {
                 break;
             }
             let c = entry.remove();
+            if key.1 & SEGMENT_TIMER != 0 {
+                // A segment criterion changes with time alone: re-evaluate at that instant.
+                let who = Who {
+                    trait_names: &self.trait_names,
+                    categories: &self.categories,
+                    customer: &self.customers[c],
+                    segments: None,
+                };
+                let (timers, next) = (&mut self.timers, &mut self.next_timer);
+                let moves = self.segments.on_timer(c, who, due, timers, next);
+                self.enter_on_segments(c, &moves, &Map::new(), due, &mut out);
+                continue;
+            }
             let Some(slot) = self.customers[c]
                 .journeys
                 .iter()
@@ -556,6 +691,7 @@ impl Engine {
             trait_names: &self.trait_names,
             categories: &self.categories,
             customer: &self.customers[c],
+            segments: None,
         }
     }
 
@@ -650,7 +786,16 @@ impl Engine {
                     otherwise,
                 } => {
                     let properties = unpack(run.properties.as_deref());
-                    if conditions_hold(conditions, Some(self.who(c)), &properties) {
+                    let who = Who {
+                        segments: Some(segment::View {
+                            tracker: &self.segments,
+                            c,
+                            slot,
+                            at,
+                        }),
+                        ..self.who(c)
+                    };
+                    if conditions_hold(conditions, Some(who), &properties) {
                         *then
                     } else {
                         *otherwise
@@ -908,7 +1053,7 @@ fn is_event(event: &InputEvent<'_>, name: &str, conditions: &[Condition]) -> boo
     event.name == name && conditions_hold(conditions, None, event.properties)
 }
 
-fn conditions_hold(
+pub(crate) fn conditions_hold(
     conditions: &[Condition],
     who: Option<Who<'_>>,
     properties: &Map<String, Value>,
@@ -917,6 +1062,9 @@ fn conditions_hold(
         Condition::Property { name, test } => test.check(properties.get(name)),
         Condition::Trait { name, test } => test.check(who.and_then(|w| w.trait_value(name))),
         Condition::Consent { category } => who.is_some_and(|w| w.consent(category) == Some(true)),
+        Condition::Segment { .. } | Condition::Computed { .. } => {
+            who.is_some_and(|w| w.segments.is_some_and(|v| v.holds(c, w)))
+        }
     })
 }
 

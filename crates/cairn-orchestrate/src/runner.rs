@@ -395,6 +395,9 @@ struct Input {
     properties: Map<String, Value>,
     traits: Map<String, Value>,
     consent: Vec<(String, bool)>,
+    /// For computed traits (total revenue, last channel).
+    value: Option<f64>,
+    channel: String,
 }
 
 impl Input {
@@ -418,6 +421,8 @@ impl Input {
                 _ => Map::new(),
             },
             consent: consent(ev.context.as_deref()),
+            value: ev.value,
+            channel: ev.channel.clone(),
         })
     }
 }
@@ -671,7 +676,14 @@ impl Runner {
                 traits: &i.traits,
                 consent: &i.consent,
             };
-            effects.extend(self.engine.on_event(&i.customer, &ev, self.time));
+            let facts = cairn_journey::segment::EventFacts {
+                value: i.value,
+                channel: Some(&i.channel),
+            };
+            effects.extend(
+                self.engine
+                    .on_event_with(&i.customer, &ev, facts, self.time),
+            );
             self.handle(&mut effects)?;
         }
         self.time = self.time.max(now);

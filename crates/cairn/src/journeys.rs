@@ -45,10 +45,14 @@ have entered, which steps they reached, which messages would have gone out on wh
 how often the goal was reached by the treatment group and by the holdout.\n\n\
 Traits come from identify calls and consent from context.consent.categoryPreferences, as of each \
 event's time. Timers (waits, quiet hours, frequency caps, goal windows) run up to --to; customers \
-still waiting then are counted where they are.",
+still waiting then are counted where they are.\n\n\
+Segments and computed traits are built from the events before --to (those before --from count as \
+history: nobody enters before --from); a customer enters a segment-triggered journey at the instant they cross the segment's boundary (30 days after their \
+last event, for `did: \"*\"` within 30d), also between events.",
         after_help = "Examples:\n  cairn journeys simulate examples/journeys/abandoned-cart.yaml\n  \
 cairn journeys simulate cart.yaml --from 2026-01-01 --to 2026-02-01 --format json --trace trace.jsonl\n  \
-cairn journeys simulate cart.yaml --event add_to_cart=\"Product Added\" --event purchase=\"Order Completed\""
+cairn journeys simulate cart.yaml --event add_to_cart=\"Product Added\" --event purchase=\"Order Completed\"\n  \
+cairn journeys simulate examples/journeys/win-back.yaml --format json"
     )]
     Simulate(SimulateArgs),
     /// Store a journey file as a new version; the runner starts taking entries into it.
@@ -343,12 +347,16 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
     // Events the journey never looks at change nothing (a timer they would fire still fires,
     // at its own due time, on the next event or at the end), so they are not parsed or fed.
     let wanted: Vec<bool> = names.iter().map(|n| looks_at(&journey, n)).collect();
+    // Computed traits (total revenue, last channel) read each event's value and channel.
+    let computed = cairn_journey::segment::uses_computed(&journey);
     let columns = Columns {
         times: true,
         names: true,
         properties: true,
-        ..Columns::default()
+        channels: computed,
+        values: computed,
     };
+    let channels = snap.channels();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let tracing = args.trace.is_some();
     let empty = Map::new();
@@ -359,15 +367,25 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
         let none: &Updates = &Vec::new();
         let ups = updates.get(&c.key).unwrap_or(none);
         let mut u = 0;
+        // Before --from, history only builds profiles, segments and computed traits as they
+        // stood at --from (nothing enters); `started` once the engine is past it.
+        let mut started = false;
+        let mut start = |engine: &mut Engine, at: Micros| {
+            if !started && at >= from {
+                engine.observe_time(from.saturating_sub(1));
+                started = true;
+            }
+        };
         for i in 0..c.len() {
             let t = c.times[i];
-            if t < from || t >= to {
+            if t >= to {
                 continue;
             }
             // Profile changes up to this event, each as an event of its own at its time.
             // (also those before --from: they are the profile as it stood).
             while u < ups.len() && ups[u].0 <= t {
-                effects.extend(apply(&mut engine, id, &ups[u]));
+                start(&mut engine, ups[u].0);
+                effects.extend(apply(&mut engine, id, &ups[u], from));
                 u += 1;
             }
             if !wanted[c.names[i] as usize] {
@@ -383,11 +401,22 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
                 traits: &empty,
                 consent: &[],
             };
-            effects.extend(engine.on_event(id, &ev, t));
+            let facts = cairn_journey::segment::EventFacts {
+                value: c.values.get(i).copied().filter(|v| !v.is_nan()),
+                channel: c.channels.get(i).map(|ch| channels[*ch as usize].as_str()),
+            };
+            if t < from {
+                engine.observe(id, &ev, facts, t);
+                continue;
+            }
+            start(&mut engine, t);
+            effects.extend(engine.on_event_with(id, &ev, facts, t));
         }
         for up in &ups[u..] {
-            effects.extend(apply(&mut engine, id, up));
+            start(&mut engine, up.0);
+            effects.extend(apply(&mut engine, id, up, from));
         }
+        start(&mut engine, from.max(to - 1));
         effects.extend(engine.on_time(to - 1));
         count(tally, id, &effects, tracing);
     })?;
@@ -427,9 +456,11 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
     Ok(())
 }
 
-/// Whether the journey enters on, waits for or has as its goal an event of this name.
+/// Whether the journey enters on, waits for or has as its goal an event of this name, or its
+/// segments or computed traits count it.
 fn looks_at(j: &Journey, name: &str) -> bool {
-    j.entry.event == name
+    cairn_journey::segment::looks_at(j, name)
+        || j.entry.event == name
         || j.goal.as_ref().is_some_and(|g| g.event == name)
         || j.exit_on.iter().any(|x| x.event == name)
         || j.steps.iter().any(
@@ -437,8 +468,9 @@ fn looks_at(j: &Journey, name: &str) -> bool {
         )
 }
 
-/// A profile change as an event no journey matches (an empty name), at its own time.
-fn apply(engine: &mut Engine, customer: &str, up: &Updates0) -> Vec<Effect> {
+/// A profile change as an event no journey matches (an empty name), at its own time (as
+/// history before `from`).
+fn apply(engine: &mut Engine, customer: &str, up: &Updates0, from: Micros) -> Vec<Effect> {
     let empty = Map::new();
     let ev = InputEvent {
         name: "",
@@ -446,6 +478,10 @@ fn apply(engine: &mut Engine, customer: &str, up: &Updates0) -> Vec<Effect> {
         traits: &up.1,
         consent: &up.2,
     };
+    if up.0 < from {
+        engine.observe(customer, &ev, Default::default(), up.0);
+        return Vec::new();
+    }
     engine.on_event(customer, &ev, up.0)
 }
 

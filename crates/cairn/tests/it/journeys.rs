@@ -114,3 +114,83 @@ fn simulate_maps_stored_event_names() {
     );
     assert!(err.contains("expected NAME=STORED"), "{err}");
 }
+
+const WIN_BACK: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/journeys/win-back.yaml"
+);
+
+/// A segment entry in a backtest: customers enter the win-back journey at the instant they
+/// leave segment `active` (30 days without an event), and the branch reads the computed
+/// total revenue (from the stored events' values).
+#[test]
+fn simulate_enters_on_leaving_a_segment() {
+    const HISTORY: &str = r#"{"type":"track","userId":"u1","event":"purchase","messageId":"b1","timestamp":"2026-03-01T09:00:00Z","properties":{"revenue":150}}
+{"type":"track","userId":"u2","event":"page_viewed","messageId":"b2","timestamp":"2026-03-01T12:00:00Z"}
+{"type":"track","userId":"u2","event":"purchase","messageId":"b3","timestamp":"2026-03-20T12:00:00Z","properties":{"revenue":20}}
+{"type":"track","userId":"u2","event":"purchase","messageId":"b4","timestamp":"2026-04-25T10:00:00Z","properties":{"revenue":30}}
+{"type":"track","userId":"u3","event":"page_viewed","messageId":"b5","timestamp":"2026-03-10T12:00:00Z"}
+{"type":"track","userId":"u3","event":"page_viewed","messageId":"b6","timestamp":"2026-04-01T12:00:00Z"}
+{"type":"track","userId":"u3","event":"page_viewed","messageId":"b7","timestamp":"2026-04-26T00:00:00Z"}
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("events.jsonl");
+    let trace = dir.path().join("trace.jsonl");
+    std::fs::write(&file, HISTORY).unwrap();
+    ok(&data, &["import", file.to_str().unwrap()]);
+    ok(dir.path(), &["journeys", "validate", WIN_BACK]);
+    let out = ok(
+        &data,
+        &[
+            "journeys",
+            "simulate",
+            WIN_BACK,
+            "--format",
+            "json",
+            "--trace",
+            trace.to_str().unwrap(),
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // u1 lapses on 03-31 09:00 (spent 150: the VIP email at 10:00); u2 on 04-19 12:00 (spent
+    // 20: the plain email the next morning) and buys on 04-25 (goal); u3 stays active.
+    assert_eq!(v["entered"], 2, "{out}");
+    assert_eq!(v["goal_reached"], 1);
+    assert_eq!(v["steps"]["vip-email"], 1);
+    assert_eq!(v["steps"]["email"], 1);
+    assert_eq!(v["messages"]["email"], 2);
+    let lines = std::fs::read_to_string(&trace).unwrap();
+    for want in [
+        r#"{"at":"2026-03-31T09:00:00Z","customer":"u1","step":"morning"}"#,
+        r#"{"at":"2026-03-31T10:00:00Z","customer":"u1","step":"vip-email"}"#,
+        r#"{"at":"2026-04-19T12:00:00Z","customer":"u2","step":"morning"}"#,
+        r#"{"at":"2026-04-20T10:00:00Z","customer":"u2","step":"email"}"#,
+    ] {
+        assert!(lines.contains(want), "{want} not in {lines}");
+    }
+    assert!(!lines.contains("u3"), "{lines}");
+
+    // From 03-05: u1's purchase before it still makes u1 active (history builds segments and
+    // computed traits as they stood), so u1 still lapses on 03-31, as a VIP.
+    let from = |t: &str| {
+        let out = ok(
+            &data,
+            &[
+                "journeys", "simulate", WIN_BACK, "--format", "json", "--from", t,
+            ],
+        );
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let v = from("2026-03-05T00:00:00Z");
+    assert_eq!(
+        (v["entered"].clone(), v["steps"]["vip-email"].clone()),
+        (2.into(), 1.into())
+    );
+    // From 04-15: u1 lapsed before it (silently: nothing enters before --from); u2 lapses on
+    // 04-19 and is the only entry.
+    let v = from("2026-04-15T00:00:00Z");
+    assert_eq!(v["entered"], 1, "{v}");
+    assert_eq!(v["steps"]["email"], 1);
+    assert_eq!(v["goal_reached"], 1);
+}
