@@ -447,6 +447,10 @@ pub struct Runner {
     peek: u64,
     /// The engine's time: never goes back.
     time: Micros,
+    /// Where the runner started: events before it are history, not input.
+    start: u64,
+    /// Whether a step ran yet (history for segments is counted just before the first).
+    stepped: bool,
     writeback: Vec<Event>,
     /// Figures of this process, for the exit summary.
     pub replayed_steps: usize,
@@ -521,6 +525,8 @@ impl Runner {
             pos: 0,
             peek: 0,
             time: Micros::MIN,
+            start: 0,
+            stepped: false,
             writeback: Vec::new(),
             replayed_steps: 0,
             sent: 0,
@@ -569,6 +575,7 @@ impl Runner {
         }
         self.pos = from;
         self.peek = from;
+        self.start = from;
         let mut live = live.into_iter().peekable();
         for op in ops.into_iter().skip(1) {
             match op {
@@ -587,6 +594,52 @@ impl Runner {
         }
         self.flush_writeback()?;
         Ok(())
+    }
+
+    /// Counts the events stored before the runner started into the segments of the journeys
+    /// loaded by then, without entering anyone (`Engine::observe`): a win-back journey applied
+    /// today sees who was active last month, as `journeys simulate --from` does. Done once,
+    /// before the first step, both live and on replay (the journal loads the same journeys
+    /// before its first step), so a restart derives the same state. A journey loaded after
+    /// the first step counts the events from its load on. Segment changes that time alone
+    /// makes up to the first step's `now` are history too (a customer who went quiet before
+    /// the runner ran left the segment before: no entry).
+    fn count_history_for_segments(&mut self, now: Micros) -> Result<()> {
+        if !self.has_segments() {
+            return Ok(());
+        }
+        let snap = self.store.snapshot()?;
+        let mut history = Vec::new();
+        snap.for_each_event_from(0, |e| {
+            if e.seq < self.start
+                && let Some(i) = Input::from_stored(e)
+            {
+                history.push(i);
+            }
+        })?;
+        history.sort_by_key(|i| i.seq);
+        for i in &history {
+            let ev = InputEvent {
+                name: &i.name,
+                properties: &i.properties,
+                traits: &i.traits,
+                consent: &i.consent,
+            };
+            let facts = cairn_journey::segment::EventFacts {
+                value: i.value,
+                channel: Some(&i.channel),
+            };
+            self.engine.observe(&i.customer, &ev, facts, i.at);
+        }
+        self.engine.observe_time(now);
+        Ok(())
+    }
+
+    fn has_segments(&self) -> bool {
+        self.engine
+            .journeys()
+            .iter()
+            .any(|j| !j.segments.is_empty())
     }
 
     /// Traits and consent of a history event (nothing can enter on it).
@@ -657,6 +710,10 @@ impl Runner {
 
     /// Feeds `batch` (the inputs below `upto`) and fires timers due at `now`.
     fn step(&mut self, upto: u64, now: Micros, batch: Vec<Input>) -> Result<()> {
+        if !self.stepped {
+            self.stepped = true;
+            self.count_history_for_segments(now)?;
+        }
         let mut effects = Vec::new();
         for i in batch {
             if !i.traits.is_empty() {
@@ -917,7 +974,10 @@ impl Runner {
             }
         }
         let due = self.engine.next_due().is_some_and(|d| d <= now);
-        if !batch.is_empty() || due {
+        // The first step counts history into segments (and sets their timers), with or
+        // without new events.
+        let first = !self.stepped && self.has_segments();
+        if !batch.is_empty() || due || first {
             // Written before it is acted on: a crash from here on replays this very step.
             self.journal.write(&Op::Step { upto, now })?;
             self.step(upto, now, batch)?;

@@ -568,3 +568,61 @@ fn live_run_counts_equal_simulate() {
     );
     assert!(sim["entered"].as_u64().unwrap() >= 300);
 }
+
+/// A runner started over a store with history counts that history into its journeys'
+/// segments without entering anyone: a customer who was active before the runner started
+/// leaves `active` (and enters win-back) 30 days after their last event; one who had already
+/// gone quiet before the runner started left before it, and does not enter.
+#[test]
+fn a_new_runner_counts_history_into_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let win_back = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/journeys/win-back.yaml"
+    );
+    ok(&data, &["journeys", "apply", win_back]);
+    let track = |user: &str, id: &str, at: &str| json!({"type":"track","userId":user,"event":"page_view","messageId":id,"timestamp":at});
+    ingest(
+        &data,
+        &[
+            track("recent", "h1", "2026-03-01T12:00:00Z"),
+            track("lapsed", "h2", "2026-02-01T12:00:00Z"),
+        ],
+    );
+    let run = |t: &str| {
+        ok(
+            &data,
+            &[
+                "journeys",
+                "run",
+                "--once",
+                "--clock-start",
+                t,
+                "--clock-rate",
+                "0",
+            ],
+        )
+    };
+    // The runner starts after both events: they are history.
+    run("2026-03-10T00:00:00Z");
+    let entered = |who: &str| {
+        let tl = ok(&data, &["timeline", who, "--format", "json"]);
+        tl.contains("journey_entered")
+    };
+    assert!(!entered("recent") && !entered("lapsed"));
+    // 30 days after its last event, `recent` leaves `active`; the runner (restarted from its
+    // journal, so the history is counted again the same way) enters it.
+    run("2026-03-31T13:00:00Z");
+    assert!(entered("recent"), "left `active` on 2026-03-31 12:00");
+    assert!(
+        !entered("lapsed"),
+        "left `active` on 2026-03-03, before the runner ran"
+    );
+    let show: Value = serde_json::from_str(&ok(
+        &data,
+        &["journeys", "show", "win-back", "--format", "json"],
+    ))
+    .unwrap();
+    assert_eq!(show["versions"]["win-back@1"]["entered"], 1, "{show:#}");
+}
