@@ -13,6 +13,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use serde_saphyr::{Location, Spanned};
 
+use crate::schedule::Cron;
+
 /// A definition that cannot be used, with where in the file and why.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("line {line}, column {column}: {reason}")]
@@ -56,12 +58,43 @@ pub struct ExitOn {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
+    /// The event that enters a customer; for an API entry, [`API_ENTRY_EVENT`]; empty for a
+    /// schedule (see [`Entry::event_name`]).
     pub event: String,
+    /// Conditions on the entry event's properties and on the customer's traits and consent
+    /// (a schedule has no event: only traits and consent).
     pub conditions: Vec<Condition>,
     pub reentry: Reentry,
     /// At most this many entries per customer (into this version), whatever the re-entry
     /// policy allows.
     pub max_entries: Option<u32>,
+    /// What enters a customer: `event` (the default), a request to the API, or a schedule.
+    pub on: EntryOn,
+}
+
+/// The event `POST /v1/journeys/{id}/entries` appends, with the journey id in its `journey`
+/// property: an API entry is an entry on this event (the log stays the only input).
+pub const API_ENTRY_EVENT: &str = "journey_entry_requested";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EntryOn {
+    /// `entry: {event: NAME}`.
+    Event,
+    /// `entry: {api: true}`: an [`API_ENTRY_EVENT`] naming this journey.
+    Api,
+    /// `entry: {schedule: {cron: "0 9 * * 1"}}`, in each customer's timezone (see
+    /// [`crate::schedule`]).
+    Schedule(Cron),
+}
+
+impl Entry {
+    /// The event whose arrival may enter a customer; `None` for a schedule.
+    pub fn event_name(&self) -> Option<&str> {
+        match self.on {
+            EntryOn::Schedule(_) => None,
+            EntryOn::Event | EntryOn::Api => Some(&self.event),
+        }
+    }
 }
 
 /// When a customer who entered before may enter again.
@@ -234,7 +267,7 @@ struct RawJourney {
     version: u32,
     #[serde(default)]
     name: Option<String>,
-    entry: RawEntry,
+    entry: Spanned<RawEntry>,
     #[serde(default)]
     goal: Option<RawGoal>,
     #[serde(default)]
@@ -255,13 +288,24 @@ struct RawExitOn {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEntry {
-    event: String,
+    #[serde(default)]
+    event: Option<String>,
     #[serde(default, rename = "where")]
     conditions: Vec<Spanned<RawCondition>>,
     #[serde(default)]
     reentry: Option<Spanned<String>>,
     #[serde(default)]
     max_entries: Option<Spanned<u32>>,
+    #[serde(default)]
+    api: Option<Spanned<bool>>,
+    #[serde(default)]
+    schedule: Option<RawSchedule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    cron: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -432,7 +476,16 @@ impl Journey {
 /// serde-saphyr's message may carry a rendered snippet after the first line; the location is
 /// reported separately.
 fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or(s).trim().to_string()
+    let line = s.lines().next().unwrap_or(s).trim();
+    // It also repeats the location ("error: line 6 column 17: ..."): said once is enough.
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    match line
+        .strip_prefix("line ")
+        .and_then(|rest| rest.split_once(": "))
+    {
+        Some((at, reason)) if at.contains(" column ") => reason.to_string(),
+        _ => line.to_string(),
+    }
 }
 
 fn resolve(raw: RawJourney) -> Result<Journey, DefinitionError> {
@@ -623,7 +676,9 @@ fn resolve(raw: RawJourney) -> Result<Journey, DefinitionError> {
             kind,
         });
     }
-    let reentry = match &raw.entry.reentry {
+    let (event, on, mut entry_conditions) = entry_on(&raw.id.value, &raw.entry)?;
+    let raw_entry = raw.entry.value;
+    let reentry = match &raw_entry.reentry {
         None => Reentry::WhenExited,
         Some(r) => match r.value.as_str() {
             "never" => Reentry::Never,
@@ -643,7 +698,7 @@ fn resolve(raw: RawJourney) -> Result<Journey, DefinitionError> {
             },
         },
     };
-    if let Some(m) = &raw.entry.max_entries
+    if let Some(m) = &raw_entry.max_entries
         && m.value == 0
     {
         return Err(DefinitionError::at(
@@ -656,10 +711,14 @@ fn resolve(raw: RawJourney) -> Result<Journey, DefinitionError> {
         version: raw.version,
         name: raw.name,
         entry: Entry {
-            event: raw.entry.event,
-            conditions: conditions(&raw.entry.conditions)?,
+            event,
+            conditions: {
+                entry_conditions.extend(conditions(&raw_entry.conditions)?);
+                entry_conditions
+            },
             reentry,
-            max_entries: raw.entry.max_entries.map(|m| m.value),
+            max_entries: raw_entry.max_entries.map(|m| m.value),
+            on,
         },
         goal: match raw.goal {
             None => None,
@@ -688,6 +747,56 @@ fn resolve(raw: RawJourney) -> Result<Journey, DefinitionError> {
         },
         steps,
     })
+}
+
+/// What enters a customer: exactly one of `event`, `api: true` and `schedule`. An API entry
+/// is an entry on [`API_ENTRY_EVENT`] with this journey's id in its `journey` property (the
+/// condition returned first).
+fn entry_on(
+    id: &str,
+    entry: &Spanned<RawEntry>,
+) -> Result<(String, EntryOn, Vec<Condition>), DefinitionError> {
+    let e = &entry.value;
+    let given = [e.event.is_some(), e.api.is_some(), e.schedule.is_some()];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(DefinitionError::at(
+            entry.referenced,
+            "an entry needs exactly one of `event`, `api: true` or `schedule: {cron: ...}`",
+        ));
+    }
+    if let Some(api) = &e.api {
+        if !api.value {
+            return Err(DefinitionError::at(
+                api.referenced,
+                "`api: false` enters no one: write `api: true`, or use `event` or `schedule`",
+            ));
+        }
+        let journey = Condition::Property {
+            name: "journey".to_string(),
+            test: Test::Equals(Value::String(id.to_string())),
+        };
+        return Ok((API_ENTRY_EVENT.to_string(), EntryOn::Api, vec![journey]));
+    }
+    if let Some(s) = &e.schedule {
+        let cron = Cron::parse(&s.cron.value).map_err(|err| {
+            DefinitionError::at(
+                s.cron.referenced,
+                format!("bad cron expression {:?}: {}", s.cron.value, err.reason),
+            )
+        })?;
+        if let Some(c) = e.conditions.iter().find(|c| c.value.property.is_some()) {
+            return Err(DefinitionError::at(
+                c.referenced,
+                "a schedule has no entry event: its conditions are on traits or consent",
+            ));
+        }
+        return Ok((String::new(), EntryOn::Schedule(cron), Vec::new()));
+    }
+    Ok((
+        e.event.clone().unwrap_or_default(),
+        EntryOn::Event,
+        Vec::new(),
+    ))
 }
 
 fn conditions(raw: &[Spanned<RawCondition>]) -> Result<Vec<Condition>, DefinitionError> {

@@ -21,8 +21,9 @@ use cairn_model::Micros;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::definition::{Channel, Condition, Journey, Reentry, StepKind};
+use crate::definition::{Channel, Condition, EntryOn, Journey, Reentry, StepKind};
 use crate::guard;
+use crate::schedule::Schedules;
 
 /// What the engine sees of an event. Identify calls carry `traits`; any message may carry
 /// consent changes (`context.consent.categoryPreferences`). Both update the customer's profile
@@ -211,6 +212,11 @@ pub struct Engine {
     /// run holds the key (a slot number here would make every entry 8 bytes larger).
     timers: BTreeMap<TimerKey, u32>,
     next_timer: u64,
+    /// Schedule entries: customers by time zone, a timer per (zone, journey); see
+    /// [`crate::schedule`].
+    schedules: Schedules,
+    /// The latest time given (an event's or a tick's): where a schedule added later starts.
+    now: Micros,
 }
 
 const SHARDS: usize = 256;
@@ -292,6 +298,8 @@ impl Engine {
             customers: Customers::default(),
             timers: BTreeMap::new(),
             next_timer: 1,
+            schedules: Schedules::default(),
+            now: Micros::MIN,
         };
         for j in journeys {
             engine.add_journey(j);
@@ -315,8 +323,20 @@ impl Engine {
         self.holdouts.push(journey.holdout_range());
         self.accepting.push(true);
         self.versioned.push(journey.versioned_id());
+        let slot = self.journeys.len();
+        if let EntryOn::Schedule(cron) = &journey.entry.on {
+            let first = self
+                .schedules
+                .add_job(slot, cron.clone(), self.now, &mut self.next_timer);
+            // Zones are tracked from the first schedule on: place the customers known so far.
+            for c in (0..self.customers.len).filter(|_| first) {
+                let tz = self.who(c).trait_value("timezone").cloned();
+                self.schedules
+                    .join(c, tz.as_ref(), self.now, &mut self.next_timer);
+            }
+        }
         self.journeys.push(journey);
-        self.journeys.len() - 1
+        slot
     }
 
     /// Opens or closes a slot to new entries. Customers already in it go on.
@@ -335,6 +355,7 @@ impl Engine {
             StepKind::Branch { conditions, .. } => conditions.as_slice(),
             _ => &[],
         });
+        let all = all.chain(&j.entry.conditions);
         all.filter_map(|c| match c {
             Condition::Trait { name, .. } => Some(name.clone()),
             _ => None,
@@ -344,12 +365,17 @@ impl Engine {
 
     /// Timers not yet fired: customers waiting, messages held back, goal windows open.
     pub fn pending_timers(&self) -> usize {
-        self.timers.len()
+        self.timers.len() + self.schedules.pending()
     }
 
     /// The due time of the next timer, so a runner knows how long it may sleep.
     pub fn next_due(&self) -> Option<Micros> {
-        self.timers.keys().next().map(|k| k.0)
+        let first = self.timers.keys().next().copied();
+        first
+            .into_iter()
+            .chain(self.schedules.next_due())
+            .min()
+            .map(|k| k.0)
     }
 
     /// The event names some journey enters on, waits for, exits on or counts as a goal.
@@ -358,7 +384,9 @@ impl Engine {
             StepKind::WaitFor { event, .. } => Some(event.as_str()),
             _ => None,
         });
-        std::iter::once(j.entry.event.as_str())
+        j.entry
+            .event_name()
+            .into_iter()
             .chain(j.goal.as_ref().map(|g| g.event.as_str()))
             .chain(j.exit_on.iter().map(|x| x.event.as_str()))
             .chain(waits)
@@ -376,11 +404,24 @@ impl Engine {
         {
             return out;
         }
-        let c = match self.index[shard(customer)].get(customer) {
-            Some(&c) => c,
-            None => self.add_customer(customer),
+        let (c, new) = match self.index[shard(customer)].get(customer) {
+            Some(&c) => (c, false),
+            None => (self.add_customer(customer), true),
         };
         self.update_profile(c, event.traits, event.consent);
+        if self.schedules.active() && (new || event.traits.contains_key("timezone")) {
+            let tz = self.who(c).trait_value("timezone").cloned();
+            // From the engine's time (a late event does not reach back to earlier firings).
+            let now = self.now;
+            match new {
+                true => self
+                    .schedules
+                    .join(c, tz.as_ref(), now, &mut self.next_timer),
+                false => self
+                    .schedules
+                    .place(c, tz.as_ref(), now, &mut self.next_timer),
+            }
+        }
         let slots = self.journeys.len();
         for slot in 0..slots {
             let j = Arc::clone(&self.journeys[slot]);
@@ -442,8 +483,10 @@ impl Engine {
                 )));
                 self.finish_steps(c, slot, now, &mut out);
             }
-            // 4. Entry.
-            if is_event(event, &j.entry.event, &j.entry.conditions) {
+            // 4. Entry (its conditions may look at traits too).
+            if j.entry.event_name() == Some(event.name)
+                && conditions_hold(&j.entry.conditions, Some(self.who(c)), event.properties)
+            {
                 self.try_enter(c, slot, event.properties, now, &mut out);
             }
         }
@@ -453,7 +496,19 @@ impl Engine {
     /// Fires every timer due at or before `now`, in (due, creation) order.
     pub fn on_time(&mut self, now: Micros) -> Vec<Effect> {
         let mut out = Vec::new();
-        while let Some(entry) = self.timers.first_entry() {
+        self.now = self.now.max(now);
+        loop {
+            // A schedule due before the next timer of a run fires first.
+            let before = self.timers.keys().next().copied();
+            if let Some((due, slot, members)) =
+                self.schedules.pop_due(now, before, &mut self.next_timer)
+            {
+                self.enter_on_schedule(slot, &members, due, &mut out);
+                continue;
+            }
+            let Some(entry) = self.timers.first_entry() else {
+                break;
+            };
             let key = *entry.key();
             let due = key.0;
             if due > now {
@@ -503,6 +558,24 @@ impl Engine {
             }
         }
         out
+    }
+
+    /// A schedule fired in the zone of `members`: each enters if the entry's conditions hold
+    /// of their traits and consent and the re-entry policy and cap allow.
+    fn enter_on_schedule(
+        &mut self,
+        slot: usize,
+        members: &[u32],
+        at: Micros,
+        out: &mut Vec<Effect>,
+    ) {
+        let j = Arc::clone(&self.journeys[slot]);
+        let none = Map::new();
+        for &c in members {
+            if conditions_hold(&j.entry.conditions, Some(self.who(c)), &none) {
+                self.try_enter(c, slot, &none, at, out);
+            }
+        }
     }
 
     fn add_customer(&mut self, id: &str) -> u32 {

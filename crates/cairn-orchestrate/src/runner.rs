@@ -321,10 +321,25 @@ impl Clock {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Op {
-    Start { from: u64 },
-    Load { journey: String },
-    Accept { journey: String, on: bool },
-    Step { upto: u64, now: Micros },
+    /// `at`: the clock when the runner first started (absent in journals written before
+    /// schedule entries): history counts as known from then, so a schedule does not fire for
+    /// the time before the runner ran.
+    Start {
+        from: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<Micros>,
+    },
+    Load {
+        journey: String,
+    },
+    Accept {
+        journey: String,
+        on: bool,
+    },
+    Step {
+        upto: u64,
+        now: Micros,
+    },
 }
 
 /// The append-only journal of runner inputs.
@@ -533,15 +548,13 @@ impl Runner {
     /// Re-derives the engine's state from the journal and the log (see the module doc).
     fn replay(&mut self, ops: Vec<Op>) -> Result<()> {
         let snap = self.store.snapshot()?;
-        let from = match ops.first() {
-            Some(Op::Start { from }) => *from,
+        let (from, at) = match ops.first() {
+            Some(Op::Start { from, at }) => (*from, *at),
             _ => {
                 // A new runner: what is stored now is history.
-                let op = Op::Start {
-                    from: snap.next_seq(),
-                };
-                self.journal.write(&op)?;
-                snap.next_seq()
+                let (from, at) = (snap.next_seq(), Some(self.clock.now()));
+                self.journal.write(&Op::Start { from, at })?;
+                (from, at)
             }
         };
         let mut history = Vec::new();
@@ -560,7 +573,7 @@ impl Runner {
         history.sort_by_key(|i| i.seq);
         live.sort_by_key(|i| i.seq);
         for i in &history {
-            self.profile_update(i);
+            self.profile_update(i, at.map_or(i.at, |at| i.at.max(at)));
         }
         self.pos = from;
         self.peek = from;
@@ -584,8 +597,8 @@ impl Runner {
         Ok(())
     }
 
-    /// Traits and consent of a history event (nothing can enter on it).
-    fn profile_update(&mut self, i: &Input) {
+    /// Traits and consent of a history event (nothing can enter on it), known from `at`.
+    fn profile_update(&mut self, i: &Input, at: Micros) {
         let empty = Map::new();
         let ev = InputEvent {
             name: "",
@@ -593,7 +606,7 @@ impl Runner {
             traits: &i.traits,
             consent: &i.consent,
         };
-        let effects = self.engine.on_event(&i.customer, &ev, i.at);
+        let effects = self.engine.on_event(&i.customer, &ev, at);
         debug_assert!(effects.is_empty(), "history triggered effects");
         if !i.traits.is_empty() {
             let p = self.profiles.entry(i.customer.clone()).or_default();

@@ -367,7 +367,7 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
             // Profile changes up to this event, each as an event of its own at its time.
             // (also those before --from: they are the profile as it stood).
             while u < ups.len() && ups[u].0 <= t {
-                effects.extend(apply(&mut engine, id, &ups[u]));
+                effects.extend(apply(&mut engine, id, &ups[u], from));
                 u += 1;
             }
             if !wanted[c.names[i] as usize] {
@@ -386,7 +386,7 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
             effects.extend(engine.on_event(id, &ev, t));
         }
         for up in &ups[u..] {
-            effects.extend(apply(&mut engine, id, up));
+            effects.extend(apply(&mut engine, id, up, from));
         }
         effects.extend(engine.on_time(to - 1));
         count(tally, id, &effects, tracing);
@@ -429,7 +429,7 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
 
 /// Whether the journey enters on, waits for or has as its goal an event of this name.
 fn looks_at(j: &Journey, name: &str) -> bool {
-    j.entry.event == name
+    j.entry.event_name() == Some(name)
         || j.goal.as_ref().is_some_and(|g| g.event == name)
         || j.exit_on.iter().any(|x| x.event == name)
         || j.steps.iter().any(
@@ -437,8 +437,10 @@ fn looks_at(j: &Journey, name: &str) -> bool {
         )
 }
 
-/// A profile change as an event no journey matches (an empty name), at its own time.
-fn apply(engine: &mut Engine, customer: &str, up: &Updates0) -> Vec<Effect> {
+/// A profile change as an event no journey matches (an empty name), at its own time; one
+/// from before `from` counts from `from` (the profile as it stood then: a schedule does not
+/// fire for the time before the simulated period, as a runner's history).
+fn apply(engine: &mut Engine, customer: &str, up: &Updates0, from: Micros) -> Vec<Effect> {
     let empty = Map::new();
     let ev = InputEvent {
         name: "",
@@ -446,7 +448,7 @@ fn apply(engine: &mut Engine, customer: &str, up: &Updates0) -> Vec<Effect> {
         traits: &up.1,
         consent: &up.2,
     };
-    engine.on_event(customer, &ev, up.0)
+    engine.on_event(customer, &ev, up.0.max(from))
 }
 
 fn count(tally: &mut Tally, customer: &str, effects: &[Effect], tracing: bool) {
