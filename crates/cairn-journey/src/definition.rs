@@ -444,6 +444,28 @@ impl Journey {
         resolve(raw)
     }
 
+    /// Parses and validates a definition sent as JSON (the API's form): the same structure
+    /// as the YAML. JSON is YAML's flow syntax, so after a strict JSON syntax check (whose
+    /// errors say where) the YAML parser reads it, and every error gives the line and column
+    /// of the JSON text.
+    pub fn from_json(text: &str) -> Result<Journey, DefinitionError> {
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            return Err(DefinitionError {
+                line: e.line() as u64,
+                column: e.column() as u64,
+                reason: format!("not valid JSON: {}", json_reason(&e)),
+            });
+        }
+        if !text.trim_start().starts_with('{') {
+            return Err(DefinitionError {
+                line: 1,
+                column: 1,
+                reason: "a journey definition is a JSON object".to_string(),
+            });
+        }
+        Journey::from_yaml(text)
+    }
+
     /// The idempotency-key prefix and display name: `id@version`.
     pub fn versioned_id(&self) -> String {
         format!("{}@{}", self.id, self.version)
@@ -470,6 +492,15 @@ impl Journey {
             }
             _ => None,
         })
+    }
+}
+
+/// serde_json's message without its trailing " at line L column C" (reported separately).
+fn json_reason(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.rsplit_once(" at line ") {
+        Some((reason, _)) => reason.to_string(),
+        None => s,
     }
 }
 

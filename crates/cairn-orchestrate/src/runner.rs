@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -263,6 +263,9 @@ pub struct Shared {
     ready: AtomicBool,
     /// Set when the runner stopped on an error.
     failed: AtomicBool,
+    /// Bumped by whoever changed the registry in this process (the API's apply, pause, ...):
+    /// wakes the runner, which reads the registry at the start of every round.
+    registry_changes: AtomicU64,
 }
 
 impl Shared {
@@ -280,6 +283,12 @@ impl Shared {
 
     pub fn set_failed(&self) {
         self.failed.store(true, Ordering::Release);
+    }
+
+    /// Says the registry changed, so the runner takes it up now rather than at its next
+    /// poll (`--poll-ms`, which still covers a `cairn journeys apply` from another process).
+    pub fn registry_changed(&self) {
+        self.registry_changes.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -577,6 +586,11 @@ impl Runner {
         }
         self.pos = from;
         self.peek = from;
+        // Engine time starts at the runner's start: an event stored later with an older
+        // timestamp counts as then (as it would after any step), not as a time gone by.
+        if let Some(at) = at {
+            self.time = self.time.max(at);
+        }
         let mut live = live.into_iter().peekable();
         for op in ops.into_iter().skip(1) {
             match op {
@@ -1051,8 +1065,11 @@ impl Runner {
         let poll = poll.max(Duration::from_millis(1));
         // The count the last round's snapshot covered (read before it was loaded).
         let mut covered = None;
+        let shared = Arc::clone(&self.shared);
+        let changes = || shared.registry_changes.load(Ordering::Acquire);
         while !stop.load(Ordering::Acquire) {
             let count = appended();
+            let registry = changes();
             let busy = self.round_with(covered != Some(count))?;
             covered = Some(count);
             if once && !busy {
@@ -1060,7 +1077,11 @@ impl Runner {
             }
             // Our own write-backs count as appends too: one more round reads past them.
             let until = Instant::now() + self.idle_for(poll);
-            while Instant::now() < until && appended() == count && !stop.load(Ordering::Acquire) {
+            while Instant::now() < until
+                && appended() == count
+                && changes() == registry
+                && !stop.load(Ordering::Acquire)
+            {
                 std::thread::sleep(
                     Duration::from_millis(1).min(until.saturating_duration_since(Instant::now())),
                 );

@@ -283,3 +283,27 @@ fn entry_errors_say_line_column_and_why() {
     assert_eq!((l, c), (2, 33));
     assert!(r.contains("has 5 fields"), "{r}");
 }
+
+#[test]
+fn a_json_definition_is_checked_like_yaml_with_json_positions() {
+    let ok = "{\n  \"id\": \"vip\", \"version\": 2,\n  \"entry\": {\"api\": true},\n  \"steps\": [{\"id\": \"x\", \"exit\": \"done\"}]\n}";
+    let j = Journey::from_json(ok).unwrap();
+    assert_eq!(
+        (j.versioned_id().as_str(), &j.entry.on),
+        ("vip@2", &EntryOn::Api)
+    );
+    // JSON syntax: serde_json's position and reason.
+    let e = Journey::from_json("{\n  \"id\": \"vip\",\n  \"version\": 2,\n}").unwrap_err();
+    assert_eq!((e.line, e.column), (4, 1), "{e}");
+    assert!(
+        e.reason.starts_with("not valid JSON: key must be a string"),
+        "{e}"
+    );
+    // Structure: a typo in a field name, where it is.
+    let e = Journey::from_json(&ok.replace("\"exit\"", "\"exitt\"")).unwrap_err();
+    assert_eq!((e.line, e.column), (4, 25), "{e}");
+    assert!(e.reason.starts_with("unknown field `exitt`"), "{e}");
+    // Not an object.
+    let e = Journey::from_json("[1]").unwrap_err();
+    assert!(e.reason.contains("a JSON object"), "{e}");
+}
