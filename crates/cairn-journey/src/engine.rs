@@ -329,10 +329,12 @@ impl Engine {
                 .schedules
                 .add_job(slot, cron.clone(), self.now, &mut self.next_timer);
             // Zones are tracked from the first schedule on: place the customers known so far.
-            for c in (0..self.customers.len).filter(|_| first) {
-                let tz = self.who(c).trait_value("timezone").cloned();
-                self.schedules
-                    .join(c, tz.as_ref(), self.now, &mut self.next_timer);
+            if first {
+                for c in 0..self.customers.len {
+                    let tz = self.who(c).trait_value("timezone").cloned();
+                    self.schedules
+                        .join(c, tz.as_ref(), self.now, &mut self.next_timer);
+                }
             }
         }
         self.journeys.push(journey);
@@ -413,13 +415,12 @@ impl Engine {
             let tz = self.who(c).trait_value("timezone").cloned();
             // From the engine's time (a late event does not reach back to earlier firings).
             let now = self.now;
-            match new {
-                true => self
-                    .schedules
-                    .join(c, tz.as_ref(), now, &mut self.next_timer),
-                false => self
-                    .schedules
-                    .place(c, tz.as_ref(), now, &mut self.next_timer),
+            if new {
+                self.schedules
+                    .join(c, tz.as_ref(), now, &mut self.next_timer);
+            } else {
+                self.schedules
+                    .place(c, tz.as_ref(), now, &mut self.next_timer);
             }
         }
         let slots = self.journeys.len();

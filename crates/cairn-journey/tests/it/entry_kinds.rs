@@ -307,3 +307,36 @@ fn a_json_definition_is_checked_like_yaml_with_json_positions() {
     let e = Journey::from_json("[1]").unwrap_err();
     assert!(e.reason.contains("a JSON object"), "{e}");
 }
+
+/// Scale of a schedule firing: N customers in four zones, one weekly firing each. Run with
+/// `cargo test --release -p cairn-journey --test it schedule_at_scale -- --ignored --nocapture`
+/// (CAIRN_SCHEDULE_CUSTOMERS, default 1,000,000).
+#[test]
+#[ignore = "a measurement; run in release"]
+fn schedule_at_scale() {
+    let n: usize = std::env::var("CAIRN_SCHEDULE_CUSTOMERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let mut e = Engine::new(vec![Arc::new(Journey::from_yaml(WEEKLY).unwrap())]);
+    let zones = ["Europe/Paris", "America/New_York", "Asia/Tokyo", "UTC"];
+    let start = t("2026-03-01T00:00:00Z");
+    let began = std::time::Instant::now();
+    for i in 0..n {
+        let traits = json!({"timezone": zones[i % 4], "email": format!("c{i}@example.com")});
+        identify(&mut e, &format!("c{i}"), traits, start);
+    }
+    let known = began.elapsed();
+    assert_eq!(e.pending_timers(), 4);
+    let began = std::time::Instant::now();
+    let out = e.on_time(t("2026-03-03T00:00:00Z"));
+    let fired = began.elapsed();
+    let entered = entries(&out).len();
+    assert_eq!(entered, n);
+    eprintln!(
+        "schedule: {n} customers in 4 zones known in {known:.2?} ({:.0} per s); one weekly firing entered and sent to all in {fired:.2?} ({:.0} entries per s, {} effects)",
+        n as f64 / known.as_secs_f64(),
+        n as f64 / fired.as_secs_f64(),
+        out.len()
+    );
+}
