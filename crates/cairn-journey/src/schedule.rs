@@ -14,6 +14,12 @@
 //! timer moves to the next firing. So a million customers in twenty zones cost twenty timers,
 //! nothing polls, and the firing times depend only on the inputs: a replay, a simulation and a
 //! live run enter the same customers at the same instants.
+//!
+//! Firings missed because no tick came between them (a runner down for weeks) collapse into
+//! the latest: a tick that finds several firings of a (zone, journey) due enters customers for
+//! the last one only. So, unlike the engine's other timers, schedule entries depend on when
+//! ticks come; the runner journals its ticks, so a replay is still exact, and a simulation
+//! ticks at every due time, as a runner that never stopped would.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -405,7 +411,8 @@ impl Schedules {
 
     /// The first schedule timer, if it is due at or before `now` and comes before `before`
     /// (the engine's next own timer): removed and re-armed at its next firing. Returns its
-    /// due time, the journey slot, and the zone's members to try to enter.
+    /// due time, the journey slot, and the zone's members to try to enter (none when the next
+    /// firing is due by `now` too: see the module doc).
     pub(crate) fn pop_due(
         &mut self,
         now: Micros,
@@ -421,6 +428,12 @@ impl Schedules {
         let next = self.arm(&cron, zone, job, key.0, seq);
         let z = &mut self.zones[zone as usize];
         z.timers[job as usize] = next;
+        // Missed: the next firing is due by this tick too (the runner was down across both).
+        // Only the latest of the firings missed enters anyone, so a runner back after three
+        // weeks sends one weekly digest, not three.
+        if next.0 <= now {
+            return Some((key.0, self.jobs[job as usize].0, Vec::new()));
+        }
         Some((key.0, self.jobs[job as usize].0, z.members.clone()))
     }
 }
