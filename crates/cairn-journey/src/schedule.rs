@@ -571,6 +571,75 @@ mod tests {
         );
     }
 
+    /// Whether a local wall time is one the expression names.
+    fn names(c: &Cron, dt: DateTime) -> bool {
+        c.day_matches(dt.date())
+            && c.hours & (1 << dt.hour()) != 0
+            && c.minutes & (1 << dt.minute()) != 0
+    }
+
+    fn field() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just("*".to_string()),
+            (0u32..60).prop_map(|n| n.to_string()),
+            (0u32..30, 0u32..30).prop_map(|(a, b)| format!("{a}-{}", a + b)),
+            (1u32..20).prop_map(|s| format!("*/{s}")),
+            (0u32..10, 1u32..10).prop_map(|(a, b)| format!("{a},{}", a + b)),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Any text: an answer, never a panic.
+        #[test]
+        fn parsing_any_text_never_panics(text in "[0-9*/,\\- a-zA-Z]{0,40}") {
+            let _ = Cron::parse(&text);
+        }
+
+        /// The next firing is after `t`, is a local time the expression names (or the end of a
+        /// DST gap), and nothing the expression names lies between (walked minute by minute).
+        #[test]
+        fn the_next_firing_is_the_first_named_instant(
+            fields in proptest::collection::vec(field(), 2),
+            days in prop_oneof_days(),
+            zone in 0usize..5,
+            minutes in 0i64..(3 * 366 * 24 * 60),
+        ) {
+            let text = format!("{} {} {days}", fields[0], fields[1]);
+            let Ok(c) = Cron::parse(&text) else { return Ok(()) };
+            let tz = TimeZone::get(["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata", "Pacific/Chatham"][zone]).unwrap();
+            // Some instant in 2025-2027, at any second.
+            let t = at("2025-01-01T00:00:00Z") + minutes * 60_000_000 + (minutes % 60) * 1_000_000;
+            let Some(n) = c.next_after(t, &tz) else { return Ok(()) };
+            proptest::prop_assert!(n > t);
+            let local = |us: Micros| Timestamp::from_microsecond(us).unwrap().to_zoned(tz.clone());
+            let jumped = local(n - 60_000_000).offset() != local(n).offset();
+            proptest::prop_assert!(names(&c, local(n).datetime()) || jumped, "{text}: {}", show(n, &tz));
+            // Walk the whole minutes between (bounded: sparse expressions are checked near t).
+            let mut m = (t / 60_000_000 + 1) * 60_000_000;
+            let mut walked = 0;
+            while m < n && walked < 20_000 {
+                // A wall time's second occurrence (a DST fold) is not a firing.
+                let dt = local(m).datetime();
+                let repeat = tz.to_ambiguous_timestamp(dt).earlier().unwrap().as_microsecond() != m;
+                proptest::prop_assert!(!names(&c, dt) || repeat, "{text}: {} named before {}", show(m, &tz), show(n, &tz));
+                m += 60_000_000;
+                walked += 1;
+            }
+        }
+    }
+
+    fn prop_oneof_days() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just("* * *".to_string()),
+            Just("* * 1".to_string()),
+            Just("1,15 * *".to_string()),
+            Just("* 3,10 sun".to_string()),
+            Just("13 * 5".to_string()),
+        ]
+    }
+
     fn bad(cron: &str, reason: &str) {
         let e = Cron::parse(cron).unwrap_err();
         assert!(e.reason.contains(reason), "{cron:?}: {e}");
