@@ -411,17 +411,10 @@ impl Engine {
             None => (self.add_customer(customer), true),
         };
         self.update_profile(c, event.traits, event.consent);
-        if self.schedules.active() && (new || event.traits.contains_key("timezone")) {
-            let tz = self.who(c).trait_value("timezone").cloned();
-            // From the engine's time (a late event does not reach back to earlier firings).
-            let now = self.now;
-            if new {
-                self.schedules
-                    .join(c, tz.as_ref(), now, &mut self.next_timer);
-            } else {
-                self.schedules
-                    .place(c, tz.as_ref(), now, &mut self.next_timer);
-            }
+        if new {
+            self.zone_schedules(c, true);
+        } else if event.traits.contains_key("timezone") {
+            self.zone_schedules(c, false);
         }
         let slots = self.journeys.len();
         for slot in 0..slots {
@@ -559,6 +552,23 @@ impl Engine {
             }
         }
         out
+    }
+
+    /// Puts a customer (`new`: just met) in the schedule zone of its `timezone` trait, from
+    /// the engine's time (a late event does not reach back to earlier firings).
+    fn zone_schedules(&mut self, c: u32, new: bool) {
+        if !self.schedules.active() {
+            return;
+        }
+        let tz = self.who(c).trait_value("timezone").cloned();
+        let now = self.now;
+        if new {
+            self.schedules
+                .join(c, tz.as_ref(), now, &mut self.next_timer);
+        } else {
+            self.schedules
+                .place(c, tz.as_ref(), now, &mut self.next_timer);
+        }
     }
 
     /// A schedule fired in the zone of `members`: each enters if the entry's conditions hold
@@ -759,6 +769,9 @@ impl Engine {
                         at,
                     });
                     self.update_profile(c, traits, &[]);
+                    if traits.contains_key("timezone") {
+                        self.zone_schedules(c, false);
+                    }
                     *next
                 }
                 StepKind::Emit {

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use cairn_journey::definition::EntryOn;
 use cairn_journey::{Effect, Engine, InputEvent, Journey, JourneyEventKind};
 use cairn_model::{EventKind, Micros, format_micros, parse_timestamp};
 use cairn_store::Columns;
@@ -139,8 +140,18 @@ pub fn run(dir: &Path, command: &JourneysCommand) -> Result<()> {
     match command {
         JourneysCommand::Validate { file } => {
             let j = load(file)?;
+            let entry = match &j.entry.on {
+                EntryOn::Event => format!("on event {:?}", j.entry.event),
+                EntryOn::Api => "by API (POST /v1/journeys/ID/entries)".to_string(),
+                EntryOn::Schedule(cron) => {
+                    format!(
+                        "on schedule {:?} in each customer's timezone",
+                        cron.as_str()
+                    )
+                }
+            };
             println!(
-                "{}: ok, journey {} with {} steps",
+                "{}: ok, journey {} with {} steps, entry {entry}",
                 file.display(),
                 j.versioned_id(),
                 j.steps.len()

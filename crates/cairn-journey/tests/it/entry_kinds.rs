@@ -363,3 +363,36 @@ fn schedule_at_scale() {
         out.len()
     );
 }
+
+#[test]
+fn a_timezone_set_by_a_journey_moves_the_schedule_too() {
+    let relocate = Journey::from_yaml(
+        "id: relocate\nversion: 1\nentry:\n  api: true\nsteps:\n  - id: tz\n    set_traits:\n      timezone: Asia/Tokyo\n  - id: done\n    exit: moved\n",
+    )
+    .unwrap();
+    let weekly = Journey::from_yaml(WEEKLY).unwrap();
+    let mut e = Engine::new(vec![Arc::new(weekly), Arc::new(relocate)]);
+    let start = t("2026-03-01T00:00:00Z");
+    let mut out = identify(&mut e, "c", json!({"email": "c@example.com"}), start);
+    out.extend(request(
+        &mut e,
+        "c",
+        json!({"journey": "relocate"}),
+        t("2026-03-03T00:00:00Z"),
+    ));
+    for day in 4..=10 {
+        out.extend(e.on_time(start + day * 86_400_000_000));
+    }
+    let digests: Vec<_> = entries(&out)
+        .into_iter()
+        .filter(|(_, at)| at != "2026-03-03T00:00:00Z")
+        .collect();
+    // Monday 2 at 09:00 UTC; Monday 9 at 09:00 in Tokyo.
+    assert_eq!(
+        digests,
+        [
+            ("c".to_string(), "2026-03-02T09:00:00Z".to_string()),
+            ("c".to_string(), "2026-03-09T00:00:00Z".to_string()),
+        ]
+    );
+}

@@ -91,6 +91,11 @@ fn simulate_maps_stored_event_names() {
     assert_ne!(renamed, EVENTS);
     std::fs::write(&file, renamed).unwrap();
     ok(&data, &["import", file.to_str().unwrap()]);
+    let checked = ok(&data, &["journeys", "validate", WEEKLY]);
+    assert!(
+        checked.contains("entry on schedule \"0 9 * * 1\" in each customer's timezone"),
+        "{checked}"
+    );
     let simulate = |extra: &[&str]| {
         let mut args = vec!["journeys", "simulate", CART, "--format", "json"];
         args.extend_from_slice(extra);
@@ -139,6 +144,11 @@ fn simulate_fires_a_schedule_in_each_customers_timezone() {
     )
     .unwrap();
     ok(&data, &["import", file.to_str().unwrap()]);
+    let checked = ok(&data, &["journeys", "validate", WEEKLY]);
+    assert!(
+        checked.contains("entry on schedule \"0 9 * * 1\" in each customer's timezone"),
+        "{checked}"
+    );
     let simulate = |extra: &[&str]| -> serde_json::Value {
         let mut args = vec!["journeys", "simulate", WEEKLY, "--format", "json"];
         args.extend(extra);
