@@ -173,7 +173,11 @@ fn body_text(body: &Bytes) -> Result<&str, ApiError> {
 
 /// `POST /v1/journeys/validate`: checks a definition (JSON), stores nothing.
 async fn validate(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    let checked = check_admin(&app, &headers).and_then(|()| {
+    if let Err(e) = check_admin(&app, &headers) {
+        return reject(e);
+    }
+    // A large definition takes a while to parse: not on the async threads.
+    let checked = blocking(move || {
         let j = Journey::from_json(body_text(&body)?).map_err(|cause| {
             journey_error(cairn_orchestrate::Error::Definition {
                 what: "the definition".into(),
@@ -186,7 +190,8 @@ async fn validate(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) 
             "version": j.version,
             "steps": j.steps.len(),
         }))
-    });
+    })
+    .await;
     match checked {
         Ok(v) => json_response(&v),
         Err(e) => reject(e),
