@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use serde_saphyr::{Location, Spanned};
 
+use crate::schedule::Cron;
 use crate::segment::{ComputedTest, ComputedTrait, Segment, SegmentEntry};
 
 /// A definition that cannot be used, with where in the file and why.
@@ -60,7 +61,11 @@ pub struct ExitOn {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
+    /// The event that enters a customer; for an API entry, [`API_ENTRY_EVENT`]; empty for a
+    /// schedule (see [`Entry::event_name`]).
     pub event: String,
+    /// Conditions on the entry event's properties and on the customer's traits and consent
+    /// (a schedule has no event: only traits and consent).
     pub conditions: Vec<Condition>,
     pub reentry: Reentry,
     /// At most this many entries per customer (into this version), whatever the re-entry
@@ -68,6 +73,36 @@ pub struct Entry {
     pub max_entries: Option<u32>,
     /// Entry on entering or leaving a segment instead of on an event (`event` is then empty).
     pub segment: Option<SegmentEntry>,
+    /// What enters a customer: `event` (the default), a request to the API, a schedule, or
+    /// a segment crossing (then `segment` says which).
+    pub on: EntryOn,
+}
+
+/// The event `POST /v1/journeys/{id}/entries` appends, with the journey id in its `journey`
+/// property: an API entry is an entry on this event (the log stays the only input).
+pub const API_ENTRY_EVENT: &str = "journey_entry_requested";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EntryOn {
+    /// `entry: {event: NAME}`.
+    Event,
+    /// `entry: {api: true}`: an [`API_ENTRY_EVENT`] naming this journey.
+    Api,
+    /// `entry: {schedule: {cron: "0 9 * * 1"}}`, in each customer's timezone (see
+    /// [`crate::schedule`]).
+    Schedule(Cron),
+    /// `entry: {segment: NAME, on: enter|leave}` (see [`Entry::segment`]).
+    Segment,
+}
+
+impl Entry {
+    /// The event whose arrival may enter a customer; `None` for a schedule.
+    pub fn event_name(&self) -> Option<&str> {
+        match self.on {
+            EntryOn::Schedule(_) | EntryOn::Segment => None,
+            EntryOn::Event | EntryOn::Api => Some(&self.event),
+        }
+    }
 }
 
 /// When a customer who entered before may enter again.
@@ -286,6 +321,16 @@ struct RawEntry {
     /// `enter` or `leave`, with `segment`.
     #[serde(default)]
     on: Option<Spanned<String>>,
+    #[serde(default)]
+    api: Option<Spanned<bool>>,
+    #[serde(default)]
+    schedule: Option<RawSchedule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    cron: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -445,6 +490,28 @@ impl Journey {
         resolve(raw)
     }
 
+    /// Parses and validates a definition sent as JSON (the API's form): the same structure
+    /// as the YAML. JSON is YAML's flow syntax, so after a strict JSON syntax check (whose
+    /// errors say where) the YAML parser reads it, and every error gives the line and column
+    /// of the JSON text.
+    pub fn from_json(text: &str) -> Result<Journey, DefinitionError> {
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            return Err(DefinitionError {
+                line: e.line() as u64,
+                column: e.column() as u64,
+                reason: format!("not valid JSON: {}", json_reason(&e)),
+            });
+        }
+        if !text.trim_start().starts_with('{') {
+            return Err(DefinitionError {
+                line: 1,
+                column: 1,
+                reason: "a journey definition is a JSON object".to_string(),
+            });
+        }
+        Journey::from_yaml(text)
+    }
+
     /// The idempotency-key prefix and display name: `id@version`.
     pub fn versioned_id(&self) -> String {
         format!("{}@{}", self.id, self.version)
@@ -474,10 +541,28 @@ impl Journey {
     }
 }
 
+/// serde_json's message without its trailing " at line L column C" (reported separately).
+fn json_reason(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.rsplit_once(" at line ") {
+        Some((reason, _)) => reason.to_string(),
+        None => s,
+    }
+}
+
 /// serde-saphyr's message may carry a rendered snippet after the first line; the location is
 /// reported separately.
 fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or(s).trim().to_string()
+    let line = s.lines().next().unwrap_or(s).trim();
+    // It also repeats the location ("error: line 6 column 17: ..."): said once is enough.
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    match line
+        .strip_prefix("line ")
+        .and_then(|rest| rest.split_once(": "))
+    {
+        Some((at, reason)) if at.contains(" column ") => reason.to_string(),
+        _ => line.to_string(),
+    }
 }
 
 fn resolve(raw: RawJourney) -> Result<Journey, DefinitionError> {
@@ -670,8 +755,10 @@ fn resolve(raw: RawJourney) -> Result<Journey, DefinitionError> {
     }
     let segments = crate::segment::resolve(&raw.segments)?;
     check_segment_conditions(&raw, &segments)?;
+    let (event, on, mut entry_conditions) = entry_on(&raw.id.value, &raw.entry)?;
     let entry_segment = entry_segment(&raw.entry, &segments)?;
-    let reentry = match &raw.entry.value.reentry {
+    let raw_entry = raw.entry.value;
+    let reentry = match &raw_entry.reentry {
         None => Reentry::WhenExited,
         Some(r) => match r.value.as_str() {
             "never" => Reentry::Never,
@@ -691,7 +778,7 @@ fn resolve(raw: RawJourney) -> Result<Journey, DefinitionError> {
             },
         },
     };
-    if let Some(m) = &raw.entry.value.max_entries
+    if let Some(m) = &raw_entry.max_entries
         && m.value == 0
     {
         return Err(DefinitionError::at(
@@ -704,11 +791,15 @@ fn resolve(raw: RawJourney) -> Result<Journey, DefinitionError> {
         version: raw.version,
         name: raw.name,
         entry: Entry {
-            event: raw.entry.value.event.unwrap_or_default(),
-            conditions: conditions(&raw.entry.value.conditions)?,
+            event,
+            conditions: {
+                entry_conditions.extend(conditions(&raw_entry.conditions)?);
+                entry_conditions
+            },
             reentry,
-            max_entries: raw.entry.value.max_entries.map(|m| m.value),
+            max_entries: raw_entry.max_entries.map(|m| m.value),
             segment: entry_segment,
+            on,
         },
         goal: match raw.goal {
             None => None,
@@ -740,52 +831,46 @@ fn resolve(raw: RawJourney) -> Result<Journey, DefinitionError> {
     })
 }
 
-/// The segment an entry enters on, if it does: exactly one of `event` and `segment`, and a
-/// segment entry says `on: enter` or `on: leave` and has no `where`.
+/// The segment an entry enters on, if it is a segment entry (`entry_on` checked that it is
+/// the only kind given): a segment of the journey, `on: enter` or `on: leave`, and no `where`.
 fn entry_segment(
     e: &Spanned<RawEntry>,
     segments: &[Segment],
 ) -> Result<Option<SegmentEntry>, DefinitionError> {
     let r = &e.value;
-    match (&r.event, &r.segment) {
-        (Some(_), None) => match &r.on {
+    let Some(name) = &r.segment else {
+        return match &r.on {
             Some(on) => Err(DefinitionError::at(
                 on.referenced,
                 "`on` goes with a `segment` entry",
             )),
             None => Ok(None),
-        },
-        (None, Some(name)) => {
-            if !segments.iter().any(|s| s.name == name.value) {
-                return Err(DefinitionError::at(
-                    name.referenced,
-                    format!("no segment named {:?} under `segments`", name.value),
-                ));
-            }
-            if let Some(c) = r.conditions.first() {
-                return Err(DefinitionError::at(
-                    c.referenced,
-                    "a segment entry has no `where`: put the conditions in the segment",
-                ));
-            }
-            let on = r.on.as_ref().ok_or_else(|| {
-                DefinitionError::at(
-                    name.referenced,
-                    "a segment entry needs `on: enter` or `on: leave`",
-                )
-            })?;
-            let on = crate::segment::Edge::parse(&on.value)
-                .ok_or_else(|| DefinitionError::at(on.referenced, "`on` is `enter` or `leave`"))?;
-            Ok(Some(SegmentEntry {
-                segment: name.value.clone(),
-                on,
-            }))
-        }
-        _ => Err(DefinitionError::at(
-            e.referenced,
-            "an entry needs exactly one of `event` or `segment`",
-        )),
+        };
+    };
+    if !segments.iter().any(|s| s.name == name.value) {
+        return Err(DefinitionError::at(
+            name.referenced,
+            format!("no segment named {:?} under `segments`", name.value),
+        ));
     }
+    if let Some(c) = r.conditions.first() {
+        return Err(DefinitionError::at(
+            c.referenced,
+            "a segment entry has no `where`: put the conditions in the segment",
+        ));
+    }
+    let on = r.on.as_ref().ok_or_else(|| {
+        DefinitionError::at(
+            name.referenced,
+            "a segment entry needs `on: enter` or `on: leave`",
+        )
+    })?;
+    let on = crate::segment::Edge::parse(&on.value)
+        .ok_or_else(|| DefinitionError::at(on.referenced, "`on` is `enter` or `leave`"))?;
+    Ok(Some(SegmentEntry {
+        segment: name.value.clone(),
+        on,
+    }))
 }
 
 /// `segment` and `computed` conditions are for branches (they are about the customer, not an
@@ -830,6 +915,65 @@ fn check_segment_conditions(raw: &RawJourney, segments: &[Segment]) -> Result<()
         }
     }
     Ok(())
+}
+
+/// What enters a customer: exactly one of `event`, `api: true`, `schedule` and `segment`
+/// (see [`entry_segment`] for the last). An API entry
+/// is an entry on [`API_ENTRY_EVENT`] with this journey's id in its `journey` property (the
+/// condition returned first).
+fn entry_on(
+    id: &str,
+    entry: &Spanned<RawEntry>,
+) -> Result<(String, EntryOn, Vec<Condition>), DefinitionError> {
+    let e = &entry.value;
+    let given = [
+        e.event.is_some(),
+        e.api.is_some(),
+        e.schedule.is_some(),
+        e.segment.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(DefinitionError::at(
+            entry.referenced,
+            "an entry needs exactly one of `event`, `api: true`, `schedule: {cron: ...}` or `segment`",
+        ));
+    }
+    if e.segment.is_some() {
+        return Ok((String::new(), EntryOn::Segment, Vec::new()));
+    }
+    if let Some(api) = &e.api {
+        if !api.value {
+            return Err(DefinitionError::at(
+                api.referenced,
+                "`api: false` enters no one: write `api: true`, or use `event` or `schedule`",
+            ));
+        }
+        let journey = Condition::Property {
+            name: "journey".to_string(),
+            test: Test::Equals(Value::String(id.to_string())),
+        };
+        return Ok((API_ENTRY_EVENT.to_string(), EntryOn::Api, vec![journey]));
+    }
+    if let Some(s) = &e.schedule {
+        let cron = Cron::parse(&s.cron.value).map_err(|err| {
+            DefinitionError::at(
+                s.cron.referenced,
+                format!("bad cron expression {:?}: {}", s.cron.value, err.reason),
+            )
+        })?;
+        if let Some(c) = e.conditions.iter().find(|c| c.value.property.is_some()) {
+            return Err(DefinitionError::at(
+                c.referenced,
+                "a schedule has no entry event: its conditions are on traits or consent",
+            ));
+        }
+        return Ok((String::new(), EntryOn::Schedule(cron), Vec::new()));
+    }
+    Ok((
+        e.event.clone().unwrap_or_default(),
+        EntryOn::Event,
+        Vec::new(),
+    ))
 }
 
 fn conditions(raw: &[Spanned<RawCondition>]) -> Result<Vec<Condition>, DefinitionError> {

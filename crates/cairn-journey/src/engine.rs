@@ -21,8 +21,9 @@ use cairn_model::Micros;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::definition::{Channel, Condition, Journey, Reentry, StepKind};
+use crate::definition::{Channel, Condition, EntryOn, Journey, Reentry, StepKind};
 use crate::guard;
+use crate::schedule::Schedules;
 use crate::segment::{self, EventFacts, SEGMENT_TIMER, Tracker};
 
 /// What the engine sees of an event. Identify calls carry `traits`; any message may carry
@@ -216,6 +217,11 @@ pub struct Engine {
     segments: Tracker,
     /// Set while history is observed: segment crossings enter nothing.
     quiet: bool,
+    /// Schedule entries: customers by time zone, a timer per (zone, journey); see
+    /// [`crate::schedule`].
+    schedules: Schedules,
+    /// The latest time given (an event's or a tick's): where a schedule added later starts.
+    now: Micros,
 }
 
 const SHARDS: usize = 256;
@@ -301,6 +307,8 @@ impl Engine {
             next_timer: 1,
             segments: Tracker::default(),
             quiet: false,
+            schedules: Schedules::default(),
+            now: Micros::MIN,
         };
         for j in journeys {
             engine.add_journey(j);
@@ -332,8 +340,22 @@ impl Engine {
         self.holdouts.push(journey.holdout_range());
         self.accepting.push(true);
         self.versioned.push(journey.versioned_id());
+        let slot = self.journeys.len();
+        if let EntryOn::Schedule(cron) = &journey.entry.on {
+            let first = self
+                .schedules
+                .add_job(slot, cron.clone(), self.now, &mut self.next_timer);
+            // Zones are tracked from the first schedule on: place the customers known so far.
+            if first {
+                for c in 0..self.customers.len {
+                    let tz = self.who(c).trait_value("timezone").cloned();
+                    self.schedules
+                        .join(c, tz.as_ref(), self.now, &mut self.next_timer);
+                }
+            }
+        }
         self.journeys.push(journey);
-        self.journeys.len() - 1
+        slot
     }
 
     /// Opens or closes a slot to new entries. Customers already in it go on.
@@ -352,6 +374,7 @@ impl Engine {
             StepKind::Branch { conditions, .. } => conditions.as_slice(),
             _ => &[],
         });
+        let all = all.chain(&j.entry.conditions);
         all.filter_map(|c| match c {
             Condition::Trait { name, .. } => Some(name.clone()),
             _ => None,
@@ -375,12 +398,17 @@ impl Engine {
 
     /// Timers not yet fired: customers waiting, messages held back, goal windows open.
     pub fn pending_timers(&self) -> usize {
-        self.timers.len()
+        self.timers.len() + self.schedules.pending()
     }
 
     /// The due time of the next timer, so a runner knows how long it may sleep.
     pub fn next_due(&self) -> Option<Micros> {
-        self.timers.keys().next().map(|k| k.0)
+        let first = self.timers.keys().next().copied();
+        first
+            .into_iter()
+            .chain(self.schedules.next_due())
+            .min()
+            .map(|k| k.0)
     }
 
     /// The event names some journey enters on, waits for, exits on or counts as a goal.
@@ -389,7 +417,9 @@ impl Engine {
             StepKind::WaitFor { event, .. } => Some(event.as_str()),
             _ => None,
         });
-        std::iter::once(j.entry.event.as_str())
+        j.entry
+            .event_name()
+            .into_iter()
             .chain(j.goal.as_ref().map(|g| g.event.as_str()))
             .chain(j.exit_on.iter().map(|x| x.event.as_str()))
             .chain(waits)
@@ -419,12 +449,17 @@ impl Engine {
         {
             return out;
         }
-        let c = match self.index[shard(customer)].get(customer) {
-            Some(&c) => c,
-            None => self.add_customer(customer),
+        let (c, new) = match self.index[shard(customer)].get(customer) {
+            Some(&c) => (c, false),
+            None => (self.add_customer(customer), true),
         };
         self.update_profile(c, event.traits, event.consent);
         let moves = self.segment_event(c, event, facts, now);
+        if new {
+            self.zone_schedules(c, true);
+        } else if event.traits.contains_key("timezone") {
+            self.zone_schedules(c, false);
+        }
         let slots = self.journeys.len();
         for slot in 0..slots {
             let j = Arc::clone(&self.journeys[slot]);
@@ -486,8 +521,10 @@ impl Engine {
                 )));
                 self.finish_steps(c, slot, now, &mut out);
             }
-            // 4. Entry (on a segment crossing: below, once the slots are done).
-            if j.entry.segment.is_none() && is_event(event, &j.entry.event, &j.entry.conditions) {
+            // 4. Entry (its conditions may look at traits too).
+            if j.entry.event_name() == Some(event.name)
+                && conditions_hold(&j.entry.conditions, Some(self.who(c)), event.properties)
+            {
                 self.try_enter(c, slot, event.properties, now, &mut out);
             }
         }
@@ -510,18 +547,24 @@ impl Engine {
         if event.traits.is_empty() && event.consent.is_empty() && !self.segments.wants(event.name) {
             return;
         }
-        let c = match self.index[shard(customer)].get(customer) {
-            Some(&c) => c,
-            None => self.add_customer(customer),
+        let (c, new) = match self.index[shard(customer)].get(customer) {
+            Some(&c) => (c, false),
+            None => (self.add_customer(customer), true),
         };
         self.update_profile(c, event.traits, event.consent);
+        // Known to the schedules from now on (their firings in history enter no one).
+        if new {
+            self.zone_schedules(c, true);
+        } else if event.traits.contains_key("timezone") {
+            self.zone_schedules(c, false);
+        }
         self.quiet = true;
         let _ = self.segment_event(c, event, facts, at);
         self.quiet = false;
     }
 
-    /// Time passes in history (see [`Engine::observe`]): segment timers due by `at` fire
-    /// without entering anyone.
+    /// Time passes in history (see [`Engine::observe`]): segment timers and schedules due by
+    /// `at` fire without entering anyone.
     pub fn observe_time(&mut self, at: Micros) {
         self.quiet = true;
         let effects = self.on_time(at);
@@ -575,7 +618,22 @@ impl Engine {
     /// Fires every timer due at or before `now`, in (due, creation) order.
     pub fn on_time(&mut self, now: Micros) -> Vec<Effect> {
         let mut out = Vec::new();
-        while let Some(entry) = self.timers.first_entry() {
+        self.now = self.now.max(now);
+        loop {
+            // A schedule due before the next timer of a run fires first.
+            let before = self.timers.keys().next().copied();
+            if let Some((due, slot, members)) =
+                self.schedules.pop_due(now, before, &mut self.next_timer)
+            {
+                // In history (`observe_time`) a firing passes: nobody enters.
+                if !self.quiet {
+                    self.enter_on_schedule(slot, &members, due, &mut out);
+                }
+                continue;
+            }
+            let Some(entry) = self.timers.first_entry() else {
+                break;
+            };
             let key = *entry.key();
             let due = key.0;
             if due > now {
@@ -638,6 +696,41 @@ impl Engine {
             }
         }
         out
+    }
+
+    /// Puts a customer (`new`: just met) in the schedule zone of its `timezone` trait, from
+    /// the engine's time (a late event does not reach back to earlier firings).
+    fn zone_schedules(&mut self, c: u32, new: bool) {
+        if !self.schedules.active() {
+            return;
+        }
+        let tz = self.who(c).trait_value("timezone").cloned();
+        let now = self.now;
+        if new {
+            self.schedules
+                .join(c, tz.as_ref(), now, &mut self.next_timer);
+        } else {
+            self.schedules
+                .place(c, tz.as_ref(), now, &mut self.next_timer);
+        }
+    }
+
+    /// A schedule fired in the zone of `members`: each enters if the entry's conditions hold
+    /// of their traits and consent and the re-entry policy and cap allow.
+    fn enter_on_schedule(
+        &mut self,
+        slot: usize,
+        members: &[u32],
+        at: Micros,
+        out: &mut Vec<Effect>,
+    ) {
+        let j = Arc::clone(&self.journeys[slot]);
+        let none = Map::new();
+        for &c in members {
+            if conditions_hold(&j.entry.conditions, Some(self.who(c)), &none) {
+                self.try_enter(c, slot, &none, at, out);
+            }
+        }
     }
 
     fn add_customer(&mut self, id: &str) -> u32 {
@@ -830,6 +923,9 @@ impl Engine {
                         at,
                     });
                     self.update_profile(c, traits, &[]);
+                    if traits.contains_key("timezone") {
+                        self.zone_schedules(c, false);
+                    }
                     *next
                 }
                 StepKind::Emit {

@@ -8,6 +8,7 @@
 pub mod definition;
 pub mod engine;
 pub mod guard;
+pub mod schedule;
 pub mod segment;
 
 pub use definition::{Channel, DefinitionError, Journey};

@@ -36,9 +36,9 @@ pub enum Error {
         cause: TemplateError,
     },
     #[error(
-        "journey {versioned} is already applied with different content; a version never changes: raise `version` in {file}"
+        "journey {versioned} is already applied with different content; a version never changes: raise `version` in {what}"
     )]
-    VersionChanged { versioned: String, file: PathBuf },
+    VersionChanged { versioned: String, what: String },
     #[error("journey {id} is at version {current}; {version} is older (versions only go up)")]
     OlderVersion {
         id: String,

@@ -4,9 +4,16 @@
 //! DATA/journeys/registry.json               id → status, versions, current version
 //! DATA/journeys/defs/ID@VERSION/journey.yaml the definition as applied (immutable)
 //! DATA/journeys/defs/ID@VERSION/templates/   the templates its send steps use (copied)
+//! DATA/journeys/templates/                   templates for definitions applied over the API
 //! ```
 //!
-//! A version, once applied, never changes: applying the same file again is a no-op, applying
+//! A definition comes from a YAML file (`cairn journeys apply`, templates from `templates/`
+//! next to it) or as JSON over the API (`POST /v1/journeys`, templates from
+//! `DATA/journeys/templates/`); both go through [`apply_definition`], and `pause`, `resume`
+//! and `archive` through [`set_status`], whoever asks.
+//!
+//! A version, once applied, never changes: applying the same definition again is a no-op
+//! (the same journey, however it is written: YAML or JSON, comments, key order), applying
 //! different content under the same version is refused. A new version takes new entries;
 //! customers in an older one finish it. `pause` and `archive` stop new entries (customers
 //! already in go on); `resume` reopens. The runner reads the registry on every loop.
@@ -69,6 +76,11 @@ fn registry_path(data: &Path) -> PathBuf {
 
 pub fn def_dir(data: &Path, versioned: &str) -> PathBuf {
     dir(data).join("defs").join(versioned)
+}
+
+/// Where the templates of definitions applied over the API are taken from.
+pub fn api_templates_dir(data: &Path) -> PathBuf {
+    dir(data).join("templates")
 }
 
 impl Registry {
@@ -169,8 +181,9 @@ pub enum Applied {
 /// `templates/` next to the file) as a new version.
 pub fn apply(data: &Path, file: &Path, templates: Option<&Path>) -> Result<Applied> {
     let text = std::fs::read_to_string(file).map_err(io("reading", file))?;
+    let what = file.display().to_string();
     let j = Journey::from_yaml(&text).map_err(|cause| Error::Definition {
-        what: file.display().to_string(),
+        what: what.clone(),
         cause,
     })?;
     let tdir = match templates {
@@ -180,11 +193,33 @@ pub fn apply(data: &Path, file: &Path, templates: Option<&Path>) -> Result<Appli
             .unwrap_or_else(|| Path::new("."))
             .join("templates"),
     };
-    let all = Templates::load(&tdir).map_err(|cause| Error::Template {
+    apply_definition(data, &j, &text, &tdir, &what)
+}
+
+/// Stores a definition sent as JSON (the API), with templates from [`api_templates_dir`].
+pub fn apply_json(data: &Path, text: &str) -> Result<Applied> {
+    let what = "the definition".to_string();
+    let j = Journey::from_json(text).map_err(|cause| Error::Definition {
+        what: what.clone(),
+        cause,
+    })?;
+    apply_definition(data, &j, text, &api_templates_dir(data), &what)
+}
+
+/// Stores a parsed definition `j` (its text as given, `what` naming it in errors) and the
+/// templates its sends use, from `tdir`, as a new version.
+pub fn apply_definition(
+    data: &Path,
+    j: &Journey,
+    text: &str,
+    tdir: &Path,
+    what: &str,
+) -> Result<Applied> {
+    let all = Templates::load(tdir).map_err(|cause| Error::Template {
         context: format!("loading templates from {}", tdir.display()),
         cause,
     })?;
-    let used = template_names(&j);
+    let used = template_names(j);
     for name in &used {
         all.get(name).map_err(|cause| Error::Template {
             context: format!("journey {} uses template {name:?}", j.versioned_id()),
@@ -197,18 +232,20 @@ pub fn apply(data: &Path, file: &Path, templates: Option<&Path>) -> Result<Appli
     if let Some(e) = reg.journeys.get(&j.id)
         && e.versions.contains(&j.version)
     {
+        // The same journey, however it is written (YAML or JSON, comments, key order).
         let stored = std::fs::read_to_string(d.join("journey.yaml")).unwrap_or_default();
+        let same = Journey::from_yaml(&stored).is_ok_and(|s| s == *j);
         let same_templates = used.iter().all(|n| {
             let a = std::fs::read_to_string(tdir.join(format!("{n}.toml"))).ok();
             let b = std::fs::read_to_string(d.join("templates").join(format!("{n}.toml"))).ok();
             a == b
         });
-        if stored == text && same_templates {
+        if same && same_templates {
             return Ok(Applied::Unchanged { versioned });
         }
         return Err(Error::VersionChanged {
             versioned,
-            file: file.to_path_buf(),
+            what: what.to_string(),
         });
     }
     if let Some(e) = reg.journeys.get(&j.id)

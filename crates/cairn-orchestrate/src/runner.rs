@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -263,6 +263,9 @@ pub struct Shared {
     ready: AtomicBool,
     /// Set when the runner stopped on an error.
     failed: AtomicBool,
+    /// Bumped by whoever changed the registry in this process (the API's apply, pause, ...):
+    /// wakes the runner, which reads the registry at the start of every round.
+    registry_changes: AtomicU64,
 }
 
 impl Shared {
@@ -280,6 +283,12 @@ impl Shared {
 
     pub fn set_failed(&self) {
         self.failed.store(true, Ordering::Release);
+    }
+
+    /// Says the registry changed, so the runner takes it up now rather than at its next
+    /// poll (`--poll-ms`, which still covers a `cairn journeys apply` from another process).
+    pub fn registry_changed(&self) {
+        self.registry_changes.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -321,10 +330,25 @@ impl Clock {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Op {
-    Start { from: u64 },
-    Load { journey: String },
-    Accept { journey: String, on: bool },
-    Step { upto: u64, now: Micros },
+    /// `at`: the clock when the runner first started (absent in journals written before
+    /// schedule entries): history counts as known from then, so a schedule does not fire for
+    /// the time before the runner ran.
+    Start {
+        from: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<Micros>,
+    },
+    Load {
+        journey: String,
+    },
+    Accept {
+        journey: String,
+        on: bool,
+    },
+    Step {
+        upto: u64,
+        now: Micros,
+    },
 }
 
 /// The append-only journal of runner inputs.
@@ -544,15 +568,13 @@ impl Runner {
     /// Re-derives the engine's state from the journal and the log (see the module doc).
     fn replay(&mut self, ops: Vec<Op>) -> Result<()> {
         let snap = self.store.snapshot()?;
-        let from = match ops.first() {
-            Some(Op::Start { from }) => *from,
+        let (from, at) = match ops.first() {
+            Some(Op::Start { from, at }) => (*from, *at),
             _ => {
                 // A new runner: what is stored now is history.
-                let op = Op::Start {
-                    from: snap.next_seq(),
-                };
-                self.journal.write(&op)?;
-                snap.next_seq()
+                let (from, at) = (snap.next_seq(), Some(self.clock.now()));
+                self.journal.write(&Op::Start { from, at })?;
+                (from, at)
             }
         };
         let mut history = Vec::new();
@@ -571,11 +593,16 @@ impl Runner {
         history.sort_by_key(|i| i.seq);
         live.sort_by_key(|i| i.seq);
         for i in &history {
-            self.profile_update(i);
+            self.profile_update(i, at.map_or(i.at, |at| i.at.max(at)));
         }
         self.pos = from;
         self.peek = from;
         self.start = from;
+        // Engine time starts at the runner's start: an event stored later with an older
+        // timestamp counts as then (as it would after any step), not as a time gone by.
+        if let Some(at) = at {
+            self.time = self.time.max(at);
+        }
         let mut live = live.into_iter().peekable();
         for op in ops.into_iter().skip(1) {
             match op {
@@ -642,8 +669,8 @@ impl Runner {
             .any(|j| !j.segments.is_empty())
     }
 
-    /// Traits and consent of a history event (nothing can enter on it).
-    fn profile_update(&mut self, i: &Input) {
+    /// Traits and consent of a history event (nothing can enter on it), known from `at`.
+    fn profile_update(&mut self, i: &Input, at: Micros) {
         let empty = Map::new();
         let ev = InputEvent {
             name: "",
@@ -651,7 +678,7 @@ impl Runner {
             traits: &i.traits,
             consent: &i.consent,
         };
-        let effects = self.engine.on_event(&i.customer, &ev, i.at);
+        let effects = self.engine.on_event(&i.customer, &ev, at);
         debug_assert!(effects.is_empty(), "history triggered effects");
         if !i.traits.is_empty() {
             let p = self.profiles.entry(i.customer.clone()).or_default();
@@ -1114,8 +1141,11 @@ impl Runner {
         let poll = poll.max(Duration::from_millis(1));
         // The count the last round's snapshot covered (read before it was loaded).
         let mut covered = None;
+        let shared = Arc::clone(&self.shared);
+        let changes = || shared.registry_changes.load(Ordering::Acquire);
         while !stop.load(Ordering::Acquire) {
             let count = appended();
+            let registry = changes();
             let busy = self.round_with(covered != Some(count))?;
             covered = Some(count);
             if once && !busy {
@@ -1123,7 +1153,11 @@ impl Runner {
             }
             // Our own write-backs count as appends too: one more round reads past them.
             let until = Instant::now() + self.idle_for(poll);
-            while Instant::now() < until && appended() == count && !stop.load(Ordering::Acquire) {
+            while Instant::now() < until
+                && appended() == count
+                && changes() == registry
+                && !stop.load(Ordering::Acquire)
+            {
                 std::thread::sleep(
                     Duration::from_millis(1).min(until.saturating_duration_since(Instant::now())),
                 );

@@ -44,10 +44,15 @@ pub enum Code {
     /// The server is shutting down and takes no new writes.
     ShuttingDown,
     Internal,
+    /// A journey definition that cannot be used (the answer says line, column and reason).
+    InvalidJourney,
+    /// A journey change that contradicts what is applied (a changed or older version), or a
+    /// request a journey does not take (an API entry into one that does not enter by API).
+    JourneyConflict,
 }
 
 impl Code {
-    pub const ALL: [Code; 18] = [
+    pub const ALL: [Code; 20] = [
         Code::InvalidJson,
         Code::InvalidMessage,
         Code::MessageTooLarge,
@@ -66,6 +71,8 @@ impl Code {
         Code::Overloaded,
         Code::ShuttingDown,
         Code::Internal,
+        Code::InvalidJourney,
+        Code::JourneyConflict,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -88,6 +95,8 @@ impl Code {
             Code::Overloaded => "overloaded",
             Code::ShuttingDown => "shutting_down",
             Code::Internal => "internal",
+            Code::InvalidJourney => "invalid_journey",
+            Code::JourneyConflict => "journey_conflict",
         }
     }
 
@@ -107,6 +116,8 @@ impl Code {
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::Overloaded | Code::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Code::InvalidJourney => StatusCode::BAD_REQUEST,
+            Code::JourneyConflict => StatusCode::CONFLICT,
         }
     }
 }
@@ -133,6 +144,16 @@ pub struct ApiError {
     pub errors: Vec<MessageError>,
     /// Messages of the same request that were valid and are stored (durably).
     pub stored: Option<u64>,
+    /// Where in the request's text the error is (a journey definition).
+    pub at: Option<TextPosition>,
+}
+
+/// A position in a request body's text, and what is wrong there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TextPosition {
+    pub line: u64,
+    pub column: u64,
+    pub reason: String,
 }
 
 impl ApiError {
@@ -142,6 +163,7 @@ impl ApiError {
             message: message.into(),
             errors: Vec::new(),
             stored: None,
+            at: None,
         }
     }
 
@@ -164,6 +186,8 @@ struct Body<'a> {
     errors: &'a [MessageError],
     #[serde(skip_serializing_if = "Option::is_none")]
     stored: Option<u64>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    at: Option<&'a TextPosition>,
 }
 
 impl IntoResponse for ApiError {
@@ -174,6 +198,7 @@ impl IntoResponse for ApiError {
             message: &self.message,
             errors: &self.errors,
             stored: self.stored,
+            at: self.at.as_ref(),
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut res = (self.code.status(), json).into_response();

@@ -378,6 +378,7 @@ pub fn rejection(rejected: Vec<MessageError>, total: usize, stored: u64) -> ApiE
         message,
         errors: rejected,
         stored: Some(stored),
+        at: None,
     }
 }
 

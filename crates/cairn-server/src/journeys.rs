@@ -5,6 +5,25 @@
 //! |---|---|---|
 //! | `GET /v1/journeys?all=true` | admin token | applied journeys with totals (`all`: archived too) |
 //! | `GET /v1/journeys/{id}` | admin token | `cairn journeys show ID --format json` |
+//! | `POST /v1/journeys/validate` | admin token | `cairn journeys validate`: a definition as JSON |
+//! | `POST /v1/journeys` | admin token | `cairn journeys apply`: a definition as JSON |
+//! | `POST /v1/journeys/{id}/pause`, `/resume`, `/archive` | admin token | `cairn journeys pause` ... |
+//! | `POST /v1/journeys/{id}/entries` | admin token | enter a customer into a journey with `entry: {api: true}` |
+//!
+//! Definitions over the API are the YAML structure written as JSON; an unusable one is
+//! answered `400 invalid_journey` with the `line` and `column` in the JSON text and the
+//! `reason`. Applying and changing status go through the same registry functions as the CLI
+//! (`cairn_orchestrate::registry`), and wake the runner running here so it takes the change
+//! up at once. Templates of a definition applied over the API come from
+//! `DATA/journeys/templates/` (`<name>.toml`).
+//!
+//! An API entry is an event, not a shortcut into the engine: the endpoint appends a track
+//! event `journey_entry_requested` (properties: the request's `properties` plus `journey`)
+//! through the same validation and store append as `/v1/track`, answers once it is durable,
+//! and the runner enters the customer when it reads the event from the log, as a replay or a
+//! simulation would. Its `messageId` (given, or made unique per request) makes a retried
+//! request a no-op. It takes the admin token, not a write key: a write key sits in browsers
+//! and apps, and must not be enough to send messages to any customer.
 //!
 //! The runner (`cairn_orchestrate::runner`) works on the server's own store handle, so ingest
 //! and journeys share the single writer; it watches the log's group-commit counter and so
@@ -20,16 +39,22 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use cairn_orchestrate::view::{self, Source};
 use cairn_orchestrate::{Runner, Shared};
 
 use crate::App;
-use crate::error::{ApiError, Code, ServerError};
-use crate::routes::{check_admin, json_response, reject};
+use crate::error::{ApiError, Code, ServerError, TextPosition};
+use crate::ingest::{self, Endpoint};
+use crate::routes::{check_admin, json_response, overloaded, reject};
+use cairn_journey::Journey;
+use cairn_journey::definition::{API_ENTRY_EVENT, EntryOn};
+use cairn_orchestrate::registry::{self, Applied, Registry, Status};
+use serde_json::{Map, Value, json};
 
 /// The runner's state as the handlers see it: set once its journal is replayed.
 #[derive(Default)]
@@ -91,8 +116,334 @@ impl RunnerThread {
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
-        .route("/v1/journeys", get(list))
+        .route("/v1/journeys", get(list).post(apply))
+        .route("/v1/journeys/validate", post(validate))
         .route("/v1/journeys/{id}", get(show))
+        .route("/v1/journeys/{id}/pause", post(pause))
+        .route("/v1/journeys/{id}/resume", post(resume))
+        .route("/v1/journeys/{id}/archive", post(archive))
+        .route("/v1/journeys/{id}/entries", post(enter))
+}
+
+/// Registry changes made over the API, one at a time (each reads, changes and rewrites
+/// `registry.json`).
+static REGISTRY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// An orchestrate error as an answer: what the client can fix is said, the rest is internal.
+fn journey_error(e: cairn_orchestrate::Error) -> ApiError {
+    use cairn_orchestrate::Error as E;
+    match e {
+        E::Definition { cause, .. } => {
+            let mut err = ApiError::new(
+                Code::InvalidJourney,
+                format!("the definition is not a valid journey: {cause}"),
+            );
+            err.at = Some(TextPosition {
+                line: cause.line,
+                column: cause.column,
+                reason: cause.reason,
+            });
+            err
+        }
+        E::Template { .. } => ApiError::new(Code::InvalidJourney, e.to_string()),
+        E::VersionChanged { .. } | E::OlderVersion { .. } => {
+            ApiError::new(Code::JourneyConflict, e.to_string())
+        }
+        E::NoJourney(id) => ApiError::new(
+            Code::NotFound,
+            format!("no journey {id:?} is applied (see GET /v1/journeys?all=true)"),
+        ),
+        e => ApiError::internal(e),
+    }
+}
+
+/// Runs a registry job on a blocking thread (file reads, fsyncs).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)?
+}
+
+fn body_text(body: &Bytes) -> Result<&str, ApiError> {
+    std::str::from_utf8(body)
+        .map_err(|e| ApiError::new(Code::InvalidJson, format!("the body is not UTF-8: {e}")))
+}
+
+/// `POST /v1/journeys/validate`: checks a definition (JSON), stores nothing.
+async fn validate(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(e) = check_admin(&app, &headers) {
+        return reject(e);
+    }
+    // A large definition takes a while to parse: not on the async threads.
+    let checked = blocking(move || {
+        let j = Journey::from_json(body_text(&body)?).map_err(|cause| {
+            journey_error(cairn_orchestrate::Error::Definition {
+                what: "the definition".into(),
+                cause,
+            })
+        })?;
+        Ok(json!({
+            "valid": true,
+            "journey": j.id,
+            "version": j.version,
+            "steps": j.steps.len(),
+        }))
+    })
+    .await;
+    match checked {
+        Ok(v) => json_response(&v),
+        Err(e) => reject(e),
+    }
+}
+
+/// `POST /v1/journeys`: applies a definition (JSON) as a new version, like `cairn journeys
+/// apply`; answers its id and version, and whether it was new.
+async fn apply(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(e) = check_admin(&app, &headers) {
+        return reject(e);
+    }
+    let work = Arc::clone(&app);
+    let result = blocking(move || {
+        let text = body_text(&body)?;
+        let _one = REGISTRY
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        registry::apply_json(&work.config.data_dir, text).map_err(journey_error)
+    })
+    .await;
+    let (versioned, applied, previous) = match result {
+        Ok(Applied::New {
+            versioned,
+            previous,
+        }) => (versioned, "new", previous),
+        Ok(Applied::Unchanged { versioned }) => (versioned, "unchanged", None),
+        Err(e) => return reject(e),
+    };
+    wake(&app);
+    let (id, version) = versioned.rsplit_once('@').unwrap_or((&versioned, ""));
+    json_response(&json!({
+        "journey": id,
+        "version": version.parse::<u32>().ok(),
+        "applied": applied,
+        "previous": previous,
+    }))
+}
+
+/// Tells the runner running here that the registry changed.
+fn wake(app: &App) {
+    if let Some(s) = app.journeys.shared.get() {
+        s.registry_changed();
+    }
+}
+
+async fn pause(state: State<Arc<App>>, headers: HeaderMap, id: Path<String>) -> Response {
+    set_status(state, headers, id, Status::Paused).await
+}
+
+async fn resume(state: State<Arc<App>>, headers: HeaderMap, id: Path<String>) -> Response {
+    set_status(state, headers, id, Status::Active).await
+}
+
+async fn archive(state: State<Arc<App>>, headers: HeaderMap, id: Path<String>) -> Response {
+    set_status(state, headers, id, Status::Archived).await
+}
+
+/// `POST /v1/journeys/{id}/{pause,resume,archive}`, like the CLI's commands of those names.
+async fn set_status(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    status: Status,
+) -> Response {
+    if let Err(e) = check_admin(&app, &headers) {
+        return reject(e);
+    }
+    let (work, wanted) = (Arc::clone(&app), id.clone());
+    let result = blocking(move || {
+        let _one = REGISTRY
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        registry::set_status(&work.config.data_dir, &wanted, status).map_err(journey_error)
+    })
+    .await;
+    match result {
+        Ok(before) => {
+            wake(&app);
+            json_response(&json!({
+                "journey": id,
+                "status": status.as_str(),
+                "was": before.as_str(),
+            }))
+        }
+        Err(e) => reject(e),
+    }
+}
+
+/// The body of `POST /v1/journeys/{id}/entries`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct EntryRequest {
+    #[serde(default)]
+    user_id: Option<Value>,
+    #[serde(default)]
+    anonymous_id: Option<Value>,
+    #[serde(default)]
+    properties: Option<Map<String, Value>>,
+    #[serde(default)]
+    message_id: Option<Value>,
+    #[serde(default)]
+    timestamp: Option<Value>,
+}
+
+/// `POST /v1/journeys/{id}/entries`: appends the entry request event (see the module doc)
+/// and answers once it is durable.
+async fn enter(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    match enter_inner(&app, &headers, id, body).await {
+        Ok(v) => json_response(&v),
+        Err(e) => reject(e),
+    }
+}
+
+async fn enter_inner(
+    app: &Arc<App>,
+    headers: &HeaderMap,
+    id: String,
+    body: Bytes,
+) -> Result<Value, ApiError> {
+    check_admin(app, headers)?;
+    if app.shutting_down.load(Ordering::SeqCst) {
+        return Err(ApiError::new(
+            Code::ShuttingDown,
+            "the server is shutting down; retry against its replacement",
+        ));
+    }
+    let req: EntryRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            Code::InvalidJson,
+            format!("the body is not an entry request ({{\"userId\" or \"anonymousId\", \"properties\"}}): {e}"),
+        )
+    })?;
+    // The journey must be applied and its current version enter by API.
+    let (work, wanted) = (Arc::clone(app), id.clone());
+    let status = blocking(move || {
+        let data = &work.config.data_dir;
+        let reg = Registry::load(data).map_err(ApiError::internal)?;
+        let e = reg
+            .journeys
+            .get(&wanted)
+            .ok_or_else(|| journey_error(cairn_orchestrate::Error::NoJourney(wanted.clone())))?;
+        let (j, _) = registry::load_version(data, &format!("{wanted}@{}", e.current()))
+            .map_err(ApiError::internal)?;
+        if j.entry.on != EntryOn::Api {
+            return Err(ApiError::new(
+                Code::JourneyConflict,
+                format!(
+                    "journey {} does not enter by API (its definition needs `entry: {{api: true}}`)",
+                    j.versioned_id()
+                ),
+            ));
+        }
+        Ok(e.status)
+    })
+    .await?;
+    let received_at = crate::routes::now_micros();
+    let customer = req
+        .user_id
+        .iter()
+        .chain(&req.anonymous_id)
+        .find_map(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let mut properties = req.properties.unwrap_or_default();
+    match properties.get("journey") {
+        None => {}
+        Some(Value::String(j)) if *j == id => {}
+        Some(_) => {
+            return Err(ApiError::new(
+                Code::InvalidMessage,
+                "properties.journey is set by the endpoint (the journey id in the path)",
+            ));
+        }
+    }
+    properties.insert("journey".into(), Value::String(id.clone()));
+    // Without a client messageId, one per request: a content hash would drop a later request
+    // for the same customer with the same properties as a duplicate.
+    let message_id = req
+        .message_id
+        .unwrap_or_else(|| Value::String(format!("cairn-entry:{id}:{customer}:{received_at}")));
+    let mut msg = json!({
+        "type": "track",
+        "event": API_ENTRY_EVENT,
+        "messageId": message_id,
+        "properties": properties,
+    });
+    for (k, v) in [
+        ("userId", req.user_id),
+        ("anonymousId", req.anonymous_id),
+        ("timestamp", req.timestamp),
+    ] {
+        if let Some(v) = v {
+            msg[k] = v;
+        }
+    }
+    // The validation /v1/track applies (ids, timestamp, sizes).
+    let envelope = ingest::Envelope {
+        write_key: None,
+        messages: vec![(0, msg)],
+        rejected: Vec::new(),
+        sent_at: None,
+    };
+    let stamp = ingest::Stamp {
+        received_at,
+        ip: None,
+    };
+    let kind = Endpoint::Single(cairn_model::EventKind::Track);
+    let (events, rejected) = ingest::validate(kind, envelope, Some("api"), &stamp);
+    if !rejected.is_empty() {
+        return Err(ingest::rejection(rejected, 1, 0));
+    }
+    let message_id = events[0].message_id.clone();
+    // The append path of /v1/track: a write slot, then the store's append (fsynced).
+    let permit = tokio::time::timeout(
+        app.config.queue_timeout,
+        app.write_slots.clone().acquire_owned(),
+    )
+    .await
+    .map_err(|_| overloaded())?
+    .map_err(|_| ApiError::new(Code::ShuttingDown, "the server is shutting down"))?;
+    let work = Arc::clone(app);
+    let outcome = blocking(move || {
+        let r = work
+            .store
+            .append_within(events, work.config.queue_timeout)
+            .map_err(|e| match e {
+                cairn_store::StoreError::Behind { .. } => overloaded(),
+                e => ApiError::internal(e),
+            });
+        drop(permit);
+        r
+    })
+    .await?;
+    use std::sync::atomic::Ordering::Relaxed;
+    let m = &app.metrics;
+    m.events_accepted.fetch_add(outcome.accepted, Relaxed);
+    m.events_duplicate.fetch_add(outcome.duplicates, Relaxed);
+    m.requests_ok.fetch_add(1, Relaxed);
+    Ok(json!({
+        "success": true,
+        "journey": id,
+        "messageId": message_id,
+        "duplicate": outcome.accepted == 0,
+        // A paused or archived journey takes no entries: the request is stored, no one enters.
+        "status": status.as_str(),
+    }))
 }
 
 /// `all=true|false` from a query string.

@@ -10,6 +10,7 @@
 //! | `GET /metrics` | admin token (none with `public_metrics`) | Prometheus text format |
 //! | `GET`, `DELETE /v1/profiles/{identifier}`, `GET …/export` | admin token | see [`crate::profiles`] |
 //! | `GET /v1/journeys`, `GET /v1/journeys/{id}` | admin token | see [`crate::journeys`] |
+//! | `POST /v1/journeys[/validate]`, `POST /v1/journeys/{id}/{pause,resume,archive,entries}` | admin token | see [`crate::journeys`] |
 //! | `GET /health` | none | `{"status": "available"}` |
 //! | `GET /v1/projects/{writeKey}/settings` | the key itself | analytics.js settings pointing it here |
 //!
@@ -179,7 +180,7 @@ async fn browser_settings(
     }))
 }
 
-fn now_micros() -> i64 {
+pub(crate) fn now_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
@@ -320,7 +321,7 @@ async fn ingest_inner(
     result.map(|()| success())
 }
 
-fn overloaded() -> ApiError {
+pub(crate) fn overloaded() -> ApiError {
     ApiError::new(
         Code::Overloaded,
         "storage is behind and this request waited too long for its turn; nothing was stored, retry after the Retry-After delay",

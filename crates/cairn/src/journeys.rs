@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use cairn_journey::definition::EntryOn;
 use cairn_journey::{Effect, Engine, InputEvent, Journey, JourneyEventKind};
 use cairn_model::{EventKind, Micros, format_micros, parse_timestamp};
 use cairn_store::Columns;
@@ -143,8 +144,29 @@ pub fn run(dir: &Path, command: &JourneysCommand) -> Result<()> {
     match command {
         JourneysCommand::Validate { file } => {
             let j = load(file)?;
+            let entry = match &j.entry.on {
+                EntryOn::Event => format!("on event {:?}", j.entry.event),
+                EntryOn::Api => "by API (POST /v1/journeys/ID/entries)".to_string(),
+                EntryOn::Schedule(cron) => {
+                    format!(
+                        "on schedule {:?} in each customer's timezone",
+                        cron.as_str()
+                    )
+                }
+                EntryOn::Segment => match &j.entry.segment {
+                    Some(s) => format!(
+                        "on {} segment {:?}",
+                        match s.on {
+                            cairn_journey::segment::Edge::Enter => "entering",
+                            cairn_journey::segment::Edge::Leave => "leaving",
+                        },
+                        s.segment
+                    ),
+                    None => "on a segment".to_string(),
+                },
+            };
             println!(
-                "{}: ok, journey {} with {} steps",
+                "{}: ok, journey {} with {} steps, entry {entry}",
                 file.display(),
                 j.versioned_id(),
                 j.steps.len()
@@ -369,12 +391,18 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
         let mut u = 0;
         // Before --from, history only builds profiles, segments and computed traits as they
         // stood at --from (nothing enters); `started` once the engine is past it.
+        // Once past it, timers due before each input fire at their own due times, as in a
+        // live runner (see `tick_until`).
         let mut started = false;
-        let mut start = |engine: &mut Engine, at: Micros| {
-            if !started && at >= from {
+        let mut advance = |engine: &mut Engine, at: Micros, effects: &mut Vec<Effect>| {
+            if at < from {
+                return;
+            }
+            if !started {
                 engine.observe_time(from.saturating_sub(1));
                 started = true;
             }
+            tick_until(engine, at, effects);
         };
         for i in 0..c.len() {
             let t = c.times[i];
@@ -384,7 +412,7 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
             // Profile changes up to this event, each as an event of its own at its time.
             // (also those before --from: they are the profile as it stood).
             while u < ups.len() && ups[u].0 <= t {
-                start(&mut engine, ups[u].0);
+                advance(&mut engine, ups[u].0, &mut effects);
                 effects.extend(apply(&mut engine, id, &ups[u], from));
                 u += 1;
             }
@@ -409,14 +437,14 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
                 engine.observe(id, &ev, facts, t);
                 continue;
             }
-            start(&mut engine, t);
+            advance(&mut engine, t, &mut effects);
             effects.extend(engine.on_event_with(id, &ev, facts, t));
         }
         for up in &ups[u..] {
-            start(&mut engine, up.0);
+            advance(&mut engine, up.0, &mut effects);
             effects.extend(apply(&mut engine, id, up, from));
         }
-        start(&mut engine, from.max(to - 1));
+        advance(&mut engine, from.max(to - 1), &mut effects);
         effects.extend(engine.on_time(to - 1));
         count(tally, id, &effects, tracing);
     })?;
@@ -460,7 +488,7 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
 /// segments or computed traits count it.
 fn looks_at(j: &Journey, name: &str) -> bool {
     cairn_journey::segment::looks_at(j, name)
-        || j.entry.event == name
+        || j.entry.event_name() == Some(name)
         || j.goal.as_ref().is_some_and(|g| g.event == name)
         || j.exit_on.iter().any(|x| x.event == name)
         || j.steps.iter().any(
@@ -468,8 +496,17 @@ fn looks_at(j: &Journey, name: &str) -> bool {
         )
 }
 
+/// Fires the timers due before `t` at their own due times, as a live runner (which never
+/// sleeps past a due timer) would: only schedule entries tell the difference (missed firings
+/// collapse, see `cairn_journey::schedule`).
+fn tick_until(engine: &mut Engine, t: Micros, effects: &mut Vec<Effect>) {
+    while let Some(due) = engine.next_due().filter(|d| *d < t) {
+        effects.extend(engine.on_time(due));
+    }
+}
+
 /// A profile change as an event no journey matches (an empty name), at its own time (as
-/// history before `from`).
+/// history before `from`: the profile as it stood, nothing enters and no schedule fires).
 fn apply(engine: &mut Engine, customer: &str, up: &Updates0, from: Micros) -> Vec<Effect> {
     let empty = Map::new();
     let ev = InputEvent {

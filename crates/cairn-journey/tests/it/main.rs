@@ -1,5 +1,6 @@
 mod abandoned_cart;
 mod definition;
+mod entry_kinds;
 mod exit_on;
 mod replay;
 mod segments;

@@ -1,6 +1,7 @@
 //! `cairn journeys validate|simulate` through the binary, on a small store with known answers.
 
 use crate::{fails, ok, run};
+use serde_json::json;
 
 const EVENTS: &str = r#"{"type":"identify","userId":"u1","messageId":"i1","timestamp":"2026-03-01T10:00:00Z","traits":{"timezone":"Europe/Paris","phone":"+33600000000"},"context":{"consent":{"categoryPreferences":{"sms":true}}}}
 {"type":"track","userId":"u1","event":"add_to_cart","messageId":"a1","timestamp":"2026-03-02T19:30:00Z"}
@@ -90,6 +91,11 @@ fn simulate_maps_stored_event_names() {
     assert_ne!(renamed, EVENTS);
     std::fs::write(&file, renamed).unwrap();
     ok(&data, &["import", file.to_str().unwrap()]);
+    let checked = ok(&data, &["journeys", "validate", WEEKLY]);
+    assert!(
+        checked.contains("entry on schedule \"0 9 * * 1\" in each customer's timezone"),
+        "{checked}"
+    );
     let simulate = |extra: &[&str]| {
         let mut args = vec!["journeys", "simulate", CART, "--format", "json"];
         args.extend_from_slice(extra);
@@ -193,4 +199,66 @@ fn simulate_enters_on_leaving_a_segment() {
     assert_eq!(v["entered"], 1, "{v}");
     assert_eq!(v["steps"]["email"], 1);
     assert_eq!(v["goal_reached"], 1);
+}
+
+const WEEKLY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/journeys/weekly-digest.yaml"
+);
+
+/// A schedule entry in a backtest: Mondays at 09:00 in each customer's timezone, for the
+/// customers with an email; with --from, only firings from then on.
+#[test]
+fn simulate_fires_a_schedule_in_each_customers_timezone() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("events.jsonl");
+    let trace = dir.path().join("trace.jsonl");
+    std::fs::write(
+        &file,
+        r#"{"type":"identify","userId":"p","messageId":"i1","timestamp":"2026-03-01T00:00:00Z","traits":{"timezone":"Europe/Paris","email":"p@example.com"}}
+{"type":"identify","userId":"n","messageId":"i2","timestamp":"2026-03-01T00:00:00Z","traits":{"timezone":"America/New_York","email":"n@example.com"}}
+{"type":"identify","userId":"x","messageId":"i3","timestamp":"2026-03-01T00:00:00Z","traits":{"plan":"free"}}
+{"type":"track","userId":"x","event":"page","messageId":"e1","timestamp":"2026-03-31T12:00:00Z"}
+"#,
+    )
+    .unwrap();
+    ok(&data, &["import", file.to_str().unwrap()]);
+    let checked = ok(&data, &["journeys", "validate", WEEKLY]);
+    assert!(
+        checked.contains("entry on schedule \"0 9 * * 1\" in each customer's timezone"),
+        "{checked}"
+    );
+    let simulate = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["journeys", "simulate", WEEKLY, "--format", "json"];
+        args.extend(extra);
+        serde_json::from_str(&ok(&data, &args)).unwrap()
+    };
+    let v = simulate(&["--trace", trace.to_str().unwrap()]);
+    // Five Mondays in March 2026, two customers with an email.
+    assert_eq!(
+        (&v["entered"], &v["customers"]),
+        (&json!(10), &json!(2)),
+        "{v:#}"
+    );
+    assert_eq!(v["messages"]["email"], 10);
+    let lines = std::fs::read_to_string(&trace).unwrap();
+    let digests: Vec<&str> = lines
+        .lines()
+        .filter(|l| l.contains("digest-email"))
+        .collect();
+    assert_eq!(digests.len(), 10);
+    // 09:00 local: Paris +01:00 then +02:00 from March 29; New York -05:00 then -04:00 from March 8.
+    for (customer, at) in [
+        ("p", "2026-03-02T08:00:00Z"),
+        ("p", "2026-03-30T07:00:00Z"),
+        ("n", "2026-03-02T14:00:00Z"),
+        ("n", "2026-03-09T13:00:00Z"),
+    ] {
+        let line = format!(r#"{{"at":"{at}","customer":"{customer}","step":"digest-email"}}"#);
+        assert!(digests.contains(&line.as_str()), "{line} in {lines}");
+    }
+    // From March 10: the firings of the 16th, 23rd and 30th.
+    let v = simulate(&["--from", "2026-03-10"]);
+    assert_eq!(v["entered"], 6, "{v:#}");
 }

@@ -209,3 +209,170 @@ fn serve_runs_journeys_live_and_survives_kill_9() {
     .unwrap();
     assert_eq!(show, after);
 }
+
+fn admin_post(server: &Server, path: &str, body: &Value) -> crate::serve::Answer {
+    let auth = format!("Bearer {}", crate::serve::ADMIN);
+    crate::serve::request(
+        &server.addr,
+        "POST",
+        path,
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .unwrap()
+}
+
+/// Webhook bodies received for a journey (`id@version`), as JSON.
+fn deliveries(r: &Receiver, journey: &str) -> Vec<Value> {
+    r.requests()
+        .iter()
+        .filter_map(|q| serde_json::from_slice::<Value>(&q.body).ok())
+        .filter(|v| v["journey"] == journey)
+        .collect()
+}
+
+/// Journeys applied as JSON over the API of a running `cairn serve --journeys`, taken up by
+/// its runner at once: a customer entered by API gets the webhook (rendered with the request's
+/// properties) once, however often the request is retried; a weekly schedule fires at 09:00 in
+/// each customer's timezone, after a restart at a later journey time.
+#[test]
+fn serve_takes_journeys_and_entries_over_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = create_key(&data, "web", None);
+    let templates = data.join("journeys/templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    std::fs::write(
+        templates.join("vip-hello.toml"),
+        "body = \"hello {{ customer }}, {{ event.tier }}\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        templates.join("digest.toml"),
+        "body = \"digest for {{ profile.email }}\"\n",
+    )
+    .unwrap();
+    let hook = Receiver::start(vec![]).unwrap();
+    let url = hook.url("/hook");
+    // A Sunday.
+    let server = start(&data, &url, "2026-03-01T00:00:00Z");
+    wait_for("the runner", || runner_up(&server));
+
+    let vip = json!({"id": "vip", "version": 1, "entry": {"api": true},
+        "steps": [{"id": "hello", "send": {"channel": "webhook", "template": "vip-hello"}},
+                  {"id": "done", "exit": "sent"}]});
+    let a = admin_post(&server, "/v1/journeys", &vip);
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["applied"], "new");
+    let digest = json!({"id": "digest", "version": 1,
+        "entry": {"schedule": {"cron": "0 9 * * 1"}, "where": [{"trait": "email", "exists": true}]},
+        "steps": [{"id": "send", "send": {"channel": "webhook", "template": "digest"}},
+                  {"id": "done", "exit": "sent"}]});
+    let a = admin_post(&server, "/v1/journeys", &digest);
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    // A bad definition: where and why (`json!` sorts keys: the text starts
+    // `{"entry":{"schedule":{"cron":"0 9 * *"}}`).
+    let a = admin_post(
+        &server,
+        "/v1/journeys/validate",
+        &json!({"id": "x", "version": 1, "entry": {"schedule": {"cron": "0 9 * *"}}, "steps": [{"id": "x", "exit": "d"}]}),
+    );
+    assert_eq!(a.status, 400);
+    let err = a.json();
+    assert_eq!(
+        (&err["line"], &err["column"]),
+        (&json!(1), &json!(30)),
+        "{err}"
+    );
+    assert!(
+        err["reason"].as_str().unwrap().contains("5 fields"),
+        "{err}"
+    );
+
+    let identify = |id: &str, traits: Value| {
+        json!({"type": "identify", "userId": id, "traits": traits,
+               "messageId": format!("id-{id}"), "timestamp": "2026-03-01T00:00:00Z"})
+    };
+    let batch = json!({"batch": [
+        identify("paris", json!({"email": "p@example.com", "timezone": "Europe/Paris"})),
+        identify("utc", json!({"email": "u@example.com"})),
+        identify("nomail", json!({"plan": "free"})),
+    ]});
+    assert_eq!(post(&server, &key, "/v1/batch", &batch).status, 200);
+
+    // Entry by API: the request is an event in the log; the runner enters the customer.
+    let entry = json!({"userId": "utc", "properties": {"tier": "gold"}, "messageId": "e-1"});
+    let sent_at = Instant::now();
+    let a = admin_post(&server, "/v1/journeys/vip/entries", &entry);
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["duplicate"], false);
+    wait_for("the vip webhook", || deliveries(&hook, "vip@1").len() == 1);
+    eprintln!(
+        "serve --journeys: API entry to webhook delivery in {:.1?}",
+        sent_at.elapsed()
+    );
+    assert_eq!(deliveries(&hook, "vip@1")[0]["body"], "hello utc, gold");
+    let a = admin_post(&server, "/v1/journeys/vip/entries", &entry);
+    assert_eq!(a.json()["duplicate"], true);
+    wait_for("the figures", || {
+        journey_named(&server, "vip")["versions"]["vip@1"]["sent"] == 1
+    });
+    assert_eq!(
+        journey_named(&server, "vip")["versions"]["vip@1"]["entered"],
+        1
+    );
+    // Not Monday yet: no digest.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(deliveries(&hook, "digest@1").is_empty());
+    assert_eq!(
+        deliveries(&hook, "vip@1").len(),
+        1,
+        "a retried request enters no one again"
+    );
+    let (clean, _) = server.terminate();
+    assert!(clean);
+
+    // Monday 09:00:30 UTC: 09:00 has passed in Paris (08:00 UTC) and in UTC; each customer
+    // with an email got one digest, at 09:00 their time.
+    let server = start(&data, &url, "2026-03-02T09:00:30Z");
+    wait_for("2 digests", || deliveries(&hook, "digest@1").len() == 2);
+    let mut got: Vec<(String, String)> = deliveries(&hook, "digest@1")
+        .iter()
+        .map(|d| {
+            (
+                d["customer"].as_str().unwrap().to_string(),
+                d["at"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("paris".to_string(), "2026-03-02T08:00:00Z".to_string()),
+            ("utc".to_string(), "2026-03-02T09:00:00Z".to_string()),
+        ]
+    );
+    // Paused over the API: no more entries by API (the request is still stored).
+    let a = admin_post(&server, "/v1/journeys/vip/pause", &json!({}));
+    assert_eq!(a.json()["status"], "paused");
+    let a = admin_post(
+        &server,
+        "/v1/journeys/vip/entries",
+        &json!({"userId": "paris", "messageId": "e-2"}),
+    );
+    assert_eq!(a.json()["status"], "paused");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(deliveries(&hook, "vip@1").len(), 1);
+    let (clean, _) = server.terminate();
+    assert!(clean);
+}
+
+fn journey_named(server: &Server, id: &str) -> Value {
+    let a = admin_get(server, &format!("/v1/journeys/{id}"));
+    assert_eq!(a.status, 200, "{:?}", String::from_utf8_lossy(&a.body));
+    a.json()
+}
