@@ -110,7 +110,8 @@ impl Entry {
 pub enum Reentry {
     /// Once per customer, ever.
     Never,
-    /// Again once the previous entry has ended (steps done and goal window closed).
+    /// Again once the previous entry has ended (steps done and goal window closed): YAML
+    /// `when_exited`, or `always` (one entry at a time per customer and version).
     WhenExited,
     /// Again once the previous entry has ended and this long has passed since it began.
     After(Micros),
@@ -762,7 +763,7 @@ fn resolve(raw: RawJourney) -> Result<Journey, DefinitionError> {
         None => Reentry::WhenExited,
         Some(r) => match r.value.as_str() {
             "never" => Reentry::Never,
-            "when_exited" => Reentry::WhenExited,
+            "when_exited" | "always" => Reentry::WhenExited,
             v => match v.strip_prefix("after ") {
                 Some(d) => Reentry::After(parse_duration(d.trim()).ok_or_else(|| {
                     DefinitionError::at(r.referenced, format!("bad duration {d:?}"))
@@ -771,7 +772,7 @@ fn resolve(raw: RawJourney) -> Result<Journey, DefinitionError> {
                     return Err(DefinitionError::at(
                         r.referenced,
                         format!(
-                            "reentry must be `never`, `when_exited` or `after DURATION`, not {v:?}"
+                            "reentry must be `never`, `always` (= `when_exited`) or `after DURATION`, not {v:?}"
                         ),
                     ));
                 }

@@ -102,3 +102,21 @@ fn max_entries_caps_how_often_a_customer_enters() {
     assert_eq!((err.line, err.column), (5, 16), "{err}");
     assert!(err.reason.contains("at least 1"), "{err}");
 }
+
+#[test]
+fn reentry_always_is_when_exited_and_a_bad_policy_names_the_choices() {
+    use cairn_journey::definition::Reentry;
+    let with = |policy: &str| {
+        cairn_journey::Journey::from_yaml(&format!(
+            "id: j\nversion: 1\nentry:\n  event: go\n  reentry: {policy}\nsteps:\n  - id: out\n    exit: done\n"
+        ))
+    };
+    assert_eq!(with("always").unwrap().entry.reentry, Reentry::WhenExited);
+    assert_eq!(
+        with("when_exited").unwrap().entry.reentry,
+        Reentry::WhenExited
+    );
+    let e = with("sometimes").unwrap_err();
+    assert_eq!((e.line, e.column), (5, 12));
+    assert!(e.reason.contains("`never`, `always`"), "{}", e.reason);
+}
