@@ -425,6 +425,24 @@ struct Input {
 }
 
 impl Input {
+    /// What the engine sees of it.
+    fn event(&self) -> InputEvent<'_> {
+        InputEvent {
+            name: &self.name,
+            properties: &self.properties,
+            traits: &self.traits,
+            consent: &self.consent,
+        }
+    }
+
+    /// Its value and channel, for computed traits.
+    fn facts(&self) -> cairn_journey::segment::EventFacts<'_> {
+        cairn_journey::segment::EventFacts {
+            value: self.value,
+            channel: Some(&self.channel),
+        }
+    }
+
     fn from_stored(e: &StoredEvent) -> Option<Input> {
         let ev = &e.event;
         if ev.message_id.starts_with(WRITEBACK_PREFIX) {
@@ -646,17 +664,8 @@ impl Runner {
         })?;
         history.sort_by_key(|i| i.seq);
         for i in &history {
-            let ev = InputEvent {
-                name: &i.name,
-                properties: &i.properties,
-                traits: &i.traits,
-                consent: &i.consent,
-            };
-            let facts = cairn_journey::segment::EventFacts {
-                value: i.value,
-                channel: Some(&i.channel),
-            };
-            self.engine.observe(&i.customer, &ev, facts, i.at);
+            self.engine
+                .observe(&i.customer, &i.event(), i.facts(), i.at);
         }
         self.engine.observe_time(now);
         Ok(())
@@ -754,20 +763,12 @@ impl Runner {
             // Engine time never goes back (a late event counts as now), nor ahead of the
             // clock (a client clock in the future would fire timers early).
             self.time = self.time.max(i.at.min(now));
-            let ev = InputEvent {
-                name: &i.name,
-                properties: &i.properties,
-                traits: &i.traits,
-                consent: &i.consent,
-            };
-            let facts = cairn_journey::segment::EventFacts {
-                value: i.value,
-                channel: Some(&i.channel),
-            };
-            effects.extend(
-                self.engine
-                    .on_event_with(&i.customer, &ev, facts, self.time),
-            );
+            effects.extend(self.engine.on_event_with(
+                &i.customer,
+                &i.event(),
+                i.facts(),
+                self.time,
+            ));
             self.handle(&mut effects)?;
         }
         self.time = self.time.max(now);
