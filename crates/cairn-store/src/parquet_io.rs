@@ -42,7 +42,11 @@ pub struct StoredEvent {
 }
 
 const ROW_GROUP: usize = 1 << 20;
-const WRITE_BATCH: usize = 64 * 1024;
+/// Rows gathered into Arrow arrays (and read back) per batch. Small: the gathered copy is
+/// memory touched on top of the columns it comes from, and on this VM a fresh page costs more
+/// than the per-batch overhead (8 K instead of 64 K rows: a small XES import's page faults
+/// 12.5 k → 10.2 k, see BENCHMARKS.md).
+const WRITE_BATCH: usize = 8 * 1024;
 
 /// The columns (by index in [`schema`]) that a segment writer's second thread encodes: the
 /// costly ones (times, ids and the JSON texts), as the first thread also gathers the rows.
