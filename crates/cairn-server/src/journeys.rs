@@ -411,13 +411,7 @@ async fn enter_inner(
     }
     let message_id = events[0].message_id.clone();
     // The append path of /v1/track: a write slot, then the store's append (fsynced).
-    let permit = tokio::time::timeout(
-        app.config.queue_timeout,
-        app.write_slots.clone().acquire_owned(),
-    )
-    .await
-    .map_err(|_| overloaded())?
-    .map_err(|_| ApiError::new(Code::ShuttingDown, "the server is shutting down"))?;
+    let permit = crate::routes::write_slot(app).await?;
     let work = Arc::clone(app);
     let outcome = blocking(move || {
         let r = work

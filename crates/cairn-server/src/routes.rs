@@ -293,13 +293,7 @@ async fn ingest_inner(
             )
         }
     })?;
-    let permit = tokio::time::timeout(
-        app.config.queue_timeout,
-        app.write_slots.clone().acquire_owned(),
-    )
-    .await
-    .map_err(|_| overloaded())?
-    .map_err(|_| ApiError::new(Code::ShuttingDown, "the server is shutting down"))?;
+    let permit = write_slot(app).await?;
     drop(queue_gauge);
     app.metrics.writing.fetch_add(1, Relaxed);
     let work = app.clone();
@@ -319,6 +313,18 @@ async fn ingest_inner(
     .await
     .map_err(ApiError::internal)?;
     result.map(|()| success())
+}
+
+/// A turn to write, waited for at most `queue_timeout` (then 503: nothing was stored): every
+/// request that appends to the store takes one, so their number stays bounded.
+pub(crate) async fn write_slot(app: &App) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    tokio::time::timeout(
+        app.config.queue_timeout,
+        app.write_slots.clone().acquire_owned(),
+    )
+    .await
+    .map_err(|_| overloaded())?
+    .map_err(|_| ApiError::new(Code::ShuttingDown, "the server is shutting down"))
 }
 
 pub(crate) fn overloaded() -> ApiError {
