@@ -277,6 +277,21 @@ pub(crate) struct Who<'a> {
 }
 
 impl<'a> Who<'a> {
+    /// A customer's profile without segments (a branch adds them). From the engine's fields
+    /// rather than `Engine::who` where another field is borrowed mutably at the same time.
+    fn of(
+        trait_names: &'a [String],
+        categories: &'a [Box<str>],
+        customer: &'a Customer,
+    ) -> Who<'a> {
+        Who {
+            trait_names,
+            categories,
+            customer,
+            segments: None,
+        }
+    }
+
     fn trait_value(self, name: &str) -> Option<&'a Value> {
         let i = self.trait_names.iter().position(|n| n == name)? as u32;
         let p = self.customer.profile.as_deref()?;
@@ -586,12 +601,7 @@ impl Engine {
         if !self.segments.active() {
             return Vec::new();
         }
-        let who = Who {
-            trait_names: &self.trait_names,
-            categories: &self.categories,
-            customer: &self.customers[c],
-            segments: None,
-        };
+        let who = Who::of(&self.trait_names, &self.categories, &self.customers[c]);
         let (timers, next) = (&mut self.timers, &mut self.next_timer);
         self.segments
             .on_event(c, who, event, facts, now, timers, next)
@@ -642,12 +652,7 @@ impl Engine {
             let c = entry.remove();
             if key.1 & SEGMENT_TIMER != 0 {
                 // A segment criterion changes with time alone: re-evaluate at that instant.
-                let who = Who {
-                    trait_names: &self.trait_names,
-                    categories: &self.categories,
-                    customer: &self.customers[c],
-                    segments: None,
-                };
+                let who = Who::of(&self.trait_names, &self.categories, &self.customers[c]);
                 let (timers, next) = (&mut self.timers, &mut self.next_timer);
                 let moves = self.segments.on_timer(c, who, due, timers, next);
                 self.enter_on_segments(c, &moves, &Map::new(), due, &mut out);
@@ -780,12 +785,7 @@ impl Engine {
     }
 
     fn who(&self, c: u32) -> Who<'_> {
-        Who {
-            trait_names: &self.trait_names,
-            categories: &self.categories,
-            customer: &self.customers[c],
-            segments: None,
-        }
+        Who::of(&self.trait_names, &self.categories, &self.customers[c])
     }
 
     fn try_enter(
