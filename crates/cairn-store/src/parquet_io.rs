@@ -439,7 +439,7 @@ impl EventColumns {
             path: path.to_path_buf(),
             source,
         };
-        let file = File::create(path).at(path)?;
+        let file = crate::fsutil::SteadyFile::create(path).at(path)?;
         let schema = schema();
         let (mut file_writer, factory) =
             ArrowWriter::try_new(file, Arc::clone(&schema), Some(writer_properties()))
@@ -456,8 +456,7 @@ impl EventColumns {
             }
             row_group.close().map_err(pq)?;
         }
-        let file = file_writer.into_inner().map_err(pq)?;
-        file.sync_all().at(path)?;
+        let file = file_writer.into_inner().map_err(pq)?.finish().at(path)?;
         Ok(file.metadata().at(path)?.len())
     }
 

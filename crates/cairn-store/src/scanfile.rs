@@ -269,9 +269,9 @@ fn put_ids(buf: &mut [u8], at: usize, ids: &[u16], narrow: bool) {
 /// Writes a scan file and fsyncs it; returns its size.
 pub fn write(path: &Path, c: &ScanColumns) -> Result<u64> {
     let buf = encode(c);
-    let mut f = File::create(path).at(path)?;
+    let mut f = crate::fsutil::SteadyFile::create(path).at(path)?;
     f.write_all(&buf).at(path)?;
-    f.sync_all().at(path)?;
+    f.finish().at(path)?;
     Ok(buf.len() as u64)
 }
 
