@@ -104,17 +104,50 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 pub(crate) fn spawn(core: Arc<Core>) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("cairn-flush".into())
-        .spawn(move || {
-            yield_to_appends();
-            run(&core)
-        })
+        .spawn(move || run(&core))
 }
 
-/// Lowers this thread's priority (nice 10; Linux gives each thread its own nice value), so
-/// that the scheduler gives a core to a waiting append, whose answer a client is waiting
-/// for, before the flusher. The flusher uses what the appends leave: it only has to keep up
-/// on average, and when it does not, the backpressure of `wait_for_room` slows the appends
-/// down to its pace. Best effort: if it fails, the flusher runs at normal priority.
+/// Runs `work` on a thread of lower priority (nice 10; Linux gives each thread its own nice
+/// value, and threads it starts inherit it), so that the scheduler gives a core to a waiting
+/// append, whose answer a client is waiting for, before the flusher's heavy work: keying,
+/// encoding and writing a segment, or merging segments. The flusher uses what the appends
+/// leave: it only has to keep up on average, and when it does not, the backpressure of
+/// `wait_for_room` slows the appends down to its pace.
+///
+/// Only work that takes no lock appends wait for: the flusher thread itself, which takes the
+/// store lock and the log's lock, keeps normal priority. A niced thread holding a lock that
+/// requests wait for is a priority inversion: on a busy machine it gets a tenth of a core,
+/// and a step of a few milliseconds under the lock held every request for 100–300 ms.
+fn niced<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    // Taken by the worker, or by this thread if no worker could be started.
+    let work = Mutex::new(Some(work));
+    let take = || work.lock().unwrap_or_else(|p| p.into_inner()).take();
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("cairn-flush-work".into())
+            .spawn_scoped(scope, || {
+                yield_to_appends();
+                take().map(|w| w())
+            });
+        let done = match worker {
+            // A panic in the work is the flusher's panic (see `PanicGuard`).
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            // No thread to be had (a resource limit): do it here, at normal priority.
+            Err(_) => None,
+        };
+        match done {
+            Some(t) => t,
+            None => take()
+                .map(|w| w())
+                .expect("the work runs on exactly one thread"),
+        }
+    })
+}
+
+/// Lowers the calling thread's priority to nice 10. Best effort: if it fails, the work runs
+/// at normal priority.
 fn yield_to_appends() {
     #[cfg(target_os = "linux")]
     // SAFETY: gettid and setpriority only read their integer arguments; on failure
@@ -190,8 +223,8 @@ fn run(core: &Core) {
             Work::Flush(mut flush) => {
                 let r = flush_in_background(core, &mut flush);
                 // Freeing a flush's events takes a while: not while holding the lock
-                // appends wait for.
-                drop(flush);
+                // appends wait for, and not ahead of them.
+                niced(move || drop(flush));
                 r
             }
             Work::Compact(range) => compact_in_background(core, range),
@@ -286,11 +319,13 @@ fn flush_in_background(core: &Core, flush: &mut LogFlush) -> Result<()> {
     flush.drop_suppressed(core);
     let mut own = detach(&mut core.lock());
     let seg_dir = core.dir.join(SEGMENTS_DIR);
-    let written = flush.key(&mut own).and_then(|()| {
-        flush
-            .seal(&own)
-            .map(|pending| pending.write(&seg_dir))
-            .transpose()
+    let written = niced(|| {
+        flush.key(&mut own).and_then(|()| {
+            flush
+                .seal(&own)
+                .map(|pending| pending.write(&seg_dir))
+                .transpose()
+        })
     });
     let result = flush.finish(core, &mut own, written);
     reattach(&mut core.lock(), own);
@@ -332,7 +367,7 @@ fn compact_in_background(core: &Core, range: std::ops::Range<usize>) -> Result<(
     // Only this thread changes the segment list while it runs: the range is still valid.
     let mut manifest = core.lock().manifest.clone();
     let seg_dir = core.dir.join(SEGMENTS_DIR);
-    let (old, _) = merge_into(&seg_dir, &mut manifest, range)?;
+    let (old, _) = niced(|| merge_into(&seg_dir, &mut manifest, range))?;
     // Appends never read the manifest, and no one else changes it while this flush runs:
     // commit it without holding them up, then swap it in.
     let new_id = manifest.next_segment_id - 1;
