@@ -286,7 +286,7 @@ const MAX_MERGE_EVENTS: u64 = crate::SEGMENT_EVENTS as u64;
 /// possible merge instead merges each new segment into its neighbour at once, rewriting the
 /// newest events again after every flush: at a steady rate, several times more work than
 /// the flushes themselves, which a 2-core server could not keep up with.
-fn compaction(
+pub(crate) fn compaction(
     segs: &[SegmentMeta],
     limit: usize,
     max_events: u64,

@@ -164,6 +164,13 @@ pub struct Compaction {
     pub events: u64,
 }
 
+impl std::ops::AddAssign for Compaction {
+    fn add_assign(&mut self, o: Compaction) {
+        self.merged_segments += o.merged_segments;
+        self.events += o.events;
+    }
+}
+
 /// A writable store: the single writer of a data directory.
 ///
 /// Its state lives in a `Core` shared with the background flusher thread (`flush.rs`), which
@@ -501,26 +508,31 @@ impl Store {
         })
     }
 
-    /// Merges segments: all of them when `all`, else only while there are more than
-    /// `max_segments`.
+    /// Merges segments: all of them when `all` (into segments of at most
+    /// [`MAX_COMPACT_EVENTS`] events), else only while there are more than `max_segments`.
     pub fn compact(&self, all: bool) -> Result<Compaction> {
         let mut inner = self.lock_settled()?;
         self.flush_locked(&mut inner)?;
-        if all {
-            let n = inner.manifest.segments.len();
-            if n <= 1 {
-                return Ok(Compaction::default());
-            }
-            return self.merge(&mut inner, 0..n);
+        if !all {
+            return self.maybe_compact(&mut inner);
         }
-        self.maybe_compact(&mut inner)
+        let mut done = Compaction::default();
+        while let Some(range) = neighbours_within(&inner.manifest.segments, MAX_COMPACT_EVENTS) {
+            done += self.merge(&mut inner, range)?;
+        }
+        Ok(done)
     }
 
     fn maybe_compact(&self, inner: &mut Inner) -> Result<Compaction> {
-        match compaction_range(&inner.manifest.segments, self.options.max_segments) {
-            Some(range) => self.merge(inner, range),
-            None => Ok(Compaction::default()),
+        let mut done = Compaction::default();
+        while let Some(range) = flush::compaction(
+            &inner.manifest.segments,
+            self.options.max_segments,
+            MAX_COMPACT_EVENTS,
+        ) {
+            done += self.merge(inner, range)?;
         }
+        Ok(done)
     }
 
     fn merge(&self, inner: &mut Inner, range: std::ops::Range<usize>) -> Result<Compaction> {
@@ -610,15 +622,28 @@ fn take_flushable(inner: &mut Inner) -> Option<(Vec<MemBatch>, u64)> {
 /// length that brings the count back to the limit, with the fewest events. Neighbours only,
 /// so that segments keep covering contiguous ranges of the log; one merge, so nothing is
 /// rewritten twice.
-fn compaction_range(segs: &[SegmentMeta], max: usize) -> Option<std::ops::Range<usize>> {
-    if segs.len() <= max {
-        return None;
-    }
-    let width = segs.len() - max + 1;
-    let start = (0..=segs.len() - width)
-        .min_by_key(|&i| segs[i..i + width].iter().map(|s| s.events).sum::<u64>())
-        .unwrap_or(0);
-    Some(start..start + width)
+/// The most events one merge of `cairn compact` or of an import's commit writes. A merge
+/// holds all its events in memory (about 230 bytes each, Parquet buffers included), so
+/// merging everything at once made memory grow with the store: compacting a 96 M-event
+/// import needed more than 23 GB and was killed. Segments of this size scan as fast as one
+/// (each customer's runs are merged as the scan goes), and the merge's peak stays near 4 GB.
+pub const MAX_COMPACT_EVENTS: u64 = 16_000_000;
+
+/// The first run of two or more neighbouring segments whose events add up to at most
+/// `max_events`, taken as long as it fits.
+fn neighbours_within(segs: &[SegmentMeta], max_events: u64) -> Option<std::ops::Range<usize>> {
+    (0..segs.len().saturating_sub(1)).find_map(|start| {
+        let mut total = 0;
+        let end = start
+            + segs[start..]
+                .iter()
+                .take_while(|s| {
+                    total += s.events;
+                    total <= max_events
+                })
+                .count();
+        (end - start >= 2).then_some(start..end)
+    })
 }
 
 /// Writes the merge of `manifest.segments[range]` as one new segment and puts it in their
@@ -1324,6 +1349,26 @@ impl Drop for Import<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_compaction_merges_neighbours_only_up_to_the_cap() {
+        let segs = |events: &[u64]| -> Vec<SegmentMeta> {
+            events
+                .iter()
+                .map(|&events| SegmentMeta {
+                    events,
+                    ..Default::default()
+                })
+                .collect()
+        };
+        assert_eq!(neighbours_within(&segs(&[2, 2, 2, 2]), 100), Some(0..4));
+        assert_eq!(neighbours_within(&segs(&[2, 2, 2, 2]), 5), Some(0..2));
+        // A segment at the cap is left alone; its neighbours still merge.
+        assert_eq!(neighbours_within(&segs(&[5, 2, 3]), 5), Some(1..3));
+        assert_eq!(neighbours_within(&segs(&[5, 5, 5]), 5), None);
+        assert_eq!(neighbours_within(&segs(&[7]), 5), None);
+        assert_eq!(neighbours_within(&segs(&[]), 5), None);
+    }
 
     /// A record cut from a batch holds exactly the chosen events, as one JSON array.
     #[test]

@@ -67,7 +67,8 @@ count of accepted messages) only once it is durable. Reads FILE, or stdin when F
     Stats(FormatArgs),
     /// One customer's events in time order.
     Timeline(TimelineArgs),
-    /// Merge segments into one, for the fastest scans.
+    /// Merge segments, for the fastest scans: into one, or into segments of up to 16 M events
+    /// each (a merge holds its events in memory: about 4 GB at most).
     Compact(FormatArgs),
     /// Make a damaged store openable again: move a corrupt part of the log aside.
     Repair,
