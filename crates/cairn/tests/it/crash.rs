@@ -88,7 +88,10 @@ fn import_kills(target_kills: usize) {
         // the imports into a growing store.
         if i % 10 == 0 {
             let out = child.wait_with_output().unwrap();
-            assert!(out.status.success(), "iteration {i}: an import left alone failed");
+            assert!(
+                out.status.success(),
+                "iteration {i}: an import left alone failed"
+            );
             acknowledged[f] = true;
             continue;
         }
