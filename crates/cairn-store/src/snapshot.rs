@@ -301,8 +301,51 @@ impl Snapshot {
     ) -> Result<()> {
         let arrays = self.load_properties(columns)?;
         let texts = property_texts(&self.sources, &arrays, columns);
-        self.scan_range(columns, times_for, &texts, 0..u32::MAX, &mut visit);
+        self.scan_range(columns, times_for, None, &texts, 0..u32::MAX, &mut visit);
         Ok(())
+    }
+
+    /// [`Snapshot::scan`] over groups of keys, such as the keys identity resolution found to
+    /// be one person: `group(key)` names the keys `key` is scanned with (ascending), or `None`
+    /// when it stands alone. A group is visited once, as one customer under its lowest key,
+    /// with its keys' events merged by time (equal times keep key order, then log order);
+    /// its keys' own runs are not visited. It is visited where the scan meets the first of
+    /// its keys that holds events, and reads the others' runs from there, so nothing is
+    /// buffered until a later key comes by. Keys alone are visited as by [`Snapshot::scan`].
+    /// Times are always read for a group's keys (to merge them), whatever `columns.times`
+    /// says, but handed out only when asked for.
+    pub fn scan_grouped<'g>(
+        &self,
+        columns: Columns,
+        group: &(dyn Fn(u32) -> Option<&'g [u32]> + Sync),
+        mut visit: impl FnMut(Customer<'_>),
+    ) -> Result<()> {
+        let arrays = self.load_properties(columns)?;
+        let texts = property_texts(&self.sources, &arrays, columns);
+        let times_for = |_| columns.times;
+        self.scan_range(
+            columns,
+            &times_for,
+            Some(group),
+            &texts,
+            0..u32::MAX,
+            &mut visit,
+        );
+        Ok(())
+    }
+
+    /// [`Snapshot::scan_grouped`] on `threads` threads, like [`Snapshot::scan_parallel`]: a
+    /// group is visited by the thread whose key range holds its first key with events.
+    pub fn scan_parallel_grouped<'g, S: Send>(
+        &self,
+        columns: Columns,
+        group: &(dyn Fn(u32) -> Option<&'g [u32]> + Sync),
+        threads: usize,
+        init: impl Fn() -> S + Sync,
+        visit: impl Fn(&mut S, Customer<'_>) + Sync,
+    ) -> Result<Vec<S>> {
+        let times_for = |_| columns.times;
+        self.parallel(columns, &times_for, Some(group), threads, init, visit)
     }
 
     /// Splits the customers into `threads` key ranges of similar event counts and scans them
@@ -327,6 +370,18 @@ impl Snapshot {
         init: impl Fn() -> S + Sync,
         visit: impl Fn(&mut S, Customer<'_>) + Sync,
     ) -> Result<Vec<S>> {
+        self.parallel(columns, times_for, None, threads, init, visit)
+    }
+
+    fn parallel<'g, S: Send>(
+        &self,
+        columns: Columns,
+        times_for: &(dyn Fn(u32) -> bool + Sync),
+        group: Option<&(dyn Fn(u32) -> Option<&'g [u32]> + Sync)>,
+        threads: usize,
+        init: impl Fn() -> S + Sync,
+        visit: impl Fn(&mut S, Customer<'_>) + Sync,
+    ) -> Result<Vec<S>> {
         let arrays = self.load_properties(columns)?;
         let texts = property_texts(&self.sources, &arrays, columns);
         let texts = &texts;
@@ -339,7 +394,7 @@ impl Snapshot {
                     scope.spawn(move || {
                         let mut state = init();
                         let visit = &mut |c: Customer<'_>| visit(&mut state, c);
-                        self.scan_range(columns, times_for, texts, range, visit);
+                        self.scan_range(columns, times_for, group, texts, range, visit);
                         state
                     })
                 })
@@ -374,6 +429,11 @@ impl Snapshot {
         bounds.windows(2).map(|w| w[0]..w[1]).collect()
     }
 
+    /// Whether any source holds events of `key`.
+    fn holds(&self, key: u32) -> bool {
+        self.sources.iter().any(|s| s.scan.find(key).is_some())
+    }
+
     /// The properties column of every Parquet source, when the scan asks for it.
     fn load_properties(&self, columns: Columns) -> Result<Vec<Vec<StringArray>>> {
         if !columns.properties {
@@ -388,10 +448,11 @@ impl Snapshot {
             .collect()
     }
 
-    fn scan_range(
+    fn scan_range<'g>(
         &self,
         columns: Columns,
         times_for: &dyn Fn(u32) -> bool,
+        group: Option<&(dyn Fn(u32) -> Option<&'g [u32]> + Sync)>,
         texts: &[Vec<&str>],
         range: Range<u32>,
         visit: &mut dyn FnMut(Customer<'_>),
@@ -406,6 +467,7 @@ impl Snapshot {
         let mut merged = Merged::default();
         let mut single = Merged::default();
         let mut holders: Vec<usize> = Vec::with_capacity(self.sources.len());
+        let mut grouped = Grouped::default();
         loop {
             let mut min = u32::MAX;
             for (s, &c) in self.sources.iter().zip(&cursors) {
@@ -422,7 +484,17 @@ impl Snapshot {
                     holders.push(i);
                 }
             }
-            if let [only] = holders[..] {
+            if let Some(keys) = group.and_then(|g| g(min)) {
+                // Visited once, where the scan meets the group's first key with events.
+                if keys.iter().find(|&&k| k == min || self.holds(k)) == Some(&min) {
+                    grouped.fill(&self.sources, texts, keys, columns);
+                    let mut customer = grouped.out.view(keys[0]);
+                    if !columns.times {
+                        customer.times = &[];
+                    }
+                    visit(customer);
+                }
+            } else if let [only] = holders[..] {
                 let src = &self.sources[only].scan;
                 let i = cursors[only];
                 let rows = src.rows(i);
@@ -707,5 +779,102 @@ impl<'s> Merged<'s> {
             values: &self.values,
             properties: &self.properties,
         }
+    }
+}
+
+/// Scratch space for a group of keys scanned as one customer (see [`Snapshot::scan_grouped`]).
+#[derive(Default)]
+struct Grouped<'s> {
+    /// The group's events, merged.
+    out: Merged<'s>,
+    /// The keys' runs back to back, when they interleave in time and need a merge.
+    runs: Merged<'s>,
+    /// One key's events when several sources hold them.
+    part: Merged<'s>,
+    cursors: Vec<usize>,
+    holders: Vec<usize>,
+    order: Vec<u32>,
+    value_cursor: usize,
+}
+
+impl<'s> Grouped<'s> {
+    /// Reads the events of every key of `keys` (ascending) into `out`, merged by time.
+    fn fill(&mut self, sources: &[Source], texts: &[Vec<&'s str>], keys: &[u32], c: Columns) {
+        let c = Columns { times: true, ..c };
+        // Most groups' runs do not interleave (browsing anonymously, then signed in), so
+        // they are read straight into `out`; only when times go back is `out` reordered.
+        let runs = &mut self.runs;
+        runs.clear();
+        self.cursors.resize(sources.len(), 0);
+        for &key in keys {
+            self.holders.clear();
+            for (h, src) in sources.iter().enumerate() {
+                if let Some(i) = src.scan.find(key) {
+                    self.cursors[h] = i;
+                    self.holders.push(h);
+                }
+            }
+            match self.holders[..] {
+                [] => {}
+                [h] => {
+                    let scan = &sources[h].scan;
+                    let i = self.cursors[h];
+                    let rows = scan.rows(i);
+                    scan.times_into(i, &mut runs.times);
+                    if c.names {
+                        scan.names().extend_into(rows.clone(), &mut runs.names);
+                    }
+                    if c.channels {
+                        scan.channels()
+                            .extend_into(rows.clone(), &mut runs.channels);
+                    }
+                    if c.values {
+                        self.value_cursor = usize::MAX;
+                        scan.values_into_from(
+                            rows.clone(),
+                            &mut self.value_cursor,
+                            &mut runs.scratch,
+                        );
+                        runs.values.extend_from_slice(&runs.scratch);
+                    }
+                    if let Some(t) = texts.get(h) {
+                        runs.properties.extend_from_slice(&t[rows]);
+                    }
+                }
+                _ => {
+                    self.part
+                        .fill(sources, texts, &self.cursors, &self.holders, c);
+                    runs.times.extend_from_slice(&self.part.times);
+                    runs.names.extend_from_slice(&self.part.names);
+                    runs.channels.extend_from_slice(&self.part.channels);
+                    runs.values.extend_from_slice(&self.part.values);
+                    runs.properties.extend_from_slice(&self.part.properties);
+                }
+            }
+        }
+        if runs.times.is_sorted() {
+            std::mem::swap(&mut self.out, &mut self.runs);
+            return;
+        }
+        // Stable: equal times keep key order, and within a key the store's order.
+        let order = &mut self.order;
+        order.clear();
+        order.extend(0..runs.times.len() as u32);
+        order.sort_by_key(|&i| runs.times[i as usize]);
+        let out = &mut self.out;
+        out.clear();
+        pick(order, &runs.times, &mut out.times);
+        pick(order, &runs.names, &mut out.names);
+        pick(order, &runs.channels, &mut out.channels);
+        pick(order, &runs.values, &mut out.values);
+        pick(order, &runs.properties, &mut out.properties);
+    }
+}
+
+/// `dst` = `src` permuted by `order`; stays empty for a column not read.
+fn pick<T: Copy>(order: &[u32], src: &[T], dst: &mut Vec<T>) {
+    dst.clear();
+    if !src.is_empty() {
+        dst.extend(order.iter().map(|&i| src[i as usize]));
     }
 }
