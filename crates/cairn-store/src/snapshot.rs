@@ -193,7 +193,7 @@ impl Snapshot {
                 }
             }
         }
-        self.dict.keys_of(&mut keys);
+        self.dict.keys_of(&mut keys)?;
         let mut seq = self.manifest.next_seq;
         let mut rows = Vec::new();
         for batch in batches {
@@ -270,6 +270,14 @@ impl Snapshot {
                 .get((key as usize).checked_sub(self.dict.len())?)
                 .map(String::as_str)
         })
+    }
+
+    /// Checks the customer dictionary (its checksum and count), which a snapshot otherwise
+    /// reads only when an identifier is first asked for: a damaged one knows no identifier,
+    /// so [`Snapshot::customer_id`] and [`Snapshot::customer_key`] answer `None`, and this
+    /// says why.
+    pub fn check_customers(&self) -> Result<()> {
+        self.dict.check()
     }
 
     /// The key of a raw customer identifier.
@@ -537,6 +545,7 @@ impl Snapshot {
 
     /// One customer's events in order, with every field, from the Parquet segments and the log.
     pub fn timeline(&self, customer_id: &str) -> Result<Option<Vec<StoredEvent>>> {
+        self.dict.check()?;
         let Some(key) = self.customer_key(customer_id) else {
             return Ok(None);
         };
