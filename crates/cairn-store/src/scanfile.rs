@@ -450,24 +450,26 @@ impl ScanData {
 
     /// Appends the times of the customer at index `i` to `out`, in order.
     pub fn times_into(&self, i: usize, out: &mut Vec<i64>) {
-        let rows = self.rows(i);
-        let offsets = self.time_starts();
-        let from = offsets[i] as usize;
+        self.times().customer_into(i, out);
+    }
+
+    /// The time column, ready to decode customer after customer (what a scan looks up once
+    /// rather than for each of a million customers).
+    pub fn times(&self) -> Times<'_> {
         let l = self.layout;
         let bytes = self.bytes();
         let unit = UNITS
             .get((l.flags >> UNIT_SHIFT & 3) as usize)
             .copied()
             .unwrap_or(1);
-        decode_times(
-            &bytes[l.time_codes..l.times],
-            rows,
-            bytes.get(l.times..l.end).unwrap_or_default(),
-            from,
-            self.first_time / unit,
+        Times {
+            codes: &bytes[l.time_codes..l.times],
+            bytes: bytes.get(l.times..l.end).unwrap_or_default(),
+            starts: self.starts(),
+            offsets: self.time_starts(),
+            base: self.first_time / unit,
             unit,
-            out,
-        );
+        }
     }
 
     /// Fills `out` (one slot per row of `rows`) with the values of those rows, NaN where none.
@@ -536,6 +538,32 @@ impl ScanData {
     pub fn rows(&self, i: usize) -> Range<usize> {
         let s = self.starts();
         s[i] as usize..s[i + 1] as usize
+    }
+}
+
+/// A scan file's time column (see [`ScanData::times`]).
+pub struct Times<'a> {
+    codes: &'a [u8],
+    bytes: &'a [u8],
+    starts: &'a [u32],
+    offsets: &'a [u64],
+    base: i64,
+    unit: i64,
+}
+
+impl Times<'_> {
+    /// Appends the times of the customer at index `i` to `out`, in order.
+    pub fn customer_into(&self, i: usize, out: &mut Vec<i64>) {
+        let rows = self.starts[i] as usize..self.starts[i + 1] as usize;
+        decode_times(
+            self.codes,
+            rows,
+            self.bytes,
+            self.offsets[i] as usize,
+            self.base,
+            self.unit,
+            out,
+        );
     }
 }
 
