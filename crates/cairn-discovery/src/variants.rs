@@ -81,8 +81,17 @@ impl Money {
 }
 
 pub struct VariantsPartial {
-    /// Each variant's index in `accs`.
-    map: FxHashMap<Box<[u16]>, u32>,
+    /// Each variant's index in `accs`, by the hash of its events. Two variants with one hash
+    /// (practically never: 64 bits) share a slot: the first keeps it, the others are found in
+    /// `collided`.
+    by_hash: FxHashMap<u64, u32>,
+    collided: FxHashMap<Box<[u16]>, u32>,
+    /// Every variant's events back to back, where each ends, and its hash: hundreds of
+    /// thousands of variants in one buffer rather than as many small allocations, and a
+    /// merge reuses the hashes instead of hashing every variant again.
+    events: Vec<u16>,
+    ends: Vec<usize>,
+    hashes: Vec<u64>,
     accs: Vec<VariantAcc>,
     /// Every journey's variant index and duration, in two parallel lists: medians are only
     /// needed for the variants listed, so durations are sorted out at the end instead of each
@@ -92,16 +101,45 @@ pub struct VariantsPartial {
     customers: u64,
 }
 
+fn seq_hash(seq: &[u16]) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(seq)
+}
+
 impl VariantsPartial {
-    /// The index of variant `seq`, adding it when new.
-    fn index(&mut self, seq: &[u16]) -> u32 {
-        if let Some(&i) = self.map.get(seq) {
-            return i;
+    /// The events of variant `i`.
+    fn seq(&self, i: u32) -> &[u16] {
+        let i = i as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.events[start..self.ends[i]]
+    }
+
+    /// The index of variant `seq` (whose hash is `hash`), adding it when new.
+    fn index(&mut self, seq: &[u16], hash: u64) -> u32 {
+        match self.by_hash.get(&hash) {
+            Some(&i) if self.seq(i) == seq => i,
+            Some(_) => match self.collided.get(seq) {
+                Some(&i) => i,
+                None => {
+                    let i = self.push(seq, hash);
+                    self.collided.insert(seq.into(), i);
+                    i
+                }
+            },
+            None => {
+                let i = self.push(seq, hash);
+                self.by_hash.insert(hash, i);
+                i
+            }
         }
-        let i = self.accs.len() as u32;
-        self.map.insert(seq.into(), i);
+    }
+
+    fn push(&mut self, seq: &[u16], hash: u64) -> u32 {
+        self.events.extend_from_slice(seq);
+        self.ends.push(self.events.len());
+        self.hashes.push(hash);
         self.accs.push(VariantAcc::default());
-        i
+        (self.accs.len() - 1) as u32
     }
 }
 
@@ -118,7 +156,11 @@ impl Analysis for Variants {
 
     fn partial(&self) -> VariantsPartial {
         VariantsPartial {
-            map: FxHashMap::default(),
+            by_hash: FxHashMap::default(),
+            collided: FxHashMap::default(),
+            events: Vec::new(),
+            ends: Vec::new(),
+            hashes: Vec::new(),
             accs: Vec::new(),
             duration_of: Vec::new(),
             durations: Vec::new(),
@@ -136,7 +178,7 @@ impl Analysis for Variants {
             Some(i) => (&t.names[..i], i),
             None => (t.names, t.len() - 1),
         };
-        let i = p.index(seq);
+        let i = p.index(seq, seq_hash(seq));
         let acc = &mut p.accs[i as usize];
         acc.count += 1;
         acc.goal += u64::from(goal_at.is_some());
@@ -147,55 +189,64 @@ impl Analysis for Variants {
 
     fn merge(&self, into: &mut VariantsPartial, other: VariantsPartial) {
         into.customers += other.customers;
+        // Room for all of other's at once: growing these lists step by step while merging
+        // hundreds of thousands of variants copied them several times into fresh memory.
+        let n = other.accs.len();
+        into.by_hash.reserve(n);
+        into.events.reserve(other.events.len());
+        into.ends.reserve(n);
+        into.hashes.reserve(n);
+        into.accs.reserve(n);
+        into.duration_of.reserve(other.duration_of.len());
+        into.durations.reserve(other.durations.len());
         // Other's indexes, renumbered into `into`'s.
-        let mut renumber = vec![0u32; other.accs.len()];
-        for (k, i) in other.map {
-            let j = match into.map.get(&k) {
-                Some(&j) => j,
-                None => {
-                    let j = into.accs.len() as u32;
-                    into.map.insert(k, j);
-                    into.accs.push(VariantAcc::default());
-                    j
-                }
-            };
-            renumber[i as usize] = j;
-            let (acc, v) = (&mut into.accs[j as usize], other.accs[i as usize]);
-            acc.count += v.count;
-            acc.goal += v.goal;
-            acc.revenue.add(v.revenue);
-        }
+        let renumber: Vec<u32> = (0..other.accs.len() as u32)
+            .map(|i| {
+                let j = into.index(other.seq(i), other.hashes[i as usize]);
+                let (acc, v) = (&mut into.accs[j as usize], other.accs[i as usize]);
+                acc.count += v.count;
+                acc.goal += v.goal;
+                acc.revenue.add(v.revenue);
+                j
+            })
+            .collect();
         into.duration_of
             .extend(other.duration_of.iter().map(|&i| renumber[i as usize]));
         into.durations.extend_from_slice(&other.durations);
     }
 
     fn finish(&self, p: VariantsPartial) -> VariantsResult {
-        let total = p.map.len() as u64;
-        let accs = p.accs;
-        let mut all: Vec<(Box<[u16]>, u32)> = p.map.into_iter().collect();
+        let total = p.accs.len() as u64;
+        let accs = &p.accs;
+        let mut all: Vec<u32> = (0..accs.len() as u32).collect();
         let names = &self.names;
         let count = |i: u32| accs[i as usize].count;
-        let order = |a: &(Box<[u16]>, u32), b: &(Box<[u16]>, u32)| -> Ordering {
-            count(b.1).cmp(&count(a.1)).then_with(|| {
-                a.0.iter()
+        let order = |&a: &u32, &b: &u32| -> Ordering {
+            count(b).cmp(&count(a)).then_with(|| {
+                p.seq(a)
+                    .iter()
                     .map(|&i| names[i as usize].as_str())
-                    .cmp(b.0.iter().map(|&i| names[i as usize].as_str()))
+                    .cmp(p.seq(b).iter().map(|&i| names[i as usize].as_str()))
             })
         };
-        // Only the top K need a full order.
+        // Only the top K need a full order, and only variants counted at least as often as
+        // the K-th most common can be among them: picking those by count first spares the
+        // selection comparing the event names of the many variants seen once.
         if self.top < all.len() {
             if self.top > 0 {
+                let mut counts: Vec<u64> = accs.iter().map(|a| a.count).collect();
+                let (_, &mut kth, _) = counts.select_nth_unstable_by(self.top - 1, |a, b| b.cmp(a));
+                all.retain(|&v| count(v) >= kth);
                 all.select_nth_unstable_by(self.top - 1, order);
             }
             all.truncate(self.top);
         }
         all.sort_by(order);
-        let shown: u64 = all.iter().map(|v| count(v.1)).sum();
+        let shown: u64 = all.iter().map(|&v| count(v)).sum();
         // The durations of the listed variants, gathered in one pass.
         let mut slot = vec![usize::MAX; accs.len()];
-        for (k, (_, i)) in all.iter().enumerate() {
-            slot[*i as usize] = k;
+        for (k, &i) in all.iter().enumerate() {
+            slot[i as usize] = k;
         }
         let mut durations: Vec<Vec<Micros>> = vec![Vec::new(); all.len()];
         for (&i, &d) in p.duration_of.iter().zip(&p.durations) {
@@ -206,10 +257,14 @@ impl Analysis for Variants {
         let variants = all
             .into_iter()
             .zip(&mut durations)
-            .map(|((seq, i), durations)| {
+            .map(|(i, durations)| {
                 let acc = accs[i as usize];
                 Variant {
-                    events: seq.iter().map(|&i| names[i as usize].clone()).collect(),
+                    events: p
+                        .seq(i)
+                        .iter()
+                        .map(|&n| names[n as usize].clone())
+                        .collect(),
                     count: acc.count,
                     share: acc.count as f64 / p.customers.max(1) as f64,
                     median_duration_s: quantile(durations, 0.5) / 1e6,
@@ -232,6 +287,30 @@ mod tests {
     use super::*;
     use crate::run;
     use crate::testutil::{Owned, names};
+
+    #[test]
+    fn variants_sharing_a_hash_stay_apart() {
+        let v = Variants {
+            names: names(&["x", "y"]),
+            top: 10,
+            goal: None,
+        };
+        let mut p = v.partial();
+        // Forced to one hash, as two different journeys could (in theory) have.
+        let (a, b, c) = (p.index(&[0, 1], 7), p.index(&[1, 0], 7), p.index(&[1], 7));
+        assert_eq!((a, b, c), (0, 1, 2));
+        assert_eq!(
+            (p.index(&[1, 0], 7), p.index(&[0, 1], 7), p.index(&[1], 7)),
+            (1, 0, 2)
+        );
+        assert_eq!(p.seq(1), &[1, 0]);
+        // A merge keeps them apart too.
+        let mut q = v.partial();
+        q.index(&[1], 7);
+        q.index(&[0, 1], 7);
+        v.merge(&mut q, p);
+        assert_eq!((q.accs.len(), q.index(&[1, 0], 7)), (3, 2));
+    }
 
     #[test]
     fn groups_whole_journeys() {
