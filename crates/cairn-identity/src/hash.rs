@@ -23,12 +23,16 @@ impl Groups {
         for i in 1..starts.len() {
             starts[i] += starts[i - 1];
         }
-        let mut next = starts.clone();
         let mut items = vec![0u32; starts[groups] as usize];
+        // Each group fills from its start, moving it along to its end (the next group's
+        // start); then the starts are shifted back into place. No second array of starts.
         for (g, item) in pairs {
-            items[next[g as usize] as usize] = item;
-            next[g as usize] += 1;
+            let at = &mut starts[g as usize];
+            items[*at as usize] = item;
+            *at += 1;
         }
+        starts.copy_within(0..groups, 1);
+        starts[0] = 0;
         Groups { starts, items }
     }
 
