@@ -271,7 +271,7 @@ impl GraphBuilder {
                 ];
             }
         });
-        sort_on_two_threads(&mut sightings, |a, b| (a[0], a[1]).cmp(&(b[0], b[1])));
+        sort_by_digest(&mut sightings);
         let distinct = sightings
             .windows(2)
             .filter(|w| w[0][..2] != w[1][..2])
@@ -469,6 +469,52 @@ fn on_two_threads<T: Send>(v: &mut [T], work: impl Fn(usize, &mut [T]) + Sync) {
         s.spawn(move || work(0, low));
         work(mid, high);
     });
+}
+
+/// Sorts sightings by digest. One pass in place (an American flag sort) puts them into 256
+/// buckets by the digest's top byte, which are even because digests are uniform; then each
+/// bucket, small enough to stay in the cache, is sorted on its own, half of them on each
+/// thread. Sorting the whole list with a comparison sort missed the cache at every step.
+fn sort_by_digest(v: &mut [Sighting]) {
+    let key = |s: &Sighting| (s[0], s[1]);
+    if v.len() < 1 << 16 {
+        v.sort_unstable_by_key(key);
+        return;
+    }
+    let bucket = |s: &Sighting| (s[0] >> 56) as usize;
+    let mut starts = [0usize; 257];
+    for s in v.iter() {
+        starts[bucket(s) + 1] += 1;
+    }
+    for b in 0..256 {
+        starts[b + 1] += starts[b];
+    }
+    // `next[b]`: the first place of bucket `b` not yet holding one of its own.
+    let mut next = starts;
+    for b in 0..256 {
+        while next[b] < starts[b + 1] {
+            let i = next[b];
+            let mut s = v[i];
+            let mut t = bucket(&s);
+            while t != b {
+                std::mem::swap(&mut v[next[t]], &mut s);
+                next[t] += 1;
+                t = bucket(&s);
+            }
+            v[i] = s;
+            next[b] += 1;
+        }
+    }
+    let (low, high) = v.split_at_mut(starts[128]);
+    let sort_buckets = |part: &mut [Sighting], first: usize| {
+        let mut rest = part;
+        for b in first..first + 128 {
+            let (bucket, after) = std::mem::take(&mut rest).split_at_mut(starts[b + 1] - starts[b]);
+            bucket.sort_unstable_by_key(key);
+            rest = after;
+        }
+    };
+    both(true, || sort_buckets(low, 0), || sort_buckets(high, 128));
 }
 
 /// `a()` and `b()`, on two threads when `parallel`.
@@ -1105,5 +1151,56 @@ impl ProfileMap {
             }
         }
         Some(ProfileMap::from_valid_representatives(&rep))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// xorshift: enough to scatter values over the whole range.
+    fn numbers(n: usize, mut state: u64) -> Vec<u64> {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            })
+            .collect()
+    }
+
+    #[test]
+    fn large_sorts_on_two_threads_equal_a_plain_sort() {
+        // Above the size where the two-thread paths start, with repeated digests.
+        let n = 200_000;
+        let r = numbers(n, 0x2545_f491_4f6c_dd1d);
+        let mut sightings: Vec<Sighting> =
+            (0..n).map(|i| [r[i / 3 * 3], r[i / 2], i as u64]).collect();
+        let mut want = sightings.clone();
+        want.sort_unstable_by_key(|s| (s[0], s[1]));
+        sort_by_digest(&mut sightings);
+        let digests = |v: &[Sighting]| v.iter().map(sighting_digest).collect::<Vec<_>>();
+        assert_eq!(digests(&sightings), digests(&want));
+        let mut all: Vec<u64> = sightings.iter().map(|s| s[2]).collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..n as u64).collect::<Vec<_>>(), "a permutation");
+
+        let mut v: Vec<(u64, u32)> = r.iter().map(|&x| (x % 1000, x as u32)).collect();
+        let mut want = v.clone();
+        want.sort_unstable();
+        sort_on_two_threads(&mut v, |a, b| a.cmp(b));
+        assert_eq!(v, want);
+    }
+
+    #[test]
+    fn gallop_finds_the_first_digest_not_below() {
+        let d: Vec<u128> = (0..100u128).map(|i| i * 2).collect();
+        for from in [0, 3, 50, 99, 100] {
+            for x in 0..210u128 {
+                let want = d.partition_point(|&y| y < x).max(from);
+                assert_eq!(gallop(&d, from, x), want, "from {from} x {x}");
+            }
+        }
     }
 }

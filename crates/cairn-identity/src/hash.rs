@@ -16,6 +16,14 @@ pub struct Groups {
 
 impl Groups {
     pub fn new(groups: usize, pairs: impl Iterator<Item = (u32, u32)> + Clone) -> Groups {
+        // No items (no conflicts, no store keys): no array of starts either, which would be
+        // fresh memory for every node.
+        if pairs.clone().next().is_none() {
+            return Groups {
+                starts: Vec::new(),
+                items: Vec::new(),
+            };
+        }
         let mut starts = vec![0u32; groups + 1];
         for (g, _) in pairs.clone() {
             starts[g as usize + 1] += 1;
