@@ -38,7 +38,7 @@ use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
 use crate::config::Config;
 use crate::extract;
 use crate::ident::{IdKind, Identifier, is_blocked};
-use crate::idents::Idents;
+use crate::idents::{Idents, Texts};
 use crate::splits::Splits;
 
 use crate::hash::{FxSet, Groups};
@@ -257,20 +257,26 @@ impl GraphBuilder {
         let mut digest_buf = Vec::new();
 
         // Sightings into nodes: each run of equal digests is one node, numbered in digest order.
-        let mut sightings: Vec<Sighting> = vec![[0; 3]; idents.len()];
-        on_two_threads(&mut sightings, |from, part| {
+        // Filled in place on two threads: no zeroing pass first, and each thread takes the
+        // page faults of the half it writes.
+        let n = idents.len();
+        let mut sightings: Vec<Sighting> = Vec::with_capacity(n);
+        on_two_threads(&mut sightings.spare_capacity_mut()[..n], |from, part| {
             let mut buf = Vec::new();
             for (i, s) in part.iter_mut().enumerate() {
                 let occ = (from + i) as u32;
                 let d = digest(&mut buf, idents.kind(occ), idents.value(occ));
                 let kind = idents.kind_number_of(occ);
-                *s = [
+                s.write([
                     (d >> 64) as u64,
                     d as u64,
                     (u64::from(occ) << 32) | u64::from(kind),
-                ];
+                ]);
             }
         });
+        // SAFETY: the capacity is at least `n`, and the two halves together wrote each of the
+        // first `n` elements (`on_two_threads` hands every index to exactly one call).
+        unsafe { sightings.set_len(n) };
         sort_by_digest(&mut sightings);
         let distinct = sightings
             .windows(2)
@@ -580,30 +586,28 @@ impl Nodes {
         Some((self.digests.len() + i) as u32)
     }
 }
-/// Message ids of the events that linked something, in one text: ten million small strings
-/// would be ten million allocations.
+
+/// Message ids of the events that linked something, in chunks of text: ten million small
+/// strings would be ten million allocations.
 #[derive(Default)]
 struct Messages {
-    text: String,
-    ends: Vec<usize>,
+    texts: Texts,
 }
 
 impl Messages {
     fn len(&self) -> u32 {
-        self.ends.len() as u32
+        self.texts.len() as u32
     }
 
     fn push(&mut self, id: &str) {
-        self.text.push_str(id);
-        self.ends.push(self.text.len());
+        self.texts.push(id, None);
     }
 }
 
 impl std::ops::Index<usize> for Messages {
     type Output = str;
     fn index(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.text[start..self.ends[i]]
+        self.texts.get(i as u32)
     }
 }
 
