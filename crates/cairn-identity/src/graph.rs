@@ -1207,4 +1207,89 @@ mod tests {
             }
         }
     }
+
+    fn call(kind: EventKind, msg: String, t: i64, user: &str, anon: Option<String>) -> Event {
+        Event {
+            message_id: msg,
+            kind,
+            event: kind.as_str().to_string(),
+            user_id: Some(user.to_string()),
+            anonymous_id: anon,
+            timestamp: t,
+            sent_at: None,
+            received_at: None,
+            channel: "web".into(),
+            value: None,
+            group_id: None,
+            previous_id: None,
+            properties: None,
+            traits: None,
+            context: None,
+        }
+    }
+
+    #[test]
+    fn a_graph_above_the_two_thread_size_resolves_every_profile() {
+        // 125,000 sightings, past the size where resolution sorts and digests on two
+        // threads; calls interleaved across profiles, later ones with earlier times.
+        let profiles = 25_000u32;
+        let mut b = GraphBuilder::new(Config::default());
+        for round in 0..3u32 {
+            for i in 0..profiles {
+                let p = (i * 7919) % profiles;
+                let (user, msg) = (format!("u-{p}"), format!("m-{round}-{p}"));
+                let t = i64::from(10 - round);
+                let e = if round < 2 {
+                    call(
+                        EventKind::Identify,
+                        msg,
+                        t,
+                        &user,
+                        Some(format!("a-{p}-{round}")),
+                    )
+                } else {
+                    Event {
+                        previous_id: Some(format!("old-{p}")),
+                        ..call(EventKind::Alias, msg, t, &user, None)
+                    }
+                };
+                b.add(None, &e);
+            }
+        }
+        // A second user id for a-0-0: refused, recorded.
+        b.add(
+            None,
+            &call(
+                EventKind::Identify,
+                "late".into(),
+                20,
+                "u-1",
+                Some("a-0-0".into()),
+            ),
+        );
+        let g = b.finish(&Splits::default());
+        assert_eq!(g.profile_count(), profiles as usize);
+        assert_eq!(g.merge_count(), 3 * profiles as usize);
+        assert_eq!(g.conflict_count(), 1);
+        assert_eq!(g.identifier_count(), 4 * profiles as usize);
+        for p in [0, 1, 12_345, profiles - 1] {
+            let prof = g.lookup(&format!("a-{p}-1")).expect("known");
+            let ids: Vec<String> = g.identifiers(prof).iter().map(|i| i.to_string()).collect();
+            let want = [
+                format!("user_id:u-{p}"),
+                format!("anonymous_id:a-{p}-0"),
+                format!("anonymous_id:a-{p}-1"),
+                format!("anonymous_id:old-{p}"),
+            ];
+            assert_eq!(ids, want);
+            let merges = g.merges(prof);
+            assert_eq!(merges.len(), 3);
+            // The alias came with the earliest time, so it is the first merge.
+            assert_eq!(merges[0].message_id, format!("m-2-{p}"));
+        }
+        let conflicts = g.conflicts(g.lookup("a-0-0").expect("known"));
+        assert_eq!(conflicts.len(), 1);
+        assert_eq!(conflicts[0].message_id, "late");
+        assert_eq!(conflicts[0].reason, "limit:user_id=1");
+    }
 }
