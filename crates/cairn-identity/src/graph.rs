@@ -3,13 +3,26 @@
 //!
 //! # Why the result does not depend on arrival order
 //!
-//! The builder only collects: every distinct edge with the *earliest* message that shows it
-//! (by event time, then a hash of the message id, then the message id itself). Resolution then
-//! sorts the edges by that same (time, message) order — within one message, from the link of
-//! the highest-priority identifier down — and runs a union-find over them, refusing any union
-//! that would break a limit. Sorting uses only what the events say, never when or in which
-//! order they arrived, so the same events give the same profiles, merges and conflicts
-//! whether an identify came before, between or after the events it explains.
+//! The builder only collects: every link with the message that shows it (by event time, then
+//! a hash of the message id, then the message id itself). Resolution then sorts the links by
+//! that (time, message) order — within one message, from the link of the highest-priority
+//! identifier down — and runs a union-find over them, refusing any union that would break a
+//! limit. Sorting uses only what the events say, never when or in which order they arrived,
+//! so the same events give the same profiles, merges and conflicts whether an identify came
+//! before, between or after the events it explains. Node numbers are the rank of an
+//! identifier's digest, so they do not depend on arrival order either.
+//!
+//! # How identifiers become nodes
+//!
+//! Intake does not look identifiers up. It appends each one it meets (a *sighting*: its kind
+//! and text) to a list, and links refer to sightings. Resolution computes the 128-bit digest
+//! of every sighting's kind and value, sorts the sightings by digest (both on two threads),
+//! and each run of equal digests becomes one node. A hash map from digest to node did the same with a cache miss per
+//! identifier, and with its growth — gigabytes of fresh pages for ten million identifiers — it
+//! was half of the build's time. The sorted digests are also the graph's index: finding an
+//! identifier is a binary search. A customer's run of events in a scan names the same ids
+//! again and again; the builder remembers the last identifier of each kind, so such a run is
+//! one sighting.
 //!
 //! Customer keys of the store come in as well: events are filed under their raw `userId`, else
 //! `anonymousId`, so a key is the node of that raw id. A raw id that was sent once as a user id
@@ -25,10 +38,10 @@ use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
 use crate::config::Config;
 use crate::extract;
 use crate::ident::{IdKind, Identifier, is_blocked};
-use crate::idents::Idents;
+use crate::idents::{Idents, Texts};
 use crate::splits::Splits;
 
-use crate::hash::{FxMap as Map, FxSet, Groups};
+use crate::hash::{FxSet, Groups};
 
 const NONE: u32 = u32::MAX;
 
@@ -41,35 +54,50 @@ struct Cause {
     msg: u32,
 }
 
+/// A sighting in resolution: the digest of its kind and value in two halves, then its
+/// occurrence number (high 32 bits) and kind number (low 32 bits). Plain integers, so that
+/// the list is allocated zeroed and its pages are first touched by the thread that fills them.
+type Sighting = [u64; 3];
+
+fn sighting_digest(s: &Sighting) -> u128 {
+    (u128::from(s[0]) << 64) | u128::from(s[1])
+}
+
+/// An identifier of the event being added.
+struct Found {
+    rank: u32,
+    occ: u32,
+}
+
+/// The last identifier of a kind: a scan hands over a customer's events one after another,
+/// each with the same ids, so most identifiers end here as the sighting they already are.
+struct Recent {
+    kind: IdKind,
+    value: String,
+    occ: u32,
+}
+
 /// Collects identifiers and edges from events, in any order; [`GraphBuilder::finish`] resolves.
 pub struct GraphBuilder {
     config: Config,
-    /// Node of each identifier, by the 128-bit digest of its kind and value: intake hashes
-    /// fixed-size keys and allocates only for identifiers it has not seen.
-    nodes: Map<u128, u32>,
+    /// The kind and text of every sighting, by occurrence number.
     idents: Idents,
-    /// Node of each store key's raw id, `NONE` where unknown.
-    key_node: Vec<u32>,
-    /// Nodes that are one store key (same raw id sent as user id and as anonymous id).
-    forced: Vec<(u32, u32)>,
-    /// Every link as it came (its two nodes, smaller first, and its cause). Kept as a list,
-    /// not a map of distinct pairs: appending touches memory in order, while a map of 10 M
-    /// pairs was a cache miss per call and gigabytes of fresh pages as it grew. A repeated pair
+    /// Per store key, a sighting of its raw id as a user id and one as an anonymous id
+    /// (`NONE` where not seen).
+    key_occ: Vec<[u32; 2]>,
+    /// Every link as it came (its two sightings, smaller first, and its cause). Kept as a
+    /// list, not a map of distinct pairs: appending touches memory in order. A repeated pair
     /// costs nothing at resolution (its later copies join nodes already joined); the run of
     /// one customer's events in a scan, which repeats the same pair, is folded as it comes.
+    /// An alias's link is `(NONE, sighting)`: its other end is the alias's previous id.
     edges: Vec<((u32, u32), Cause)>,
     messages: Messages,
-    /// Alias `previousId`s (ending where `alias_ends` says in `alias_text`) with the node
-    /// they link to, resolved to a kind once all user ids are known.
-    aliases: Vec<(u32, Cause)>,
-    alias_text: String,
-    alias_ends: Vec<usize>,
-    /// The current event's identifiers: (priority rank, node).
-    found: Vec<(u32, u32)>,
-    /// The last identifier of each kind and its node. A scan hands over a customer's events
-    /// one after another, each with the same ids, so most lookups end here without hashing.
-    recent: Vec<(IdKind, String, u32)>,
-    digest_buf: Vec<u8>,
+    /// Alias `previousId`s, in the order of their links in `edges`, resolved to a kind once
+    /// all user ids are known (stored as anonymous ids until then).
+    aliases: Idents,
+    /// The current event's identifiers.
+    found: Vec<Found>,
+    recent: Vec<Recent>,
 }
 
 /// The 128-bit digest identifiers are interned by: kind, a separator no kind name holds, value.
@@ -81,74 +109,46 @@ fn digest(buf: &mut Vec<u8>, kind: &IdKind, value: &str) -> u128 {
     xxh3_128(buf)
 }
 
-/// The node of (kind, value), added when new; through `recent` first.
-fn intern_recent(
-    recent: &mut Vec<(IdKind, String, u32)>,
-    nodes: &mut Map<u128, u32>,
-    idents: &mut Idents,
-    buf: &mut Vec<u8>,
-    kind: &IdKind,
-    value: &str,
-) -> u32 {
-    match recent.iter_mut().find(|r| &r.0 == kind) {
-        Some(r) if r.1 == value => r.2,
+/// The sighting of (kind, value): the last one of that kind when it is the same, else new.
+fn sight_recent(recent: &mut Vec<Recent>, idents: &mut Idents, kind: &IdKind, value: &str) -> u32 {
+    match recent.iter_mut().find(|r| &r.kind == kind) {
+        Some(r) if r.value == value => r.occ,
         Some(r) => {
-            r.2 = intern(nodes, idents, buf, kind, value);
-            r.1.clear();
-            r.1.push_str(value);
-            r.2
+            let k = idents.kind_number(kind);
+            r.occ = idents.push(k, value);
+            r.value.clear();
+            r.value.push_str(value);
+            r.occ
         }
         None => {
-            let n = intern(nodes, idents, buf, kind, value);
-            recent.push((kind.clone(), value.to_string(), n));
-            n
+            let k = idents.kind_number(kind);
+            let occ = idents.push(k, value);
+            recent.push(Recent {
+                kind: kind.clone(),
+                value: value.to_string(),
+                occ,
+            });
+            occ
         }
     }
-}
-
-/// The node of (kind, value), added when new.
-fn intern(
-    nodes: &mut Map<u128, u32>,
-    idents: &mut Idents,
-    buf: &mut Vec<u8>,
-    kind: &IdKind,
-    value: &str,
-) -> u32 {
-    let d = digest(buf, kind, value);
-    *nodes.entry(d).or_insert_with(|| idents.push(kind, value))
 }
 
 impl GraphBuilder {
     pub fn new(config: Config) -> GraphBuilder {
         GraphBuilder {
             config,
-            nodes: Map::default(),
             idents: Idents::default(),
-            key_node: Vec::new(),
-            forced: Vec::new(),
+            key_occ: Vec::new(),
             edges: Vec::new(),
             messages: Messages::default(),
-            aliases: Vec::new(),
-            alias_text: String::new(),
-            alias_ends: Vec::new(),
+            aliases: Idents::default(),
             found: Vec::new(),
             recent: Vec::new(),
-            digest_buf: Vec::new(),
         }
     }
 
     pub fn config(&self) -> &Config {
         &self.config
-    }
-
-    fn intern(&mut self, kind: &IdKind, value: &str) -> u32 {
-        intern(
-            &mut self.nodes,
-            &mut self.idents,
-            &mut self.digest_buf,
-            kind,
-            value,
-        )
     }
 
     /// Adds one event; `key` is its customer key in the store, when it comes from one.
@@ -158,18 +158,19 @@ impl GraphBuilder {
         }
         let GraphBuilder {
             config,
-            nodes,
             idents,
             found,
             recent,
-            digest_buf,
             ..
         } = self;
         found.clear();
         extract::visit(event, config, &mut |kind, value| {
-            let n = intern_recent(recent, nodes, idents, digest_buf, kind, value);
-            if !found.iter().any(|&(_, m)| m == n) {
-                found.push((config.rank(kind), n));
+            let occ = sight_recent(recent, idents, kind, value);
+            if !found.iter().any(|f| idents.cmp(f.occ, occ).is_eq()) {
+                found.push(Found {
+                    rank: config.rank(kind),
+                    occ,
+                });
             }
         });
         let alias = match (event.kind, event.previous_id.as_deref()) {
@@ -182,11 +183,11 @@ impl GraphBuilder {
             return;
         }
         // The star's centre is the event's highest-priority identifier (the smallest, among
-        // equals: never the first interned, which would depend on arrival order); every other
+        // equals: never the first seen, which would depend on arrival order); every other
         // one is linked to it.
         let idents = &self.idents;
         self.found
-            .sort_unstable_by(|&(ra, a), &(rb, b)| ra.cmp(&rb).then_with(|| idents.cmp(a, b)));
+            .sort_unstable_by(|a, b| a.rank.cmp(&b.rank).then_with(|| idents.cmp(a.occ, b.occ)));
         let cause = Cause {
             time: event.timestamp,
             hash: xxh3_64(event.message_id.as_bytes()),
@@ -194,49 +195,40 @@ impl GraphBuilder {
         };
         self.messages.push(&event.message_id);
         let found = std::mem::take(&mut self.found);
-        let centre = found[0].1;
-        for &(_, n) in &found[1..] {
-            self.add_edge(centre, n, cause);
+        let centre = found[0].occ;
+        for f in &found[1..] {
+            self.add_edge(centre, f.occ, cause);
         }
         self.found = found;
         if let Some(prev) = alias {
-            self.alias_text.push_str(prev);
-            self.alias_ends.push(self.alias_text.len());
-            self.aliases.push((centre, cause));
+            let anon = self.aliases.kind_number(&IdKind::AnonymousId);
+            self.aliases.push(anon, prev);
+            self.edges.push(((NONE, centre), cause));
         }
     }
 
     fn add_key(&mut self, key: u32, event: &Event) {
-        let kind = if event.user_id.is_some() {
-            IdKind::UserId
+        let (kind, slot) = if event.user_id.is_some() {
+            (IdKind::UserId, 0)
         } else {
-            IdKind::AnonymousId
+            (IdKind::AnonymousId, 1)
         };
-        let node = intern_recent(
+        let occ = sight_recent(
             &mut self.recent,
-            &mut self.nodes,
             &mut self.idents,
-            &mut self.digest_buf,
             &kind,
             event.customer_id(),
         );
         let k = key as usize;
-        if self.key_node.len() <= k {
-            self.key_node.resize(k + 1, NONE);
+        if self.key_occ.len() <= k {
+            self.key_occ.resize(k + 1, [NONE; 2]);
         }
-        match self.key_node[k] {
-            NONE => self.key_node[k] = node,
-            other if other != node && !self.forced.contains(&(other, node)) => {
-                self.forced.push((other, node));
-            }
-            _ => {}
+        if self.key_occ[k][slot] == NONE {
+            self.key_occ[k][slot] = occ;
         }
     }
 
     fn add_edge(&mut self, a: u32, b: u32, cause: Cause) {
-        if a == b {
-            return;
-        }
         let pair = (a.min(b), a.max(b));
         if let Some((last, old)) = self.edges.last_mut()
             && *last == pair
@@ -249,123 +241,373 @@ impl GraphBuilder {
         self.edges.push((pair, cause));
     }
 
-    /// Resolves the graph: aliases, then the union-find over edges in (time, message) order
-    /// under the limits, leaving out every edge of an identifier the operator split off.
-    pub fn finish(mut self, splits: &Splits) -> IdentityGraph {
-        // An alias's previous id is a user id if any message used it as one, else anonymous.
-        let alias_text = std::mem::take(&mut self.alias_text);
-        let alias_ends = std::mem::take(&mut self.alias_ends);
-        for (i, (to, cause)) in std::mem::take(&mut self.aliases).into_iter().enumerate() {
-            let start = if i == 0 { 0 } else { alias_ends[i - 1] };
-            let prev = &alias_text[start..alias_ends[i]];
-            let as_user = digest(&mut self.digest_buf, &IdKind::UserId, prev);
-            let node = match self.nodes.get(&as_user) {
-                Some(&n) => n,
-                None => self.intern(&IdKind::AnonymousId, prev),
-            };
-            if to != NONE {
-                self.add_edge(node, to, cause);
+    /// Resolves the graph: sightings into nodes, aliases, then the union-find over edges in
+    /// (time, message) order under the limits, leaving out every edge of an identifier the
+    /// operator split off.
+    pub fn finish(self, splits: &Splits) -> IdentityGraph {
+        let GraphBuilder {
+            config,
+            mut idents,
+            key_occ,
+            edges,
+            messages,
+            aliases,
+            ..
+        } = self;
+        let mut digest_buf = Vec::new();
+
+        // Sightings into nodes: each run of equal digests is one node, numbered in digest order.
+        // Filled in place on two threads: no zeroing pass first, and each thread takes the
+        // page faults of the half it writes.
+        let n = idents.len();
+        let mut sightings: Vec<Sighting> = Vec::with_capacity(n);
+        on_two_threads(&mut sightings.spare_capacity_mut()[..n], |from, part| {
+            let mut buf = Vec::new();
+            for (i, s) in part.iter_mut().enumerate() {
+                let occ = (from + i) as u32;
+                let d = digest(&mut buf, idents.kind(occ), idents.value(occ));
+                let kind = idents.kind_number_of(occ);
+                s.write([
+                    (d >> 64) as u64,
+                    d as u64,
+                    (u64::from(occ) << 32) | u64::from(kind),
+                ]);
+            }
+        });
+        // SAFETY: the capacity is at least `n`, and the two halves together wrote each of the
+        // first `n` elements (`on_two_threads` hands every index to exactly one call).
+        unsafe { sightings.set_len(n) };
+        sort_by_digest(&mut sightings);
+        let distinct = sightings
+            .windows(2)
+            .filter(|w| w[0][..2] != w[1][..2])
+            .count()
+            + usize::from(!sightings.is_empty());
+        let mut nodes = Nodes {
+            digests: Vec::with_capacity(distinct),
+            extra: Vec::new(),
+            occ: Vec::with_capacity(distinct),
+        };
+        let mut node_kind: Vec<u32> = Vec::with_capacity(distinct);
+        let mut occ_node = vec![NONE; sightings.len()];
+        for s in &sightings {
+            let d = sighting_digest(s);
+            let occ = (s[2] >> 32) as u32;
+            if nodes.digests.last() != Some(&d) {
+                nodes.digests.push(d);
+                nodes.occ.push(occ);
+                node_kind.push(s[2] as u32);
+            }
+            occ_node[occ as usize] = (nodes.digests.len() - 1) as u32;
+        }
+        drop(sightings);
+
+        // An alias's previous id is a user id if any message used it as one, else anonymous
+        // (a node of its own when no message named it). Looked up in digest order, so the
+        // search walks the sorted digests once.
+        let prev = |i: usize| aliases.value(i as u32);
+        let mut alias_node = vec![NONE; aliases.len()];
+        let mut probes: Vec<(u128, u32)> = (0..aliases.len())
+            .map(|i| (digest(&mut digest_buf, &IdKind::UserId, prev(i)), i as u32))
+            .collect();
+        probes.sort_unstable();
+        let mut at = 0;
+        for &(d, i) in &probes {
+            at = gallop(&nodes.digests, at, d);
+            if nodes.digests.get(at) == Some(&d) {
+                alias_node[i as usize] = at as u32;
             }
         }
-        let detached: Vec<bool> = {
-            let mut d = vec![false; self.idents.len()];
-            for s in &splits.detached {
-                let id = &s.identifier;
-                let key = digest(&mut self.digest_buf, &id.kind, &id.value);
-                if let Some(&n) = self.nodes.get(&key) {
-                    d[n as usize] = true;
+        probes.clear();
+        probes.extend(
+            (0..aliases.len())
+                .filter(|&i| alias_node[i] == NONE)
+                .map(|i| {
+                    (
+                        digest(&mut digest_buf, &IdKind::AnonymousId, prev(i)),
+                        i as u32,
+                    )
+                }),
+        );
+        probes.sort_unstable();
+        let anon = idents.kind_number(&IdKind::AnonymousId);
+        let mut at = 0;
+        for &(d, i) in &probes {
+            at = gallop(&nodes.digests, at, d);
+            alias_node[i as usize] = if nodes.digests.get(at) == Some(&d) {
+                at as u32
+            } else {
+                if nodes.extra.last() != Some(&d) {
+                    nodes.extra.push(d);
+                    // Its text is the alias's.
+                    nodes.occ.push(i);
+                    node_kind.push(anon);
                 }
-            }
-            d
-        };
+                (nodes.occ.len() - 1) as u32
+            };
+        }
+        drop(probes);
+        let node_count = nodes.occ.len();
 
-        let config = &self.config;
-        let idents = &self.idents;
-        let rank: Vec<u32> = idents.per_node(|kind| config.rank(kind));
-        let mut edges: Vec<Edge> = std::mem::take(&mut self.edges)
+        let mut detached = vec![false; node_count];
+        for s in &splits.detached {
+            let id = &s.identifier;
+            if let Some(n) = nodes.find(digest(&mut digest_buf, &id.kind, &id.value)) {
+                detached[n as usize] = true;
+            }
+        }
+
+        let rank_of_kind: Vec<u32> = idents.kinds().iter().map(|k| config.rank(k)).collect();
+        let rank = |n: u32| rank_of_kind[node_kind[n as usize] as usize];
+        let cmp_nodes = |a: u32, b: u32| {
+            if a == b {
+                Ordering::Equal
+            } else {
+                let (ka, va) = nodes.text(a, &idents, &aliases);
+                let (kb, vb) = nodes.text(b, &idents, &aliases);
+                ka.cmp(kb).then_with(|| va.cmp(vb))
+            }
+        };
+        // `strong` is the higher-priority end: its link is tried first.
+        let edge = |a: u32, b: u32, cause: Cause| {
+            let (strong, weak) = if rank(a).cmp(&rank(b)).then_with(|| cmp_nodes(a, b)).is_le() {
+                (a, b)
+            } else {
+                (b, a)
+            };
+            Edge {
+                cause,
+                strong,
+                weak,
+            }
+        };
+        // In place: an edge is as big as a link of sightings.
+        let mut alias = 0;
+        let mut edges: Vec<Edge> = edges
             .into_iter()
-            .map(|((a, b), cause)| {
-                // `strong` is the higher-priority end: its link is tried first.
-                let (strong, weak) = if rank[a as usize]
-                    .cmp(&rank[b as usize])
-                    .then_with(|| idents.cmp(a, b))
-                    .is_le()
-                {
-                    (a, b)
+            .filter_map(|((a, b), cause)| {
+                let from = if a == NONE {
+                    alias += 1;
+                    alias_node[alias - 1]
                 } else {
-                    (b, a)
+                    occ_node[a as usize]
                 };
-                Edge {
-                    cause,
-                    strong,
-                    weak,
-                }
+                let to = occ_node[b as usize];
+                // An alias of an id to itself links nothing.
+                (from != to).then(|| edge(from, to, cause))
             })
             .collect();
-        let messages = &self.messages;
-        edges.sort_unstable_by(|x, y| {
-            cause_order(messages, &x.cause, &y.cause)
-                .then_with(|| rank[x.weak as usize].cmp(&rank[y.weak as usize]))
-                .then_with(|| idents.cmp(x.weak, y.weak))
-                .then_with(|| idents.cmp(x.strong, y.strong))
+        let key_node: Vec<u32> = key_occ
+            .iter()
+            .map(|k| match *k {
+                [NONE, NONE] => NONE,
+                [NONE, anon] => occ_node[anon as usize],
+                [user, _] => occ_node[user as usize],
+            })
+            .collect();
+        let forced: Vec<(u32, u32)> = key_occ
+            .iter()
+            .filter(|k| k[0] != NONE && k[1] != NONE)
+            .map(|k| (occ_node[k[0] as usize], occ_node[k[1] as usize]))
+            .collect();
+        drop(occ_node);
+
+        sort_on_two_threads(&mut edges, |x, y| {
+            cause_order(&messages, &x.cause, &y.cause)
+                .then_with(|| rank(x.weak).cmp(&rank(y.weak)))
+                .then_with(|| cmp_nodes(x.weak, y.weak))
+                .then_with(|| cmp_nodes(x.strong, y.strong))
         });
 
-        let slots: Vec<(IdKind, u32)> = config.limits.clone();
-        let mut uf = UnionFind::new(idents, &slots, config.max_identifiers);
-        for &(a, b) in &self.forced {
+        let mut uf = UnionFind::new(&node_kind, idents.kinds(), &config);
+        for &(a, b) in &forced {
             uf.union_unchecked(a, b);
         }
-        let mut merges = Vec::new();
         let mut conflicts = Vec::new();
         // A pair refused once is refused again at each later copy (profiles only grow, and
         // splits do not change here): it is one conflict, with its earliest message.
         let mut refused: FxSet<(u32, u32)> = FxSet::default();
-        for e in &edges {
+        // The edges that joined two profiles stay, in place, as the merges.
+        edges.retain(|e| {
             let reason = if detached[e.strong as usize] || detached[e.weak as usize] {
                 Refusal::Split
             } else {
                 match uf.union(e.strong, e.weak) {
-                    Ok(true) => {
-                        merges.push(*e);
-                        continue;
-                    }
-                    Ok(false) => continue,
+                    Ok(joined) => return joined,
                     Err(reason) => reason,
                 }
             };
             if refused.insert((e.strong, e.weak)) {
                 conflicts.push(RawConflict { edge: *e, reason });
             }
-        }
-        let root: Vec<u32> = (0..idents.len() as u32).map(|n| uf.find(n)).collect();
-        IdentityGraph::new(self, root, merges, conflicts)
+            false
+        });
+        let root = uf.into_roots();
+        IdentityGraph::new(
+            config, idents, aliases, nodes, root, messages, edges, conflicts, key_node,
+        )
     }
 }
 
-/// Message ids of the events that linked something, in one text: ten million small strings
-/// would be ten million allocations.
+/// The first index at or after `from` whose digest is not below `d` (`digests` ascending):
+/// galloping, so looking up ascending digests walks the list once.
+fn gallop(digests: &[u128], from: usize, d: u128) -> usize {
+    let (mut lo, mut hi, mut step) = (from, from, 1);
+    while hi < digests.len() && digests[hi] < d {
+        lo = hi + 1;
+        hi += step;
+        step *= 2;
+    }
+    let hi = hi.min(digests.len());
+    lo + digests[lo..hi].partition_point(|&x| x < d)
+}
+
+/// `work(start, part)` on the two halves of `v`, each on its own thread (small inputs on one).
+fn on_two_threads<T: Send>(v: &mut [T], work: impl Fn(usize, &mut [T]) + Sync) {
+    if v.len() < 1 << 16 {
+        work(0, v);
+        return;
+    }
+    let mid = v.len() / 2;
+    let (low, high) = v.split_at_mut(mid);
+    std::thread::scope(|s| {
+        let work = &work;
+        s.spawn(move || work(0, low));
+        work(mid, high);
+    });
+}
+
+/// Sorts sightings by digest. One pass in place (an American flag sort) puts them into 256
+/// buckets by the digest's top byte, which are even because digests are uniform; then each
+/// bucket, small enough to stay in the cache, is sorted on its own, half of them on each
+/// thread. Sorting the whole list with a comparison sort missed the cache at every step.
+fn sort_by_digest(v: &mut [Sighting]) {
+    let key = |s: &Sighting| (s[0], s[1]);
+    if v.len() < 1 << 16 {
+        v.sort_unstable_by_key(key);
+        return;
+    }
+    let bucket = |s: &Sighting| (s[0] >> 56) as usize;
+    let mut starts = [0usize; 257];
+    for s in v.iter() {
+        starts[bucket(s) + 1] += 1;
+    }
+    for b in 0..256 {
+        starts[b + 1] += starts[b];
+    }
+    // `next[b]`: the first place of bucket `b` not yet holding one of its own.
+    let mut next = starts;
+    for b in 0..256 {
+        while next[b] < starts[b + 1] {
+            let i = next[b];
+            let mut s = v[i];
+            let mut t = bucket(&s);
+            while t != b {
+                std::mem::swap(&mut v[next[t]], &mut s);
+                next[t] += 1;
+                t = bucket(&s);
+            }
+            v[i] = s;
+            next[b] += 1;
+        }
+    }
+    let (low, high) = v.split_at_mut(starts[128]);
+    let sort_buckets = |part: &mut [Sighting], first: usize| {
+        let mut rest = part;
+        for b in first..first + 128 {
+            let (bucket, after) = std::mem::take(&mut rest).split_at_mut(starts[b + 1] - starts[b]);
+            bucket.sort_unstable_by_key(key);
+            rest = after;
+        }
+    };
+    both(true, || sort_buckets(low, 0), || sort_buckets(high, 128));
+}
+
+/// `a()` and `b()`, on two threads when `parallel`.
+fn both<A: Send, B>(parallel: bool, a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> (A, B) {
+    if !parallel {
+        return (a(), b());
+    }
+    std::thread::scope(|s| {
+        let a = s.spawn(a);
+        let b = b();
+        match a.join() {
+            Ok(a) => (a, b),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// Sorts on two threads: splits around the median, then sorts each half on its own thread
+/// (one core's sort of ten million items is most of a resolution); small inputs on one.
+fn sort_on_two_threads<T: Send>(v: &mut [T], cmp: impl Fn(&T, &T) -> Ordering + Sync) {
+    if v.len() < 1 << 16 {
+        v.sort_unstable_by(&cmp);
+        return;
+    }
+    let mid = v.len() / 2;
+    v.select_nth_unstable_by(mid, &cmp);
+    let (low, high) = v.split_at_mut(mid);
+    std::thread::scope(|s| {
+        let cmp = &cmp;
+        s.spawn(move || low.sort_unstable_by(cmp));
+        high.sort_unstable_by(cmp);
+    });
+}
+
+/// The graph's nodes: digests in order (the index), and one sighting of each for its text.
+#[derive(Debug, Default)]
+struct Nodes {
+    /// Nodes `0..digests.len()`: the identifiers intake saw, ascending.
+    digests: Vec<u128>,
+    /// The nodes after them: alias previous ids no message named otherwise, ascending.
+    extra: Vec<u128>,
+    /// Where each node's text is: an occurrence in intake's [`Idents`], or for the extra
+    /// nodes, the number of an alias whose previous id it is.
+    occ: Vec<u32>,
+}
+
+impl Nodes {
+    /// Node `n`'s kind and value.
+    fn text<'a>(&self, n: u32, idents: &'a Idents, aliases: &'a Idents) -> (&'a IdKind, &'a str) {
+        let (arena, at) = if (n as usize) < self.digests.len() {
+            (idents, self.occ[n as usize])
+        } else {
+            (aliases, self.occ[n as usize])
+        };
+        (arena.kind(at), arena.value(at))
+    }
+
+    fn find(&self, d: u128) -> Option<u32> {
+        if let Ok(i) = self.digests.binary_search(&d) {
+            return Some(i as u32);
+        }
+        let i = self.extra.binary_search(&d).ok()?;
+        Some((self.digests.len() + i) as u32)
+    }
+}
+
+/// Message ids of the events that linked something, in chunks of text: ten million small
+/// strings would be ten million allocations.
 #[derive(Default)]
 struct Messages {
-    text: String,
-    ends: Vec<usize>,
+    texts: Texts,
 }
 
 impl Messages {
     fn len(&self) -> u32 {
-        self.ends.len() as u32
+        self.texts.len() as u32
     }
 
     fn push(&mut self, id: &str) {
-        self.text.push_str(id);
-        self.ends.push(self.text.len());
+        self.texts.push(id, None);
     }
 }
 
 impl std::ops::Index<usize> for Messages {
     type Output = str;
     fn index(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.text[start..self.ends[i]]
+        self.texts.get(i as u32)
     }
 }
 
@@ -404,43 +646,63 @@ pub enum Refusal {
     Split,
 }
 
-/// Union-find with, per root, the number of identifiers of each limited kind.
+/// Union-find with, per root, its size and the number of identifiers of each limited kind,
+/// side by side in one array (`2 + limits` numbers a node): the links come in time order,
+/// which is random in node order, so each node visited is a cache miss, one and not three.
 struct UnionFind {
-    parent: Vec<u32>,
-    size: Vec<u32>,
-    /// `slots.len()` counters per node, meaningful at roots.
-    counts: Vec<u32>,
+    /// Per node: parent, size, then one counter per limit (meaningful at roots).
+    cells: Vec<u32>,
+    width: usize,
     limits: Vec<u32>,
     max: u32,
 }
 
 impl UnionFind {
-    fn new(idents: &Idents, slots: &[(IdKind, u32)], max: u32) -> UnionFind {
-        let s = slots.len();
-        let mut counts = vec![0u32; idents.len() * s];
-        for n in 0..idents.len() {
-            for (i, (kind, _)) in slots.iter().enumerate() {
-                if idents.is(n as u32, kind) {
-                    counts[n * s + i] = 1;
-                }
-            }
+    /// Every node alone; `node_kind` is each node's kind number in `kinds`.
+    fn new(node_kind: &[u32], kinds: &[IdKind], config: &Config) -> UnionFind {
+        let slots = &config.limits;
+        let width = 2 + slots.len();
+        // Per kind number, its counter for each limit.
+        let counters: Vec<Vec<u32>> = kinds
+            .iter()
+            .map(|kind| slots.iter().map(|(k, _)| u32::from(k == kind)).collect())
+            .collect();
+        let mut cells = Vec::with_capacity(node_kind.len() * width);
+        for (n, &k) in node_kind.iter().enumerate() {
+            cells.push(n as u32);
+            cells.push(1);
+            cells.extend_from_slice(&counters[k as usize]);
         }
         UnionFind {
-            parent: (0..idents.len() as u32).collect(),
-            size: vec![1; idents.len()],
-            counts,
+            cells,
+            width,
             limits: slots.iter().map(|&(_, l)| l).collect(),
-            max,
+            max: config.max_identifiers,
         }
     }
 
+    fn parent(&self, n: u32) -> u32 {
+        self.cells[n as usize * self.width]
+    }
+
+    fn size(&self, n: u32) -> u32 {
+        self.cells[n as usize * self.width + 1]
+    }
+
+    fn count(&self, n: u32, slot: usize) -> u32 {
+        self.cells[n as usize * self.width + 2 + slot]
+    }
+
     fn find(&mut self, mut n: u32) -> u32 {
-        while self.parent[n as usize] != n {
-            let grand = self.parent[self.parent[n as usize] as usize];
-            self.parent[n as usize] = grand;
+        loop {
+            let p = self.parent(n);
+            if p == n {
+                return n;
+            }
+            let grand = self.parent(p);
+            self.cells[n as usize * self.width] = grand;
             n = grand;
         }
-        n
     }
 
     /// Joins the two sets if the limits allow; `Ok(false)` when they already were one.
@@ -449,17 +711,15 @@ impl UnionFind {
         if ra == rb {
             return Ok(false);
         }
-        let s = self.limits.len();
-        for i in 0..s {
-            let together = self.counts[ra as usize * s + i] + self.counts[rb as usize * s + i];
-            if together > self.limits[i] {
+        for (i, &limit) in self.limits.iter().enumerate() {
+            if self.count(ra, i) + self.count(rb, i) > limit {
                 return Err(Refusal::Limit {
                     kind_slot: i,
-                    limit: self.limits[i],
+                    limit,
                 });
             }
         }
-        if self.size[ra as usize] + self.size[rb as usize] > self.max {
+        if self.size(ra) + self.size(rb) > self.max {
             return Err(Refusal::TooLarge { limit: self.max });
         }
         self.link(ra, rb);
@@ -474,17 +734,23 @@ impl UnionFind {
     }
 
     fn link(&mut self, ra: u32, rb: u32) {
-        let (big, small) = if self.size[ra as usize] >= self.size[rb as usize] {
+        let (big, small) = if self.size(ra) >= self.size(rb) {
             (ra, rb)
         } else {
             (rb, ra)
         };
-        self.parent[small as usize] = big;
-        self.size[big as usize] += self.size[small as usize];
-        let s = self.limits.len();
-        for i in 0..s {
-            self.counts[big as usize * s + i] += self.counts[small as usize * s + i];
+        let w = self.width;
+        let (b, s) = (big as usize * w, small as usize * w);
+        self.cells[s] = big;
+        for i in 1..w {
+            self.cells[b + i] += self.cells[s + i];
         }
+    }
+
+    /// The root of every node.
+    fn into_roots(mut self) -> Vec<u32> {
+        let nodes = self.cells.len() / self.width;
+        (0..nodes as u32).map(|n| self.find(n)).collect()
     }
 }
 
@@ -519,14 +785,16 @@ pub struct Conflict {
 /// The resolved identity graph: which identifiers and which store keys form each profile.
 pub struct IdentityGraph {
     config: Config,
-    nodes: Map<u128, u32>,
+    /// The digest index of the nodes, and where their texts are in `idents` and `aliases`.
+    nodes: Nodes,
     idents: Idents,
+    aliases: Idents,
     root: Vec<u32>,
     messages: Messages,
     merges: Vec<Edge>,
     conflicts: Vec<RawConflict>,
-    /// Store keys by node, for nodes that are a key's raw id.
-    node_keys: Map<u32, Vec<u32>>,
+    /// Store keys grouped by the node of their raw id.
+    node_keys: Groups,
     /// Node of each store key's raw id, `NONE` where unknown.
     key_node: Vec<u32>,
     /// Nodes, merges and conflicts grouped by root, so a profile is read in time
@@ -538,43 +806,57 @@ pub struct IdentityGraph {
 }
 
 impl IdentityGraph {
+    #[allow(clippy::too_many_arguments)]
     fn new(
-        b: GraphBuilder,
+        config: Config,
+        idents: Idents,
+        aliases: Idents,
+        nodes: Nodes,
         root: Vec<u32>,
+        messages: Messages,
         merges: Vec<Edge>,
         conflicts: Vec<RawConflict>,
+        key_node: Vec<u32>,
     ) -> IdentityGraph {
-        let mut node_keys: Map<u32, Vec<u32>> = Map::default();
-        let mut min_key = vec![NONE; b.idents.len()];
-        let mut keys_per_root = vec![0u32; b.idents.len()];
-        for (key, &node) in b.key_node.iter().enumerate() {
-            if node == NONE {
-                continue;
+        let n = root.len();
+        let known_keys = || {
+            key_node
+                .iter()
+                .enumerate()
+                .filter(|&(_, &node)| node != NONE)
+                .map(|(key, &node)| (node, key as u32))
+        };
+        let node_keys = Groups::new(n, known_keys());
+        // Per profile with keys (by its root): its lowest key and how many it has.
+        let mut rep: Vec<u32> = (0..key_node.len() as u32).collect();
+        if !key_node.is_empty() {
+            let mut min_key = vec![NONE; n];
+            let mut keys_per_root = vec![0u32; n];
+            for (node, key) in known_keys() {
+                let r = root[node as usize] as usize;
+                min_key[r] = min_key[r].min(key);
+                keys_per_root[r] += 1;
             }
-            node_keys.entry(node).or_default().push(key as u32);
-            let r = root[node as usize] as usize;
-            min_key[r] = min_key[r].min(key as u32);
-            keys_per_root[r] += 1;
-        }
-        let mut rep: Vec<u32> = (0..b.key_node.len() as u32).collect();
-        for (key, &node) in b.key_node.iter().enumerate() {
-            if node == NONE {
-                continue;
-            }
-            let r = root[node as usize] as usize;
-            if keys_per_root[r] > 1 {
-                rep[key] = min_key[r];
+            for (node, key) in known_keys() {
+                let r = root[node as usize] as usize;
+                if keys_per_root[r] > 1 {
+                    rep[key as usize] = min_key[r];
+                }
             }
         }
         let map = ProfileMap::from_valid_representatives(&rep);
-        let n = root.len();
-        let members_of = Groups::new(n, root.iter().enumerate().map(|(i, &r)| (r, i as u32)));
-        let merges_of = Groups::new(
-            n,
-            merges
-                .iter()
-                .enumerate()
-                .map(|(i, e)| (root[e.strong as usize], i as u32)),
+        let (members_of, merges_of) = both(
+            n >= 1 << 16,
+            || Groups::new(n, root.iter().enumerate().map(|(i, &r)| (r, i as u32))),
+            || {
+                Groups::new(
+                    n,
+                    merges
+                        .iter()
+                        .enumerate()
+                        .map(|(i, e)| (root[e.strong as usize], i as u32)),
+                )
+            },
         );
         // Both ends ended up together through another path: nothing to show.
         let split_ends = |c: &RawConflict| {
@@ -590,15 +872,16 @@ impl IdentityGraph {
             }),
         );
         IdentityGraph {
-            config: b.config,
-            nodes: b.nodes,
-            idents: b.idents,
+            config,
+            nodes,
+            idents,
+            aliases,
             root,
-            messages: b.messages,
+            messages,
             merges,
             conflicts,
             node_keys,
-            key_node: b.key_node,
+            key_node,
             members_of,
             merges_of,
             conflicts_of,
@@ -617,7 +900,7 @@ impl IdentityGraph {
 
     /// Number of identifiers in the graph.
     pub fn identifier_count(&self) -> usize {
-        self.idents.len()
+        self.nodes.occ.len()
     }
 
     /// Number of links that joined two profiles.
@@ -642,8 +925,8 @@ impl IdentityGraph {
     }
 
     fn node(&self, id: &Identifier) -> Option<u32> {
-        let d = digest(&mut Vec::new(), &id.kind, &id.value);
-        self.nodes.get(&d).copied()
+        self.nodes
+            .find(digest(&mut Vec::new(), &id.kind, &id.value))
     }
 
     /// The profile of an identifier as a person types it: `kind:value` (`email:ann@x.com`,
@@ -670,7 +953,7 @@ impl IdentityGraph {
 
     /// The profile's identifiers, highest priority first.
     pub fn identifiers(&self, p: ProfileId) -> Vec<Identifier> {
-        let mut ids: Vec<Identifier> = self.members(p).map(|n| self.idents.get(n)).collect();
+        let mut ids: Vec<Identifier> = self.members(p).map(|n| self.ident(n)).collect();
         ids.sort_by(|a, b| {
             self.config
                 .rank(&a.kind)
@@ -684,13 +967,18 @@ impl IdentityGraph {
     pub fn keys(&self, p: ProfileId) -> Vec<u32> {
         let mut keys: Vec<u32> = self
             .members(p)
-            .filter_map(|n| self.node_keys.get(&n))
-            .flatten()
+            .flat_map(|n| self.node_keys.get(n))
             .copied()
             .collect();
         keys.sort_unstable();
         keys.dedup();
         keys
+    }
+
+    /// Node `n` as an identifier.
+    fn ident(&self, n: u32) -> Identifier {
+        let (kind, value) = self.nodes.text(n, &self.idents, &self.aliases);
+        Identifier::new(kind.clone(), value)
     }
 
     fn members(&self, p: ProfileId) -> impl Iterator<Item = u32> + '_ {
@@ -704,8 +992,8 @@ impl IdentityGraph {
             .iter()
             .map(|&i| &self.merges[i as usize])
             .map(|e| Merge {
-                a: self.idents.get(e.strong),
-                b: self.idents.get(e.weak),
+                a: self.ident(e.strong),
+                b: self.ident(e.weak),
                 message_id: self.messages[e.cause.msg as usize].to_string(),
                 timestamp: e.cause.time,
             })
@@ -733,8 +1021,8 @@ impl IdentityGraph {
                 Refusal::Split => "split".to_string(),
             };
             out.push(Conflict {
-                ours: self.idents.get(ours),
-                theirs: self.idents.get(theirs),
+                ours: self.ident(ours),
+                theirs: self.ident(theirs),
                 message_id: self.messages[c.edge.cause.msg as usize].to_string(),
                 timestamp: c.edge.cause.time,
                 reason,
@@ -867,5 +1155,141 @@ impl ProfileMap {
             }
         }
         Some(ProfileMap::from_valid_representatives(&rep))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// xorshift: enough to scatter values over the whole range.
+    fn numbers(n: usize, mut state: u64) -> Vec<u64> {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            })
+            .collect()
+    }
+
+    #[test]
+    fn large_sorts_on_two_threads_equal_a_plain_sort() {
+        // Above the size where the two-thread paths start, with repeated digests.
+        let n = 200_000;
+        let r = numbers(n, 0x2545_f491_4f6c_dd1d);
+        let mut sightings: Vec<Sighting> =
+            (0..n).map(|i| [r[i / 3 * 3], r[i / 2], i as u64]).collect();
+        let mut want = sightings.clone();
+        want.sort_unstable_by_key(|s| (s[0], s[1]));
+        sort_by_digest(&mut sightings);
+        let digests = |v: &[Sighting]| v.iter().map(sighting_digest).collect::<Vec<_>>();
+        assert_eq!(digests(&sightings), digests(&want));
+        let mut all: Vec<u64> = sightings.iter().map(|s| s[2]).collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..n as u64).collect::<Vec<_>>(), "a permutation");
+
+        let mut v: Vec<(u64, u32)> = r.iter().map(|&x| (x % 1000, x as u32)).collect();
+        let mut want = v.clone();
+        want.sort_unstable();
+        sort_on_two_threads(&mut v, |a, b| a.cmp(b));
+        assert_eq!(v, want);
+    }
+
+    #[test]
+    fn gallop_finds_the_first_digest_not_below() {
+        let d: Vec<u128> = (0..100u128).map(|i| i * 2).collect();
+        for from in [0, 3, 50, 99, 100] {
+            for x in 0..210u128 {
+                let want = d.partition_point(|&y| y < x).max(from);
+                assert_eq!(gallop(&d, from, x), want, "from {from} x {x}");
+            }
+        }
+    }
+
+    fn call(kind: EventKind, msg: String, t: i64, user: &str, anon: Option<String>) -> Event {
+        Event {
+            message_id: msg,
+            kind,
+            event: kind.as_str().to_string(),
+            user_id: Some(user.to_string()),
+            anonymous_id: anon,
+            timestamp: t,
+            sent_at: None,
+            received_at: None,
+            channel: "web".into(),
+            value: None,
+            group_id: None,
+            previous_id: None,
+            properties: None,
+            traits: None,
+            context: None,
+        }
+    }
+
+    #[test]
+    fn a_graph_above_the_two_thread_size_resolves_every_profile() {
+        // 125,000 sightings, past the size where resolution sorts and digests on two
+        // threads; calls interleaved across profiles, later ones with earlier times.
+        let profiles = 25_000u32;
+        let mut b = GraphBuilder::new(Config::default());
+        for round in 0..3u32 {
+            for i in 0..profiles {
+                let p = (i * 7919) % profiles;
+                let (user, msg) = (format!("u-{p}"), format!("m-{round}-{p}"));
+                let t = i64::from(10 - round);
+                let e = if round < 2 {
+                    call(
+                        EventKind::Identify,
+                        msg,
+                        t,
+                        &user,
+                        Some(format!("a-{p}-{round}")),
+                    )
+                } else {
+                    Event {
+                        previous_id: Some(format!("old-{p}")),
+                        ..call(EventKind::Alias, msg, t, &user, None)
+                    }
+                };
+                b.add(None, &e);
+            }
+        }
+        // A second user id for a-0-0: refused, recorded.
+        b.add(
+            None,
+            &call(
+                EventKind::Identify,
+                "late".into(),
+                20,
+                "u-1",
+                Some("a-0-0".into()),
+            ),
+        );
+        let g = b.finish(&Splits::default());
+        assert_eq!(g.profile_count(), profiles as usize);
+        assert_eq!(g.merge_count(), 3 * profiles as usize);
+        assert_eq!(g.conflict_count(), 1);
+        assert_eq!(g.identifier_count(), 4 * profiles as usize);
+        for p in [0, 1, 12_345, profiles - 1] {
+            let prof = g.lookup(&format!("a-{p}-1")).expect("known");
+            let ids: Vec<String> = g.identifiers(prof).iter().map(|i| i.to_string()).collect();
+            let want = [
+                format!("user_id:u-{p}"),
+                format!("anonymous_id:a-{p}-0"),
+                format!("anonymous_id:a-{p}-1"),
+                format!("anonymous_id:old-{p}"),
+            ];
+            assert_eq!(ids, want);
+            let merges = g.merges(prof);
+            assert_eq!(merges.len(), 3);
+            // The alias came with the earliest time, so it is the first merge.
+            assert_eq!(merges[0].message_id, format!("m-2-{p}"));
+        }
+        let conflicts = g.conflicts(g.lookup("a-0-0").expect("known"));
+        assert_eq!(conflicts.len(), 1);
+        assert_eq!(conflicts[0].message_id, "late");
+        assert_eq!(conflicts[0].reason, "limit:user_id=1");
     }
 }

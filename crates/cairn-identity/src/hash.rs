@@ -16,6 +16,14 @@ pub struct Groups {
 
 impl Groups {
     pub fn new(groups: usize, pairs: impl Iterator<Item = (u32, u32)> + Clone) -> Groups {
+        // No items (no conflicts, no store keys): no array of starts either, which would be
+        // fresh memory for every node.
+        if pairs.clone().next().is_none() {
+            return Groups {
+                starts: Vec::new(),
+                items: Vec::new(),
+            };
+        }
         let mut starts = vec![0u32; groups + 1];
         for (g, _) in pairs.clone() {
             starts[g as usize + 1] += 1;
@@ -23,12 +31,16 @@ impl Groups {
         for i in 1..starts.len() {
             starts[i] += starts[i - 1];
         }
-        let mut next = starts.clone();
         let mut items = vec![0u32; starts[groups] as usize];
+        // Each group fills from its start, moving it along to its end (the next group's
+        // start); then the starts are shifted back into place. No second array of starts.
         for (g, item) in pairs {
-            items[next[g as usize] as usize] = item;
-            next[g as usize] += 1;
+            let at = &mut starts[g as usize];
+            items[*at as usize] = item;
+            *at += 1;
         }
+        starts.copy_within(0..groups, 1);
+        starts[0] = 0;
         Groups { starts, items }
     }
 
