@@ -1,10 +1,9 @@
-//! FxHash (rustc's hasher, from `rustc-hash`) for the graph's maps: building the graph hashes
+//! FxHash (rustc's hasher, from `rustc-hash`) for the graph's sets: building the graph hashes
 //! every identifier of every event, and std's SipHash cost more than everything else there.
 //! Keys are identifiers and node numbers, not values chosen to collide across a trust
 //! boundary. (rustc-hash 2 rotates its result so hashbrown's low bucket bits are good even for
 //! ids that differ only near their end, like "anon-17-2" and "anon-17-3".)
 
-pub type FxMap<K, V> = rustc_hash::FxHashMap<K, V>;
 pub type FxSet<K> = rustc_hash::FxHashSet<K>;
 
 /// Items grouped by a dense group number with a counting sort: the items of group `g` are
