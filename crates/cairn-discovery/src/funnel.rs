@@ -508,8 +508,7 @@ impl Funnel {
     /// customers the pairs buffer, which was most of this mode's time.
     fn clickhouse(&self, t: &Timeline<'_>, scratch: &mut Scratch) -> Outcome {
         let s = self.steps();
-        let window = self.window.div_euclid(1_000_000);
-        let mut first = [None::<i64>; MAX_STEPS];
+        let mut levels = WindowLevels::new(self.window.div_euclid(1_000_000));
         let chains = chains(&mut scratch.chains);
         // The last (second, step) taken: the next must not sort before it.
         let mut last = (i64::MIN, 0u32);
@@ -533,35 +532,20 @@ impl Funnel {
                 let k = m.trailing_zeros() as usize;
                 m &= m - 1;
                 last = (sec, k as u32);
-                if k == 0 {
-                    first[0] = Some(sec);
-                    chains[0][0] = i as u32;
-                } else if let Some(f) = first[k - 1]
-                    && sec <= f + window
-                {
-                    first[k] = Some(f);
-                    chains[k] = chains[k - 1];
-                    chains[k][k] = i as u32;
-                    if k + 1 == s {
-                        // Done, unless a later event of this second sorts before this step.
-                        if self.sorts_before(t, i + 1, sec, k as u32) {
-                            return self.clickhouse_sorted(t, scratch);
-                        }
-                        return Outcome {
-                            level: s,
-                            chain: chains[k],
-                        };
+                // A chain reaching the last step (beyond the first) ends the search.
+                if levels.take(chains, k, sec, i as u32) && k > 0 && k + 1 == s {
+                    // Done, unless a later event of this second sorts before this step.
+                    if self.sorts_before(t, i + 1, sec, k as u32) {
+                        return self.clickhouse_sorted(t, scratch);
                     }
+                    return Outcome {
+                        level: s,
+                        chain: chains[k],
+                    };
                 }
             }
         }
-        match (0..s).rev().find(|&k| first[k].is_some()) {
-            Some(k) => Outcome {
-                level: k + 1,
-                chain: chains[k],
-            },
-            None => Outcome::NONE,
-        }
+        levels.furthest(chains, s)
     }
 
     /// Whether an event from `from` on, in second `sec`, matches a step below `k`.
@@ -602,34 +586,18 @@ impl Funnel {
             }
         }
         pairs.sort_by_key(|&(sec, k, _)| (sec, k));
-        let mut first = [None::<i64>; MAX_STEPS];
+        let mut levels = WindowLevels::new(window);
         let chains = chains(&mut scratch.chains);
         for &(sec, k, i) in pairs.iter() {
             let k = k as usize;
-            if k == 0 {
-                first[0] = Some(sec);
-                chains[0][0] = i;
-            } else if let Some(f) = first[k - 1]
-                && sec <= f + window
-            {
-                first[k] = Some(f);
-                chains[k] = chains[k - 1];
-                chains[k][k] = i;
-                if k + 1 == s {
-                    return Outcome {
-                        level: s,
-                        chain: chains[k],
-                    };
-                }
+            if levels.take(chains, k, sec, i) && k > 0 && k + 1 == s {
+                return Outcome {
+                    level: s,
+                    chain: chains[k],
+                };
             }
         }
-        match (0..s).rev().find(|&k| first[k].is_some()) {
-            Some(k) => Outcome {
-                level: k + 1,
-                chain: chains[k],
-            },
-            None => Outcome::NONE,
-        }
+        levels.furthest(chains, s)
     }
 
     fn breakdown_key(&self, t: &Timeline<'_>, o: &Outcome) -> String {
@@ -738,6 +706,53 @@ pub struct Scratch {
 }
 
 /// The chains buffer, grown to its full size on first use.
+/// ClickHouse `windowFunnel`'s state: for each step reached, the second of the first step of
+/// its chain; `chains[k]` holds the events of that chain.
+struct WindowLevels {
+    first: [Option<i64>; MAX_STEPS],
+    /// The window in seconds.
+    window: i64,
+}
+
+impl WindowLevels {
+    fn new(window: i64) -> WindowLevels {
+        WindowLevels {
+            first: [None; MAX_STEPS],
+            window,
+        }
+    }
+
+    /// Event `i`, in second `sec`, as step `k`: a first step starts a chain; a later one
+    /// extends the chain of the step before it while within the window. Whether it did.
+    fn take(&mut self, chains: &mut [[u32; MAX_STEPS]], k: usize, sec: i64, i: u32) -> bool {
+        if k == 0 {
+            self.first[0] = Some(sec);
+            chains[0][0] = i;
+            return true;
+        }
+        match self.first[k - 1] {
+            Some(f) if sec <= f + self.window => {
+                self.first[k] = Some(f);
+                chains[k] = chains[k - 1];
+                chains[k][k] = i;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The furthest step reached, with its chain.
+    fn furthest(&self, chains: &[[u32; MAX_STEPS]], steps: usize) -> Outcome {
+        match (0..steps).rev().find(|&k| self.first[k].is_some()) {
+            Some(k) => Outcome {
+                level: k + 1,
+                chain: chains[k],
+            },
+            None => Outcome::NONE,
+        }
+    }
+}
+
 fn chains(v: &mut Vec<[u32; MAX_STEPS]>) -> &mut [[u32; MAX_STEPS]] {
     if v.len() < MAX_STEPS {
         v.resize(MAX_STEPS, [0; MAX_STEPS]);
