@@ -19,7 +19,7 @@ use crate::dict::ReaderDict;
 use crate::error::{Result, StoreError};
 use crate::manifest::{Manifest, SegmentMeta};
 use crate::parquet_io::{self, EventColumns, SegmentFile, StoredEvent};
-use crate::scanfile::ScanData;
+use crate::scanfile::{ScanData, Times};
 use crate::segment::{DictionaryIds, scan_columns};
 use crate::{SEGMENTS_DIR, wal};
 
@@ -294,22 +294,10 @@ impl Snapshot {
 
     /// Visits every customer in key order. Fails only when properties are asked for and a
     /// segment cannot be read.
-    pub fn scan(&self, columns: Columns, visit: impl FnMut(Customer<'_>)) -> Result<()> {
-        self.scan_times_for(columns, &|_| columns.times, visit)
-    }
-
-    /// [`Snapshot::scan`], reading times only for the customers `times_for` names (whatever
-    /// `columns.times` says): a stitched scan needs times to merge the keys of a profile, not
-    /// for the many customers it hands on as they are.
-    pub fn scan_times_for(
-        &self,
-        columns: Columns,
-        times_for: &(dyn Fn(u32) -> bool + Sync),
-        mut visit: impl FnMut(Customer<'_>),
-    ) -> Result<()> {
+    pub fn scan(&self, columns: Columns, mut visit: impl FnMut(Customer<'_>)) -> Result<()> {
         let arrays = self.load_properties(columns)?;
         let texts = property_texts(&self.sources, &arrays, columns);
-        self.scan_range(columns, times_for, None, &texts, 0..u32::MAX, &mut visit);
+        self.scan_range(columns, None, &texts, 0..u32::MAX, &mut visit);
         Ok(())
     }
 
@@ -330,15 +318,7 @@ impl Snapshot {
     ) -> Result<()> {
         let arrays = self.load_properties(columns)?;
         let texts = property_texts(&self.sources, &arrays, columns);
-        let times_for = |_| columns.times;
-        self.scan_range(
-            columns,
-            &times_for,
-            Some(group),
-            &texts,
-            0..u32::MAX,
-            &mut visit,
-        );
+        self.scan_range(columns, Some(group), &texts, 0..u32::MAX, &mut visit);
         Ok(())
     }
 
@@ -352,8 +332,7 @@ impl Snapshot {
         init: impl Fn() -> S + Sync,
         visit: impl Fn(&mut S, Customer<'_>) + Sync,
     ) -> Result<Vec<S>> {
-        let times_for = |_| columns.times;
-        self.parallel(columns, &times_for, Some(group), threads, init, visit)
+        self.parallel(columns, Some(group), threads, init, visit)
     }
 
     /// Splits the customers into `threads` key ranges of similar event counts and scans them
@@ -365,26 +344,12 @@ impl Snapshot {
         init: impl Fn() -> S + Sync,
         visit: impl Fn(&mut S, Customer<'_>) + Sync,
     ) -> Result<Vec<S>> {
-        self.scan_parallel_times_for(columns, &|_| columns.times, threads, init, visit)
-    }
-
-    /// [`Snapshot::scan_parallel`] reading times only where `times_for` says (see
-    /// [`Snapshot::scan_times_for`]).
-    pub fn scan_parallel_times_for<S: Send>(
-        &self,
-        columns: Columns,
-        times_for: &(dyn Fn(u32) -> bool + Sync),
-        threads: usize,
-        init: impl Fn() -> S + Sync,
-        visit: impl Fn(&mut S, Customer<'_>) + Sync,
-    ) -> Result<Vec<S>> {
-        self.parallel(columns, times_for, None, threads, init, visit)
+        self.parallel(columns, None, threads, init, visit)
     }
 
     fn parallel<'g, S: Send>(
         &self,
         columns: Columns,
-        times_for: &(dyn Fn(u32) -> bool + Sync),
         group: Option<&(dyn Fn(u32) -> Option<&'g [u32]> + Sync)>,
         threads: usize,
         init: impl Fn() -> S + Sync,
@@ -402,7 +367,7 @@ impl Snapshot {
                     scope.spawn(move || {
                         let mut state = init();
                         let visit = &mut |c: Customer<'_>| visit(&mut state, c);
-                        self.scan_range(columns, times_for, group, texts, range, visit);
+                        self.scan_range(columns, group, texts, range, visit);
                         state
                     })
                 })
@@ -442,6 +407,28 @@ impl Snapshot {
         self.sources.iter().any(|s| s.scan.find(key).is_some())
     }
 
+    /// Visits the group of `keys` (see [`Snapshot::scan_grouped`]) if `key` is the first of
+    /// them with events, where the scan meets it; does nothing for its other keys.
+    fn visit_group<'s>(
+        &self,
+        grouped: &mut Grouped<'s>,
+        texts: &[Vec<&'s str>],
+        keys: &[u32],
+        key: u32,
+        columns: Columns,
+        visit: &mut dyn FnMut(Customer<'_>),
+    ) {
+        if keys.iter().find(|&&k| k == key || self.holds(k)) != Some(&key) {
+            return;
+        }
+        grouped.fill(&self.sources, texts, keys, columns);
+        let mut customer = grouped.out.view(keys[0]);
+        if !columns.times {
+            customer.times = &[];
+        }
+        visit(customer);
+    }
+
     /// The properties column of every Parquet source, when the scan asks for it.
     fn load_properties(&self, columns: Columns) -> Result<Vec<Vec<StringArray>>> {
         if !columns.properties {
@@ -459,7 +446,6 @@ impl Snapshot {
     fn scan_range<'g>(
         &self,
         columns: Columns,
-        times_for: &dyn Fn(u32) -> bool,
         group: Option<&(dyn Fn(u32) -> Option<&'g [u32]> + Sync)>,
         texts: &[Vec<&str>],
         range: Range<u32>,
@@ -481,41 +467,16 @@ impl Snapshot {
             // bookkeeping below, which cost as much as decoding a short customer.
             let scan = &only.scan;
             let (keys, times) = (scan.keys(), scan.times());
-            let (names, channels) = (scan.names(), scan.channels());
             let from = keys.partition_point(|&k| k < range.start);
             let to = keys.partition_point(|&k| k < range.end);
             let mut value_cursor = usize::MAX;
             for (i, &key) in keys.iter().enumerate().take(to).skip(from) {
                 if let Some(keys) = group.and_then(|g| g(key)) {
-                    if keys.iter().find(|&&k| k == key || self.holds(k)) == Some(&key) {
-                        grouped.fill(&self.sources, texts, keys, columns);
-                        let mut customer = grouped.out.view(keys[0]);
-                        if !columns.times {
-                            customer.times = &[];
-                        }
-                        visit(customer);
-                    }
+                    self.visit_group(&mut grouped, texts, keys, key, columns, visit);
                     continue;
                 }
-                let rows = scan.rows(i);
-                single.clear();
-                if times_for(key) {
-                    times.customer_into(i, &mut single.times);
-                }
-                if columns.names {
-                    names.extend_into(rows.clone(), &mut single.names);
-                }
-                if columns.channels {
-                    channels.extend_into(rows.clone(), &mut single.channels);
-                }
-                if columns.values {
-                    scan.values_into_from(rows.clone(), &mut value_cursor, &mut single.values);
-                }
-                let mut customer = single.view(key);
-                if let Some(t) = texts.first() {
-                    customer.properties = &t[rows];
-                }
-                visit(customer);
+                let run = single.read_run(scan, &times, i, columns, &mut value_cursor);
+                visit(run.view(key, texts.first()));
             }
             return;
         }
@@ -536,47 +497,13 @@ impl Snapshot {
                 }
             }
             if let Some(keys) = group.and_then(|g| g(min)) {
-                // Visited once, where the scan meets the group's first key with events.
-                if keys.iter().find(|&&k| k == min || self.holds(k)) == Some(&min) {
-                    grouped.fill(&self.sources, texts, keys, columns);
-                    let mut customer = grouped.out.view(keys[0]);
-                    if !columns.times {
-                        customer.times = &[];
-                    }
-                    visit(customer);
-                }
+                self.visit_group(&mut grouped, texts, keys, min, columns, visit);
             } else if let [only] = holders[..] {
                 let src = &self.sources[only].scan;
-                let i = cursors[only];
-                let rows = src.rows(i);
-                single.clear();
-                if times_for(min) {
-                    src.times_into(i, &mut single.times);
-                }
-                if columns.names {
-                    src.names().extend_into(rows.clone(), &mut single.names);
-                }
-                if columns.channels {
-                    src.channels()
-                        .extend_into(rows.clone(), &mut single.channels);
-                }
-                if columns.values {
-                    src.values_into_from(
-                        rows.clone(),
-                        &mut value_cursors[only],
-                        &mut single.values,
-                    );
-                }
-                let mut customer = single.view(min);
-                if let Some(t) = texts.get(only) {
-                    customer.properties = &t[rows];
-                }
-                visit(customer);
+                let (i, cursor) = (cursors[only], &mut value_cursors[only]);
+                let run = single.read_run(src, &src.times(), i, columns, cursor);
+                visit(run.view(min, texts.get(only)));
             } else {
-                let columns = Columns {
-                    times: times_for(min),
-                    ..columns
-                };
                 merged.fill(&self.sources, texts, &cursors, &holders, columns);
                 visit(merged.view(min));
             }
@@ -814,6 +741,35 @@ impl<'s> Merged<'s> {
         }
     }
 
+    /// Customer `i` of one source `scan`, the columns asked for (times from `times`, that
+    /// source's time column), for [`Run::view`]; `value_cursor` as in
+    /// [`ScanData::values_into_from`].
+    fn read_run(
+        &mut self,
+        scan: &ScanData,
+        times: &Times<'_>,
+        i: usize,
+        columns: Columns,
+        value_cursor: &mut usize,
+    ) -> Run<'_, 's> {
+        let rows = scan.rows(i);
+        self.clear();
+        if columns.times {
+            times.customer_into(i, &mut self.times);
+        }
+        if columns.names {
+            scan.names().extend_into(rows.clone(), &mut self.names);
+        }
+        if columns.channels {
+            scan.channels()
+                .extend_into(rows.clone(), &mut self.channels);
+        }
+        if columns.values {
+            scan.values_into_from(rows.clone(), value_cursor, &mut self.values);
+        }
+        Run { read: self, rows }
+    }
+
     fn clear(&mut self) {
         self.times.clear();
         self.names.clear();
@@ -831,6 +787,23 @@ impl<'s> Merged<'s> {
             values: &self.values,
             properties: &self.properties,
         }
+    }
+}
+
+/// One customer's run read by [`Merged::read_run`].
+struct Run<'m, 's> {
+    read: &'m Merged<'s>,
+    rows: Range<usize>,
+}
+
+impl<'m, 's> Run<'m, 's> {
+    /// The run as a customer, its properties a slice of its source's `texts` (no copy).
+    fn view(&self, key: u32, texts: Option<&'m Vec<&'s str>>) -> Customer<'m> {
+        let mut customer = self.read.view(key);
+        if let Some(t) = texts {
+            customer.properties = &t[self.rows.clone()];
+        }
+        customer
     }
 }
 
