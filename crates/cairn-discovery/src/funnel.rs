@@ -513,16 +513,9 @@ impl Funnel {
         // The last (second, step) taken: the next must not sort before it.
         let mut last = (i64::MIN, 0u32);
         for (i, (&n, &time)) in t.names.iter().zip(t.times).enumerate() {
-            // Most events match no step: one table lookup decides, before any other work.
-            let mut m = self.step_mask.get(n as usize).copied().unwrap_or(0);
+            let mut m = self.steps_matched(t, i, n);
             if m == 0 {
                 continue;
-            }
-            if m & self.conditional != 0 {
-                m = self.matches(t, i);
-                if m == 0 {
-                    continue;
-                }
             }
             let sec = time.div_euclid(1_000_000);
             if (sec, m.trailing_zeros()) < last {
@@ -548,6 +541,18 @@ impl Funnel {
         levels.furthest(chains, s)
     }
 
+    /// The steps (a bit each) event `i`, named `n`, matches. Most events match no step: one
+    /// table lookup decides, before any other work; conditions are checked only for events
+    /// whose name some conditional step has.
+    fn steps_matched(&self, t: &Timeline<'_>, i: usize, n: u16) -> u32 {
+        let m = self.step_mask.get(n as usize).copied().unwrap_or(0);
+        if m & self.conditional != 0 {
+            self.matches(t, i)
+        } else {
+            m
+        }
+    }
+
     /// Whether an event from `from` on, in second `sec`, matches a step below `k`.
     fn sorts_before(&self, t: &Timeline<'_>, from: usize, sec: i64, k: u32) -> bool {
         for (i, &time) in t.times.iter().enumerate().skip(from) {
@@ -571,13 +576,7 @@ impl Funnel {
         let pairs = &mut scratch.pairs;
         pairs.clear();
         for (i, (&n, &time)) in t.names.iter().zip(t.times).enumerate() {
-            let mut m = self.step_mask.get(n as usize).copied().unwrap_or(0);
-            if m == 0 {
-                continue;
-            }
-            if m & self.conditional != 0 {
-                m = self.matches(t, i);
-            }
+            let mut m = self.steps_matched(t, i, n);
             let sec = time.div_euclid(1_000_000);
             while m != 0 {
                 let k = m.trailing_zeros() as u8;
