@@ -206,13 +206,17 @@ pub fn create_key(dir: &Path, source: &str, channel: Option<&str>) -> String {
 
 /// POSTs JSON with the write key as Basic auth.
 pub fn post(server: &Server, key: &str, path: &str, body: &Value) -> Answer {
-    let auth = basic(key);
+    post_as(server, &basic(key), path, body)
+}
+
+/// POSTs JSON with `auth` as the Authorization header.
+pub fn post_as(server: &Server, auth: &str, path: &str, body: &Value) -> Answer {
     request(
         &server.addr,
         "POST",
         path,
         &[
-            ("Authorization", &auth),
+            ("Authorization", auth),
             ("Content-Type", "application/json"),
         ],
         body.to_string().as_bytes(),

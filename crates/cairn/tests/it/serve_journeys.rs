@@ -212,17 +212,7 @@ fn serve_runs_journeys_live_and_survives_kill_9() {
 
 fn admin_post(server: &Server, path: &str, body: &Value) -> crate::serve::Answer {
     let auth = format!("Bearer {}", crate::serve::ADMIN);
-    crate::serve::request(
-        &server.addr,
-        "POST",
-        path,
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        body.to_string().as_bytes(),
-    )
-    .unwrap()
+    crate::serve::post_as(server, &auth, path, body)
 }
 
 /// Webhook bodies received for a journey (`id@version`), as JSON.
