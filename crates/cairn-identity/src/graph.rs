@@ -470,11 +470,7 @@ fn on_two_threads<T: Send>(v: &mut [T], work: impl Fn(usize, &mut [T]) + Sync) {
     }
     let mid = v.len() / 2;
     let (low, high) = v.split_at_mut(mid);
-    std::thread::scope(|s| {
-        let work = &work;
-        s.spawn(move || work(0, low));
-        work(mid, high);
-    });
+    both(true, || work(0, low), || work(mid, high));
 }
 
 /// Sorts sightings by digest. One pass in place (an American flag sort) puts them into 256
@@ -548,11 +544,11 @@ fn sort_on_two_threads<T: Send>(v: &mut [T], cmp: impl Fn(&T, &T) -> Ordering + 
     let mid = v.len() / 2;
     v.select_nth_unstable_by(mid, &cmp);
     let (low, high) = v.split_at_mut(mid);
-    std::thread::scope(|s| {
-        let cmp = &cmp;
-        s.spawn(move || low.sort_unstable_by(cmp));
-        high.sort_unstable_by(cmp);
-    });
+    both(
+        true,
+        || low.sort_unstable_by(&cmp),
+        || high.sort_unstable_by(&cmp),
+    );
 }
 
 /// The graph's nodes: digests in order (the index), and one sighting of each for its text.
