@@ -50,7 +50,7 @@ use cairn_orchestrate::{Runner, Shared};
 use crate::App;
 use crate::error::{ApiError, Code, ServerError, TextPosition};
 use crate::ingest::{self, Endpoint};
-use crate::routes::{check_admin, json_response, overloaded, reject};
+use crate::routes::{check_admin, json_response, reject};
 use cairn_journey::Journey;
 use cairn_journey::definition::{API_ENTRY_EVENT, EntryOn};
 use cairn_orchestrate::registry::{self, Applied, Registry, Status};
@@ -414,22 +414,14 @@ async fn enter_inner(
     let permit = crate::routes::write_slot(app).await?;
     let work = Arc::clone(app);
     let outcome = blocking(move || {
-        let r = work
-            .store
-            .append_within(events, work.config.queue_timeout)
-            .map_err(|e| match e {
-                cairn_store::StoreError::Behind { .. } => overloaded(),
-                e => ApiError::internal(e),
-            });
+        let r = crate::routes::append(&work, events);
         drop(permit);
         r
     })
     .await?;
-    use std::sync::atomic::Ordering::Relaxed;
-    let m = &app.metrics;
-    m.events_accepted.fetch_add(outcome.accepted, Relaxed);
-    m.events_duplicate.fetch_add(outcome.duplicates, Relaxed);
-    m.requests_ok.fetch_add(1, Relaxed);
+    app.metrics
+        .requests_ok
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(json!({
         "success": true,
         "journey": id,

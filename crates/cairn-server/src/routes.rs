@@ -315,6 +315,31 @@ async fn ingest_inner(
     result.map(|()| success())
 }
 
+/// Appends validated events to the store (blocking: returns once they are durable) and
+/// counts them; when storage stays behind for as long as a request may wait its turn: 503,
+/// nothing stored.
+pub(crate) fn append(
+    app: &App,
+    events: Vec<cairn_model::Event>,
+) -> Result<cairn_store::Outcome, ApiError> {
+    let started = Instant::now();
+    let outcome = app
+        .store
+        .append_within(events, app.config.queue_timeout)
+        .map_err(|e| match e {
+            cairn_store::StoreError::Behind { .. } => overloaded(),
+            e => ApiError::internal(e),
+        })?;
+    app.metrics.append_seconds.observe(started.elapsed());
+    app.metrics
+        .events_accepted
+        .fetch_add(outcome.accepted, Relaxed);
+    app.metrics
+        .events_duplicate
+        .fetch_add(outcome.duplicates, Relaxed);
+    Ok(outcome)
+}
+
 /// A turn to write, waited for at most `queue_timeout` (then 503: nothing was stored): every
 /// request that appends to the store takes one, so their number stays bounded.
 pub(crate) async fn write_slot(app: &App) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
@@ -397,22 +422,7 @@ fn store_request(
     }
     let mut stored = 0;
     if !events.is_empty() {
-        let started = Instant::now();
-        // Storage behind for as long as a request may wait its turn: 503, nothing stored.
-        let outcome = app
-            .store
-            .append_within(events, app.config.queue_timeout)
-            .map_err(|e| match e {
-                cairn_store::StoreError::Behind { .. } => overloaded(),
-                e => ApiError::internal(e),
-            })?;
-        app.metrics.append_seconds.observe(started.elapsed());
-        app.metrics
-            .events_accepted
-            .fetch_add(outcome.accepted, Relaxed);
-        app.metrics
-            .events_duplicate
-            .fetch_add(outcome.duplicates, Relaxed);
+        let outcome = append(app, events)?;
         stored = outcome.accepted + outcome.duplicates;
     }
     if !rejected.is_empty() {
