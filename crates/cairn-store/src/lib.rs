@@ -77,6 +77,9 @@ pub struct Options {
     pub max_pending_bytes: usize,
     /// Beyond this many segments, a writer merges neighbouring ones after each commit.
     pub max_segments: usize,
+    /// Events a merge of segments holds in memory at once (about 250 bytes each): it merges
+    /// one range of customers after another, each of about this many events.
+    pub merge_slice_events: u64,
 }
 
 impl Default for Options {
@@ -85,6 +88,7 @@ impl Default for Options {
             memtable_events: 250_000,
             max_pending_bytes: 384 << 20,
             max_segments: 8,
+            merge_slice_events: 4_000_000,
         }
     }
 }
@@ -538,7 +542,12 @@ impl Store {
     fn merge(&self, inner: &mut Inner, range: std::ops::Range<usize>) -> Result<Compaction> {
         let seg_dir = self.dir.join(SEGMENTS_DIR);
         let mut manifest = inner.manifest.clone();
-        let (old, events) = merge_into(&seg_dir, &mut manifest, range)?;
+        let (old, events) = merge_into(
+            &seg_dir,
+            &mut manifest,
+            range,
+            self.options.merge_slice_events,
+        )?;
         manifest.commit(&self.dir)?;
         inner.manifest = manifest;
         inner.rebuild_caches();
@@ -618,14 +627,9 @@ fn take_flushable(inner: &mut Inner) -> Option<(Vec<MemBatch>, u64)> {
     Some((inner.memtable.drain(..take).collect(), upto))
 }
 
-/// The most events one merge of `cairn compact` or of an import's commit writes. A merge
-/// holds all its events in memory (about 230 bytes each, Parquet buffers included), so
-/// merging everything at once made memory grow with the store: compacting a 96 M-event
-/// import needed more than 23 GB and was killed. With this cap a merge's peak stays near
-/// 4 GB; the price is that a larger store keeps several segments, and a scan merges each
-/// customer's runs across them (18 % of a funnel over six such segments). A streaming merge
-/// would lift the cap.
-pub const MAX_COMPACT_EVENTS: u64 = 16_000_000;
+/// The most events one merge writes into a segment: scan files number rows in 32 bits. (A
+/// merge's memory no longer grows with its size: see [`merge_into`].)
+pub const MAX_COMPACT_EVENTS: u64 = 1 << 31;
 
 /// The first run of two or more neighbouring segments whose events add up to at most
 /// `max_events`, taken as long as it fits.
@@ -648,10 +652,15 @@ fn neighbours_within(segs: &[SegmentMeta], max_events: u64) -> Option<std::ops::
 /// place in `manifest` (not committed: the caller commits, then removes the old files).
 /// Returns the replaced segments and the number of events merged. Reads only immutable
 /// segment files, so it needs no lock.
+///
+/// The merge goes one range of customer keys at a time ([`merge_slices`]), reading each old
+/// segment onwards from where the previous range stopped: an event in memory costs about
+/// 230 bytes, so holding them all made a merge's memory grow with the store.
 fn merge_into(
     seg_dir: &Path,
     manifest: &mut Manifest,
     range: std::ops::Range<usize>,
+    slice_events: u64,
 ) -> Result<(Vec<SegmentMeta>, u64)> {
     let old: Vec<SegmentMeta> = manifest.segments[range.clone()].to_vec();
     let mut names = FxHashMap::default();
@@ -662,44 +671,48 @@ fn merge_into(
     for (i, c) in manifest.channels.iter().enumerate() {
         channels.insert(c.clone(), i as u32);
     }
-    let mut columns = EventColumns::default();
-    for seg in &old {
-        // Row batches are copied into `columns` as they are read: a whole segment as
-        // `StoredEvent`s (a dozen strings each) would double the merge's peak memory.
-        let file = parquet_io::SegmentFile::open(&seg_dir.join(seg.parquet_name()))?;
-        let mut failed = None;
-        parquet_io::read_each(&file, &mut |r| {
-            if failed.is_some() {
-                return;
-            }
-            let name = intern_cached(&mut manifest.event_names, &mut names, &r.event.event);
-            let channel = intern_cached(&mut manifest.channels, &mut channels, &r.event.channel);
-            match (
-                segment::checked(name, "event names"),
-                segment::checked(channel, "channels"),
-            ) {
-                (Ok(name), Ok(channel)) => columns.push(r.key, r.seq, name, channel, &r.event),
-                (Err(e), _) | (_, Err(e)) => failed = Some(e),
-            }
-        })?;
-        if let Some(e) = failed {
-            return Err(e);
-        }
-    }
-    let events = columns.len() as u64;
+    let slices = merge_slices(seg_dir, &old, slice_events)?;
+    let mut cursors = old
+        .iter()
+        .map(|seg| {
+            let file = parquet_io::SegmentFile::open(&seg_dir.join(seg.parquet_name()))?;
+            parquet_io::SegmentCursor::open(&file)
+        })
+        .collect::<Result<Vec<_>>>()?;
     let id = manifest.next_segment_id;
     manifest.next_segment_id += 1;
-    let written = segment::write(
-        seg_dir,
-        id,
-        &columns,
-        &[],
-        &manifest.event_names,
-        &manifest.channels,
-    );
-    // The new files' directory entries must be durable before a manifest names them (the
-    // files themselves were fsynced as they were written).
-    let written = written.and_then(|meta| {
+    let mut columns = EventColumns::default();
+    let written = segment::SegmentSink::create(seg_dir, id).and_then(|mut sink| {
+        for end in slices {
+            columns.clear();
+            for cursor in &mut cursors {
+                let mut failed = None;
+                cursor.take_below(end, &mut |r| {
+                    if failed.is_some() {
+                        return;
+                    }
+                    let name = intern_cached(&mut manifest.event_names, &mut names, &r.event.event);
+                    let channel =
+                        intern_cached(&mut manifest.channels, &mut channels, &r.event.channel);
+                    match (
+                        segment::checked(name, "event names"),
+                        segment::checked(channel, "channels"),
+                    ) {
+                        (Ok(name), Ok(channel)) => {
+                            columns.push(r.key, r.seq, name, channel, &r.event)
+                        }
+                        (Err(e), _) | (_, Err(e)) => failed = Some(e),
+                    }
+                })?;
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+            }
+            sink.write(&columns, &[], &manifest.event_names, &manifest.channels)?;
+        }
+        let meta = sink.finish()?;
+        // The new files' directory entries must be durable before a manifest names them (the
+        // files themselves were fsynced as they were written).
         crate::fsutil::fsync_dir(seg_dir).at(seg_dir)?;
         Ok(meta)
     });
@@ -710,8 +723,51 @@ fn merge_into(
             return Err(e);
         }
     };
+    let events = meta.events;
     manifest.segments.splice(range, [meta]);
     Ok((old, events))
+}
+
+/// Where a merge of `segs` cuts the customer keys: the end (exclusive) of each key range,
+/// ranges of about `events` events each (more when one customer alone has more), the last
+/// ending at `u64::MAX`. From the segments' scan files, which list each customer's first row.
+fn merge_slices(seg_dir: &Path, segs: &[SegmentMeta], events: u64) -> Result<Vec<u64>> {
+    let scans = segs
+        .iter()
+        .map(|seg| scanfile::ScanData::open(&seg_dir.join(seg.scan_name())))
+        .collect::<Result<Vec<_>>>()?;
+    // Events of customers with keys below `key`, in all the segments.
+    let below = |key: u32| -> u64 {
+        scans
+            .iter()
+            .map(|s| u64::from(s.starts()[s.keys().partition_point(|&k| k < key)]))
+            .sum()
+    };
+    let last_key = scans
+        .iter()
+        .filter_map(|s| s.keys().last().copied())
+        .max()
+        .unwrap_or(0);
+    let mut ends = Vec::new();
+    let mut from = 0u32;
+    let mut wanted = events;
+    while from < last_key {
+        // The least key above `from` with at least `wanted` events below it.
+        let (mut lo, mut hi) = (from + 1, last_key);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if below(mid) >= wanted {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        ends.push(u64::from(lo));
+        from = lo;
+        wanted = below(lo) + events;
+    }
+    ends.push(u64::MAX);
+    Ok(ends)
 }
 
 /// Removes a segment's files, if they exist. Only for segments the manifest no longer (or

@@ -24,10 +24,12 @@ use cairn_model::{Event, EventKind};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
 use parquet::arrow::arrow_writer::{
-    ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn, compute_leaves,
+    ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn, ArrowRowGroupWriterFactory,
+    compute_leaves,
 };
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
 use crate::error::{IoContext, Result, StoreError};
@@ -426,40 +428,6 @@ impl EventColumns {
         keyed.into_iter().map(|k| k.3).collect()
     }
 
-    /// Writes the rows named by `order`, in that order, to a new Parquet file and fsyncs it;
-    /// returns its size. `names` and `channels` are the store's dictionaries.
-    pub fn write(
-        &self,
-        path: &Path,
-        order: &[u32],
-        names: &[String],
-        channels: &[String],
-    ) -> Result<u64> {
-        let pq = |source| StoreError::Parquet {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = crate::fsutil::SteadyFile::create(path).at(path)?;
-        let schema = schema();
-        let (mut file_writer, factory) =
-            ArrowWriter::try_new(file, Arc::clone(&schema), Some(writer_properties()))
-                .and_then(ArrowWriter::into_serialized_writer)
-                .map_err(pq)?;
-        for (group, rows) in order.chunks(ROW_GROUP).enumerate() {
-            let writers = factory.create_column_writers(group).map_err(pq)?;
-            let chunks = std::thread::scope(|scope| {
-                self.encode_row_group(scope, &schema, writers, path, rows, names, channels)
-            })?;
-            let mut row_group = file_writer.next_row_group().map_err(pq)?;
-            for chunk in chunks {
-                chunk.append_to_row_group(&mut row_group).map_err(pq)?;
-            }
-            row_group.close().map_err(pq)?;
-        }
-        let file = file_writer.into_inner().map_err(pq)?.finish().at(path)?;
-        Ok(file.metadata().at(path)?.len())
-    }
-
     /// Encodes one row group's columns on two threads: this one gathers the rows and encodes
     /// the columns [`ENCODED_ALONGSIDE`] leaves out, a second one encodes those. On two
     /// cores a segment is written in little more than half the time; an import of a small
@@ -614,6 +582,130 @@ impl EventColumns {
             self.context.gather(rows),
         ];
         Ok(RecordBatch::try_new(schema(), columns)?)
+    }
+}
+
+/// A segment's Parquet file being written, a part at a time: a merge writes the events of one
+/// key range after another into it, so it never holds all of them.
+pub struct ParquetSink {
+    path: PathBuf,
+    schema: SchemaRef,
+    file: SerializedFileWriter<crate::fsutil::SteadyFile>,
+    factory: ArrowRowGroupWriterFactory,
+    row_groups: usize,
+}
+
+impl ParquetSink {
+    pub fn create(path: &Path) -> Result<ParquetSink> {
+        let file = crate::fsutil::SteadyFile::create(path).at(path)?;
+        let schema = schema();
+        let (file, factory) =
+            ArrowWriter::try_new(file, Arc::clone(&schema), Some(writer_properties()))
+                .and_then(ArrowWriter::into_serialized_writer)
+                .map_err(|source| StoreError::Parquet {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+        Ok(ParquetSink {
+            path: path.to_path_buf(),
+            schema,
+            file,
+            factory,
+            row_groups: 0,
+        })
+    }
+
+    /// Appends the rows of `c` named by `order`, in that order, as row groups of at most
+    /// [`ROW_GROUP`] rows. `names` and `channels` are the store's dictionaries.
+    pub fn write(
+        &mut self,
+        c: &EventColumns,
+        order: &[u32],
+        names: &[String],
+        channels: &[String],
+    ) -> Result<()> {
+        let path = &self.path;
+        let pq = |source| StoreError::Parquet {
+            path: path.to_path_buf(),
+            source,
+        };
+        for rows in order.chunks(ROW_GROUP) {
+            let writers = self
+                .factory
+                .create_column_writers(self.row_groups)
+                .map_err(pq)?;
+            self.row_groups += 1;
+            let chunks = std::thread::scope(|scope| {
+                c.encode_row_group(scope, &self.schema, writers, path, rows, names, channels)
+            })?;
+            let mut row_group = self.file.next_row_group().map_err(pq)?;
+            for chunk in chunks {
+                chunk.append_to_row_group(&mut row_group).map_err(pq)?;
+            }
+            row_group.close().map_err(pq)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the footer and fsyncs the file; returns its size.
+    pub fn finish(self) -> Result<u64> {
+        let path = self.path;
+        let file = self
+            .file
+            .into_inner()
+            .map_err(|source| StoreError::Parquet {
+                path: path.clone(),
+                source,
+            })?
+            .finish()
+            .at(&path)?;
+        Ok(file.metadata().at(&path)?.len())
+    }
+}
+
+/// A segment's events in file order, read a batch at a time as they are asked for: a merge
+/// reads its segments side by side, one key range at a time, holding a batch of each.
+pub struct SegmentCursor {
+    path: PathBuf,
+    reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    /// The current batch, in reverse (the next event is last).
+    ahead: Vec<StoredEvent>,
+}
+
+impl SegmentCursor {
+    pub fn open(seg: &SegmentFile) -> Result<SegmentCursor> {
+        let path = seg.path();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(seg.reader()?)
+            .and_then(|b| b.with_batch_size(WRITE_BATCH).build())
+            .map_err(|source| StoreError::Parquet {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(SegmentCursor {
+            path: path.to_path_buf(),
+            reader,
+            ahead: Vec::new(),
+        })
+    }
+
+    /// Hands out, in file order, the next events whose customer key is below `end`.
+    pub fn take_below(&mut self, end: u64, each: &mut dyn FnMut(StoredEvent)) -> Result<()> {
+        loop {
+            while let Some(next) = self.ahead.pop_if(|e| u64::from(e.key) < end) {
+                each(next);
+            }
+            if !self.ahead.is_empty() {
+                return Ok(());
+            }
+            let Some(batch) = self.reader.next() else {
+                return Ok(());
+            };
+            from_batch(&batch?, &mut self.ahead).map_err(|reason| StoreError::Corrupt {
+                path: self.path.clone(),
+                reason,
+            })?;
+            self.ahead.reverse();
+        }
     }
 }
 
