@@ -28,10 +28,9 @@
 //!    several segments (seconds of work, more than a flush): if it came first, the memtable
 //!    would fill up behind it during a burst, and appends would stall for seconds. So the
 //!    flusher compacts when it has caught up with the log, four segments of similar size at
-//!    a time (see `compaction`), so that an event is rewritten a few times in all and a
-//!    merge's memory does not grow with the burst that left many segments behind; and never
-//!    more than `MAX_MERGE_EVENTS` (2 M) events in one merge, so that its memory is bounded
-//!    however large the store grows (larger segments are left to `cairn compact`). Only when the segments pile up to four times
+//!    a time (see `compaction`), so that an event is rewritten a few times in all; and never
+//!    more than `MAX_MERGE_EVENTS` (2 M) events in one merge, so that a due flush never waits
+//!    long behind one however large the store grows (larger segments are left to `cairn compact`). Only when the segments pile up to four times
 //!    `max_segments` does a merge go before a due flush.
 //!
 //! Everything else that changes the manifest (`Store::flush`, `compact`, `import`) first
@@ -264,15 +263,15 @@ enum Work {
 /// while, readers pay a little more per segment, and the merges happen once the burst eases.
 const PILE_UP: usize = 4;
 
-/// Segments the flusher merges in one step: a merge holds all their events in memory, so
-/// merging a long run at once (after a burst left many small segments) would make the peak
-/// memory grow with the burst; a few steps bring the count down instead.
+/// Segments the flusher merges in one step: merging a long run at once (after a burst left
+/// many small segments) would make flushes wait long behind it; a few steps bring the count
+/// down instead.
 const MAX_MERGE_WIDTH: usize = 4;
 
-/// The most events a background merge writes: it holds them all in memory (columns, then
-/// the Parquet writer's buffers), so this bounds the flusher's memory; the same size as an
-/// import's segments ([`crate::SEGMENT_EVENTS`]). Larger segments are left as they are
-/// (`cairn compact` merges them).
+/// The most events a background merge writes: a merge cannot stop for a due flush, so this
+/// bounds how long flushes wait behind one (and, below `Options::merge_slice_events`, its
+/// memory); the same size as an import's segments ([`crate::SEGMENT_EVENTS`]). Larger
+/// segments are left as they are (`cairn compact` merges them).
 const MAX_MERGE_EVENTS: u64 = crate::SEGMENT_EVENTS as u64;
 
 /// The next merge when there are more than `limit` segments: `MAX_MERGE_WIDTH` neighbours
