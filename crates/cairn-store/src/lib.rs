@@ -683,6 +683,7 @@ fn merge_into(
     manifest.next_segment_id += 1;
     let mut columns = EventColumns::default();
     let written = segment::SegmentSink::create(seg_dir, id).and_then(|mut sink| {
+        sink.reserve(old.iter().map(|s| s.events as usize).sum());
         for end in slices {
             columns.clear();
             for cursor in &mut cursors {

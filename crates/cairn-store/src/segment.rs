@@ -142,6 +142,15 @@ impl SegmentSink {
         })
     }
 
+    /// Makes room for `events` more events' scan columns at once: growing them by doubling
+    /// would hold up to twice their size (a merge knows its total from the start).
+    pub fn reserve(&mut self, events: usize) {
+        let s = &mut self.scan;
+        s.times.reserve_exact(events);
+        s.names.reserve_exact(events);
+        s.channels.reserve_exact(events);
+    }
+
     /// Appends the events of `c` that `keep` marks (all when it is empty), in segment order.
     /// `names` and `channels` are the dictionaries `c`'s indexes point into.
     pub fn write(
