@@ -367,7 +367,7 @@ fn compact_in_background(core: &Core, range: std::ops::Range<usize>) -> Result<(
     let mut manifest = core.lock().manifest.clone();
     let seg_dir = core.dir.join(SEGMENTS_DIR);
     let slice_events = core.options.merge_slice_events;
-    let (old, _) = niced(|| merge_into(&seg_dir, &mut manifest, range, slice_events))?;
+    let (old, _) = niced(|| merge_into(&seg_dir, &mut manifest, range, slice_events, &mut |_| {}))?;
     // Appends never read the manifest, and no one else changes it while this flush runs:
     // commit it without holding them up, then swap it in.
     let new_id = manifest.next_segment_id - 1;

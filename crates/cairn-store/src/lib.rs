@@ -515,6 +515,16 @@ impl Store {
     /// Merges segments: all of them when `all` (into segments of at most
     /// [`MAX_COMPACT_EVENTS`] events), else only while there are more than `max_segments`.
     pub fn compact(&self, all: bool) -> Result<Compaction> {
+        self.compact_reporting(all, &mut |_| {})
+    }
+
+    /// [`Store::compact`], telling `report` how far each merge has got as it goes (a merge of
+    /// a large store takes minutes).
+    pub fn compact_reporting(
+        &self,
+        all: bool,
+        report: &mut dyn FnMut(MergeProgress),
+    ) -> Result<Compaction> {
         let mut inner = self.lock_settled()?;
         self.flush_locked(&mut inner)?;
         if !all {
@@ -522,7 +532,7 @@ impl Store {
         }
         let mut done = Compaction::default();
         while let Some(range) = neighbours_within(&inner.manifest.segments, MAX_COMPACT_EVENTS) {
-            done += self.merge(&mut inner, range)?;
+            done += self.merge(&mut inner, range, report)?;
         }
         Ok(done)
     }
@@ -534,20 +544,21 @@ impl Store {
             self.options.max_segments,
             MAX_COMPACT_EVENTS,
         ) {
-            done += self.merge(inner, range)?;
+            done += self.merge(inner, range, &mut |_| {})?;
         }
         Ok(done)
     }
 
-    fn merge(&self, inner: &mut Inner, range: std::ops::Range<usize>) -> Result<Compaction> {
+    fn merge(
+        &self,
+        inner: &mut Inner,
+        range: std::ops::Range<usize>,
+        report: &mut dyn FnMut(MergeProgress),
+    ) -> Result<Compaction> {
         let seg_dir = self.dir.join(SEGMENTS_DIR);
         let mut manifest = inner.manifest.clone();
-        let (old, events) = merge_into(
-            &seg_dir,
-            &mut manifest,
-            range,
-            self.options.merge_slice_events,
-        )?;
+        let slice_events = self.options.merge_slice_events;
+        let (old, events) = merge_into(&seg_dir, &mut manifest, range, slice_events, report)?;
         manifest.commit(&self.dir)?;
         inner.manifest = manifest;
         inner.rebuild_caches();
@@ -627,6 +638,15 @@ fn take_flushable(inner: &mut Inner) -> Option<(Vec<MemBatch>, u64)> {
     Some((inner.memtable.drain(..take).collect(), upto))
 }
 
+/// How far a merge of segments has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MergeProgress {
+    /// Events written into the new segment so far.
+    pub done: u64,
+    /// Events of the segments being merged.
+    pub total: u64,
+}
+
 /// The most events one merge writes into a segment: scan files number rows in 32 bits. (A
 /// merge's memory no longer grows with its size: see [`merge_into`].)
 pub const MAX_COMPACT_EVENTS: u64 = 1 << 31;
@@ -661,6 +681,7 @@ fn merge_into(
     manifest: &mut Manifest,
     range: std::ops::Range<usize>,
     slice_events: u64,
+    report: &mut dyn FnMut(MergeProgress),
 ) -> Result<(Vec<SegmentMeta>, u64)> {
     let old: Vec<SegmentMeta> = manifest.segments[range.clone()].to_vec();
     let mut names = FxHashMap::default();
@@ -683,7 +704,12 @@ fn merge_into(
     manifest.next_segment_id += 1;
     let mut columns = EventColumns::default();
     let written = segment::SegmentSink::create(seg_dir, id).and_then(|mut sink| {
-        sink.reserve(old.iter().map(|s| s.events as usize).sum());
+        let mut progress = MergeProgress {
+            done: 0,
+            total: old.iter().map(|s| s.events).sum(),
+        };
+        sink.reserve(progress.total as usize);
+        report(progress);
         for end in slices {
             columns.clear();
             for cursor in &mut cursors {
@@ -710,6 +736,8 @@ fn merge_into(
                 }
             }
             sink.write(&columns, &[], &manifest.event_names, &manifest.channels)?;
+            progress.done += columns.len() as u64;
+            report(progress);
         }
         let meta = sink.finish()?;
         // The new files' directory entries must be durable before a manifest names them (the

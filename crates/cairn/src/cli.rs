@@ -264,6 +264,37 @@ pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
+/// `cairn compact`, with a progress bar on a terminal: merging a large store takes minutes.
+fn compact_with_bar(store: &cairn_store::Store) -> Result<cairn_store::Compaction> {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let bar = if stderr_is_terminal() {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "merging [{bar:30}] {human_pos}/{human_len} events {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    // Events of the merges before this one: the bar runs over all of them.
+    let mut before = 0;
+    let mut last = cairn_store::MergeProgress { done: 0, total: 0 };
+    let compacted = store.compact_reporting(true, &mut |p| {
+        if p.done < last.done {
+            before += last.total;
+        }
+        last = p;
+        bar.set_length(before + p.total);
+        bar.set_position(before + p.done);
+    });
+    bar.finish_and_clear();
+    Ok(compacted?)
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     let dir = cli.data_dir;
     match cli.command {
@@ -275,7 +306,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Timeline(args) => render::timeline(&open_snapshot(&dir)?, &args),
         Command::Compact(args) => {
             let store = open_store(&dir)?;
-            let c = store.compact(true)?;
+            let c = compact_with_bar(&store)?;
             let snap = store.snapshot()?;
             match args.format {
                 Format::Json => println!(

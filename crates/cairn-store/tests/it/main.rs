@@ -350,8 +350,19 @@ fn compaction_keeps_every_event_in_order_with(merge_slice_events: u64) {
     import(&store, vec![event("c0", "tie-b", 0, "tie2")]);
     let before = journeys(&store.snapshot().unwrap());
     assert_eq!(store.snapshot().unwrap().segments().len(), 7);
-    let c = store.compact(true).unwrap();
+    let mut reports = Vec::new();
+    let c = store
+        .compact_reporting(true, &mut |p| reports.push((p.done, p.total)))
+        .unwrap();
     assert_eq!(c.merged_segments, 7);
+    // Progress starts at nothing, grows range by range and ends at every event.
+    assert_eq!(reports.first(), Some(&(0, 102)));
+    assert_eq!(reports.last(), Some(&(102, 102)));
+    assert!(reports.is_sorted(), "{reports:?}");
+    if merge_slice_events == 1 {
+        // A report per customer: the ranges are as small as one customer allows.
+        assert_eq!(reports.len(), 21);
+    }
     let snap = store.snapshot().unwrap();
     assert_eq!(snap.segments().len(), 1);
     assert_eq!(journeys(&snap), before);
