@@ -106,6 +106,7 @@ pub fn write(
     channels: &[String],
 ) -> Result<SegmentMeta> {
     let mut sink = SegmentSink::create(dir, id)?;
+    sink.reserve(c.len());
     sink.write(c, keep, names, channels)?;
     sink.finish()
 }
