@@ -739,6 +739,8 @@ fn merge_into(
             progress.done += columns.len() as u64;
             report(progress);
         }
+        // The last range's columns are not needed while the scan file is written.
+        drop(columns);
         let meta = sink.finish()?;
         // The new files' directory entries must be durable before a manifest names them (the
         // files themselves were fsynced as they were written).

@@ -203,8 +203,9 @@ fn encode_times(c: &ScanColumns, unit: i64, base: i64) -> (Vec<u8>, Vec<u8>, Vec
     (codes, bytes, offsets)
 }
 
-/// Encodes `c` into a complete scan file image.
-fn encode(c: &ScanColumns) -> Vec<u8> {
+/// Writes `c` as a complete scan file image into `out`, array after array (so a large file
+/// is never held whole in memory); returns its length.
+fn encode_into(c: &ScanColumns, out: &mut impl Write) -> std::io::Result<usize> {
     debug_assert_eq!(c.starts.len(), c.keys.len() + 1);
     let narrow = |ids: &[u16], flag: u32| {
         if ids.iter().all(|&i| i < 256) {
@@ -224,55 +225,84 @@ fn encode(c: &ScanColumns) -> Vec<u8> {
     // The counts come from vectors that exist, so they always fit.
     let l = Layout::new(events, c.keys.len(), c.value_rows.len(), times.len(), flags)
         .unwrap_or_else(|| unreachable!("layout of in-memory columns overflows"));
-    let mut buf = vec![0u8; l.end];
-    buf[..8].copy_from_slice(MAGIC);
-    buf[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    buf[12..16].copy_from_slice(&flags.to_le_bytes());
-    buf[16..24].copy_from_slice(&(events as u64).to_le_bytes());
-    buf[24..32].copy_from_slice(&(c.keys.len() as u64).to_le_bytes());
-    buf[32..40].copy_from_slice(&(c.value_rows.len() as u64).to_le_bytes());
-    buf[40..48].copy_from_slice(&(times.len() as u64).to_le_bytes());
-    buf[48..56].copy_from_slice(&first.to_le_bytes());
-    buf[56..64].copy_from_slice(&last.to_le_bytes());
-    put(&mut buf, l.keys, &c.keys);
-    put(&mut buf, l.starts, &c.starts);
-    put(&mut buf, l.time_starts, &time_starts);
-    put_ids(&mut buf, l.names, &c.names, flags & NARROW_NAMES != 0);
+    let mut header = [0u8; HEADER];
+    header[..8].copy_from_slice(MAGIC);
+    header[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    header[12..16].copy_from_slice(&flags.to_le_bytes());
+    header[16..24].copy_from_slice(&(events as u64).to_le_bytes());
+    header[24..32].copy_from_slice(&(c.keys.len() as u64).to_le_bytes());
+    header[32..40].copy_from_slice(&(c.value_rows.len() as u64).to_le_bytes());
+    header[40..48].copy_from_slice(&(times.len() as u64).to_le_bytes());
+    header[48..56].copy_from_slice(&first.to_le_bytes());
+    header[56..64].copy_from_slice(&last.to_le_bytes());
+    let mut at = 0;
+    // Each array at its place in the layout: zeros up to it, then its bytes.
+    let mut put = |offset: usize, bytes: &[u8]| -> std::io::Result<()> {
+        debug_assert!(offset >= at);
+        out.write_all(&[0u8; 8][..offset.saturating_sub(at).min(8)])?;
+        out.write_all(bytes)?;
+        at = offset + bytes.len();
+        Ok(())
+    };
+    put(0, &header)?;
+    put(l.keys, bytemuck::cast_slice(&c.keys))?;
+    put(l.starts, bytemuck::cast_slice(&c.starts))?;
+    put(l.time_starts, bytemuck::cast_slice(&time_starts))?;
+    put_ids(&mut put, l.names, &c.names, flags & NARROW_NAMES != 0)?;
     put_ids(
-        &mut buf,
+        &mut put,
         l.channels,
         &c.channels,
         flags & NARROW_CHANNELS != 0,
-    );
-    put(&mut buf, l.value_rows, &c.value_rows);
-    put(&mut buf, l.value_vals, &c.value_vals);
-    buf[l.time_codes..l.times].copy_from_slice(&codes);
-    buf[l.times..l.end].copy_from_slice(&times);
-    buf
+    )?;
+    put(l.value_rows, bytemuck::cast_slice(&c.value_rows))?;
+    put(l.value_vals, bytemuck::cast_slice(&c.value_vals))?;
+    put(l.time_codes, &codes)?;
+    put(l.times, &times)?;
+    debug_assert_eq!(at, l.end);
+    Ok(l.end)
 }
 
-fn put<T: bytemuck::Pod>(buf: &mut [u8], at: usize, items: &[T]) {
-    let bytes: &[u8] = bytemuck::cast_slice(items);
-    buf[at..at + bytes.len()].copy_from_slice(bytes);
-}
-
-fn put_ids(buf: &mut [u8], at: usize, ids: &[u16], narrow: bool) {
-    if narrow {
-        for (slot, &id) in buf[at..at + ids.len()].iter_mut().zip(ids) {
-            *slot = id as u8;
-        }
-    } else {
-        put(buf, at, ids);
+/// Writes one- or two-byte dictionary indexes at `offset` through `put`.
+fn put_ids(
+    put: &mut impl FnMut(usize, &[u8]) -> std::io::Result<()>,
+    offset: usize,
+    ids: &[u16],
+    narrow: bool,
+) -> std::io::Result<()> {
+    if !narrow {
+        return put(offset, bytemuck::cast_slice(ids));
     }
+    let mut bytes = Vec::with_capacity(ids.len().min(1 << 16));
+    for (i, chunk) in ids.chunks(1 << 16).enumerate() {
+        bytes.clear();
+        bytes.extend(chunk.iter().map(|&id| id as u8));
+        put(offset + (i << 16), &bytes)?;
+    }
+    Ok(())
+}
+
+/// `c` as a complete scan file image in memory.
+fn encode(c: &ScanColumns) -> Vec<u8> {
+    let mut image = Vec::new();
+    // Writing into a vector cannot fail.
+    let _ = encode_into(c, &mut image);
+    image
 }
 
 /// Writes a scan file and fsyncs it; returns its size.
 pub fn write(path: &Path, c: &ScanColumns) -> Result<u64> {
-    let buf = encode(c);
-    let mut f = crate::fsutil::SteadyFile::create(path).at(path)?;
-    f.write_all(&buf).at(path)?;
-    f.finish().at(path)?;
-    Ok(buf.len() as u64)
+    let mut f = std::io::BufWriter::with_capacity(
+        1 << 20,
+        crate::fsutil::SteadyFile::create(path).at(path)?,
+    );
+    let len = encode_into(c, &mut f).at(path)?;
+    f.into_inner()
+        .map_err(|e| e.into_error())
+        .at(path)?
+        .finish()
+        .at(path)?;
+    Ok(len as u64)
 }
 
 enum Backing {
