@@ -882,7 +882,37 @@ fn find_duplicates(
         }
     }
     runs.push(run);
+    // Runs of similar length are merged (like a binary counter): a large import checks each
+    // digest against a few runs, not against one run per segment written before (which made
+    // the checks grow with the square of the import's size).
+    while let [.., a, b] = runs.as_slice()
+        && a.len() <= 2 * b.len()
+    {
+        let (b, a) = (
+            runs.pop().unwrap_or_default(),
+            runs.pop().unwrap_or_default(),
+        );
+        runs.push(merge_sorted(a, b));
+    }
     keep
+}
+
+/// The union of two ascending lists without common elements, ascending.
+fn merge_sorted(a: Vec<u128>, b: Vec<u128>) -> Vec<u128> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i] < b[j] {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
 }
 
 /// A durable log batch in the memtable, in column form ([`EventChunk`]): a few buffers
@@ -1453,6 +1483,26 @@ mod tests {
         assert_eq!(neighbours_within(&segs(&[5, 5, 5]), 5), None);
         assert_eq!(neighbours_within(&segs(&[7]), 5), None);
         assert_eq!(neighbours_within(&segs(&[]), 5), None);
+    }
+
+    /// Duplicates are found against every earlier chunk of a write, however its sorted runs
+    /// were merged, and the runs stay few.
+    #[test]
+    fn duplicates_are_found_across_many_chunks() {
+        let mut runs = Vec::new();
+        let chunk = |c: u128| (0..50u128).map(|i| i * 1000 + c).collect::<Vec<_>>();
+        for c in 0..40u128 {
+            // Each chunk holds 50 new digests and repeats one of every earlier chunk.
+            let mut digests = chunk(c);
+            digests.extend((0..c).map(|earlier| 7 * 1000 + earlier));
+            let keep = find_duplicates(&digests, None, &mut runs);
+            assert!(keep[..50].iter().all(|&k| k), "chunk {c}");
+            assert!(keep[50..].iter().all(|&k| !k), "chunk {c}");
+        }
+        assert!(runs.len() <= 6, "{} runs", runs.len());
+        let all: Vec<u128> = runs.concat();
+        assert_eq!(all.len(), 40 * 50);
+        assert!(runs.iter().all(|r| r.is_sorted()));
     }
 
     /// A record cut from a batch holds exactly the chosen events, as one JSON array.
