@@ -884,9 +884,11 @@ fn find_duplicates(
     runs.push(run);
     // Runs of similar length are merged (like a binary counter): a large import checks each
     // digest against a few runs, not against one run per segment written before (which made
-    // the checks grow with the square of the import's size).
+    // the checks grow with the square of the import's size). Up to a size: a merge holds both
+    // runs and their union at once.
     while let [.., a, b] = runs.as_slice()
         && a.len() <= 2 * b.len()
+        && a.len() + b.len() <= MAX_MERGED_RUN
     {
         let (b, a) = (
             runs.pop().unwrap_or_default(),
@@ -896,6 +898,10 @@ fn find_duplicates(
     }
     keep
 }
+
+/// The longest digest run an import merges (256 MB): beyond it runs are kept apart, one per
+/// 16 M events, few enough to check each digest against.
+const MAX_MERGED_RUN: usize = 16 << 20;
 
 /// The union of two ascending lists without common elements, ascending.
 fn merge_sorted(a: Vec<u128>, b: Vec<u128>) -> Vec<u128> {
