@@ -882,22 +882,29 @@ fn find_duplicates(
         }
     }
     runs.push(run);
-    // Runs of similar length are merged (like a binary counter): a large import checks each
-    // digest against a few runs, not against one run per segment written before (which made
-    // the checks grow with the square of the import's size). Up to a size: a merge holds both
-    // runs and their union at once.
-    while let [.., a, b] = runs.as_slice()
-        && a.len() <= 2 * b.len()
-        && a.len() + b.len() <= MAX_MERGED_RUN
-    {
-        let (b, a) = (
-            runs.pop().unwrap_or_default(),
-            runs.pop().unwrap_or_default(),
-        );
-        runs.push(merge_sorted(a, b));
+    // Beyond a few runs, the two neighbours shortest together are merged: a large import
+    // checks each digest against a few runs, not against one run per segment written before
+    // (which made the checks grow with the square of the import's size). A small import merges
+    // nothing (merging copies every digest into fresh memory, which costs more than a few
+    // sequential checks), and no merged run grows past `MAX_MERGED_RUN` (a merge holds both
+    // runs and their union).
+    while runs.len() > MAX_RUNS {
+        let Some(i) = (0..runs.len() - 1)
+            .filter(|&i| runs[i].len() + runs[i + 1].len() <= MAX_MERGED_RUN)
+            .min_by_key(|&i| runs[i].len() + runs[i + 1].len())
+        else {
+            break;
+        };
+        let b = runs.remove(i + 1);
+        let a = std::mem::take(&mut runs[i]);
+        runs[i] = merge_sorted(a, b);
     }
     keep
 }
+
+/// Digest runs an import keeps before it merges some (one per segment it wrote: 8 is an
+/// import of 16 M events).
+const MAX_RUNS: usize = 8;
 
 /// The longest digest run an import merges (256 MB): beyond it runs are kept apart, one per
 /// 16 M events, few enough to check each digest against.
@@ -1505,7 +1512,7 @@ mod tests {
             assert!(keep[..50].iter().all(|&k| k), "chunk {c}");
             assert!(keep[50..].iter().all(|&k| !k), "chunk {c}");
         }
-        assert!(runs.len() <= 6, "{} runs", runs.len());
+        assert_eq!(runs.len(), MAX_RUNS);
         let all: Vec<u128> = runs.concat();
         assert_eq!(all.len(), 40 * 50);
         assert!(runs.iter().all(|r| r.is_sorted()));
