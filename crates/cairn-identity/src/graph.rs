@@ -30,6 +30,8 @@
 //! unconditionally before any edge.
 
 use std::cmp::Ordering;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use cairn_model::{Event, EventKind, Micros};
 use serde::Serialize;
@@ -278,27 +280,65 @@ impl GraphBuilder {
         // first `n` elements (`on_two_threads` hands every index to exactly one call).
         unsafe { sightings.set_len(n) };
         sort_by_digest(&mut sightings);
-        let distinct = sightings
-            .windows(2)
-            .filter(|w| w[0][..2] != w[1][..2])
-            .count()
-            + usize::from(!sightings.is_empty());
+        // Runs of equal digests into nodes, on two threads: the list is cut between two runs
+        // near its middle, each half counts its runs (so the high half knows its first node
+        // number), then writes its nodes and each of its sightings' node. Every sighting is
+        // written once, so `occ_node` starts as fresh zeroed pages, not a filling pass.
+        let n = sightings.len();
+        let same = |a: &Sighting, b: &Sighting| a[..2] == b[..2];
+        let mut mid = n / 2;
+        while mid > 0 && mid < n && same(&sightings[mid - 1], &sightings[mid]) {
+            mid += 1;
+        }
+        let (low, high) = sightings.split_at(mid);
+        let runs = |part: &[Sighting]| {
+            part.windows(2).filter(|w| !same(&w[0], &w[1])).count() + usize::from(!part.is_empty())
+        };
+        let parallel = n >= 1 << 16;
+        let (low_runs, high_runs) = both(parallel, || runs(low), || runs(high));
+        let distinct = low_runs + high_runs;
         let mut nodes = Nodes {
             digests: Vec::with_capacity(distinct),
             extra: Vec::new(),
             occ: Vec::with_capacity(distinct),
         };
         let mut node_kind: Vec<u32> = Vec::with_capacity(distinct);
-        let mut occ_node = vec![NONE; sightings.len()];
-        for s in &sightings {
-            let d = sighting_digest(s);
-            let occ = (s[2] >> 32) as u32;
-            if nodes.digests.last() != Some(&d) {
-                nodes.digests.push(d);
-                nodes.occ.push(occ);
-                node_kind.push(s[2] as u32);
+        let mut occ_node = vec![0u32; n];
+        // SAFETY: `AtomicU32` has the size and bit validity of `u32`, and its alignment (4)
+        // is at least `u32`'s; the vector outlives the view and is not touched otherwise
+        // while the view lives.
+        let cells: &[AtomicU32] =
+            unsafe { &*(occ_node.as_mut_slice() as *mut [u32] as *const [AtomicU32]) };
+        type Out<'a, T> = &'a mut [MaybeUninit<T>];
+        let fill = |part: &[Sighting],
+                    first: usize,
+                    (digests, occs, kinds): (Out<u128>, Out<u32>, Out<u32>)| {
+            let mut at = 0;
+            for (i, s) in part.iter().enumerate() {
+                let occ = (s[2] >> 32) as u32;
+                if i == 0 || !same(&part[i - 1], s) {
+                    digests[at].write(sighting_digest(s));
+                    occs[at].write(occ);
+                    kinds[at].write(s[2] as u32);
+                    at += 1;
+                }
+                cells[occ as usize].store((first + at - 1) as u32, Relaxed);
             }
-            occ_node[occ as usize] = (nodes.digests.len() - 1) as u32;
+        };
+        let (d_low, d_high) = nodes.digests.spare_capacity_mut()[..distinct].split_at_mut(low_runs);
+        let (o_low, o_high) = nodes.occ.spare_capacity_mut()[..distinct].split_at_mut(low_runs);
+        let (k_low, k_high) = node_kind.spare_capacity_mut()[..distinct].split_at_mut(low_runs);
+        both(
+            parallel,
+            || fill(low, 0, (d_low, o_low, k_low)),
+            || fill(high, low_runs, (d_high, o_high, k_high)),
+        );
+        // SAFETY: each half wrote one node per run of its own, `low_runs` and `high_runs`
+        // of them, into its part of the first `distinct` elements.
+        unsafe {
+            nodes.digests.set_len(distinct);
+            nodes.occ.set_len(distinct);
+            node_kind.set_len(distinct);
         }
         drop(sightings);
 
@@ -349,7 +389,11 @@ impl GraphBuilder {
         drop(probes);
         let node_count = nodes.occ.len();
 
-        let mut detached = vec![false; node_count];
+        // Only when there are splits: asking for each link would be two cache misses more.
+        let mut detached = Vec::new();
+        if !splits.detached.is_empty() {
+            detached = vec![false; node_count];
+        }
         for s in &splits.detached {
             let id = &s.identifier;
             if let Some(n) = nodes.find(digest(&mut digest_buf, &id.kind, &id.value)) {
@@ -412,24 +456,35 @@ impl GraphBuilder {
             .collect();
         drop(occ_node);
 
-        sort_on_two_threads(&mut edges, |x, y| {
-            cause_order(&messages, &x.cause, &y.cause)
-                .then_with(|| rank(x.weak).cmp(&rank(y.weak)))
-                .then_with(|| cmp_nodes(x.weak, y.weak))
-                .then_with(|| cmp_nodes(x.strong, y.strong))
-        });
+        let parallel = edges.len() >= 1 << 16;
+        sort_by_time(
+            &mut edges,
+            &|e: &Edge| e.cause.time,
+            &|x: &Edge, y: &Edge| {
+                cause_order(&messages, &x.cause, &y.cause)
+                    .then_with(|| rank(x.weak).cmp(&rank(y.weak)))
+                    .then_with(|| cmp_nodes(x.weak, y.weak))
+                    .then_with(|| cmp_nodes(x.strong, y.strong))
+            },
+            parallel,
+        );
 
         let mut uf = UnionFind::new(&node_kind, idents.kinds(), &config);
-        for &(a, b) in &forced {
-            uf.union_unchecked(a, b);
-        }
+        // One end of each forced join that joined two sets: not a merge (see `merge_counts`).
+        let forced_joins: Vec<u32> = forced
+            .iter()
+            .filter(|&&(a, b)| uf.union_unchecked(a, b))
+            .map(|&(a, _)| a)
+            .collect();
         let mut conflicts = Vec::new();
         // A pair refused once is refused again at each later copy (profiles only grow, and
         // splits do not change here): it is one conflict, with its earliest message.
         let mut refused: FxSet<(u32, u32)> = FxSet::default();
         // The edges that joined two profiles stay, in place, as the merges.
         edges.retain(|e| {
-            let reason = if detached[e.strong as usize] || detached[e.weak as usize] {
+            let split =
+                !detached.is_empty() && (detached[e.strong as usize] || detached[e.weak as usize]);
+            let reason = if split {
                 Refusal::Split
             } else {
                 match uf.union(e.strong, e.weak) {
@@ -442,9 +497,17 @@ impl GraphBuilder {
             }
             false
         });
-        let root = uf.into_roots();
+        let (root, sizes) = uf.into_roots();
         IdentityGraph::new(
-            config, idents, aliases, nodes, root, messages, edges, conflicts, key_node,
+            config,
+            idents,
+            aliases,
+            nodes,
+            (root, sizes, forced_joins),
+            messages,
+            edges,
+            conflicts,
+            key_node,
         )
     }
 }
@@ -483,7 +546,23 @@ fn sort_by_digest(v: &mut [Sighting]) {
         v.sort_unstable_by_key(key);
         return;
     }
-    let bucket = |s: &Sighting| (s[0] >> 56) as usize;
+    let starts = into_buckets(v, |s| (s[0] >> 56) as usize);
+    let (low, high) = v.split_at_mut(starts[128]);
+    let sort_buckets = |part: &mut [Sighting], first: usize| {
+        let mut rest = part;
+        for b in first..first + 128 {
+            let (bucket, after) = std::mem::take(&mut rest).split_at_mut(starts[b + 1] - starts[b]);
+            bucket.sort_unstable_by_key(key);
+            rest = after;
+        }
+    };
+    both(true, || sort_buckets(low, 0), || sort_buckets(high, 128));
+}
+
+/// Puts `v` into 256 buckets by `bucket` (which must be below 256), in place (an American flag
+/// sort: one pass to count, one to swap each item straight to its bucket); returns where each
+/// bucket starts, and the end of the last.
+fn into_buckets<T: Copy>(v: &mut [T], bucket: impl Fn(&T) -> usize) -> [usize; 257] {
     let mut starts = [0usize; 257];
     for s in v.iter() {
         starts[bucket(s) + 1] += 1;
@@ -507,16 +586,58 @@ fn sort_by_digest(v: &mut [Sighting]) {
             next[b] += 1;
         }
     }
-    let (low, high) = v.split_at_mut(starts[128]);
-    let sort_buckets = |part: &mut [Sighting], first: usize| {
+    starts
+}
+
+/// Sorts by `cmp`, which orders by `time` first. One pass in place puts the items into 256
+/// buckets, the span of their times cut into equal parts; then each bucket, small enough to
+/// stay in the cache, is sorted on its own, the buckets of each half of the list on their own
+/// thread. A bucket still large (times bunched together) is cut again by its own span. A
+/// comparison sort of the whole list missed the cache at every step; this is most of the
+/// resolution's sort of ten million links.
+fn sort_by_time<T: Copy + Send>(
+    v: &mut [T],
+    time: &(impl Fn(&T) -> i64 + Sync),
+    cmp: &(impl Fn(&T, &T) -> Ordering + Sync),
+    parallel: bool,
+) {
+    if v.len() < 1 << 14 {
+        v.sort_unstable_by(cmp);
+        return;
+    }
+    let (lo, hi) = v.iter().fold((i64::MAX, i64::MIN), |(lo, hi), x| {
+        (lo.min(time(x)), hi.max(time(x)))
+    });
+    let span = hi.abs_diff(lo);
+    if span == 0 {
+        if parallel {
+            sort_on_two_threads(v, cmp);
+        } else {
+            v.sort_unstable_by(cmp);
+        }
+        return;
+    }
+    // `span >> shift` has at most 8 bits, so every bucket is below 256.
+    let shift = (64 - span.leading_zeros()).saturating_sub(8);
+    let starts = into_buckets(v, |x| (time(x).abs_diff(lo) >> shift) as usize);
+    // The two halves meet at the bucket boundary nearest the middle.
+    let half = (0..=256)
+        .min_by_key(|&b| starts[b].abs_diff(v.len() / 2))
+        .unwrap_or(0);
+    let sort_buckets = |part: &mut [T], buckets: std::ops::Range<usize>| {
         let mut rest = part;
-        for b in first..first + 128 {
+        for b in buckets {
             let (bucket, after) = std::mem::take(&mut rest).split_at_mut(starts[b + 1] - starts[b]);
-            bucket.sort_unstable_by_key(key);
+            sort_by_time(bucket, time, cmp, false);
             rest = after;
         }
     };
-    both(true, || sort_buckets(low, 0), || sort_buckets(high, 128));
+    let (low, high) = v.split_at_mut(starts[half]);
+    both(
+        parallel,
+        || sort_buckets(low, 0..half),
+        || sort_buckets(high, half..256),
+    );
 }
 
 /// `a()` and `b()`, on two threads when `parallel`.
@@ -722,11 +843,13 @@ impl UnionFind {
         Ok(true)
     }
 
-    fn union_unchecked(&mut self, a: u32, b: u32) {
+    /// Joins the two sets whatever the limits; whether they were two.
+    fn union_unchecked(&mut self, a: u32, b: u32) -> bool {
         let (ra, rb) = (self.find(a), self.find(b));
         if ra != rb {
             self.link(ra, rb);
         }
+        ra != rb
     }
 
     fn link(&mut self, ra: u32, rb: u32) {
@@ -743,10 +866,14 @@ impl UnionFind {
         }
     }
 
-    /// The root of every node.
-    fn into_roots(mut self) -> Vec<u32> {
+    /// The root of every node, and the size of every set by its root (0 at other nodes).
+    fn into_roots(mut self) -> (Vec<u32>, Vec<u32>) {
         let nodes = self.cells.len() / self.width;
-        (0..nodes as u32).map(|n| self.find(n)).collect()
+        let roots = (0..nodes as u32).map(|n| self.find(n)).collect();
+        let sizes = (0..nodes as u32)
+            .map(|n| if self.parent(n) == n { self.size(n) } else { 0 })
+            .collect();
+        (roots, sizes)
     }
 }
 
@@ -808,7 +935,7 @@ impl IdentityGraph {
         idents: Idents,
         aliases: Idents,
         nodes: Nodes,
-        root: Vec<u32>,
+        (root, sizes, forced_joins): (Vec<u32>, Vec<u32>, Vec<u32>),
         messages: Messages,
         merges: Vec<Edge>,
         conflicts: Vec<RawConflict>,
@@ -841,18 +968,23 @@ impl IdentityGraph {
             }
         }
         let map = ProfileMap::from_valid_representatives(&rep);
+        // Sizes come from the union-find, so grouping needs no counting pass (a random
+        // increment per node and per merge). A set of `size` nodes took `size - 1` joins:
+        // its merges, and the forced joins of store keys made in it.
+        let mut merge_counts: Vec<u32> = sizes.iter().map(|&s| s.saturating_sub(1)).collect();
+        for &a in &forced_joins {
+            merge_counts[root[a as usize] as usize] -= 1;
+        }
+        let merges_by_root = || {
+            merges
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (root[e.strong as usize], i as u32))
+        };
         let (members_of, merges_of) = both(
             n >= 1 << 16,
-            || Groups::new(n, root.iter().enumerate().map(|(i, &r)| (r, i as u32))),
-            || {
-                Groups::new(
-                    n,
-                    merges
-                        .iter()
-                        .enumerate()
-                        .map(|(i, e)| (root[e.strong as usize], i as u32)),
-                )
-            },
+            || Groups::with_counts(sizes, root.iter().enumerate().map(|(i, &r)| (r, i as u32))),
+            || Groups::with_counts(merge_counts, merges_by_root()),
         );
         // Both ends ended up together through another path: nothing to show.
         let split_ends = |c: &RawConflict| {

@@ -23,14 +23,24 @@ impl Groups {
                 items: Vec::new(),
             };
         }
-        let mut starts = vec![0u32; groups + 1];
+        let mut counts = vec![0u32; groups];
         for (g, _) in pairs.clone() {
-            starts[g as usize + 1] += 1;
+            counts[g as usize] += 1;
         }
-        for i in 1..starts.len() {
-            starts[i] += starts[i - 1];
+        Groups::with_counts(counts, pairs)
+    }
+
+    /// The same given how many items each group has (`counts[g]` for group `g`).
+    pub fn with_counts(counts: Vec<u32>, pairs: impl Iterator<Item = (u32, u32)>) -> Groups {
+        let groups = counts.len();
+        // The counts become the starts, in place.
+        let mut starts = counts;
+        let mut total = 0;
+        for c in starts.iter_mut() {
+            (*c, total) = (total, total + *c);
         }
-        let mut items = vec![0u32; starts[groups] as usize];
+        starts.push(total);
+        let mut items = vec![0u32; total as usize];
         // Each group fills from its start, moving it along to its end (the next group's
         // start); then the starts are shifted back into place. No second array of starts.
         for (g, item) in pairs {
