@@ -43,7 +43,7 @@ use crate::ident::{IdKind, Identifier, is_blocked};
 use crate::idents::{Idents, Texts};
 use crate::splits::Splits;
 
-use crate::hash::{FxSet, Groups};
+use crate::hash::{FxSet, Groups, PREFETCH_AHEAD, prefetch};
 
 const NONE: u32 = u32::MAX;
 
@@ -432,20 +432,43 @@ impl GraphBuilder {
                 weak,
             }
         };
-        // In place: an edge is as big as a link of sightings.
+        // Each link's sightings become its (strong, weak) nodes, in place. The reads are at
+        // random places: a link's sightings' nodes are asked for two steps ahead, and the kinds
+        // of those nodes (for their rank) one step ahead, so the cache misses overlap.
+        let mut edges = edges;
         let mut alias = 0;
+        for i in 0..edges.len() {
+            if let Some(&((a, b), _)) = edges.get(i + 2 * PREFETCH_AHEAD) {
+                if a != NONE {
+                    prefetch(&occ_node[a as usize]);
+                }
+                prefetch(&occ_node[b as usize]);
+            }
+            if let Some(&((a, b), _)) = edges.get(i + PREFETCH_AHEAD) {
+                if a != NONE {
+                    prefetch(&node_kind[occ_node[a as usize] as usize]);
+                }
+                prefetch(&node_kind[occ_node[b as usize] as usize]);
+            }
+            let ((a, b), cause) = edges[i];
+            let from = if a == NONE {
+                alias += 1;
+                alias_node[alias - 1]
+            } else {
+                occ_node[a as usize]
+            };
+            let e = edge(from, occ_node[b as usize], cause);
+            edges[i].0 = (e.strong, e.weak);
+        }
+        // Into edges, in place (an edge is as big as a link). An alias of an id to itself
+        // links nothing.
         let mut edges: Vec<Edge> = edges
             .into_iter()
-            .filter_map(|((a, b), cause)| {
-                let from = if a == NONE {
-                    alias += 1;
-                    alias_node[alias - 1]
-                } else {
-                    occ_node[a as usize]
-                };
-                let to = occ_node[b as usize];
-                // An alias of an id to itself links nothing.
-                (from != to).then(|| edge(from, to, cause))
+            .filter(|&((strong, weak), _)| strong != weak)
+            .map(|((strong, weak), cause)| Edge {
+                cause,
+                strong,
+                weak,
             })
             .collect();
         let key_node: Vec<u32> = key_occ
@@ -783,24 +806,6 @@ pub enum Refusal {
     Split,
 }
 
-/// How many items ahead a loop over random places asks for the next ones' cache lines.
-const PREFETCH_AHEAD: usize = 8;
-
-/// Asks the processor to start loading `x`'s cache line (a hint: nothing else happens).
-#[inline(always)]
-fn prefetch<T>(x: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch only hints the cache; it reads nothing the program sees and cannot
-    // fault, and `x` is a valid reference anyway. SSE is part of every x86_64 processor.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-            (x as *const T).cast::<i8>(),
-        );
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = x;
-}
-
 /// Union-find with, per root, its size and the number of identifiers of each limited kind,
 /// side by side in one array (`2 + limits` numbers a node): the links come in time order,
 /// which is random in node order, so each node visited is a cache miss, one and not three.
@@ -1022,10 +1027,12 @@ impl IdentityGraph {
             merge_counts[root[a as usize] as usize] -= 1;
         }
         let merges_by_root = || {
-            merges
-                .iter()
-                .enumerate()
-                .map(|(i, e)| (root[e.strong as usize], i as u32))
+            merges.iter().enumerate().map(|(i, e)| {
+                if let Some(ahead) = merges.get(i + PREFETCH_AHEAD) {
+                    prefetch(&root[ahead.strong as usize]);
+                }
+                (root[e.strong as usize], i as u32)
+            })
         };
         let (members_of, merges_of) = both(
             n >= 1 << 16,
