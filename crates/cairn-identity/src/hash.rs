@@ -23,20 +23,46 @@ impl Groups {
                 items: Vec::new(),
             };
         }
-        let mut starts = vec![0u32; groups + 1];
+        let mut counts = vec![0u32; groups];
         for (g, _) in pairs.clone() {
-            starts[g as usize + 1] += 1;
+            counts[g as usize] += 1;
         }
-        for i in 1..starts.len() {
-            starts[i] += starts[i - 1];
+        Groups::with_counts(counts, pairs)
+    }
+
+    /// The same given how many items each group has (`counts[g]` for group `g`).
+    pub fn with_counts(counts: Vec<u32>, pairs: impl Iterator<Item = (u32, u32)>) -> Groups {
+        let groups = counts.len();
+        // The counts become the starts, in place.
+        let mut starts = counts;
+        let mut total = 0;
+        for c in starts.iter_mut() {
+            (*c, total) = (total, total + *c);
         }
-        let mut items = vec![0u32; starts[groups] as usize];
+        starts.push(total);
+        let mut items = vec![0u32; total as usize];
         // Each group fills from its start, moving it along to its end (the next group's
         // start); then the starts are shifted back into place. No second array of starts.
-        for (g, item) in pairs {
+        // Groups come in any order: each pair waits in a ring while its group's start is
+        // fetched, and pairs are placed in the order they came.
+        let place = |starts: &mut [u32], items: &mut [u32], (g, item): (u32, u32)| {
             let at = &mut starts[g as usize];
             items[*at as usize] = item;
             *at += 1;
+        };
+        let mut ring = [(0u32, 0u32); PREFETCH_AHEAD];
+        let mut n = 0;
+        for pair in pairs {
+            prefetch(&starts[pair.0 as usize]);
+            let slot = &mut ring[n % PREFETCH_AHEAD];
+            if n >= PREFETCH_AHEAD {
+                place(&mut starts, &mut items, *slot);
+            }
+            *slot = pair;
+            n += 1;
+        }
+        for k in n.saturating_sub(PREFETCH_AHEAD)..n {
+            place(&mut starts, &mut items, ring[k % PREFETCH_AHEAD]);
         }
         starts.copy_within(0..groups, 1);
         starts[0] = 0;
@@ -55,4 +81,22 @@ impl Groups {
     pub fn non_empty(&self) -> usize {
         self.starts.windows(2).filter(|w| w[1] > w[0]).count()
     }
+}
+
+/// How many items ahead a loop over random places asks for the next ones' cache lines.
+pub(crate) const PREFETCH_AHEAD: usize = 8;
+
+/// Asks the processor to start loading `x`'s cache line (a hint: nothing else happens).
+#[inline(always)]
+pub(crate) fn prefetch<T>(x: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch only hints the cache; it reads nothing the program sees and cannot
+    // fault, and `x` is a valid reference anyway. SSE is part of every x86_64 processor.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            (x as *const T).cast::<i8>(),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
 }

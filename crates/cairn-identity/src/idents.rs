@@ -97,9 +97,42 @@ pub(crate) struct Texts {
 struct Chunk {
     text: String,
     /// Where each string ends in `text`.
-    ends: Vec<u64>,
+    ends: Ends,
     /// Each string's tag, when tags are given.
     tags: Vec<u32>,
+}
+
+/// Where each string of a chunk ends: 4 bytes a string (ten million identifiers and as many
+/// message ids: 110 MB less than 8), unless the chunk's text outgrows `u32` (strings of 64 KB
+/// on average), from then on 8.
+#[derive(Debug)]
+enum Ends {
+    Narrow(Vec<u32>),
+    Wide(Vec<u64>),
+}
+
+impl Ends {
+    fn get(&self, i: usize) -> usize {
+        match self {
+            Ends::Narrow(v) => v[i] as usize,
+            Ends::Wide(v) => v[i] as usize,
+        }
+    }
+
+    fn push(&mut self, end: usize) {
+        match self {
+            Ends::Narrow(v) => match u32::try_from(end) {
+                Ok(end) => v.push(end),
+                Err(_) => {
+                    let mut wide: Vec<u64> = Vec::with_capacity(v.capacity().max(v.len() + 1));
+                    wide.extend(v.iter().map(|&e| u64::from(e)));
+                    wide.push(end as u64);
+                    *self = Ends::Wide(wide);
+                }
+            },
+            Ends::Wide(v) => v.push(end as u64),
+        }
+    }
 }
 
 impl Texts {
@@ -112,13 +145,13 @@ impl Texts {
         if self.len.is_multiple_of(CHUNK) {
             self.chunks.push(Chunk {
                 text: String::with_capacity(CHUNK * 16),
-                ends: Vec::with_capacity(CHUNK),
+                ends: Ends::Narrow(Vec::with_capacity(CHUNK)),
                 tags: Vec::with_capacity(if tag.is_some() { CHUNK } else { 0 }),
             });
         }
         let c = &mut self.chunks[self.len / CHUNK];
         c.text.push_str(value);
-        c.ends.push(c.text.len() as u64);
+        c.ends.push(c.text.len());
         if let Some(tag) = tag {
             c.tags.push(tag);
         }
@@ -129,8 +162,8 @@ impl Texts {
     pub fn get(&self, n: u32) -> &str {
         let n = n as usize;
         let (c, i) = (&self.chunks[n / CHUNK], n % CHUNK);
-        let start = if i == 0 { 0 } else { c.ends[i - 1] as usize };
-        &c.text[start..c.ends[i] as usize]
+        let start = if i == 0 { 0 } else { c.ends.get(i - 1) };
+        &c.text[start..c.ends.get(i)]
     }
 
     /// The tag of string `n` (pushed with one).
@@ -166,6 +199,18 @@ mod tests {
                 assert_eq!(store.cmp(a as u32, b as u32), ia.cmp(ib), "{ia} vs {ib}");
             }
         }
+    }
+
+    #[test]
+    fn ends_widen_past_four_gigabytes() {
+        let mut ends = Ends::Narrow(Vec::new());
+        let big = u32::MAX as usize + 10;
+        for end in [3, 7, u32::MAX as usize, big, big + 1] {
+            ends.push(end);
+        }
+        assert!(matches!(ends, Ends::Wide(_)));
+        let got: Vec<usize> = (0..5).map(|i| ends.get(i)).collect();
+        assert_eq!(got, [3, 7, u32::MAX as usize, big, big + 1]);
     }
 
     #[test]

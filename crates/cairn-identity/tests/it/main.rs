@@ -2,6 +2,7 @@
 //! conflicts, splits, and stitched scans over a real store.
 
 mod bench;
+mod golden;
 
 /// The allocator of the `cairn` binary, so that the ignored benchmark measures what the
 /// product does (its big maps on transparent huge pages).
