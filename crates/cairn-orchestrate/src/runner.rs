@@ -985,7 +985,6 @@ impl Runner {
     /// round, so no snapshot is loaded (loading one parses the log tail not yet in a segment,
     /// up to a memtable's worth of events: too much for every idle poll).
     fn round_with(&mut self, appended: bool) -> Result<bool> {
-        self.sync_registry()?;
         let now = self.clock.now();
         let mut batch = Vec::new();
         let mut upto = self.peek;
@@ -1001,6 +1000,10 @@ impl Runner {
                 batch.sort_by_key(|i| i.seq);
             }
         }
+        // The registry is read after the log: every event of this round was appended before
+        // it, so an event appended after a pause (or archive) was written meets the pause.
+        // (Read first, a pause landing between the two reads let the events after it enter.)
+        self.sync_registry()?;
         let due = self.engine.next_due().is_some_and(|d| d <= now);
         // The first step counts history into segments (and sets their timers), with or
         // without new events.
