@@ -25,7 +25,9 @@ fn profiles() -> u64 {
 fn call(i: u64, profiles: u64) -> Event {
     // Call `i` is call `i / profiles` of profile `scramble(i % profiles)`.
     let round = i / profiles;
-    let p = (i % profiles).wrapping_mul(0x9E37_79B9) % profiles;
+    // A prime multiplier (above any profile count) makes this a bijection for every count;
+    // 0x9E3779B9, a multiple of 3, was not one when the count was.
+    let p = (i % profiles).wrapping_mul(2_654_435_761) % profiles;
     let user = format!("user-{p}");
     let (kind, anon, previous) = if round < 4 {
         (EventKind::Identify, Some(format!("anon-{p}-{round}")), None)
