@@ -834,9 +834,9 @@ struct Grouped<'s> {
     cursors: Vec<usize>,
     holders: Vec<usize>,
     order: Vec<u32>,
-    /// Per source: where the values of the customer read last from it end, and its index
-    /// (see `values_into_from`).
-    value_cursors: Vec<(usize, usize)>,
+    /// Per source: where the values of the key read last from it end (see
+    /// `values_into_from`).
+    value_cursors: Vec<usize>,
 }
 
 impl<'s> Grouped<'s> {
@@ -848,8 +848,7 @@ impl<'s> Grouped<'s> {
         let runs = &mut self.runs;
         runs.clear();
         self.cursors.resize(sources.len(), 0);
-        self.value_cursors
-            .resize(sources.len(), (usize::MAX, usize::MAX));
+        self.value_cursors.resize(sources.len(), usize::MAX);
         // Each key's run is in time order, so the whole is where every run starts no earlier
         // than the one before ends: checked at the seams, not over every event.
         let mut sorted = true;
@@ -877,16 +876,12 @@ impl<'s> Grouped<'s> {
                             .extend_into(rows.clone(), &mut runs.channels);
                     }
                     if c.values {
-                        // A group's keys are often neighbours (an anonymous id, then the id
-                        // it signed in with), and so are consecutive groups: the values
-                        // cursor carries over from the customer just before, else it
-                        // searches (a cursor further back would walk past every customer in
-                        // between).
-                        let (cursor, last) = &mut self.value_cursors[h];
-                        if last.wrapping_add(1) != i {
-                            *cursor = usize::MAX;
-                        }
-                        *last = i;
+                        // Groups come in the order of their first keys, and a group's keys
+                        // are often neighbours (an anonymous id, then the id it signed in
+                        // with): the cursor of the key read before is close (see
+                        // `values_into_from`), where a fresh search per key cost as much as
+                        // the values' copy.
+                        let cursor = &mut self.value_cursors[h];
                         scan.values_into_from(rows.clone(), cursor, &mut runs.scratch);
                         runs.values.extend_from_slice(&runs.scratch);
                     }
