@@ -8,9 +8,16 @@
 //! tail is not covered by any manifest version, so it is never cached. The file holds key
 //! numbers only, no identifier.
 //!
-//! Format: `CAIRNMAP` + version u32, stamp u128, key count u64, then the profile's lowest key
-//! for every key (u32), all little-endian.
+//! The file holds the [`ProfileMap`]'s own arrays, so a command maps it and reads it in place
+//! (page-cache pages, nothing copied or rebuilt); they are checked once on load (sizes, every
+//! multi-key profile's keys ascending and pointing back to it), since a stitched scan trusts
+//! them. A file that fails any check is ignored and the map built again.
+//!
+//! Format, all little-endian u32 unless said: `CAIRNMAP`, version, 0, stamp (u128), key count
+//! (u64), multi-key profile count G (u64), member count M (u64); then `group_of` (one per key),
+//! `starts` (G + 1), `members` (M).
 
+use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
@@ -19,10 +26,60 @@ use cairn_store::{Snapshot, StoreError};
 use crate::config::Config;
 use crate::graph::ProfileMap;
 use crate::splits::Splits;
+use crate::stitch::{ALONE, Groups};
 
 pub const MAP_FILE: &str = "identity-map.bin";
 const MAGIC: &[u8; 8] = b"CAIRNMAP";
-const VERSION: u32 = 1;
+/// 1 held each key's representative and was rebuilt into a map by every command.
+const VERSION: u32 = 2;
+const HEADER: usize = 8 + 4 + 4 + 16 + 8 + 8 + 8;
+
+/// The key → profile map a command stitches with: mapped from the cache file, or built.
+pub struct Profiles {
+    inner: Inner,
+}
+
+enum Inner {
+    /// The file, checked; `groups` and `members` are the counts G and M of its header.
+    Mapped {
+        map: memmap2::Mmap,
+        keys: usize,
+        groups: usize,
+    },
+    Built(ProfileMap),
+}
+
+impl Profiles {
+    /// The map as stitched scans read it.
+    pub fn groups(&self) -> Groups<'_> {
+        match &self.inner {
+            Inner::Mapped { map, keys, groups } => {
+                let (group_of, starts, members) = split(map, *keys, *groups);
+                Groups::new(group_of, starts, members)
+            }
+            Inner::Built(map) => map.into(),
+        }
+    }
+
+    /// The key a stitched scan reports a profile under: its lowest key.
+    pub fn representative(&self, key: u32) -> u32 {
+        self.groups().representative(key)
+    }
+
+    /// Number of profiles with more than one key.
+    pub fn multi_key_profiles(&self) -> usize {
+        self.groups().multi_key_profiles()
+    }
+}
+
+/// The three arrays of a mapped file whose size matched its header: `u32`s from offset
+/// `HEADER` (a multiple of 4) of a page-aligned mapping, so the casts cannot fail.
+fn split(map: &[u8], keys: usize, groups: usize) -> (&[u32], &[u32], &[u32]) {
+    let all: &[u32] = bytemuck::cast_slice(&map[HEADER..]);
+    let (group_of, rest) = all.split_at(keys);
+    let (starts, members) = rest.split_at(groups + 1);
+    (group_of, starts, members)
+}
 
 /// What a map derived from `snapshot` under these rules is stamped with; `None` when the
 /// snapshot holds log events (not described by the manifest alone).
@@ -57,7 +114,7 @@ pub fn profile_map(
     snapshot: &Snapshot,
     config: &Config,
     splits: &Splits,
-) -> Result<(ProfileMap, bool), StoreError> {
+) -> Result<(Profiles, bool), StoreError> {
     let stamp = stamp(snapshot, config, splits);
     if let Some(s) = stamp
         && let Some(map) = load(dir, s, snapshot.key_count())
@@ -67,41 +124,249 @@ pub fn profile_map(
     let graph = crate::build(snapshot, config, splits)?;
     let map = graph.profile_map().clone();
     if let Some(s) = stamp {
-        let _ = save(dir, s, &map, snapshot.key_count());
+        let _ = save(dir, s, &map);
     }
+    let map = Profiles {
+        inner: Inner::Built(map),
+    };
     Ok((map, false))
 }
 
-fn load(dir: &Path, stamp: u128, keys: usize) -> Option<ProfileMap> {
-    let bytes = std::fs::read(dir.join(MAP_FILE)).ok()?;
-    let header = 8 + 4 + 16 + 8;
-    if bytes.len() != header + 4 * keys || &bytes[..8] != MAGIC {
+fn load(dir: &Path, stamp: u128, keys: usize) -> Option<Profiles> {
+    // The arrays are read in place, as little-endian words.
+    if cfg!(target_endian = "big") {
         return None;
     }
-    let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap_or_default());
-    let version = u32_at(8);
-    let found = u128::from_le_bytes(bytes[12..28].try_into().ok()?);
-    let count = u64::from_le_bytes(bytes[28..36].try_into().ok()?);
+    let file = File::open(dir.join(MAP_FILE)).ok()?;
+    // SAFETY: the file is never modified in place: `save` writes a new file and renames it
+    // over this one, which leaves the mapped file as it was.
+    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+    let bytes: &[u8] = &map;
+    let word = |i: usize| {
+        bytes
+            .get(i..i + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
+    if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+        return None;
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().ok()?);
+    let found = u128::from_le_bytes(bytes[16..32].try_into().ok()?);
+    let (count, groups, members) = (word(32)?, word(40)?, word(48)?);
     if version != VERSION || found != stamp || count != keys as u64 {
         return None;
     }
-    let rep: Vec<u32> = (0..keys).map(|k| u32_at(header + 4 * k)).collect();
-    ProfileMap::from_representatives(rep)
+    let words = (keys as u64)
+        .checked_add(groups)?
+        .checked_add(1)?
+        .checked_add(members)?;
+    if bytes.len() as u64 != words.checked_mul(4)?.checked_add(HEADER as u64)? {
+        return None;
+    }
+    let groups = groups as usize;
+    let (group_of, starts, members) = split(bytes, keys, groups);
+    if !valid(group_of, starts, members) {
+        return None;
+    }
+    Some(Profiles {
+        inner: Inner::Mapped { map, keys, groups },
+    })
 }
 
-fn save(dir: &Path, stamp: u128, map: &ProfileMap, keys: usize) -> std::io::Result<()> {
-    let mut bytes = Vec::with_capacity(36 + 4 * keys);
+/// Whether the arrays describe a profile map that a stitched scan can trust: `starts` cut
+/// `members` into profiles of at least two keys, each ascending, each key pointing back to
+/// its profile in `group_of`, and no other key pointing to any profile.
+fn valid(group_of: &[u32], starts: &[u32], members: &[u32]) -> bool {
+    if starts.first() != Some(&0) || starts.last().map(|&s| s as usize) != Some(members.len()) {
+        return false;
+    }
+    // First the pass in order, which brings `group_of` into the cache for the lookups below
+    // faster than they would one by one.
+    if group_of.iter().filter(|&&g| g != ALONE).count() != members.len() {
+        return false;
+    }
+    for (g, w) in starts.windows(2).enumerate() {
+        let Some(keys) = members.get(w[0] as usize..w[1] as usize) else {
+            return false;
+        };
+        if keys.len() < 2
+            || !keys.is_sorted_by(|a, b| a < b)
+            || keys
+                .iter()
+                .any(|&k| group_of.get(k as usize) != Some(&(g as u32)))
+        {
+            return false;
+        }
+    }
+    true
+}
+
+fn save(dir: &Path, stamp: u128, map: &ProfileMap) -> std::io::Result<()> {
+    let (group_of, starts, members) = map.arrays();
+    // An empty (default) map has no `starts` at all; the file always has G + 1 of them.
+    let starts: &[u32] = if starts.is_empty() { &[0] } else { starts };
+    let words = group_of.len() + starts.len() + members.len();
+    let mut bytes = Vec::with_capacity(HEADER + 4 * words);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&VERSION.to_le_bytes());
+    bytes.extend_from_slice(&0u32.to_le_bytes());
     bytes.extend_from_slice(&stamp.to_le_bytes());
-    bytes.extend_from_slice(&(keys as u64).to_le_bytes());
-    for k in 0..keys as u32 {
-        bytes.extend_from_slice(&map.representative(k).to_le_bytes());
+    for n in [group_of.len(), starts.len() - 1, members.len()] {
+        bytes.extend_from_slice(&(n as u64).to_le_bytes());
+    }
+    for array in [group_of, starts, members] {
+        for w in array {
+            bytes.extend_from_slice(&w.to_le_bytes());
+        }
     }
     // A temporary file per process: readers run concurrently and may all save.
     let tmp = dir.join(format!("{MAP_FILE}.{}.tmp", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut f = File::create(&tmp)?;
     f.write_all(&bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, dir.join(MAP_FILE))
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_model::{Event, EventKind};
+    use cairn_store::{Options, Store};
+
+    use super::*;
+
+    /// Profiles {0, 2}, {1, 3, 5}; 4 and 6 alone.
+    fn map() -> ProfileMap {
+        ProfileMap::from_representatives(vec![0, 1, 0, 1, 4, 1, 6]).expect("valid")
+    }
+
+    fn reps(p: &Profiles, keys: u32) -> Vec<u32> {
+        (0..keys).map(|k| p.representative(k)).collect()
+    }
+
+    fn saved(map: &ProfileMap, stamp: u128) -> (tempfile::TempDir, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        save(dir.path(), stamp, map).unwrap();
+        let bytes = std::fs::read(dir.path().join(MAP_FILE)).unwrap();
+        (dir, bytes)
+    }
+
+    #[test]
+    fn a_saved_map_is_mapped_back_as_it_was() {
+        let (dir, _) = saved(&map(), 7);
+        let p = load(dir.path(), 7, 7).expect("a matching file");
+        assert!(matches!(p.inner, Inner::Mapped { .. }));
+        assert_eq!(reps(&p, 7), [0, 1, 0, 1, 4, 1, 6]);
+        assert_eq!(p.multi_key_profiles(), 2);
+        assert_eq!(p.groups().keys(5), Some(&[1, 3, 5][..]));
+        assert_eq!(p.groups().keys(4), None);
+        // A map without any multi-key profile, and the empty one.
+        let (dir, _) = saved(&ProfileMap::from_representatives(vec![0, 1]).unwrap(), 1);
+        assert_eq!(load(dir.path(), 1, 2).unwrap().multi_key_profiles(), 0);
+        let (dir, _) = saved(&ProfileMap::default(), 1);
+        assert_eq!(load(dir.path(), 1, 0).unwrap().multi_key_profiles(), 0);
+    }
+
+    #[test]
+    fn a_stale_or_damaged_map_file_is_not_used() {
+        let (dir, good) = saved(&map(), 7);
+        let path = dir.path().join(MAP_FILE);
+        assert!(load(dir.path(), 8, 7).is_none(), "another stamp");
+        assert!(load(dir.path(), 7, 8).is_none(), "another key count");
+        // Where word `i` after the header is: group_of 0..7, starts 7..10, members 10..15
+        // (0 2 | 1 3 5).
+        fn word(i: usize) -> usize {
+            HEADER + 4 * i
+        }
+        type Damage = fn(&mut Vec<u8>);
+        let damaged: [(&str, Damage); 12] = [
+            ("cut short", |b| b.truncate(b.len() - 4)),
+            ("a word too long", |b| b.extend_from_slice(&[0; 4])),
+            ("header only", |b| b.truncate(HEADER)),
+            ("empty", |b| b.clear()),
+            ("another magic", |b| b[0] = b'X'),
+            ("version 1", |b| {
+                b[8..12].copy_from_slice(&1u32.to_le_bytes())
+            }),
+            ("profile count", |b| b[40] = 3),
+            ("members not ascending", |b| {
+                b[word(10)..word(12)].copy_from_slice(&[2, 0, 0, 0, 0, 0, 0, 0])
+            }),
+            ("a member of another profile", |b| {
+                b[word(3)..word(4)].copy_from_slice(&0u32.to_le_bytes())
+            }),
+            ("a lone key claiming a profile", |b| {
+                b[word(4)..word(5)].copy_from_slice(&1u32.to_le_bytes())
+            }),
+            ("a profile of one key", |b| {
+                b[word(8)..word(9)].copy_from_slice(&1u32.to_le_bytes())
+            }),
+            ("a member beyond the keys", |b| {
+                b[word(14)..word(15)].copy_from_slice(&9u32.to_le_bytes())
+            }),
+        ];
+        for (what, damage) in damaged {
+            let mut bytes = good.clone();
+            damage(&mut bytes);
+            std::fs::write(&path, &bytes).unwrap();
+            assert!(load(dir.path(), 7, 7).is_none(), "{what}");
+        }
+        std::fs::write(&path, &good).unwrap();
+        assert!(load(dir.path(), 7, 7).is_some(), "the undamaged file again");
+    }
+
+    fn event(msg: &str, kind: EventKind, user: Option<&str>, anon: Option<&str>) -> Event {
+        Event {
+            message_id: msg.into(),
+            kind,
+            event: "page_view".into(),
+            user_id: user.map(Into::into),
+            anonymous_id: anon.map(Into::into),
+            timestamp: 1_000_000,
+            sent_at: None,
+            received_at: None,
+            channel: "web".into(),
+            value: None,
+            group_id: None,
+            previous_id: None,
+            properties: None,
+            traits: None,
+            context: None,
+        }
+    }
+
+    #[test]
+    fn a_command_rebuilds_and_rewrites_a_damaged_map_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        let mut txn = store.import().unwrap();
+        txn.add(vec![
+            event("1", EventKind::Track, None, Some("anon-a")),
+            event("2", EventKind::Track, Some("ann"), None),
+            event("3", EventKind::Identify, Some("ann"), Some("anon-a")),
+            event("4", EventKind::Track, Some("bob"), None),
+        ])
+        .unwrap();
+        txn.commit().unwrap();
+        let snap = store.snapshot().unwrap();
+        let (config, splits) = (Config::default(), Splits::default());
+        let run = || profile_map(dir.path(), &snap, &config, &splits).unwrap();
+        let (built, cached) = run();
+        assert!(!cached);
+        let want = reps(&built, snap.key_count() as u32);
+        assert_eq!(built.multi_key_profiles(), 1);
+        let (p, cached) = run();
+        assert!(cached && matches!(p.inner, Inner::Mapped { .. }));
+        assert_eq!(reps(&p, snap.key_count() as u32), want);
+        // A lone key claims the profile: the file is ignored, the map built and saved again.
+        let path = dir.path().join(MAP_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let bob = snap.customer_key("bob").unwrap() as usize;
+        bytes[HEADER + 4 * bob..HEADER + 4 * bob + 4].copy_from_slice(&0u32.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let (p, cached) = run();
+        assert!(!cached);
+        assert_eq!(reps(&p, snap.key_count() as u32), want);
+        assert!(run().1, "rewritten for the next command");
+    }
 }

@@ -1337,6 +1337,12 @@ impl ProfileMap {
         }
         Some(ProfileMap::from_valid_representatives(&rep))
     }
+
+    /// The map's arrays as stored: (`group_of`, `starts`, `members`), as documented on the
+    /// fields; what `identity-map.bin` holds, so a command can map them instead of rebuilding.
+    pub fn arrays(&self) -> (&[u32], &[u32], &[u32]) {
+        (&self.group_of, &self.starts, &self.members)
+    }
 }
 
 #[cfg(test)]

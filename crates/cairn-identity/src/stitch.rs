@@ -22,30 +22,91 @@
 
 use cairn_store::{Columns, Customer, Snapshot, StoreError};
 
+use crate::cache::Profiles;
 use crate::graph::ProfileMap;
+
+/// Which keys form one profile, as a stitched scan reads it: the arrays of a [`ProfileMap`]
+/// (see its fields), borrowed from the map or from the mapped `identity-map.bin`
+/// ([`Profiles`]), so a command that reads the cache builds nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct Groups<'a> {
+    group_of: &'a [u32],
+    starts: &'a [u32],
+    members: &'a [u32],
+}
+
+/// `group_of` of a key whose profile has no other key, as in [`ProfileMap`].
+pub(crate) const ALONE: u32 = u32::MAX;
+
+impl<'a> Groups<'a> {
+    /// Arrays checked to describe a map (see `cache::check`), or taken from a [`ProfileMap`].
+    pub(crate) fn new(group_of: &'a [u32], starts: &'a [u32], members: &'a [u32]) -> Groups<'a> {
+        Groups {
+            group_of,
+            starts,
+            members,
+        }
+    }
+
+    /// All keys of the profile of `key` (ascending, so its lowest first) when it has several.
+    #[inline]
+    pub fn keys(&self, key: u32) -> Option<&'a [u32]> {
+        let g = *self.group_of.get(key as usize)? as usize;
+        if g == ALONE as usize {
+            return None;
+        }
+        self.members
+            .get(*self.starts.get(g)? as usize..*self.starts.get(g + 1)? as usize)
+    }
+
+    /// The key a stitched scan reports a profile under: its lowest key.
+    pub fn representative(&self, key: u32) -> u32 {
+        self.keys(key).map_or(key, |keys| keys[0])
+    }
+
+    /// Number of profiles with more than one key.
+    pub fn multi_key_profiles(&self) -> usize {
+        self.starts.len().saturating_sub(1)
+    }
+}
+
+impl<'a> From<&'a ProfileMap> for Groups<'a> {
+    fn from(map: &'a ProfileMap) -> Groups<'a> {
+        let (group_of, starts, members) = map.arrays();
+        Groups::new(group_of, starts, members)
+    }
+}
+
+impl<'a> From<&'a Profiles> for Groups<'a> {
+    fn from(map: &'a Profiles) -> Groups<'a> {
+        map.groups()
+    }
+}
 
 /// Visits every profile once, with its merged events in time order, in the order of each
 /// profile's first key that holds events.
-pub fn scan_profiles(
+pub fn scan_profiles<'a>(
     snapshot: &Snapshot,
-    map: &ProfileMap,
+    map: impl Into<Groups<'a>>,
     columns: Columns,
     visit: impl FnMut(Customer<'_>),
 ) -> Result<(), StoreError> {
-    let group = |key| map.group(key).map(|(_, keys)| keys);
+    let map = map.into();
+    let group = |key| map.keys(key);
     snapshot.scan_grouped(columns, &group, visit)
 }
 
 /// [`Snapshot::scan_parallel`] over profiles: the same states, threads and callback. A
 /// profile is visited by the thread whose key range holds its first key with events.
-pub fn scan_profiles_parallel<S: Send>(
+pub fn scan_profiles_parallel<'a, S: Send>(
     snapshot: &Snapshot,
-    map: &ProfileMap,
+    map: impl Into<Groups<'a>>,
     columns: Columns,
     threads: usize,
     init: impl Fn() -> S + Sync,
     visit: impl Fn(&mut S, Customer<'_>) + Sync,
 ) -> Result<Vec<S>, StoreError> {
-    let group = |key| map.group(key).map(|(_, keys)| keys);
+    let map = map.into();
+    let group = |key| map.keys(key);
     snapshot.scan_parallel_grouped(columns, &group, threads, init, visit)
 }

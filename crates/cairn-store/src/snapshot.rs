@@ -46,6 +46,9 @@ impl Columns {
     };
 }
 
+/// The `group` of scans without groups: every key alone.
+type Alone = fn(u32) -> Option<&'static [u32]>;
+
 /// One customer's events, as parallel slices in time order.
 #[derive(Debug, Clone, Copy)]
 pub struct Customer<'a> {
@@ -297,7 +300,7 @@ impl Snapshot {
     pub fn scan(&self, columns: Columns, mut visit: impl FnMut(Customer<'_>)) -> Result<()> {
         let arrays = self.load_properties(columns)?;
         let texts = property_texts(&self.sources, &arrays, columns);
-        self.scan_range(columns, None, &texts, 0..u32::MAX, &mut visit);
+        self.scan_range(columns, None::<&Alone>, &texts, 0..u32::MAX, &mut visit);
         Ok(())
     }
 
@@ -310,10 +313,10 @@ impl Snapshot {
     /// buffered until a later key comes by. Keys alone are visited as by [`Snapshot::scan`].
     /// Times are always read for a group's keys (to merge them), whatever `columns.times`
     /// says, but handed out only when asked for.
-    pub fn scan_grouped<'g>(
+    pub fn scan_grouped<'g, G: Fn(u32) -> Option<&'g [u32]> + Sync + ?Sized>(
         &self,
         columns: Columns,
-        group: &(dyn Fn(u32) -> Option<&'g [u32]> + Sync),
+        group: &G,
         mut visit: impl FnMut(Customer<'_>),
     ) -> Result<()> {
         let arrays = self.load_properties(columns)?;
@@ -324,10 +327,10 @@ impl Snapshot {
 
     /// [`Snapshot::scan_grouped`] on `threads` threads, like [`Snapshot::scan_parallel`]: a
     /// group is visited by the thread whose key range holds its first key with events.
-    pub fn scan_parallel_grouped<'g, S: Send>(
+    pub fn scan_parallel_grouped<'g, S: Send, G: Fn(u32) -> Option<&'g [u32]> + Sync + ?Sized>(
         &self,
         columns: Columns,
-        group: &(dyn Fn(u32) -> Option<&'g [u32]> + Sync),
+        group: &G,
         threads: usize,
         init: impl Fn() -> S + Sync,
         visit: impl Fn(&mut S, Customer<'_>) + Sync,
@@ -344,13 +347,15 @@ impl Snapshot {
         init: impl Fn() -> S + Sync,
         visit: impl Fn(&mut S, Customer<'_>) + Sync,
     ) -> Result<Vec<S>> {
-        self.parallel(columns, None, threads, init, visit)
+        self.parallel(columns, None::<&Alone>, threads, init, visit)
     }
 
-    fn parallel<'g, S: Send>(
+    /// Generic over `group` (not `dyn`): the scan asks it about every key, and most keys are
+    /// alone, so the check inlines to one array read.
+    fn parallel<'g, S: Send, G: Fn(u32) -> Option<&'g [u32]> + Sync + ?Sized>(
         &self,
         columns: Columns,
-        group: Option<&(dyn Fn(u32) -> Option<&'g [u32]> + Sync)>,
+        group: Option<&G>,
         threads: usize,
         init: impl Fn() -> S + Sync,
         visit: impl Fn(&mut S, Customer<'_>) + Sync,
@@ -443,10 +448,10 @@ impl Snapshot {
             .collect()
     }
 
-    fn scan_range<'g>(
+    fn scan_range<'g, G: Fn(u32) -> Option<&'g [u32]> + Sync + ?Sized>(
         &self,
         columns: Columns,
-        group: Option<&(dyn Fn(u32) -> Option<&'g [u32]> + Sync)>,
+        group: Option<&G>,
         texts: &[Vec<&str>],
         range: Range<u32>,
         visit: &mut dyn FnMut(Customer<'_>),
@@ -462,6 +467,9 @@ impl Snapshot {
         let mut single = Merged::default();
         let mut holders: Vec<usize> = Vec::with_capacity(self.sources.len());
         let mut grouped = Grouped::default();
+        if group.is_some() {
+            grouped.times = self.sources.iter().map(|s| s.scan.times()).collect();
+        }
         if let [only] = &self.sources[..] {
             // One source (a compacted store): its customers in order, without the merge
             // bookkeeping below, which cost as much as decoding a short customer.
@@ -472,7 +480,12 @@ impl Snapshot {
             let mut value_cursor = usize::MAX;
             for (i, &key) in keys.iter().enumerate().take(to).skip(from) {
                 if let Some(keys) = group.and_then(|g| g(key)) {
-                    self.visit_group(&mut grouped, texts, keys, key, columns, visit);
+                    // Visited already where an earlier key of the group has events (the
+                    // usual case for all but a group's first key): skipped here, in line.
+                    let mut earlier = keys.iter().take_while(|&&k| k != key);
+                    if !earlier.any(|&k| scan.find(k).is_some()) {
+                        self.visit_group(&mut grouped, texts, keys, key, columns, visit);
+                    }
                     continue;
                 }
                 let run = single.read_run(scan, &times, i, columns, &mut value_cursor);
@@ -816,10 +829,14 @@ struct Grouped<'s> {
     runs: Merged<'s>,
     /// One key's events when several sources hold them.
     part: Merged<'s>,
+    /// Each source's time column (looked up once per scan, not per key).
+    times: Vec<Times<'s>>,
     cursors: Vec<usize>,
     holders: Vec<usize>,
     order: Vec<u32>,
-    value_cursor: usize,
+    /// Per source: where the values of the key read last from it end (see
+    /// `values_into_from`).
+    value_cursors: Vec<usize>,
 }
 
 impl<'s> Grouped<'s> {
@@ -831,7 +848,12 @@ impl<'s> Grouped<'s> {
         let runs = &mut self.runs;
         runs.clear();
         self.cursors.resize(sources.len(), 0);
+        self.value_cursors.resize(sources.len(), usize::MAX);
+        // Each key's run is in time order, so the whole is where every run starts no earlier
+        // than the one before ends: checked at the seams, not over every event.
+        let mut sorted = true;
         for &key in keys {
+            let seam = runs.times.len();
             self.holders.clear();
             for (h, src) in sources.iter().enumerate() {
                 if let Some(i) = src.scan.find(key) {
@@ -845,7 +867,7 @@ impl<'s> Grouped<'s> {
                     let scan = &sources[h].scan;
                     let i = self.cursors[h];
                     let rows = scan.rows(i);
-                    scan.times_into(i, &mut runs.times);
+                    self.times[h].customer_into(i, &mut runs.times);
                     if c.names {
                         scan.names().extend_into(rows.clone(), &mut runs.names);
                     }
@@ -854,12 +876,13 @@ impl<'s> Grouped<'s> {
                             .extend_into(rows.clone(), &mut runs.channels);
                     }
                     if c.values {
-                        self.value_cursor = usize::MAX;
-                        scan.values_into_from(
-                            rows.clone(),
-                            &mut self.value_cursor,
-                            &mut runs.scratch,
-                        );
+                        // Groups come in the order of their first keys, and a group's keys
+                        // are often neighbours (an anonymous id, then the id it signed in
+                        // with): the cursor of the key read before is close (see
+                        // `values_into_from`), where a fresh search per key cost as much as
+                        // the values' copy.
+                        let cursor = &mut self.value_cursors[h];
+                        scan.values_into_from(rows.clone(), cursor, &mut runs.scratch);
                         runs.values.extend_from_slice(&runs.scratch);
                     }
                     if let Some(t) = texts.get(h) {
@@ -876,8 +899,11 @@ impl<'s> Grouped<'s> {
                     runs.properties.extend_from_slice(&self.part.properties);
                 }
             }
+            if let (Some(end), Some(start)) = (seam.checked_sub(1), runs.times.get(seam)) {
+                sorted &= runs.times[end] <= *start;
+            }
         }
-        if runs.times.is_sorted() {
+        if sorted {
             std::mem::swap(&mut self.out, &mut self.runs);
             return;
         }

@@ -21,7 +21,8 @@ use cairn_discovery::{
     ActivityCounts, Analysis, Funnel, FunnelMode, ProcessMap, Scope, Scoped, StepSpec, Timeline,
     Variants, VariantsResult, error::parse_duration, finish_partials, name_id,
 };
-use cairn_identity::{ProfileMap, Splits};
+use cairn_identity::Splits;
+use cairn_identity::cache::Profiles;
 use cairn_store::{Columns, Customer, Snapshot};
 use clap::{Args, ValueEnum};
 
@@ -158,7 +159,7 @@ pub struct StitchArgs {
 pub struct Source {
     pub snap: Snapshot,
     /// None for `--no-stitch`, and when no profile has more than one key (nothing to merge).
-    profiles: Option<ProfileMap>,
+    profiles: Option<Profiles>,
 }
 
 impl Source {

@@ -74,7 +74,7 @@ pub(crate) fn profile_map(
     dir: &Path,
     snap: &Snapshot,
     splits: &Splits,
-) -> Result<(cairn_identity::ProfileMap, bool)> {
+) -> Result<(cairn_identity::cache::Profiles, bool)> {
     let config = load_config(dir)?;
     cairn_identity::cache::profile_map(dir, snap, &config, splits)
         .context("cannot read the store's events")
