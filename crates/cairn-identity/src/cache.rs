@@ -323,15 +323,8 @@ mod tests {
             user_id: user.map(Into::into),
             anonymous_id: anon.map(Into::into),
             timestamp: 1_000_000,
-            sent_at: None,
-            received_at: None,
             channel: "web".into(),
-            value: None,
-            group_id: None,
-            previous_id: None,
-            properties: None,
-            traits: None,
-            context: None,
+            ..Event::default()
         }
     }
 

@@ -1426,15 +1426,8 @@ mod tests {
             user_id: Some(user.to_string()),
             anonymous_id: anon,
             timestamp: t,
-            sent_at: None,
-            received_at: None,
             channel: "web".into(),
-            value: None,
-            group_id: None,
-            previous_id: None,
-            properties: None,
-            traits: None,
-            context: None,
+            ..Event::default()
         }
     }
 

@@ -6,9 +6,11 @@ use serde::{Deserialize, Serialize};
 pub type Micros = i64;
 
 /// The six Segment message types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
+    /// The default: most messages are tracked events.
+    #[default]
     Track,
     Identify,
     Page,
@@ -48,7 +50,8 @@ impl EventKind {
 /// `properties`, `traits` and `context` are kept as JSON object text exactly as received
 /// (re-serialised compactly): Cairn never drops what a source sent, and keeping text avoids
 /// building a tree for every event on the hot import path.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `Event::default()` is an empty track event, for building one field by field (tests, fixtures).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Unique per message; the key for deduplication. Derived from the content for sources that
     /// have none (see [`derive_message_id`]).
