@@ -15,12 +15,15 @@
 # bursts into memory ahead of its background flusher, so only a run long enough to fill that
 # backlog (60 s does at these rates) shows the rate it sustains, which 50 % and 90 % are of.
 # Before each 50 % and 90 % measurement the script waits until the server is idle (its merges
-# after the maximum-rate minute done); SETTLE=0 measures right after instead.
+# after the maximum-rate minute done); SETTLE=0 measures right after instead. Then the first
+# WARMUP seconds (default 5) at the rate are measured on their own row, as a cold start (an
+# idle server has given its freed memory back), before the SECONDS of the rate's own row.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-15}"
 runs="${2:-3}"
 max_secs="${MAX_SECONDS:-$secs}"
+warmup="${WARMUP:-5}"
 bin="${CARGO_TARGET_DIR:-target}/release"
 work="bench/work/serve"
 port=18250
@@ -72,6 +75,16 @@ for run in $(seq 1 "$runs"); do
         rate=$(echo "$max" | sed 's/.*"events_per_second":\([0-9]*\).*/\1/')
         for pct in 50 90; do
             settle
+            # The first seconds at a rate after the idle settle are a cold start: the memory
+            # the server gave back while idle is faulted in again on the request path. They
+            # are measured and reported on their own row ("cold start"); the row of the rate
+            # itself is the steady state after them (WARMUP=0: no separate cold start).
+            if [ "$warmup" -gt 0 ]; then
+                # shellcheck disable=SC2086
+                w=$("$bin/cairn-loadgen" --addr "127.0.0.1:$port" --key "$key" --seconds "$warmup" \
+                    --format json $flags --rate $((rate * pct / 100)))
+                echo "{\"run\":$run,\"load\":\"$name $pct %, first ${warmup} s (cold start)\",\"result\":$w}" | tee -a "$results"
+            fi
             # shellcheck disable=SC2086
             r=$(load $flags --rate $((rate * pct / 100)))
             echo "{\"run\":$run,\"load\":\"$name $pct %\",\"result\":$r}" | tee -a "$results"
