@@ -697,7 +697,7 @@ fn merge_into(
         .iter()
         .map(|seg| {
             let file = parquet_io::SegmentFile::open(&seg_dir.join(seg.parquet_name()))?;
-            parquet_io::SegmentCursor::open(&file)
+            parquet_io::SegmentCursor::open(&file, None)
         })
         .collect::<Result<Vec<_>>>()?;
     let id = manifest.next_segment_id;

@@ -663,48 +663,67 @@ impl ParquetSink {
     }
 }
 
-/// A segment's events in file order, read a batch at a time as they are asked for: a merge
-/// reads its segments side by side, one key range at a time, holding a batch of each.
+/// A segment's events in file order, read a batch of at most [`WRITE_BATCH`] rows at a time
+/// as they are asked for, so memory stays bounded however large the segment is: a merge reads
+/// its segments side by side, one key range at a time, holding a batch of each.
 pub struct SegmentCursor {
     path: PathBuf,
     reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
-    /// The current batch, in reverse (the next event is last).
-    ahead: Vec<StoredEvent>,
+    /// What is left of the current batch.
+    ahead: std::vec::IntoIter<StoredEvent>,
 }
 
 impl SegmentCursor {
-    pub fn open(seg: &SegmentFile) -> Result<SegmentCursor> {
+    /// All columns, or only those `skip` does not name (see [`read_each_skipping`]).
+    pub fn open(seg: &SegmentFile, skip: Option<&[&str]>) -> Result<SegmentCursor> {
         let path = seg.path();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(seg.reader()?)
-            .and_then(|b| b.with_batch_size(WRITE_BATCH).build())
-            .map_err(|source| StoreError::Parquet {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let pq = |source| StoreError::Parquet {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut builder = ParquetRecordBatchReaderBuilder::try_new(seg.reader()?)
+            .map_err(pq)?
+            .with_batch_size(WRITE_BATCH);
+        if let Some(skip) = skip {
+            let keep: Vec<usize> = schema()
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| {
+                    !skip.contains(&f.name().as_str()) || ALWAYS_READ.contains(&f.name().as_str())
+                })
+                .map(|(i, _)| i)
+                .collect();
+            let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), keep);
+            builder = builder.with_projection(mask);
+        }
         Ok(SegmentCursor {
             path: path.to_path_buf(),
-            reader,
-            ahead: Vec::new(),
+            reader: builder.build().map_err(pq)?,
+            ahead: Vec::new().into_iter(),
         })
     }
 
     /// Hands out, in file order, the next events whose customer key is below `end`.
     pub fn take_below(&mut self, end: u64, each: &mut dyn FnMut(StoredEvent)) -> Result<()> {
         loop {
-            while let Some(next) = self.ahead.pop_if(|e| u64::from(e.key) < end) {
-                each(next);
-            }
-            if !self.ahead.is_empty() {
-                return Ok(());
+            while let Some(next) = self.ahead.as_slice().first() {
+                if u64::from(next.key) >= end {
+                    return Ok(());
+                }
+                if let Some(next) = self.ahead.next() {
+                    each(next);
+                }
             }
             let Some(batch) = self.reader.next() else {
                 return Ok(());
             };
-            from_batch(&batch?, &mut self.ahead).map_err(|reason| StoreError::Corrupt {
+            let mut rows = Vec::with_capacity(WRITE_BATCH);
+            from_batch(&batch?, &mut rows).map_err(|reason| StoreError::Corrupt {
                 path: self.path.clone(),
                 reason,
             })?;
-            self.ahead.reverse();
+            self.ahead = rows.into_iter();
         }
     }
 }
@@ -785,8 +804,7 @@ pub fn read(seg: &SegmentFile, ranges: Option<&[Range<usize>]>) -> Result<Vec<St
     Ok(out)
 }
 
-/// Reads every event of a segment in file order, one batch of at most [`WRITE_BATCH`] rows at
-/// a time, so memory stays bounded however large the segment is.
+/// Reads every event of a segment in file order (through a [`SegmentCursor`]).
 pub fn read_each(seg: &SegmentFile, each: &mut dyn FnMut(StoredEvent)) -> Result<()> {
     read_each_of(seg, None, each)
 }
@@ -807,40 +825,7 @@ fn read_each_of(
     skip: Option<&[&str]>,
     each: &mut dyn FnMut(StoredEvent),
 ) -> Result<()> {
-    let path = seg.path();
-    let pq = |source| StoreError::Parquet {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = seg.reader()?;
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(pq)?
-        .with_batch_size(WRITE_BATCH);
-    if let Some(skip) = skip {
-        let keep: Vec<usize> = schema()
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| {
-                !skip.contains(&f.name().as_str()) || ALWAYS_READ.contains(&f.name().as_str())
-            })
-            .map(|(i, _)| i)
-            .collect();
-        let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), keep);
-        builder = builder.with_projection(mask);
-    }
-    let reader = builder.build().map_err(pq)?;
-    let mut rows = Vec::with_capacity(WRITE_BATCH);
-    for batch in reader {
-        let batch = batch?;
-        rows.clear();
-        from_batch(&batch, &mut rows).map_err(|reason| StoreError::Corrupt {
-            path: path.to_path_buf(),
-            reason,
-        })?;
-        rows.drain(..).for_each(&mut *each);
-    }
-    Ok(())
+    SegmentCursor::open(seg, skip)?.take_below(u64::MAX, each)
 }
 
 /// What a stored event cannot do without, whatever a reader skips.
