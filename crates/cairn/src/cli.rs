@@ -264,22 +264,28 @@ pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
-/// `cairn compact`, with a progress bar on a terminal: merging a large store takes minutes.
-fn compact_with_bar(store: &cairn_store::Store) -> Result<cairn_store::Compaction> {
+/// A progress bar of `len` steps drawn on stderr with indicatif's `template`, when stderr is a
+/// terminal; a hidden one otherwise (scripts and logs get no bar lines).
+pub fn progress_bar(len: Option<u64>, template: &str) -> indicatif::ProgressBar {
     use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-    let bar = if stderr_is_terminal() {
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "merging [{bar:30}] {human_pos}/{human_len} events {per_sec} eta {eta}",
-            )
+    if !stderr_is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(template)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    );
+    bar
+}
+
+/// `cairn compact`, with a progress bar on a terminal: merging a large store takes minutes.
+fn compact_with_bar(store: &cairn_store::Store) -> Result<cairn_store::Compaction> {
+    let bar = progress_bar(
+        None,
+        "merging [{bar:30}] {human_pos}/{human_len} events {per_sec} eta {eta}",
+    );
     // Events of the merges before this one: the bar runs over all of them.
     let mut before = 0;
     let mut last = cairn_store::MergeProgress { done: 0, total: 0 };

@@ -7,25 +7,17 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use cairn_generate::{GenerateOptions, write_file};
 use cairn_store::{Columns, Snapshot};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use serde_json::json;
 
-use crate::cli::{DemoArgs, Format, GenerateArgs, ImportArgs, stderr_is_terminal};
+use crate::cli::{DemoArgs, Format, GenerateArgs, ImportArgs, progress_bar};
 use crate::render;
 
 fn customer_bar(total: u64) -> ProgressBar {
-    if !stderr_is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "generating [{bar:30}] {pos}/{len} customers {per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    bar
+    progress_bar(
+        Some(total),
+        "generating [{bar:30}] {pos}/{len} customers {per_sec} eta {eta}",
+    )
 }
 
 pub fn generate(args: &GenerateArgs) -> Result<()> {

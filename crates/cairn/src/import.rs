@@ -10,9 +10,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use cairn_import::{CsvMapping, ImportOptions, RecordError};
 use cairn_model::{Event, MessageDefaults, parse_message};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 
-use crate::cli::{Format, ImportArgs, IngestArgs, open_store, stderr_is_terminal};
+use crate::cli::{Format, ImportArgs, IngestArgs, open_store, progress_bar};
 
 /// Records read per call into a source.
 const READ_CHUNK: usize = 64 * 1024;
@@ -97,17 +97,10 @@ fn import_all(dir: &Path, args: &ImportArgs) -> Result<Vec<FileReport>> {
     Ok(reports)
 }
 
-fn progress_bar(total: u64, file: &Path) -> ProgressBar {
-    if !stderr_is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}  {prefix}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
+fn file_bar(total: u64, file: &Path) -> ProgressBar {
+    let bar = progress_bar(
+        Some(total),
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}  {prefix}",
     );
     bar.set_message(
         file.file_name()
@@ -127,7 +120,7 @@ fn import_file(
     let started = Instant::now();
     let source = cairn_import::open(file, options)?;
     let format = cairn_import::Format::detect(file)?.as_str();
-    let bar = progress_bar(source.progress().1, file);
+    let bar = file_bar(source.progress().1, file);
 
     let mut chunks = Chunks::start(source);
 
