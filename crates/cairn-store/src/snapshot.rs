@@ -932,7 +932,7 @@ fn pick<T: Copy>(order: &[u32], src: &[T], dst: &mut Vec<T>) {
 
 #[cfg(test)]
 mod tests {
-    use cairn_model::{Event, EventKind};
+    use cairn_model::Event;
 
     use super::*;
     use crate::{Options, Store};
@@ -940,20 +940,13 @@ mod tests {
     fn event(customer: &str, name: &str, t: i64, id: &str) -> Event {
         Event {
             message_id: id.to_string(),
-            kind: EventKind::Track,
             event: name.to_string(),
             user_id: Some(customer.to_string()),
-            anonymous_id: None,
             timestamp: t,
-            sent_at: None,
-            received_at: None,
             channel: "web".to_string(),
             value: Some(t as f64),
-            group_id: None,
-            previous_id: None,
             properties: Some(format!(r#"{{"n":"{id}"}}"#)),
-            traits: None,
-            context: None,
+            ..Event::default()
         }
     }
 

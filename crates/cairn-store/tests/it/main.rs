@@ -10,20 +10,12 @@ use cairn_store::{Columns, Options, Snapshot, Store, StoreError, StoredEvent};
 fn event(customer: &str, name: &str, t: i64, id: &str) -> Event {
     Event {
         message_id: id.to_string(),
-        kind: EventKind::Track,
         event: name.to_string(),
         user_id: Some(customer.to_string()),
-        anonymous_id: None,
         timestamp: t,
-        sent_at: None,
-        received_at: None,
         channel: "web".to_string(),
-        value: None,
-        group_id: None,
-        previous_id: None,
         properties: Some(format!(r#"{{"n":"{id}"}}"#)),
-        traits: None,
-        context: None,
+        ..Event::default()
     }
 }
 
