@@ -35,6 +35,15 @@ struct Funnel {
 }
 
 impl Funnel {
+    fn new(first: u16, then: u16) -> Funnel {
+        Funnel {
+            first,
+            then,
+            entered: 0,
+            converted: 0,
+        }
+    }
+
     fn visit(&mut self, c: Customer<'_>) {
         let Some(i) = c.names.iter().position(|&n| n == self.first) else {
             return;
@@ -110,23 +119,13 @@ fn main() {
             (cols, &mut plain, &mut stitched),
             (with_times, &mut plain_t, &mut stitched_t),
         ] {
-            let mut f = Funnel {
-                first,
-                then,
-                entered: 0,
-                converted: 0,
-            };
+            let mut f = Funnel::new(first, then);
             let t = Instant::now();
             snap.scan(cols, |c| f.visit(c)).expect("scan");
             plain.push(t.elapsed().as_secs_f64());
             plain_result = (f.entered, f.converted);
 
-            let mut f = Funnel {
-                first,
-                then,
-                entered: 0,
-                converted: 0,
-            };
+            let mut f = Funnel::new(first, then);
             let t = Instant::now();
             scan_profiles(&snap, map, cols, |c| f.visit(c)).expect("stitched scan");
             stitched.push(t.elapsed().as_secs_f64());
