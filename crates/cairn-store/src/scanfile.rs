@@ -239,7 +239,8 @@ fn encode_into(c: &ScanColumns, out: &mut impl Write) -> std::io::Result<usize> 
     // Each array at its place in the layout: zeros up to it, then its bytes.
     let mut put = |offset: usize, bytes: &[u8]| -> std::io::Result<()> {
         debug_assert!(offset >= at);
-        out.write_all(&[0u8; 8][..offset.saturating_sub(at).min(8)])?;
+        let padding = offset.saturating_sub(at) as u64;
+        std::io::copy(&mut std::io::Read::take(std::io::repeat(0), padding), out)?;
         out.write_all(bytes)?;
         at = offset + bytes.len();
         Ok(())
