@@ -24,9 +24,10 @@ use std::path::Path;
 use cairn_store::{Snapshot, StoreError};
 
 use crate::config::Config;
+use crate::graph::ALONE;
 use crate::graph::ProfileMap;
 use crate::splits::Splits;
-use crate::stitch::{ALONE, Groups};
+use crate::stitch::Groups;
 
 pub const MAP_FILE: &str = "identity-map.bin";
 const MAGIC: &[u8; 8] = b"CAIRNMAP";

@@ -1267,7 +1267,7 @@ pub struct ProfileMap {
 }
 
 /// A key whose profile has no other key.
-const ALONE: u32 = u32::MAX;
+pub(crate) const ALONE: u32 = u32::MAX;
 
 impl ProfileMap {
     /// Given each key's representative (the lowest key of its profile, itself when alone;
@@ -1308,23 +1308,19 @@ impl ProfileMap {
 
     /// The lowest key of the profile `key` belongs to, and all its keys, when it has several.
     pub fn group(&self, key: u32) -> Option<(u32, &[u32])> {
-        let g = *self.group_of.get(key as usize)?;
-        if g == ALONE {
-            return None;
-        }
-        let (start, end) = (self.starts[g as usize], self.starts[g as usize + 1]);
-        let keys = &self.members[start as usize..end as usize];
-        Some((keys[0], keys))
+        crate::stitch::Groups::from(self)
+            .keys(key)
+            .map(|keys| (keys[0], keys))
     }
 
     /// The key a stitched scan reports a profile under: its lowest key.
     pub fn representative(&self, key: u32) -> u32 {
-        self.group(key).map_or(key, |(rep, _)| rep)
+        crate::stitch::Groups::from(self).representative(key)
     }
 
     /// Number of profiles with more than one key.
     pub fn multi_key_profiles(&self) -> usize {
-        self.starts.len().saturating_sub(1)
+        crate::stitch::Groups::from(self).multi_key_profiles()
     }
 
     /// The map given each key's representative (the lowest key of its profile); `None` when

@@ -23,7 +23,7 @@
 use cairn_store::{Columns, Customer, Snapshot, StoreError};
 
 use crate::cache::Profiles;
-use crate::graph::ProfileMap;
+use crate::graph::{ALONE, ProfileMap};
 
 /// Which keys form one profile, as a stitched scan reads it: the arrays of a [`ProfileMap`]
 /// (see its fields), borrowed from the map or from the mapped `identity-map.bin`
@@ -34,9 +34,6 @@ pub struct Groups<'a> {
     starts: &'a [u32],
     members: &'a [u32],
 }
-
-/// `group_of` of a key whose profile has no other key, as in [`ProfileMap`].
-pub(crate) const ALONE: u32 = u32::MAX;
 
 impl<'a> Groups<'a> {
     /// Arrays checked to describe a map (see `cache::check`), or taken from a [`ProfileMap`].
