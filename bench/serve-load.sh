@@ -24,6 +24,11 @@ secs="${1:-15}"
 runs="${2:-3}"
 max_secs="${MAX_SECONDS:-$secs}"
 warmup="${WARMUP:-5}"
+for n in "$secs" "$runs" "$max_secs" "$warmup"; do
+    case "$n" in
+        '' | *[!0-9]*) echo "serve-load.sh: SECONDS, RUNS, MAX_SECONDS and WARMUP are whole numbers; got '$n'" >&2; exit 2 ;;
+    esac
+done
 bin="${CARGO_TARGET_DIR:-target}/release"
 work="bench/work/serve"
 port=18250
