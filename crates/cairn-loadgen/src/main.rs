@@ -21,10 +21,13 @@ struct Args {
     /// Events per second over all connections; 0 = as fast as possible.
     rate: f64,
     json: bool,
+    /// Where to write one line per answered request: when it was due (ms since the start),
+    /// its latency (ms) and status, to find when a server stalled and line it up with its logs.
+    trace: Option<String>,
 }
 
 const USAGE: &str = "usage: cairn-loadgen --key WRITE_KEY [--addr 127.0.0.1:8240] [--batch N (1 = single /v1/track calls)] \
-[--connections N] [--seconds S] [--rate EVENTS_PER_SEC] [--format json]";
+[--connections N] [--seconds S] [--rate EVENTS_PER_SEC] [--format json] [--trace FILE (one line per request: due_ms latency_ms status)]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -35,6 +38,7 @@ fn parse_args() -> Result<Args, String> {
         seconds: 10.0,
         rate: 0.0,
         json: false,
+        trace: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -54,6 +58,7 @@ fn parse_args() -> Result<Args, String> {
             "--seconds" => a.seconds = num(&value)?,
             "--rate" => a.rate = num(&value)?,
             "--format" => a.json = value == "json",
+            "--trace" => a.trace = Some(value),
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
         }
     }
@@ -152,6 +157,8 @@ impl Conn {
 #[derive(Default)]
 struct Tally {
     latencies_us: Vec<u32>,
+    /// (due since the start, latency, status) of every request, with `--trace`.
+    trace: Vec<(Duration, Duration, u16)>,
     events: u64,
     ok: u64,
     errors: u64,
@@ -208,6 +215,11 @@ fn run_connection(args: &Args, run: u64, conn: usize, start: Instant, end: Insta
         let status = c.send(&args.addr, &head, body.as_bytes());
         let done = Instant::now();
         let from = if interval.is_some() { due } else { sent };
+        if args.trace.is_some() {
+            let code = *status.as_ref().unwrap_or(&0);
+            t.trace
+                .push((from.duration_since(start), done.duration_since(from), code));
+        }
         match status {
             Ok(200) => {
                 t.ok += 1;
@@ -264,12 +276,30 @@ fn main() {
     let mut all = Tally::default();
     for t in tallies {
         all.latencies_us.extend(t.latencies_us);
+        all.trace.extend(t.trace);
         all.events += t.events;
         all.ok += t.ok;
         all.errors += t.errors;
         all.status_503 += t.status_503;
     }
     all.latencies_us.sort_unstable();
+    if let Some(path) = &args.trace {
+        all.trace.sort_unstable();
+        let mut out = String::with_capacity(all.trace.len() * 24);
+        for (due, latency, status) in &all.trace {
+            use std::fmt::Write as _;
+            let _ = writeln!(
+                out,
+                "{:.3} {:.3} {status}",
+                due.as_secs_f64() * 1e3,
+                latency.as_secs_f64() * 1e3
+            );
+        }
+        if let Err(e) = std::fs::write(path, out) {
+            eprintln!("--trace {path}: {e}");
+            std::process::exit(1);
+        }
+    }
     let eps = all.events as f64 / elapsed;
     let (p50, p99, max) = (
         percentile(&all.latencies_us, 0.5),

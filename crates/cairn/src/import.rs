@@ -396,27 +396,12 @@ pub fn ingest(dir: &Path, args: &IngestArgs) -> Result<()> {
     Ok(())
 }
 
-/// Import frees and allocates gigabytes in large buffers, chunk after chunk. By default
-/// mimalloc hands freed memory back to the kernel after 10 ms, so every chunk paid again for
-/// page faults and zeroing (a third of the CPU time in profiles). An import is a bounded,
-/// short-lived job: keep the memory until it ends. (Not done for long-running commands.)
-///
-/// Transparent huge pages are turned off for the same reason: mimalloc asks for them, and the
-/// first touch of each 2 MB page has the kernel zero all of it. For the 21 K-event
-/// helpdesk.xes.gz that was 62 % of the import's CPU (98 MB resident, most of it never used);
-/// with 4 KB pages it is 66 MB resident and zeroing is 8 % of the CPU. The 10 M-event CSV
-/// import is no slower without them (BENCHMARKS.md).
+/// Import frees and allocates gigabytes in large buffers, chunk after chunk: an import is a
+/// bounded, short-lived job, so it keeps all of its memory until it ends (a third of its CPU
+/// time went to page faults and zeroing before), and uses 4 KB pages (see `crate::memory`;
+/// the 10 M-event CSV import is no slower without huge pages, BENCHMARKS.md).
 fn keep_freed_memory() {
-    // Option numbers from the `mi_option_e` enum of the mimalloc v3 bundled with
-    // libmimalloc-sys 0.1.49 (pinned in Cargo.lock): arena_eager_commit = 4, purge_delay = 15.
-    const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
-    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: mi_option_set only stores a setting; any value is valid for these options.
-    // prctl(PR_SET_THP_DISABLE) only sets a flag of this process; failing (an old kernel)
-    // leaves huge pages on, which is slower but correct.
-    unsafe {
-        libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 1);
-        libmimalloc_sys::mi_option_set(PURGE_DELAY, -1);
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-    }
+    crate::memory::commit_arenas_eagerly();
+    crate::memory::keep_freed_memory(None);
+    crate::memory::no_transparent_huge_pages();
 }

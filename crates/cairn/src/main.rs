@@ -6,6 +6,7 @@ mod cli;
 mod demo;
 mod import;
 mod journeys;
+mod memory;
 mod profile;
 mod render;
 mod serve;

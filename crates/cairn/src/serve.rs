@@ -59,7 +59,7 @@ cairn keys create --source call-center --channel call_center --format json"
 }
 
 pub fn serve(dir: &Path, args: ServeArgs) -> Result<()> {
-    keep_freed_memory_a_while();
+    tune_memory_for_serving();
     let mut config = args.options.resolve(dir)?;
     config.journey_runner = args
         .journeys
@@ -164,16 +164,11 @@ pub fn keys(dir: &Path, args: KeysArgs) -> Result<()> {
 
 /// Under load the server allocates its memtable's events (a dozen small strings each) and
 /// frees them all when a background flush has written them as a segment, every few seconds.
-/// mimalloc hands freed memory back to the kernel after 10 ms by default, so each cycle paid
-/// again for page faults and the zeroing of huge pages (the largest item in profiles, ahead of
-/// JSON parsing). Keep freed memory for 10 s: long enough to be reused by the next cycle at
-/// any rate where it matters, short enough that an idle server gives it back.
-fn keep_freed_memory_a_while() {
-    // Option number from the `mi_option_e` enum of the mimalloc v3 bundled with
-    // libmimalloc-sys 0.1.49 (pinned in Cargo.lock): purge_delay = 15 (milliseconds).
-    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: mi_option_set only stores a setting; any value is valid for this option.
-    unsafe {
-        libmimalloc_sys::mi_option_set(PURGE_DELAY, 10_000);
-    }
+/// Keep freed memory for 10 s (mimalloc's default is 10 ms: each cycle paid again for page
+/// faults and zeroing): long enough to be reused by the next cycle at any rate where it
+/// matters, short enough that an idle server gives it back. And no huge pages: zeroing 2 MB
+/// at a time stalled requests for hundreds of milliseconds (see `crate::memory`).
+fn tune_memory_for_serving() {
+    crate::memory::keep_freed_memory(Some(std::time::Duration::from_secs(10)));
+    crate::memory::no_transparent_huge_pages();
 }
