@@ -18,6 +18,9 @@
 # after the maximum-rate minute done); SETTLE=0 measures right after instead. Then the first
 # WARMUP seconds (default 5) at the rate are measured on their own row, as a cold start (an
 # idle server has given its freed memory back), before the SECONDS of the rate's own row.
+# Each fixed-rate row also leaves bench/work/serve/trace-RUN-MODE-PCT.txt (one line per request:
+# due ms, latency ms, status; `cairn-loadgen --trace`) and segments-RUN.txt (when each segment
+# was written), to find when the server stalled and what it was doing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-15}"
@@ -91,7 +94,8 @@ for run in $(seq 1 "$runs"); do
                 echo "{\"run\":$run,\"load\":\"$name $pct %, first ${warmup} s (cold start)\",\"result\":$w}" | tee -a "$results"
             fi
             # shellcheck disable=SC2086
-            r=$(load $flags --rate $((rate * pct / 100)))
+            date -u +%s.%N >"$work/trace-$run-$name-$pct.start"
+            r=$(load $flags --rate $((rate * pct / 100)) --trace "$work/trace-$run-$name-$pct.txt")
             echo "{\"run\":$run,\"load\":\"$name $pct %\",\"result\":$r}" | tee -a "$results"
         done
     done
@@ -101,6 +105,8 @@ for run in $(seq 1 "$runs"); do
     wait "$pid" || true
     trap - EXIT
     tail -1 "$work/serve-$run.err"
+    # When each segment was written (flushes and merges), to line up with the traces' stalls.
+    ls -l --time-style=+%s.%N "$data/segments" >"$work/segments-$run.txt" 2>/dev/null || true
     rm -rf "$data"
 done
 

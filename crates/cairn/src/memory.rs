@@ -11,7 +11,9 @@ pub fn keep_freed_memory(delay: Option<std::time::Duration>) {
     // libmimalloc-sys 0.1.49 (pinned in Cargo.lock): purge_delay = 15, in milliseconds, -1 =
     // never.
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    let millis = delay.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as std::ffi::c_long);
+    let millis = delay.map_or(-1, |d| {
+        d.as_millis().min(i32::MAX as u128) as std::ffi::c_long
+    });
     // SAFETY: mi_option_set only stores a setting; any value is valid for this option.
     unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, millis) }
 }
