@@ -22,12 +22,12 @@ struct Args {
     rate: f64,
     json: bool,
     /// Where to write one line per answered request: when it was due (ms since the start),
-    /// its latency (ms) and status, to find when a server stalled and line it up with its logs.
+    /// its latency (ms), status and connection number, to find when a server stalled and line it up with its logs.
     trace: Option<String>,
 }
 
 const USAGE: &str = "usage: cairn-loadgen --key WRITE_KEY [--addr 127.0.0.1:8240] [--batch N (1 = single /v1/track calls)] \
-[--connections N] [--seconds S] [--rate EVENTS_PER_SEC] [--format json] [--trace FILE (one line per request: due_ms latency_ms status)]";
+[--connections N] [--seconds S] [--rate EVENTS_PER_SEC] [--format json] [--trace FILE (one line per request: due_ms latency_ms status connection)]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -157,8 +157,8 @@ impl Conn {
 #[derive(Default)]
 struct Tally {
     latencies_us: Vec<u32>,
-    /// (due since the start, latency, status) of every request, with `--trace`.
-    trace: Vec<(Duration, Duration, u16)>,
+    /// (due since the start, latency, status, connection) of every request, with `--trace`.
+    trace: Vec<(Duration, Duration, u16, usize)>,
     events: u64,
     ok: u64,
     errors: u64,
@@ -218,7 +218,7 @@ fn run_connection(args: &Args, run: u64, conn: usize, start: Instant, end: Insta
         if args.trace.is_some() {
             let code = *status.as_ref().unwrap_or(&0);
             t.trace
-                .push((from.duration_since(start), done.duration_since(from), code));
+                .push((from.duration_since(start), done.duration_since(from), code, conn));
         }
         match status {
             Ok(200) => {
@@ -286,11 +286,11 @@ fn main() {
     if let Some(path) = &args.trace {
         all.trace.sort_unstable();
         let mut out = String::with_capacity(all.trace.len() * 24);
-        for (due, latency, status) in &all.trace {
+        for (due, latency, status, conn) in &all.trace {
             use std::fmt::Write as _;
             let _ = writeln!(
                 out,
-                "{:.3} {:.3} {status}",
+                "{:.3} {:.3} {status} {conn}",
                 due.as_secs_f64() * 1e3,
                 latency.as_secs_f64() * 1e3
             );
