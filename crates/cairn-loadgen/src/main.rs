@@ -217,8 +217,12 @@ fn run_connection(args: &Args, run: u64, conn: usize, start: Instant, end: Insta
         let from = if interval.is_some() { due } else { sent };
         if args.trace.is_some() {
             let code = *status.as_ref().unwrap_or(&0);
-            t.trace
-                .push((from.duration_since(start), done.duration_since(from), code, conn));
+            t.trace.push((
+                from.duration_since(start),
+                done.duration_since(from),
+                code,
+                conn,
+            ));
         }
         match status {
             Ok(200) => {

@@ -2,8 +2,9 @@
 //! metrics library would cost more compile time than these hundred lines).
 //!
 //! Ingest rate is `rate(cairn_ingest_events_total[1m])`; latency and log-append time are
-//! histograms; the mean log fsync time is `rate(cairn_log_fsync_seconds_total[1m]) /
-//! rate(cairn_log_fsyncs_total[1m])`; rejects are counted by their stable error code.
+//! histograms; so is the log's group-commit time (`cairn_log_fsync_duration_seconds`; the mean is
+//! also `rate(cairn_log_fsync_seconds_total[1m]) / rate(cairn_log_fsyncs_total[1m])`); rejects
+//! are counted by their stable error code.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -143,6 +144,27 @@ impl Metrics {
              # TYPE cairn_log_fsync_seconds_total counter\n\
              cairn_log_fsync_seconds_total {}",
             log.sync_micros as f64 / 1e6
+        );
+        let name = "cairn_log_fsync_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time of each group commit of the log (one write and one fsync).\n# TYPE {name} histogram"
+        );
+        let mut cumulative = 0;
+        for (bound, n) in cairn_store::SYNC_BOUNDS_MICROS.iter().zip(log.by_duration) {
+            cumulative += n;
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{}\"}} {cumulative}",
+                *bound as f64 / 1e6
+            );
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", log.syncs);
+        let _ = writeln!(
+            out,
+            "{name}_sum {}\n{name}_count {}",
+            log.sync_micros as f64 / 1e6,
+            log.syncs
         );
         counter(
             &mut out,

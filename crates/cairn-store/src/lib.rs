@@ -54,7 +54,7 @@ pub use manifest::{MANIFEST_FILE, Manifest, SegmentMeta};
 pub use parquet_io::StoredEvent;
 pub use repair::{RepairReport, repair};
 pub use snapshot::{Columns, Customer, Snapshot, Stats};
-pub use wal::LogSyncStats;
+pub use wal::{LogSyncStats, SYNC_BOUNDS_MICROS};
 
 use dict::CustomerDict;
 use error::IoContext;

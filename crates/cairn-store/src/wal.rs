@@ -65,7 +65,17 @@ pub struct Wal {
     syncs: AtomicU64,
     sync_micros: AtomicU64,
     synced_bytes: AtomicU64,
+    /// Group writes by duration: index i counts those within `SYNC_BOUNDS_MICROS[i]` (and
+    /// above the bound before), the last one those above every bound.
+    sync_durations: [AtomicU64; SYNC_BOUNDS_MICROS.len() + 1],
 }
+
+/// Upper bounds of [`LogSyncStats::by_duration`]'s buckets, in microseconds: a log fsync on a
+/// quiet disk takes about a millisecond, and one that waits behind other files' writes can
+/// take a hundred times that, which every request waiting for it then waits too.
+pub const SYNC_BOUNDS_MICROS: [u64; 11] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+];
 
 /// What the log's group writes cost so far (counters since the store was opened).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,6 +85,9 @@ pub struct LogSyncStats {
     /// Time spent writing and fsyncing, in microseconds.
     pub sync_micros: u64,
     pub bytes: u64,
+    /// Group writes by their time (write + fsync), in the buckets of [`SYNC_BOUNDS_MICROS`]
+    /// (not cumulative; the last counts those above every bound).
+    pub by_duration: [u64; SYNC_BOUNDS_MICROS.len() + 1],
 }
 
 fn file_name(first: u64) -> String {
@@ -209,6 +222,7 @@ impl Wal {
             syncs: AtomicU64::new(0),
             sync_micros: AtomicU64::new(0),
             synced_bytes: AtomicU64::new(0),
+            sync_durations: Default::default(),
         };
         Ok((wal, recovery))
     }
@@ -278,9 +292,11 @@ impl Wal {
             drop(st);
             let started = std::time::Instant::now();
             let res = file.write_all(&buf).and_then(|_| file.sync_data());
+            let micros = started.elapsed().as_micros() as u64;
             self.syncs.fetch_add(1, Relaxed);
-            self.sync_micros
-                .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+            self.sync_micros.fetch_add(micros, Relaxed);
+            let bucket = SYNC_BOUNDS_MICROS.partition_point(|&b| b < micros);
+            self.sync_durations[bucket].fetch_add(1, Relaxed);
             self.synced_bytes.fetch_add(buf.len() as u64, Relaxed);
             st = self.lock();
             st.file = Some(file);
@@ -317,6 +333,7 @@ impl Wal {
             syncs: self.syncs.load(Relaxed),
             sync_micros: self.sync_micros.load(Relaxed),
             bytes: self.synced_bytes.load(Relaxed),
+            by_duration: std::array::from_fn(|i| self.sync_durations[i].load(Relaxed)),
         }
     }
 

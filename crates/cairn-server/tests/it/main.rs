@@ -126,6 +126,40 @@ async fn metrics_need_the_admin_token_unless_made_public() {
     assert!(String::from_utf8_lossy(&text).contains("cairn_ingest_events_total"));
 }
 
+/// Every group commit of the log lands in one bucket of the fsync histogram: its count is the
+/// number of fsyncs, and its buckets never decrease.
+#[tokio::test]
+async fn the_log_fsync_histogram_counts_every_group_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, key) = app(dir.path(), |c| c.public_metrics = true);
+    for i in 0..3 {
+        let (status, _, body) = answer(&app, track(&key, &format!("m{i}"))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let req = Request::get("/metrics").body(Body::empty()).unwrap();
+    let res = router(app).oneshot(req).await.unwrap();
+    let text = res.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    let value = |name: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"));
+        line[name.len()..].trim().parse().unwrap()
+    };
+    let fsyncs = value("cairn_log_fsyncs_total");
+    assert!(fsyncs >= 1.0, "three writes, at least one fsync");
+    assert_eq!(value("cairn_log_fsync_duration_seconds_count"), fsyncs);
+    let buckets: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("cairn_log_fsync_duration_seconds_bucket{le="))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(buckets.len(), cairn_store::SYNC_BOUNDS_MICROS.len() + 1);
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    assert_eq!(buckets.last().copied(), Some(fsyncs));
+}
+
 /// The proxy header, when configured, names the client whose address is stamped.
 #[tokio::test]
 async fn context_ip_comes_from_the_configured_proxy_header() {
