@@ -20,7 +20,8 @@
 # idle server has given its freed memory back), before the SECONDS of the rate's own row.
 # Each fixed-rate row also leaves bench/work/serve/trace-RUN-MODE-PCT.txt (one line per request:
 # due ms, latency ms, status; `cairn-loadgen --trace`) and segments-RUN.txt (when each segment
-# was written), to find when the server stalled and what it was doing.
+# was written), to find when the server stalled and what it was doing; metrics-RUN.txt is the
+# server's /metrics at the end of the run (its latency and log fsync histograms).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-15}"
@@ -42,7 +43,9 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for run in $(seq 1 "$runs"); do
     data="$work/data-$run"
     key=$("$bin/cairn" --data-dir "$data" keys create --source load)
-    "$bin/cairn" --data-dir "$data" serve --listen "127.0.0.1:$port" \
+    # A known admin token, to read the server's /metrics at the end of the run.
+    token="serve-load-$(date +%s%N)"
+    CAIRN_ADMIN_TOKEN="$token" "$bin/cairn" --data-dir "$data" serve --listen "127.0.0.1:$port" \
         >"$work/serve-$run.out" 2>"$work/serve-$run.err" &
     pid=$!
     trap 'kill $pid 2>/dev/null || true' EXIT
@@ -99,6 +102,8 @@ for run in $(seq 1 "$runs"); do
             echo "{\"run\":$run,\"load\":\"$name $pct %\",\"result\":$r}" | tee -a "$results"
         done
     done
+    # The server's own view (request, log-append and fsync histograms) of the whole run.
+    curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/metrics" >"$work/metrics-$run.txt" || true
     rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
     echo "{\"run\":$run,\"server_peak_rss_kb\":$rss}" | tee -a "$results"
     kill -TERM "$pid"
