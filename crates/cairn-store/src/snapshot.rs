@@ -1156,7 +1156,12 @@ mod tests {
         for (c, times) in runs {
             for &t in times {
                 let id = format!("{c}-{t}");
-                events.push(event(c, ["x", "y", "z"][t as usize % 3], t * 1_000_000, &id));
+                events.push(event(
+                    c,
+                    ["x", "y", "z"][t as usize % 3],
+                    t * 1_000_000,
+                    &id,
+                ));
             }
         }
         let mut txn = store.import().unwrap();
