@@ -86,6 +86,12 @@ impl Durations {
         }
     }
 
+    /// The samples, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = i64> + '_ {
+        let short = self.short.iter().flatten().map(|&d| i64::from(d));
+        short.chain(self.long.iter().copied())
+    }
+
     /// Adds the samples of `other`.
     pub fn append(&mut self, mut other: Durations) {
         self.short.append(&mut other.short);
@@ -206,8 +212,13 @@ pub struct Bucket {
 
 /// Counts durations (microseconds) into the fixed buckets.
 pub fn histogram(samples: &[i64]) -> Vec<Bucket> {
+    histogram_of(samples.iter().copied())
+}
+
+/// [`histogram`] of any samples, such as those of a [`Durations`].
+pub fn histogram_of(samples: impl IntoIterator<Item = i64>) -> Vec<Bucket> {
     let mut counts = [0u64; 9];
-    for &d in samples {
+    for d in samples {
         let s = d.div_euclid(1_000_000);
         let i = HISTOGRAM_BOUNDS_S.partition_point(|&b| b <= s);
         counts[i] += 1;

@@ -16,7 +16,8 @@ use std::cmp::Ordering;
 
 use serde::Serialize;
 
-use crate::hash::FxHashMap;
+use hashbrown::hash_table::{Entry, HashTable};
+
 use crate::stats::quantile;
 use crate::{Analysis, Micros, Needs, Timeline};
 
@@ -81,11 +82,11 @@ impl Money {
 }
 
 pub struct VariantsPartial {
-    /// Each variant's index in `accs`, by the hash of its events. Two variants with one hash
-    /// (practically never: 64 bits) share a slot: the first keeps it, the others are found in
-    /// `collided`.
-    by_hash: FxHashMap<u64, u32>,
-    collided: FxHashMap<Box<[u16]>, u32>,
+    /// Each variant's index in `accs`, found by its hash and its events: 4 bytes a slot (and
+    /// the table's control byte), where a map from hash to index took 17 and, with the many
+    /// variants of merged profiles, twice the fresh memory (which this VM zeroes slowly). Two
+    /// variants with one hash both have their slot.
+    by_seq: HashTable<u32>,
     /// Every variant's events back to back, where each ends, and its hash: hundreds of
     /// thousands of variants in one buffer rather than as many small allocations, and a
     /// merge reuses the hashes instead of hashing every variant again.
@@ -106,40 +107,36 @@ fn seq_hash(seq: &[u16]) -> u64 {
     rustc_hash::FxBuildHasher.hash_one(seq)
 }
 
+/// The events of variant `i`, given the buffers of a [`VariantsPartial`].
+fn seq_of<'a>(events: &'a [u16], ends: &[usize], i: u32) -> &'a [u16] {
+    let i = i as usize;
+    let start = if i == 0 { 0 } else { ends[i - 1] };
+    &events[start..ends[i]]
+}
+
 impl VariantsPartial {
     /// The events of variant `i`.
     fn seq(&self, i: u32) -> &[u16] {
-        let i = i as usize;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.events[start..self.ends[i]]
+        seq_of(&self.events, &self.ends, i)
     }
 
     /// The index of variant `seq` (whose hash is `hash`), adding it when new.
     fn index(&mut self, seq: &[u16], hash: u64) -> u32 {
-        match self.by_hash.get(&hash) {
-            Some(&i) if self.seq(i) == seq => i,
-            Some(_) => match self.collided.get(seq) {
-                Some(&i) => i,
-                None => {
-                    let i = self.push(seq, hash);
-                    self.collided.insert(seq.into(), i);
-                    i
-                }
-            },
-            None => {
-                let i = self.push(seq, hash);
-                self.by_hash.insert(hash, i);
+        let (events, ends, hashes) = (&self.events, &self.ends, &self.hashes);
+        let same = |&i: &u32| seq_of(events, ends, i) == seq;
+        let entry = self.by_seq.entry(hash, same, |&i| hashes[i as usize]);
+        match entry {
+            Entry::Occupied(o) => *o.get(),
+            Entry::Vacant(v) => {
+                self.events.extend_from_slice(seq);
+                self.ends.push(self.events.len());
+                self.hashes.push(hash);
+                self.accs.push(VariantAcc::default());
+                let i = (self.accs.len() - 1) as u32;
+                v.insert(i);
                 i
             }
         }
-    }
-
-    fn push(&mut self, seq: &[u16], hash: u64) -> u32 {
-        self.events.extend_from_slice(seq);
-        self.ends.push(self.events.len());
-        self.hashes.push(hash);
-        self.accs.push(VariantAcc::default());
-        (self.accs.len() - 1) as u32
     }
 }
 
@@ -156,8 +153,7 @@ impl Analysis for Variants {
 
     fn partial(&self) -> VariantsPartial {
         VariantsPartial {
-            by_hash: FxHashMap::default(),
-            collided: FxHashMap::default(),
+            by_seq: HashTable::new(),
             events: Vec::new(),
             ends: Vec::new(),
             hashes: Vec::new(),
@@ -192,7 +188,8 @@ impl Analysis for Variants {
         // Room for all of other's at once: growing these lists step by step while merging
         // hundreds of thousands of variants copied them several times into fresh memory.
         let n = other.accs.len();
-        into.by_hash.reserve(n);
+        let hashes = &into.hashes;
+        into.by_seq.reserve(n, |&i| hashes[i as usize]);
         into.events.reserve(other.events.len());
         into.ends.reserve(n);
         into.hashes.reserve(n);

@@ -478,18 +478,40 @@ impl Snapshot {
             let from = keys.partition_point(|&k| k < range.start);
             let to = keys.partition_point(|&k| k < range.end);
             let mut value_cursor = usize::MAX;
-            for (i, &key) in keys.iter().enumerate().take(to).skip(from) {
-                if let Some(keys) = group.and_then(|g| g(key)) {
-                    // Visited already where an earlier key of the group has events (the
-                    // usual case for all but a group's first key): skipped here, in line.
-                    let mut earlier = keys.iter().take_while(|&&k| k != key);
-                    if !earlier.any(|&k| scan.find(k).is_some()) {
-                        self.visit_group(&mut grouped, texts, keys, key, columns, visit);
-                    }
+            let mut i = from;
+            while i < to {
+                let key = keys[i];
+                i += 1;
+                let Some(members) = group.and_then(|g| g(key)) else {
+                    let run = single.read_run(scan, &times, i - 1, columns, &mut value_cursor);
+                    visit(run.view(key, texts.first()));
                     continue;
+                };
+                // The usual group: its keys are this file's next customers (an anonymous id
+                // and the id it signed in with get neighbouring keys) and their runs follow
+                // each other in time, so its events are one stretch of rows, read as one
+                // customer's, and its other keys are stepped over here.
+                let n = members.len();
+                let next = keys.get(i - 1..).unwrap_or_default();
+                if members[0] == key
+                    && n <= next.len()
+                    && members.iter().zip(next).all(|(a, b)| a == b)
+                {
+                    let at = i - 1..i - 1 + n;
+                    if let Some(run) =
+                        single.read_runs(scan, &times, at, columns, &mut value_cursor)
+                    {
+                        visit(run.view(key, texts.first()));
+                        i += n - 1;
+                        continue;
+                    }
                 }
-                let run = single.read_run(scan, &times, i, columns, &mut value_cursor);
-                visit(run.view(key, texts.first()));
+                // Visited already where an earlier key of the group has events (the
+                // usual case for all but a group's first key): skipped here, in line.
+                let mut earlier = members.iter().take_while(|&&k| k != key);
+                if !earlier.any(|&k| scan.find(k).is_some()) {
+                    self.visit_group(&mut grouped, texts, members, key, columns, visit);
+                }
             }
             return;
         }
@@ -783,6 +805,48 @@ impl<'s> Merged<'s> {
         Run { read: self, rows }
     }
 
+    /// Customers `at` of one source `scan` (neighbours) as one customer, like
+    /// [`Merged::read_run`], when their runs follow each other in time (each starts no
+    /// earlier than the one before ends: then their rows in order are the group's events in
+    /// order, ties in key order); `None` when they interleave. Times are read either way (to
+    /// check), and handed out only when `columns` asks for them.
+    fn read_runs(
+        &mut self,
+        scan: &ScanData,
+        times: &Times<'_>,
+        at: Range<usize>,
+        columns: Columns,
+        value_cursor: &mut usize,
+    ) -> Option<Run<'_, 's>> {
+        self.clear();
+        let mut sorted = true;
+        for i in at.clone() {
+            let seam = self.times.len();
+            times.customer_into(i, &mut self.times);
+            if let (Some(end), Some(start)) = (seam.checked_sub(1), self.times.get(seam)) {
+                sorted &= self.times[end] <= *start;
+            }
+        }
+        if !sorted {
+            return None;
+        }
+        if !columns.times {
+            self.times.clear();
+        }
+        let rows = scan.rows(at.start).start..scan.rows(at.end - 1).end;
+        if columns.names {
+            scan.names().extend_into(rows.clone(), &mut self.names);
+        }
+        if columns.channels {
+            scan.channels()
+                .extend_into(rows.clone(), &mut self.channels);
+        }
+        if columns.values {
+            scan.values_into_from(rows.clone(), value_cursor, &mut self.values);
+        }
+        Some(Run { read: self, rows })
+    }
+
     fn clear(&mut self) {
         self.times.clear();
         self.names.clear();
@@ -1002,9 +1066,15 @@ mod tests {
         let snap = Snapshot::load(dir.path()).unwrap();
         assert!(snap.sources.len() >= 2, "segments and the log tail");
         // Keys 0 (no events), 2 and 4; keys 1 and 5; key 3 alone.
-        let groups: Vec<Vec<u32>> = vec![vec![0, 2, 4], vec![1, 5]];
+        check_grouped(&snap, &[vec![0, 2, 4], vec![1, 5]]);
+    }
+
+    /// Checks grouped scans of `snap` with `groups` against its plain scan: each group is
+    /// visited where the scan meets its first key with events, with its keys' events merged
+    /// by time, ties in key order; on one thread and on several; without times asked for.
+    fn check_grouped(snap: &Snapshot, groups: &[Vec<u32>]) {
         let group = |k: u32| groups.iter().find(|g| g.contains(&k)).map(Vec::as_slice);
-        let plain = by_key(&snap);
+        let plain = by_key(snap);
         let mut want: Vec<(u32, Vec<Row>)> = Vec::new();
         for (key, rows) in &plain {
             match group(*key) {
@@ -1027,7 +1097,7 @@ mod tests {
         assert_eq!(got, want);
         let mut want_sorted = want.clone();
         want_sorted.sort_by_key(|g| g.0);
-        for threads in [2, 3] {
+        for threads in [2, 3, 5] {
             let parts = snap
                 .scan_parallel_grouped(Columns::ALL, &group, threads, Vec::new, |v, c| {
                     v.push((c.key, rows(&c)))
@@ -1041,17 +1111,80 @@ mod tests {
         let mut names = Vec::new();
         let cols = Columns {
             names: true,
+            values: true,
             ..Columns::default()
         };
         snap.scan_grouped(cols, &group, |c| {
             assert!(c.times.is_empty());
-            names.push((c.key, c.names.to_vec()));
+            let values: Vec<String> = c.values.iter().map(f64::to_string).collect();
+            names.push((c.key, c.names.to_vec(), values));
         })
         .unwrap();
         let want_names: Vec<_> = want
             .iter()
-            .map(|(k, r)| (*k, r.iter().map(|r| r.1).collect::<Vec<_>>()))
+            .map(|(k, r)| {
+                let names = r.iter().map(|r| r.1).collect::<Vec<_>>();
+                (*k, names, r.iter().map(|r| r.3.clone()).collect::<Vec<_>>())
+            })
             .collect();
         assert_eq!(names, want_names);
+    }
+
+    /// In one segment (a compacted store), a group whose keys are neighbours is read as one
+    /// stretch of rows when its runs follow each other in time (ties included), and merged
+    /// when they interleave; groups of keys apart, and keys alone, as before.
+    #[test]
+    fn grouped_scans_of_one_segment_read_neighbouring_keys_as_one_stretch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        // (customer, times in seconds); customers get keys in this order.
+        let runs: [(&str, &[i64]); 12] = [
+            ("gone", &[9]),
+            ("alone", &[5, 6]),
+            ("anon-1", &[0, 10, 20]),
+            ("user-1", &[30, 40, 50]),
+            ("anon-2", &[0, 20, 40]),
+            ("user-2", &[10, 30, 50]),
+            ("anon-3", &[0, 10, 20]),
+            ("user-3", &[20, 30]),
+            ("a-4", &[1]),
+            ("b-4", &[2, 3]),
+            ("c-4", &[4]),
+            ("apart", &[7, 8]),
+        ];
+        let mut events = Vec::new();
+        for (c, times) in runs {
+            for &t in times {
+                let id = format!("{c}-{t}");
+                events.push(event(
+                    c,
+                    ["x", "y", "z"][t as usize % 3],
+                    t * 1_000_000,
+                    &id,
+                ));
+            }
+        }
+        let mut txn = store.import().unwrap();
+        txn.add(events).unwrap();
+        txn.commit().unwrap();
+        let gone = store.snapshot().unwrap().customer_key("gone").unwrap();
+        // Keeps its key, loses its events.
+        store.forget(&["gone".to_string()]).unwrap();
+        let snap = Snapshot::load(dir.path()).unwrap();
+        assert_eq!(snap.sources.len(), 1, "one segment");
+        let key = |c: &str| snap.customer_key(c).unwrap();
+        let groups: Vec<Vec<u32>> = vec![
+            vec![key("anon-1"), key("user-1")],
+            vec![key("anon-2"), key("user-2")],
+            vec![key("anon-3"), key("user-3")],
+            vec![key("a-4"), key("b-4"), key("c-4")],
+            // A group's first key without events, and one whose later key has none.
+            vec![gone, key("alone")],
+            vec![key("apart"), key("apart") + 1],
+        ];
+        for g in &groups[..4] {
+            assert!(g.windows(2).all(|w| w[1] == w[0] + 1), "neighbours: {g:?}");
+        }
+        check_grouped(&snap, &groups);
     }
 }
