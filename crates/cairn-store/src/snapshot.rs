@@ -408,25 +408,33 @@ impl Snapshot {
     }
 
     /// Whether any source holds events of `key`.
-    fn holds(&self, key: u32) -> bool {
-        self.sources.iter().any(|s| s.scan.find(key).is_some())
+    /// Whether any source holds `key`, searching each from its scan cursor in `near`.
+    fn holds(&self, key: u32, near: &[usize]) -> bool {
+        self.sources
+            .iter()
+            .zip(near)
+            .any(|(s, &at)| s.scan.find_near(key, at).is_some())
     }
 
     /// Visits the group of `keys` (see [`Snapshot::scan_grouped`]) if `key` is the first of
     /// them with events, where the scan meets it; does nothing for its other keys.
+    /// `near` holds each source's scan cursor (its position of the first key at or after
+    /// `key`), where the group's other keys, usually neighbours, are searched from.
+    #[allow(clippy::too_many_arguments)]
     fn visit_group<'s>(
         &self,
         grouped: &mut Grouped<'s>,
         texts: &[Vec<&'s str>],
         keys: &[u32],
         key: u32,
+        near: &[usize],
         columns: Columns,
         visit: &mut dyn FnMut(Customer<'_>),
     ) {
-        if keys.iter().find(|&&k| k == key || self.holds(k)) != Some(&key) {
+        if keys.iter().find(|&&k| k == key || self.holds(k, near)) != Some(&key) {
             return;
         }
-        grouped.fill(&self.sources, texts, keys, columns);
+        grouped.fill(&self.sources, texts, keys, near, columns);
         let mut customer = grouped.out.view(keys[0]);
         if !columns.times {
             customer.times = &[];
@@ -509,8 +517,8 @@ impl Snapshot {
                 // Visited already where an earlier key of the group has events (the
                 // usual case for all but a group's first key): skipped here, in line.
                 let mut earlier = members.iter().take_while(|&&k| k != key);
-                if !earlier.any(|&k| scan.find(k).is_some()) {
-                    self.visit_group(&mut grouped, texts, members, key, columns, visit);
+                if !earlier.any(|&k| scan.find_near(k, i - 1).is_some()) {
+                    self.visit_group(&mut grouped, texts, members, key, &[i - 1], columns, visit);
                 }
             }
             return;
@@ -532,7 +540,7 @@ impl Snapshot {
                 }
             }
             if let Some(keys) = group.and_then(|g| g(min)) {
-                self.visit_group(&mut grouped, texts, keys, min, columns, visit);
+                self.visit_group(&mut grouped, texts, keys, min, &cursors, columns, visit);
             } else if let [only] = holders[..] {
                 let src = &self.sources[only].scan;
                 let (i, cursor) = (cursors[only], &mut value_cursors[only]);
@@ -904,8 +912,16 @@ struct Grouped<'s> {
 }
 
 impl<'s> Grouped<'s> {
-    /// Reads the events of every key of `keys` (ascending) into `out`, merged by time.
-    fn fill(&mut self, sources: &[Source], texts: &[Vec<&'s str>], keys: &[u32], c: Columns) {
+    /// Reads the events of every key of `keys` (ascending) into `out`, merged by time; each
+    /// source's keys are searched from its position in `near` (see `visit_group`).
+    fn fill(
+        &mut self,
+        sources: &[Source],
+        texts: &[Vec<&'s str>],
+        keys: &[u32],
+        near: &[usize],
+        c: Columns,
+    ) {
         let c = Columns { times: true, ..c };
         // Most groups' runs do not interleave (browsing anonymously, then signed in), so
         // they are read straight into `out`; only when times go back is `out` reordered.
@@ -919,8 +935,8 @@ impl<'s> Grouped<'s> {
         for &key in keys {
             let seam = runs.times.len();
             self.holders.clear();
-            for (h, src) in sources.iter().enumerate() {
-                if let Some(i) = src.scan.find(key) {
+            for (h, (src, &at)) in sources.iter().zip(near).enumerate() {
+                if let Some(i) = src.scan.find_near(key, at) {
                     self.cursors[h] = i;
                     self.holders.push(h);
                 }
