@@ -800,6 +800,18 @@ impl<'s> Merged<'s> {
         if columns.times {
             times.customer_into(i, &mut self.times);
         }
+        self.read_rows(scan, rows.clone(), columns, value_cursor);
+        Run { read: self, rows }
+    }
+
+    /// Rows `rows` of `scan`: every column `columns` asks for but times (read per customer).
+    fn read_rows(
+        &mut self,
+        scan: &ScanData,
+        rows: Range<usize>,
+        columns: Columns,
+        value_cursor: &mut usize,
+    ) {
         if columns.names {
             scan.names().extend_into(rows.clone(), &mut self.names);
         }
@@ -808,9 +820,8 @@ impl<'s> Merged<'s> {
                 .extend_into(rows.clone(), &mut self.channels);
         }
         if columns.values {
-            scan.values_into_from(rows.clone(), value_cursor, &mut self.values);
+            scan.values_into_from(rows, value_cursor, &mut self.values);
         }
-        Run { read: self, rows }
     }
 
     /// Customers `at` of one source `scan` (neighbours) as one customer, like
@@ -842,16 +853,7 @@ impl<'s> Merged<'s> {
             self.times.clear();
         }
         let rows = scan.rows(at.start).start..scan.rows(at.end - 1).end;
-        if columns.names {
-            scan.names().extend_into(rows.clone(), &mut self.names);
-        }
-        if columns.channels {
-            scan.channels()
-                .extend_into(rows.clone(), &mut self.channels);
-        }
-        if columns.values {
-            scan.values_into_from(rows.clone(), value_cursor, &mut self.values);
-        }
+        self.read_rows(scan, rows.clone(), columns, value_cursor);
         Some(Run { read: self, rows })
     }
 
