@@ -534,36 +534,10 @@ impl ScanData {
         }
         let value_rows: &[u32] = self.slice(l.value_rows, l.values);
         let value_vals: &[f64] = self.slice(l.value_vals, l.values);
-        let behind = |c: usize| {
-            c > 0
-                && value_rows
-                    .get(c - 1)
-                    .is_some_and(|&r| r as usize >= rows.start)
-        };
-        if *cursor > value_rows.len() || behind(*cursor) {
-            *cursor = value_rows.partition_point(|&r| (r as usize) < rows.start);
-        } else if value_rows
-            .get(*cursor)
-            .is_some_and(|&r| (r as usize) < rows.start)
-        {
-            // Behind (a grouped scan reads a profile's keys out of order): gallop forward
-            // instead of walking past every row in between.
-            let (mut lo, mut step) = (*cursor, 1);
-            loop {
-                let hi = (lo + step).min(value_rows.len());
-                if hi > lo
-                    && value_rows
-                        .get(hi)
-                        .is_some_and(|&r| (r as usize) < rows.start)
-                {
-                    (lo, step) = (hi, step * 2);
-                    continue;
-                }
-                let rest = &value_rows[lo + 1..hi];
-                *cursor = lo + 1 + rest.partition_point(|&r| (r as usize) < rows.start);
-                break;
-            }
-        }
+        // Usually at the customer's first value already (the next customer of a scan); short
+        // of it or past it when a grouped scan reads a profile's keys out of order: searched
+        // from there either way.
+        *cursor = partition_point_near(value_rows, *cursor, |&r| (r as usize) < rows.start);
         while let Some(&r) = value_rows.get(*cursor) {
             let r = r as usize;
             if r >= rows.end {
@@ -595,32 +569,8 @@ impl ScanData {
         if keys.get(key as usize) == Some(&key) {
             return Some(key as usize);
         }
-        let near = near.min(keys.len());
-        // Narrow to lo..hi with keys[lo] <= key < keys[hi] (or the ends), doubling the step.
-        let (lo, hi) = if keys.get(near).is_some_and(|&k| k <= key) {
-            let (mut lo, mut step) = (near, 1);
-            loop {
-                let probe = near.saturating_add(step);
-                if probe >= keys.len() || keys[probe] > key {
-                    break (lo, probe.min(keys.len()));
-                }
-                lo = probe;
-                step *= 2;
-            }
-        } else {
-            let (mut hi, mut step) = (near, 1);
-            loop {
-                match near.checked_sub(step) {
-                    Some(probe) if keys[probe] > key => {
-                        hi = probe;
-                        step *= 2;
-                    }
-                    Some(probe) => break (probe, hi),
-                    None => break (0, hi),
-                }
-            }
-        };
-        keys[lo..hi].binary_search(&key).ok().map(|i| lo + i)
+        let i = partition_point_near(keys, near, |&k| k < key);
+        (keys.get(i) == Some(&key)).then_some(i)
     }
 
     /// Row range of the customer at index `i`.
@@ -756,6 +706,40 @@ fn decode_times(
     }
 }
 
+/// `slice.partition_point(pred)` (`pred` holds for a prefix of `slice`), searched outward
+/// from position `near` with a doubling step: a few probes when the answer is close to it (a
+/// scan's cursor), where a binary search over a large file costs a dozen cache misses.
+fn partition_point_near<T>(slice: &[T], near: usize, pred: impl Fn(&T) -> bool) -> usize {
+    let near = near.min(slice.len());
+    // Narrow to lo..hi: `pred` holds before lo and fails from hi on.
+    let (lo, hi) = if slice.get(near).is_some_and(&pred) {
+        let (mut lo, mut step) = (near + 1, 1);
+        loop {
+            let probe = near.saturating_add(step);
+            match slice.get(probe) {
+                Some(x) if pred(x) => {
+                    lo = probe + 1;
+                    step *= 2;
+                }
+                _ => break (lo, probe.min(slice.len())),
+            }
+        }
+    } else {
+        let (mut hi, mut step) = (near, 1);
+        loop {
+            match near.checked_sub(step) {
+                Some(probe) if !pred(&slice[probe]) => {
+                    hi = probe;
+                    step *= 2;
+                }
+                Some(probe) => break (probe + 1, hi),
+                None => break (0, hi),
+            }
+        }
+    };
+    lo + slice[lo..hi].partition_point(pred)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -800,6 +784,21 @@ mod tests {
                 assert_eq!(v, [1.0]);
                 assert_eq!(data.find(7), Some(1));
                 assert_eq!(data.rows(1), 2..3);
+            }
+        }
+    }
+
+    /// From any starting point, before, at or after the answer: the answer of a binary search.
+    #[test]
+    fn partition_point_near_agrees_with_partition_point() {
+        for len in 0..40usize {
+            let slice: Vec<usize> = (0..len).map(|i| i * 3).collect();
+            for bound in 0..3 * len + 3 {
+                let want = slice.partition_point(|&x| x < bound);
+                for near in 0..len + 3 {
+                    let got = partition_point_near(&slice, near, |&x| x < bound);
+                    assert_eq!(got, want, "len {len} bound {bound} near {near}");
+                }
             }
         }
     }

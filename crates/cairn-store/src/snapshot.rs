@@ -407,8 +407,7 @@ impl Snapshot {
         bounds.windows(2).map(|w| w[0]..w[1]).collect()
     }
 
-    /// Whether any source holds events of `key`.
-    /// Whether any source holds `key`, searching each from its scan cursor in `near`.
+    /// Whether any source holds events of `key`, searching each from its scan cursor in `near`.
     fn holds(&self, key: u32, near: &[usize]) -> bool {
         self.sources
             .iter()
