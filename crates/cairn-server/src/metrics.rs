@@ -35,17 +35,33 @@ impl Histogram {
     }
 
     fn write(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += self.buckets[i].load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        let count = self.count.load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let buckets = BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(&bound, n)| (bound, n.load(Relaxed)));
         let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+        write_histogram(out, name, help, buckets, self.count.load(Relaxed), sum);
     }
+}
+
+/// A histogram in the exposition format: `buckets` are (upper bound in seconds, count within
+/// it and above the bound before), not cumulative; `count` includes those above every bound.
+fn write_histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    buckets: impl Iterator<Item = (f64, u64)>,
+    count: u64,
+    sum_seconds: f64,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    let mut cumulative = 0;
+    for (bound, n) in buckets {
+        cumulative += n;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum {sum_seconds}\n{name}_count {count}");
 }
 
 #[derive(Default)]
@@ -145,26 +161,17 @@ impl Metrics {
              cairn_log_fsync_seconds_total {}",
             log.sync_micros as f64 / 1e6
         );
-        let name = "cairn_log_fsync_duration_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Time of each group commit of the log (one write and one fsync).\n# TYPE {name} histogram"
-        );
-        let mut cumulative = 0;
-        for (bound, n) in cairn_store::SYNC_BOUNDS_MICROS.iter().zip(log.by_duration) {
-            cumulative += n;
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{}\"}} {cumulative}",
-                *bound as f64 / 1e6
-            );
-        }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", log.syncs);
-        let _ = writeln!(
-            out,
-            "{name}_sum {}\n{name}_count {}",
+        let fsync_buckets = cairn_store::SYNC_BOUNDS_MICROS
+            .iter()
+            .zip(log.by_duration)
+            .map(|(&bound, n)| (bound as f64 / 1e6, n));
+        write_histogram(
+            &mut out,
+            "cairn_log_fsync_duration_seconds",
+            "Time of each group commit of the log (one write and one fsync).",
+            fsync_buckets,
+            log.syncs,
             log.sync_micros as f64 / 1e6,
-            log.syncs
         );
         counter(
             &mut out,

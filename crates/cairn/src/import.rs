@@ -49,7 +49,7 @@ pub fn run_quiet(dir: &Path, args: &ImportArgs) -> Result<()> {
 }
 
 fn import_all(dir: &Path, args: &ImportArgs) -> Result<Vec<FileReport>> {
-    keep_freed_memory();
+    tune_memory_for_import();
     let options = ImportOptions {
         mapping: CsvMapping {
             customer: args.customer.clone(),
@@ -400,7 +400,7 @@ pub fn ingest(dir: &Path, args: &IngestArgs) -> Result<()> {
 /// bounded, short-lived job, so it keeps all of its memory until it ends (a third of its CPU
 /// time went to page faults and zeroing before), and uses 4 KB pages (see `crate::memory`;
 /// the 10 M-event CSV import is no slower without huge pages, BENCHMARKS.md).
-fn keep_freed_memory() {
+fn tune_memory_for_import() {
     crate::memory::commit_arenas_eagerly();
     crate::memory::keep_freed_memory(None);
     crate::memory::no_transparent_huge_pages();
