@@ -258,6 +258,13 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // A trace file that cannot be written fails now, not after the whole load.
+    let trace_file = args.trace.as_ref().map(|path| {
+        std::fs::File::create(path).unwrap_or_else(|e| {
+            eprintln!("--trace {path}: {e}");
+            std::process::exit(2);
+        })
+    });
     let run = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -287,7 +294,7 @@ fn main() {
         all.status_503 += t.status_503;
     }
     all.latencies_us.sort_unstable();
-    if let Some(path) = &args.trace {
+    if let (Some(mut file), Some(path)) = (trace_file, &args.trace) {
         all.trace.sort_unstable();
         let mut out = String::with_capacity(all.trace.len() * 24);
         for (due, latency, status, conn) in &all.trace {
@@ -299,7 +306,7 @@ fn main() {
                 latency.as_secs_f64() * 1e3
             );
         }
-        if let Err(e) = std::fs::write(path, out) {
+        if let Err(e) = file.write_all(out.as_bytes()) {
             eprintln!("--trace {path}: {e}");
             std::process::exit(1);
         }
