@@ -120,6 +120,14 @@ impl Needs {
     }
 }
 
+/// At most how many customers and events a scan folds into its partials, for
+/// [`Analysis::partial_for`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanSize {
+    pub customers: usize,
+    pub events: usize,
+}
+
 /// An analysis over customer timelines, computed as mergeable partial results.
 ///
 /// Contract: for any partition of the customers into groups, folding each group into its own
@@ -132,6 +140,16 @@ pub trait Analysis: Sync {
     fn needs(&self) -> Needs;
     /// An empty partial result.
     fn partial(&self) -> Self::Partial;
+    /// An empty partial for a scan of at most `size` (the whole scan's, so that merging the
+    /// other partials into this one needs no more room either). An analysis whose lists grow
+    /// with the customers reserves them here: room reserved but never written costs nothing
+    /// (the kernel maps a page on its first write), while a list grown by doubling copies
+    /// itself into fresh memory at every step, and fresh memory is slow on VMs (the host
+    /// backs and zeroes each page).
+    fn partial_for(&self, size: ScanSize) -> Self::Partial {
+        let _ = size;
+        self.partial()
+    }
     /// Folds one customer's timeline in.
     fn add(&self, partial: &mut Self::Partial, timeline: &Timeline<'_>);
     /// Folds the partial of a disjoint set of customers in.

@@ -13,7 +13,7 @@ use jiff::tz::TimeZone;
 
 use crate::error::DiscoveryError;
 use crate::funnel::properties_match;
-use crate::{Analysis, Micros, Needs, Timeline};
+use crate::{Analysis, Micros, Needs, ScanSize, Timeline};
 
 /// A behavioural condition richer than "did EVENT": the event must carry property values,
 /// and/or happen within a window after the journey's first event (e.g. "ordered within 7 days
@@ -193,6 +193,9 @@ impl<A: Analysis> Analysis for Scoped<A> {
     }
     fn partial(&self) -> A::Partial {
         self.inner.partial()
+    }
+    fn partial_for(&self, size: ScanSize) -> A::Partial {
+        self.inner.partial_for(size)
     }
     fn add(&self, partial: &mut A::Partial, t: &Timeline<'_>) {
         if let Some(cut) = self.scope.apply(t) {

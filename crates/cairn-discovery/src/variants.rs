@@ -19,7 +19,7 @@ use serde::Serialize;
 use hashbrown::hash_table::{Entry, HashTable};
 
 use crate::stats::quantile;
-use crate::{Analysis, Micros, Needs, Timeline};
+use crate::{Analysis, Micros, Needs, ScanSize, Timeline};
 
 pub struct Variants {
     pub names: Vec<String>,
@@ -152,14 +152,22 @@ impl Analysis for Variants {
     }
 
     fn partial(&self) -> VariantsPartial {
+        self.partial_for(ScanSize::default())
+    }
+
+    /// Every list reserved for the whole scan: a variant per customer at most, and its events.
+    /// Grown by doubling instead, they copied themselves into fresh memory at each step,
+    /// which was a third of this analysis's time.
+    fn partial_for(&self, size: ScanSize) -> VariantsPartial {
+        let ScanSize { customers, events } = size;
         VariantsPartial {
             by_seq: HashTable::new(),
-            events: Vec::new(),
-            ends: Vec::new(),
-            hashes: Vec::new(),
-            accs: Vec::new(),
-            duration_of: Vec::new(),
-            durations: Vec::new(),
+            events: Vec::with_capacity(events),
+            ends: Vec::with_capacity(customers),
+            hashes: Vec::with_capacity(customers),
+            accs: Vec::with_capacity(customers),
+            duration_of: Vec::with_capacity(customers),
+            durations: Vec::with_capacity(customers),
             customers: 0,
         }
     }

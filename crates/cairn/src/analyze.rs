@@ -18,8 +18,8 @@ use cairn_discovery::funnel::{BreakdownBy, FunnelResult, FunnelSpec, StepResult}
 use cairn_discovery::map::MapResult;
 use cairn_discovery::stats::human_duration;
 use cairn_discovery::{
-    ActivityCounts, Analysis, Funnel, FunnelMode, ProcessMap, Scope, Scoped, StepSpec, Timeline,
-    Variants, VariantsResult, error::parse_duration, finish_partials, name_id,
+    ActivityCounts, Analysis, Funnel, FunnelMode, ProcessMap, ScanSize, Scope, Scoped, StepSpec,
+    Timeline, Variants, VariantsResult, error::parse_duration, finish_partials, name_id,
 };
 use cairn_identity::Splits;
 use cairn_identity::cache::Profiles;
@@ -208,6 +208,10 @@ pub fn execute<A: Analysis>(src: &Source, analysis: &A) -> Result<A::Output> {
         properties: needs.properties,
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let size = ScanSize {
+        customers: src.snap.key_count(),
+        events: src.snap.events() as usize,
+    };
     let add = |p: &mut A::Partial, c: Customer<'_>| {
         let t = Timeline {
             customer: c.key,
@@ -225,12 +229,12 @@ pub fn execute<A: Analysis>(src: &Source, analysis: &A) -> Result<A::Output> {
             map,
             columns,
             threads,
-            || analysis.partial(),
+            || analysis.partial_for(size),
             add,
         )?,
         None => src
             .snap
-            .scan_parallel(columns, threads, || analysis.partial(), add)?,
+            .scan_parallel(columns, threads, || analysis.partial_for(size), add)?,
     };
     Ok(finish_partials(analysis, partials))
 }
