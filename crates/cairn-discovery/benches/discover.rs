@@ -69,6 +69,9 @@ fn main() {
         goal: None,
     };
     let want = |name: &str| only.is_empty() || only.split(',').any(|o| o == name);
+    if want("scan") {
+        time(&snap, "scan", &ScanOnly, runs);
+    }
     if want("funnel") {
         time(&snap, "funnel", &funnel, runs);
     }
@@ -77,6 +80,32 @@ fn main() {
     }
     if want("variants") {
         time(&snap, "variants", &variants, runs);
+    }
+}
+
+/// The baseline: reads every event's name and time (into a checksum) and nothing more.
+struct ScanOnly;
+
+impl Analysis for ScanOnly {
+    type Partial = u64;
+    type Output = u64;
+
+    fn needs(&self) -> cairn_discovery::Needs {
+        cairn_discovery::Needs::default()
+    }
+    fn partial(&self) -> u64 {
+        0
+    }
+    fn add(&self, sum: &mut u64, t: &Timeline<'_>) {
+        for (&time, &name) in t.times.iter().zip(t.names) {
+            *sum = sum.wrapping_add(time as u64 ^ u64::from(name));
+        }
+    }
+    fn merge(&self, into: &mut u64, other: u64) {
+        *into = into.wrapping_add(other);
+    }
+    fn finish(&self, sum: u64) -> u64 {
+        sum
     }
 }
 
