@@ -140,64 +140,128 @@ impl Durations {
         }
         let sum: i128 = self.iter().map(i128::from).sum();
         let mean = sum as f64 / n as f64;
+        // The order statistics both quantiles interpolate between, found together: one
+        // counting pass and one gathering pass over the samples for all four, where one
+        // quantile at a time took four of each.
+        let (p50, p90) = (Interpolation::new(0.5, n), Interpolation::new(0.9, n));
+        let ranks = [p50.lo, p50.hi, p90.lo, p90.hi];
+        let v = self.ranks(ranks);
         Summary {
             mean_s: Some(mean / 1e6),
-            median_s: Some(self.quantile(0.5) / 1e6),
-            p90_s: Some(self.quantile(0.9) / 1e6),
+            median_s: Some(p50.value(v[0], v[1]) / 1e6),
+            p90_s: Some(p90.value(v[2], v[3]) / 1e6),
         }
     }
 
     /// The `q` quantile with linear interpolation, like [`quantile`]; the set must not be
     /// empty.
     pub fn quantile(&mut self, q: f64) -> f64 {
-        let n = self.len();
-        debug_assert!(n > 0);
-        let pos = q * (n - 1) as f64;
-        let lo = pos.floor() as usize;
-        let frac = pos - lo as f64;
-        let low = self.nth(lo) as f64;
-        if frac == 0.0 || lo + 1 >= n {
-            return low;
-        }
-        let high = self.nth(lo + 1) as f64;
-        low + (high - low) * frac
+        let at = Interpolation::new(q, self.len());
+        let v = self.ranks([at.lo, at.hi]);
+        at.value(v[0], v[1])
     }
 
-    /// The sample of rank `k` (0-based) in ascending order; `k < len()`.
-    fn nth(&mut self, k: usize) -> i64 {
+    /// The samples of ranks `ranks` (0-based, ascending order; each below `len()`).
+    fn ranks<const N: usize>(&mut self, ranks: [usize; N]) -> [i64; N] {
         // Negative samples (long) come first, then the short ones, then the long positive ones.
         let negative = self.long.iter().filter(|&d| d < 0).count();
         let short = self.short.len();
-        if k < negative || k >= negative + short {
-            let i = if k < negative { k } else { k - short };
-            return nth_long(&self.long, i);
+        let mut out = [0i64; N];
+        // Ranks among the short samples, and where their values go.
+        let mut wanted: Vec<(usize, usize)> = Vec::with_capacity(N);
+        for (slot, &k) in ranks.iter().enumerate() {
+            if k < negative || k >= negative + short {
+                let i = if k < negative { k } else { k - short };
+                out[slot] = nth_long(&self.long, i);
+            } else {
+                wanted.push((k - negative, slot));
+            }
         }
-        let k = k - negative;
+        if wanted.is_empty() {
+            return out;
+        }
         if short < RADIX_MIN {
             let mut all: Vec<u32> = self.short.iter().collect();
-            let (_, &mut v, _) = all.select_nth_unstable(k);
-            return i64::from(v);
+            for (k, slot) in wanted {
+                let (_, &mut v, _) = all.select_nth_unstable(k);
+                out[slot] = i64::from(v);
+            }
+            return out;
         }
-        // One counting pass over the top 16 bits, then a selection among the few samples in
-        // the bucket that holds rank k.
+        // One counting pass over the top 16 bits; then the samples of the (at most N) buckets
+        // that hold a wanted rank, gathered in one pass and selected among.
         let mut counts = vec![0usize; 1 << 16];
         for chunk in &self.short.0 {
             for &d in chunk {
                 counts[(d >> 16) as usize] += 1;
             }
         }
-        let mut before = 0;
-        let mut bucket = 0;
-        for (b, &c) in counts.iter().enumerate() {
-            if before + c > k {
-                bucket = b as u32;
-                break;
+        // (bucket, samples before it) of each wanted rank.
+        let mut at: Vec<(u32, usize)> = Vec::with_capacity(wanted.len());
+        for &(k, _) in &wanted {
+            let mut before = 0;
+            let mut bucket = 0;
+            for (b, &c) in counts.iter().enumerate() {
+                if before + c > k {
+                    bucket = b as u32;
+                    break;
+                }
+                before += c;
             }
-            before += c;
+            at.push((bucket, before));
         }
-        let mut candidates: Vec<u32> = self.short.iter().filter(|&d| d >> 16 == bucket).collect();
-        let (_, &mut v, _) = candidates.select_nth_unstable(k - before);
-        i64::from(v)
+        let mut buckets: Vec<u32> = at.iter().map(|&(b, _)| b).collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        let mut gathered: Vec<Vec<u32>> = buckets
+            .iter()
+            .map(|&b| Vec::with_capacity(counts[b as usize]))
+            .collect();
+        for chunk in &self.short.0 {
+            for &d in chunk {
+                if let Some(i) = buckets.iter().position(|&b| b == d >> 16) {
+                    gathered[i].push(d);
+                }
+            }
+        }
+        for ((k, slot), (bucket, before)) in wanted.into_iter().zip(at) {
+            let i = buckets
+                .iter()
+                .position(|&b| b == bucket)
+                .unwrap_or_default();
+            let (_, &mut v, _) = gathered[i].select_nth_unstable(k - before);
+            out[slot] = i64::from(v);
+        }
+        out
+    }
+}
+
+/// Where quantile `q` of `n` samples (n > 0) falls: between the order statistics of ranks
+/// `lo` and `hi`, with linear interpolation, as [`quantile`] computes it.
+struct Interpolation {
+    lo: usize,
+    hi: usize,
+    frac: f64,
+}
+
+impl Interpolation {
+    fn new(q: f64, n: usize) -> Interpolation {
+        let pos = q * n.saturating_sub(1) as f64;
+        let lo = pos.floor() as usize;
+        Interpolation {
+            lo,
+            hi: (lo + 1).min(n.saturating_sub(1)),
+            frac: pos - lo as f64,
+        }
+    }
+
+    /// The quantile, given the samples of ranks `lo` and `hi`.
+    fn value(&self, low: i64, high: i64) -> f64 {
+        let low = low as f64;
+        if self.frac == 0.0 {
+            return low;
+        }
+        low + (high as f64 - low) * self.frac
     }
 }
 
