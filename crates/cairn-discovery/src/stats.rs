@@ -47,17 +47,38 @@ pub fn quantile(samples: &mut [i64], q: f64) -> f64 {
 }
 
 /// Duration samples (µs) for exact quantiles over millions of transitions, as a process map
-/// keeps per edge. Kept as small as exactness allows: a sample that fits in 4 bytes (0 to ~71
-/// minutes, most transitions within a session) takes 4, others 8. Both kinds are kept in
-/// chunks, so a list never copies itself into fresh memory as it grows and partials merge by
-/// moving chunks; quantiles of large sets come from counting passes over buckets of the
-/// samples' range rather than from a sorted or copied list.
-#[derive(Debug, Default, Clone)]
+/// keeps per edge. Kept as small as exactness allows, since on VMs the fresh memory samples
+/// fill costs more than pushing them (the host backs and the kernel zeroes every new page):
+/// - in whole milliseconds while every sample is one (as every duration between the times of
+///   a store kept in milliseconds is), else in microseconds;
+/// - in 2 bytes below 2¹⁶ of that unit (65 s: half the transitions of a typical journey), in
+///   4 bytes below 2³² (49 days), in 8 (µs) otherwise or when negative.
+///
+/// Every kind is kept in chunks, so a list never copies itself into fresh memory as it grows
+/// and partials merge by moving chunks; quantiles come from counting passes rather than from
+/// a sorted or copied list.
+#[derive(Debug, Clone)]
 pub struct Durations {
-    /// Samples in `0..=u32::MAX`.
+    /// Whether `tiny` and `short` hold milliseconds (else microseconds).
+    ms: bool,
+    /// Samples in `0..2¹⁶` units.
+    tiny: Chunks<u16>,
+    /// Samples in `2¹⁶..2³²` units.
     short: Chunks<u32>,
-    /// The others.
+    /// The others (negative, or 2³² units and more), in µs: below or above all of `tiny` and
+    /// `short`.
     long: Chunks<i64>,
+}
+
+impl Default for Durations {
+    fn default() -> Self {
+        Durations {
+            ms: true,
+            tiny: Chunks::default(),
+            short: Chunks::default(),
+            long: Chunks::default(),
+        }
+    }
 }
 
 /// Below this many samples, quantiles are plain selections over a copy.
@@ -106,26 +127,54 @@ impl<T: Copy> Chunks<T> {
 impl Durations {
     #[inline]
     pub fn push(&mut self, d: i64) {
-        match u32::try_from(d) {
-            Ok(s) => self.short.push(s),
-            Err(_) => self.long.push(d),
+        if self.ms && d % 1000 != 0 {
+            self.to_micros();
         }
+        // (Two branches with constant divisors, not a division by a unit field: this runs
+        // for every transition of a process map.)
+        let units = if self.ms { d / 1000 } else { d };
+        if let Ok(v) = u16::try_from(units) {
+            self.tiny.push(v);
+        } else if let Ok(v) = u32::try_from(units) {
+            self.short.push(v);
+        } else {
+            self.long.push(d);
+        }
+    }
+
+    /// Keeps the samples in microseconds from now on (a sample was not whole milliseconds).
+    fn to_micros(&mut self) {
+        let old = std::mem::take(self);
+        self.ms = false;
+        old.iter().for_each(|d| self.push(d));
+    }
+
+    /// µs in one unit of `tiny` and `short`.
+    fn unit(&self) -> i64 {
+        if self.ms { 1000 } else { 1 }
     }
 
     /// The samples, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = i64> + '_ {
-        let short = self.short.iter().map(i64::from);
-        short.chain(self.long.iter())
+        let unit = self.unit();
+        let tiny = self.tiny.iter().map(move |v| i64::from(v) * unit);
+        let short = self.short.iter().map(move |v| i64::from(v) * unit);
+        tiny.chain(short).chain(self.long.iter())
     }
 
     /// Adds the samples of `other`.
     pub fn append(&mut self, mut other: Durations) {
+        if self.ms != other.ms {
+            self.to_micros();
+            other.to_micros();
+        }
+        self.tiny.0.append(&mut other.tiny.0);
         self.short.0.append(&mut other.short.0);
         self.long.0.append(&mut other.long.0);
     }
 
     pub fn len(&self) -> usize {
-        self.short.len() + self.long.len()
+        self.tiny.len() + self.short.len() + self.long.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -163,28 +212,53 @@ impl Durations {
 
     /// The samples of ranks `ranks` (0-based, ascending order; each below `len()`).
     fn ranks<const N: usize>(&mut self, ranks: [usize; N]) -> [i64; N] {
-        // Negative samples (long) come first, then the short ones, then the long positive ones.
+        // In ascending order: negative samples (long), tiny, short, then the long positive
+        // ones.
         let negative = self.long.iter().filter(|&d| d < 0).count();
-        let short = self.short.len();
+        let (tiny, short) = (self.tiny.len(), self.short.len());
+        let unit = self.unit();
         let mut out = [0i64; N];
-        // Ranks among the short samples, and where their values go.
-        let mut wanted: Vec<(usize, usize)> = Vec::with_capacity(N);
+        // (rank within tiny or short, where its value goes).
+        let mut in_tiny: Vec<(usize, usize)> = Vec::new();
+        let mut in_short: Vec<(usize, usize)> = Vec::new();
         for (slot, &k) in ranks.iter().enumerate() {
-            if k < negative || k >= negative + short {
-                let i = if k < negative { k } else { k - short };
-                out[slot] = nth_long(&self.long, i);
+            if k < negative {
+                out[slot] = nth_long(&self.long, k);
+            } else if k < negative + tiny {
+                in_tiny.push((k - negative, slot));
+            } else if k < negative + tiny + short {
+                in_short.push((k - negative - tiny, slot));
             } else {
-                wanted.push((k - negative, slot));
+                out[slot] = nth_long(&self.long, k - tiny - short);
             }
         }
-        if wanted.is_empty() {
+        if !in_tiny.is_empty() {
+            // A count per value, then a walk to each wanted rank: no copy at all.
+            let mut counts = vec![0usize; 1 << 16];
+            for chunk in &self.tiny.0 {
+                for &v in chunk {
+                    counts[v as usize] += 1;
+                }
+            }
+            for (k, slot) in in_tiny {
+                let mut before = 0;
+                for (v, &c) in counts.iter().enumerate() {
+                    if before + c > k {
+                        out[slot] = v as i64 * unit;
+                        break;
+                    }
+                    before += c;
+                }
+            }
+        }
+        if in_short.is_empty() {
             return out;
         }
         if short < RADIX_MIN {
             let mut all: Vec<u32> = self.short.iter().collect();
-            for (k, slot) in wanted {
+            for (k, slot) in in_short {
                 let (_, &mut v, _) = all.select_nth_unstable(k);
-                out[slot] = i64::from(v);
+                out[slot] = i64::from(v) * unit;
             }
             return out;
         }
@@ -197,8 +271,8 @@ impl Durations {
             }
         }
         // (bucket, samples before it) of each wanted rank.
-        let mut at: Vec<(u32, usize)> = Vec::with_capacity(wanted.len());
-        for &(k, _) in &wanted {
+        let mut at: Vec<(u32, usize)> = Vec::with_capacity(in_short.len());
+        for &(k, _) in &in_short {
             let mut before = 0;
             let mut bucket = 0;
             for (b, &c) in counts.iter().enumerate() {
@@ -224,13 +298,13 @@ impl Durations {
                 }
             }
         }
-        for ((k, slot), (bucket, before)) in wanted.into_iter().zip(at) {
+        for ((k, slot), (bucket, before)) in in_short.into_iter().zip(at) {
             let i = buckets
                 .iter()
                 .position(|&b| b == bucket)
                 .unwrap_or_default();
             let (_, &mut v, _) = gathered[i].select_nth_unstable(k - before);
-            out[slot] = i64::from(v);
+            out[slot] = i64::from(v) * unit;
         }
         out
     }
@@ -415,13 +489,18 @@ mod tests {
         #[test]
         fn durations_quantiles_equal_plain_ones(
             chunks in proptest::collection::vec(
-                proptest::collection::vec(
-                    proptest::prop_oneof![
-                        0i64..100,
-                        0i64..(1 << 33),
-                        -(1i64 << 40)..(1i64 << 40),
-                    ],
-                    0..200,
+                (
+                    proptest::collection::vec(
+                        proptest::prop_oneof![
+                            0i64..100,
+                            0i64..70_000,
+                            0i64..(1 << 33),
+                            -(1i64 << 40)..(1i64 << 40),
+                        ],
+                        0..200,
+                    ),
+                    // Whole milliseconds (kept in ms) or any microseconds.
+                    proptest::prop_oneof![proptest::strategy::Just(1i64), proptest::strategy::Just(1000)],
                 ),
                 1..4,
             ),
@@ -431,10 +510,10 @@ mod tests {
             let copies = if radix { RADIX_MIN / 100 } else { 1 };
             let mut all = Vec::new();
             let mut merged = Durations::default();
-            for chunk in &chunks {
+            for (chunk, scale) in &chunks {
                 let mut d = Durations::default();
                 for _ in 0..copies {
-                    for &x in chunk {
+                    for x in chunk.iter().map(|&x| x.saturating_mul(*scale)) {
                         d.push(x);
                         all.push(x);
                     }
@@ -461,21 +540,25 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             state >> 33
         };
-        let mut all = Vec::new();
-        let mut d = Durations::default();
-        for i in 0..200_000 {
-            let x = match i % 10 {
-                0 => (next() % 5_000_000_000_000) as i64,
-                1 if i % 1000 == 1 => -((next() % 1_000_000) as i64),
-                _ => (next() % 1_000_000) as i64,
-            };
-            d.push(x);
-            all.push(x);
+        // In microseconds, then in whole milliseconds (kept in ms).
+        for scale in [1, 1000] {
+            let mut all = Vec::new();
+            let mut d = Durations::default();
+            for i in 0..200_000 {
+                let x = match i % 10 {
+                    0 => (next() % 5_000_000_000_000) as i64,
+                    1 if i % 1000 == 1 => -((next() % 1_000_000) as i64),
+                    _ => (next() % 1_000_000) as i64,
+                } * scale;
+                d.push(x);
+                all.push(x);
+            }
+            assert_eq!(d.ms, scale == 1000);
+            for q in [0.0, 0.001, 0.1, 0.5, 0.9, 0.95, 0.999, 1.0] {
+                assert_eq!(d.quantile(q), quantile(&mut all, q), "q = {q}");
+            }
+            assert_eq!(d.summarize(), summarize(&mut all));
         }
-        for q in [0.0, 0.001, 0.1, 0.5, 0.9, 0.95, 0.999, 1.0] {
-            assert_eq!(d.quantile(q), quantile(&mut all, q), "q = {q}");
-        }
-        assert_eq!(d.summarize(), summarize(&mut all));
     }
 
     #[test]
