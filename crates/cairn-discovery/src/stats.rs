@@ -128,7 +128,7 @@ impl Durations {
     #[inline]
     pub fn push(&mut self, d: i64) {
         if self.ms && d % 1000 != 0 {
-            self.to_micros();
+            self.keep_micros();
         }
         // (Two branches with constant divisors, not a division by a unit field: this runs
         // for every transition of a process map.)
@@ -143,7 +143,7 @@ impl Durations {
     }
 
     /// Keeps the samples in microseconds from now on (a sample was not whole milliseconds).
-    fn to_micros(&mut self) {
+    fn keep_micros(&mut self) {
         let old = std::mem::take(self);
         self.ms = false;
         old.iter().for_each(|d| self.push(d));
@@ -165,8 +165,8 @@ impl Durations {
     /// Adds the samples of `other`.
     pub fn append(&mut self, mut other: Durations) {
         if self.ms != other.ms {
-            self.to_micros();
-            other.to_micros();
+            self.keep_micros();
+            other.keep_micros();
         }
         self.tiny.0.append(&mut other.tiny.0);
         self.short.0.append(&mut other.short.0);
