@@ -127,15 +127,31 @@ impl<T: Copy> Chunks<T> {
 impl Durations {
     #[inline]
     pub fn push(&mut self, d: i64) {
-        if self.ms && d % 1000 != 0 {
+        // The usual sample, whole milliseconds, in a few inlined instructions; others (and
+        // the switch to microseconds) out of line.
+        let ms = d / 1000;
+        if self.ms && ms * 1000 == d {
+            if let Ok(v) = u16::try_from(ms) {
+                self.tiny.push(v);
+            } else if let Ok(v) = u32::try_from(ms) {
+                self.short.push(v);
+            } else {
+                self.long.push(d);
+            }
+        } else {
+            self.push_micros(d);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_micros(&mut self, d: i64) {
+        if self.ms {
             self.keep_micros();
         }
-        // (Two branches with constant divisors, not a division by a unit field: this runs
-        // for every transition of a process map.)
-        let units = if self.ms { d / 1000 } else { d };
-        if let Ok(v) = u16::try_from(units) {
+        if let Ok(v) = u16::try_from(d) {
             self.tiny.push(v);
-        } else if let Ok(v) = u32::try_from(units) {
+        } else if let Ok(v) = u32::try_from(d) {
             self.short.push(v);
         } else {
             self.long.push(d);
