@@ -509,14 +509,30 @@ impl Funnel {
     fn clickhouse(&self, t: &Timeline<'_>, scratch: &mut Scratch) -> Outcome {
         let s = self.steps();
         let mut levels = WindowLevels::new(self.window.div_euclid(1_000_000));
+        // The events whose name some step has, found without a branch per event: about half
+        // of a journey's events do, so "does this one?" was a coin toss for the branch
+        // predictor on every event.
+        let named = &mut scratch.named;
+        if named.len() < t.names.len() {
+            named.resize(t.names.len(), 0);
+        }
+        let mut found = 0;
+        for (i, &n) in t.names.iter().enumerate() {
+            named[found] = i as u32;
+            found += usize::from(self.step_mask.get(n as usize).is_some_and(|&m| m != 0));
+        }
         let chains = chains(&mut scratch.chains);
         // The last (second, step) taken: the next must not sort before it.
         let mut last = (i64::MIN, 0u32);
-        for (i, (&n, &time)) in t.names.iter().zip(t.times).enumerate() {
-            let mut m = self.steps_matched(t, i, n);
+        for &i in &scratch.named[..found] {
+            let i = i as usize;
+            let mut m = self.steps_matched(t, i, t.names[i]);
             if m == 0 {
                 continue;
             }
+            let Some(&time) = t.times.get(i) else {
+                break;
+            };
             let sec = time.div_euclid(1_000_000);
             if (sec, m.trailing_zeros()) < last {
                 return self.clickhouse_sorted(t, scratch);
@@ -703,6 +719,8 @@ impl StepsAcc {
 pub struct Scratch {
     /// `chains[k]`: events of the attempt kept for step k; read only where `reached[k]`.
     chains: Vec<[u32; MAX_STEPS]>,
+    /// Indexes of the events whose name a step has.
+    named: Vec<u32>,
     pairs: Vec<(i64, u8, u32)>,
     events: Vec<(u32, u32)>,
 }
