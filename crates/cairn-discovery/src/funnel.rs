@@ -195,6 +195,8 @@ pub struct Funnel {
     /// Steps with property conditions.
     conditional: u32,
     excluded: Vec<bool>,
+    /// Per name id: whether a step has it or it is excluded (the events the modes look at).
+    named: Vec<bool>,
     window: Micros,
     mode: FunnelMode,
     breakdown: Option<BreakdownBy>,
@@ -265,12 +267,18 @@ impl Funnel {
         for e in &spec.exclude {
             excluded[name_id(names, e)? as usize] = true;
         }
+        let named = step_mask
+            .iter()
+            .zip(&excluded)
+            .map(|(&m, &x)| m != 0 || x)
+            .collect();
         Ok(Funnel {
             labels: spec.steps.iter().map(|s| s.to_string()).collect(),
             conditions: spec.steps.into_iter().map(|s| s.conditions).collect(),
             step_mask,
             conditional,
             excluded,
+            named,
             window: spec.window,
             mode: spec.mode,
             breakdown: spec.breakdown,
@@ -336,9 +344,11 @@ impl Funnel {
     fn ordered(&self, t: &Timeline<'_>, scratch: &mut Scratch) -> Outcome {
         let s = self.steps();
         let mut reached = [false; MAX_STEPS];
+        let found = self.find_named(t, &mut scratch.named);
         let chains = chains(&mut scratch.chains);
         let mut best = Outcome::NONE;
-        for i in 0..t.len() {
+        for &i in &scratch.named[..found] {
+            let i = i as usize;
             if self.is_excluded(t.names[i]) {
                 keep_best(&mut best, &reached, chains, s);
                 reached = [false; MAX_STEPS];
@@ -509,18 +519,7 @@ impl Funnel {
     fn clickhouse(&self, t: &Timeline<'_>, scratch: &mut Scratch) -> Outcome {
         let s = self.steps();
         let mut levels = WindowLevels::new(self.window.div_euclid(1_000_000));
-        // The events whose name some step has, found without a branch per event: about half
-        // of a journey's events do, so "does this one?" was a coin toss for the branch
-        // predictor on every event.
-        let named = &mut scratch.named;
-        if named.len() < t.names.len() {
-            named.resize(t.names.len(), 0);
-        }
-        let mut found = 0;
-        for (i, &n) in t.names.iter().enumerate() {
-            named[found] = i as u32;
-            found += usize::from(self.step_mask.get(n as usize).is_some_and(|&m| m != 0));
-        }
+        let found = self.find_named(t, &mut scratch.named);
         let chains = chains(&mut scratch.chains);
         // The last (second, step) taken: the next must not sort before it.
         let mut last = (i64::MIN, 0u32);
@@ -555,6 +554,22 @@ impl Funnel {
             }
         }
         levels.furthest(chains, s)
+    }
+
+    /// Puts the indexes of the events whose name a step has or is excluded at the start of
+    /// `named`; returns how many there are. Without a branch per event: about half of a
+    /// journey's events have such a name, so "does this one?" was a coin toss for the branch
+    /// predictor on every event, and only these events need the state machine.
+    fn find_named(&self, t: &Timeline<'_>, named: &mut Vec<u32>) -> usize {
+        if named.len() < t.names.len() {
+            named.resize(t.names.len(), 0);
+        }
+        let mut found = 0;
+        for (i, &n) in t.names.iter().enumerate() {
+            named[found] = i as u32;
+            found += usize::from(self.named.get(n as usize).copied().unwrap_or(false));
+        }
+        found
     }
 
     /// The steps (a bit each) event `i`, named `n`, matches. Most events match no step: one
@@ -1059,8 +1074,17 @@ mod tests {
 
     #[test]
     fn exclusion_ends_attempts() {
-        let mut f = funnel(FunnelMode::Default, &["A", "B", "C"], H);
-        f.excluded[X as usize] = true;
+        let f = Funnel::new(
+            &names(&["A", "B", "C", "X"]),
+            vec!["web".into()],
+            FunnelSpec {
+                steps: ["A", "B", "C"].map(|s| StepSpec::parse(s).unwrap()).into(),
+                window: H * 1_000_000,
+                exclude: vec!["X".into()],
+                ..FunnelSpec::default()
+            },
+        )
+        .unwrap();
         assert_eq!(level(&f, &[(A, 0), (B, 1), (X, 2), (C, 3)]), 2);
         assert_eq!(level(&f, &[(A, 0), (X, 1), (A, 2), (B, 3), (C, 4)]), 3);
     }
