@@ -227,7 +227,7 @@ impl Durations {
     }
 
     /// The samples of ranks `ranks` (0-based, ascending order; each below `len()`).
-    fn ranks<const N: usize>(&mut self, ranks: [usize; N]) -> [i64; N] {
+    fn ranks<const N: usize>(&self, ranks: [usize; N]) -> [i64; N] {
         // In ascending order: negative samples (long), tiny, short, then the long positive
         // ones.
         let negative = self.long.iter().filter(|&d| d < 0).count();
