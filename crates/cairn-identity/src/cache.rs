@@ -566,7 +566,13 @@ mod tests {
         assert_eq!(reps(&p, snap.key_count() as u32), want);
         // A lone key claims to be in a profile (its bit in `grouped`, the first word of
         // layout 1): the file is ignored, the map built and saved again.
-        assert!(matches!(p.inner, Inner::Mapped { ascending: true, .. }));
+        assert!(matches!(
+            p.inner,
+            Inner::Mapped {
+                ascending: true,
+                ..
+            }
+        ));
         let path = dir.path().join(MAP_FILE);
         let mut bytes = std::fs::read(&path).unwrap();
         let bob = snap.customer_key("bob").unwrap() as usize;
