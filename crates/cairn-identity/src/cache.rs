@@ -13,9 +13,12 @@
 //! multi-key profile's keys ascending and pointing back to it), since a stitched scan trusts
 //! them. A file that fails any check is ignored and the map built again.
 //!
-//! Format, all little-endian u32 unless said: `CAIRNMAP`, version, 0, stamp (u128), key count
-//! (u64), multi-key profile count G (u64), member count M (u64); then `group_of` (one per key),
-//! `starts` (G + 1), `members` (M).
+//! Format, all little-endian u32 unless said: `CAIRNMAP`, version, layout, stamp (u128), key
+//! count K (u64), multi-key profile count G (u64), member count M (u64); then
+//! - layout 0: `group_of` (one per key), `starts` (G + 1), `members` (M);
+//! - layout 1, when `members` ascends across profiles too (the usual map; see
+//!   [`Ascending`]): `grouped` (⌈K / 64⌉ u64), `firsts` (⌈M / 64⌉ u64), `ranks` (⌈K / 64⌉),
+//!   `members` (M). A third of layout 0's bytes, which a command reads all of.
 
 use std::fs::File;
 use std::io::Write;
@@ -27,12 +30,15 @@ use crate::config::Config;
 use crate::graph::ALONE;
 use crate::graph::ProfileMap;
 use crate::splits::Splits;
-use crate::stitch::Groups;
+use crate::stitch::{Ascending, Groups, first_set_from};
 
 pub const MAP_FILE: &str = "identity-map.bin";
 const MAGIC: &[u8; 8] = b"CAIRNMAP";
-/// 1 held each key's representative and was rebuilt into a map by every command.
-const VERSION: u32 = 2;
+/// 1 held each key's representative and was rebuilt into a map by every command; 2 had
+/// layout 0 only.
+const VERSION: u32 = 3;
+const ARRAYS: u32 = 0;
+const ASCENDING: u32 = 1;
 const HEADER: usize = 8 + 4 + 4 + 16 + 8 + 8 + 8;
 
 /// The key → profile map a command stitches with: mapped from the cache file, or built.
@@ -41,11 +47,14 @@ pub struct Profiles {
 }
 
 enum Inner {
-    /// The file, checked; `groups` and `members` are the counts G and M of its header.
+    /// The file, checked; `keys`, `groups` and `members` are the counts K, G and M of its
+    /// header.
     Mapped {
         map: memmap2::Mmap,
+        ascending: bool,
         keys: usize,
         groups: usize,
+        members: usize,
     },
     Built(ProfileMap),
 }
@@ -54,10 +63,23 @@ impl Profiles {
     /// The map as stitched scans read it.
     pub fn groups(&self) -> Groups<'_> {
         match &self.inner {
-            Inner::Mapped { map, keys, groups } => {
+            Inner::Mapped {
+                map,
+                ascending: false,
+                keys,
+                groups,
+                ..
+            } => {
                 let (group_of, starts, members) = split(map, *keys, *groups);
                 Groups::new(group_of, starts, members)
             }
+            Inner::Mapped {
+                map,
+                ascending: true,
+                keys,
+                groups,
+                members,
+            } => Groups::ascending(split_ascending(map, *keys, *groups, *members)),
             Inner::Built(map) => map.into(),
         }
     }
@@ -80,6 +102,29 @@ fn split(map: &[u8], keys: usize, groups: usize) -> (&[u32], &[u32], &[u32]) {
     let (group_of, rest) = all.split_at(keys);
     let (starts, members) = rest.split_at(groups + 1);
     (group_of, starts, members)
+}
+
+/// Words of layout 1 after the header: (u64 words of `grouped`, of `firsts`), for K keys and
+/// M members.
+fn ascending_words(keys: usize, members: usize) -> (usize, usize) {
+    (keys.div_ceil(64), members.div_ceil(64))
+}
+
+/// The arrays of a mapped layout-1 file whose size matched its header (all offsets multiples
+/// of 8 into a page-aligned mapping, the `u32` arrays last, so the casts cannot fail).
+fn split_ascending(map: &[u8], keys: usize, groups: usize, members: usize) -> Ascending<'_> {
+    let (wk, wm) = ascending_words(keys, members);
+    let words: &[u64] = bytemuck::cast_slice(&map[HEADER..HEADER + 8 * (wk + wm)]);
+    let (grouped, firsts) = words.split_at(wk);
+    let rest: &[u32] = bytemuck::cast_slice(&map[HEADER + 8 * (wk + wm)..]);
+    let (ranks, members) = rest.split_at(wk);
+    Ascending {
+        grouped,
+        ranks,
+        members,
+        firsts,
+        profiles: groups,
+    }
 }
 
 /// What a map derived from `snapshot` under these rules is stamped with; `None` when the
@@ -153,16 +198,43 @@ fn load(dir: &Path, stamp: u128, keys: usize) -> Option<Profiles> {
         return None;
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().ok()?);
+    let layout = u32::from_le_bytes(bytes[12..16].try_into().ok()?);
     let found = u128::from_le_bytes(bytes[16..32].try_into().ok()?);
     let (count, groups, members) = (word(32)?, word(40)?, word(48)?);
     if version != VERSION || found != stamp || count != keys as u64 {
         return None;
     }
+    if layout == ASCENDING {
+        let (groups, members) = (
+            usize::try_from(groups).ok()?,
+            usize::try_from(members).ok()?,
+        );
+        let (wk, wm) = ascending_words(keys, members);
+        let size = wk
+            .checked_add(wm)?
+            .checked_mul(8)?
+            .checked_add(wk.checked_add(members)?.checked_mul(4)?)?;
+        if bytes.len() != size.checked_add(HEADER)? {
+            return None;
+        }
+        if !valid_ascending(keys, &split_ascending(bytes, keys, groups, members)) {
+            return None;
+        }
+        return Some(Profiles {
+            inner: Inner::Mapped {
+                map,
+                ascending: true,
+                keys,
+                groups,
+                members,
+            },
+        });
+    }
     let words = (keys as u64)
         .checked_add(groups)?
         .checked_add(1)?
         .checked_add(members)?;
-    if bytes.len() as u64 != words.checked_mul(4)?.checked_add(HEADER as u64)? {
+    if layout != ARRAYS || bytes.len() as u64 != words.checked_mul(4)?.checked_add(HEADER as u64)? {
         return None;
     }
     let groups = groups as usize;
@@ -170,8 +242,15 @@ fn load(dir: &Path, stamp: u128, keys: usize) -> Option<Profiles> {
     if !valid(group_of, starts, members) {
         return None;
     }
+    let members = members.len();
     Some(Profiles {
-        inner: Inner::Mapped { map, keys, groups },
+        inner: Inner::Mapped {
+            map,
+            ascending: false,
+            keys,
+            groups,
+            members,
+        },
     })
 }
 
@@ -203,22 +282,86 @@ fn valid(group_of: &[u32], starts: &[u32], members: &[u32]) -> bool {
     true
 }
 
+/// [`valid`] for layout 1, over `keys` keys: `members` strictly ascending below `keys`, each
+/// with its bit in `grouped` and no other bit set there, `ranks` counting those bits, and
+/// `firsts` cutting `members` into profiles of at least two keys, as many as the header says.
+/// Then a key's profile, found by its rank, holds it, and only its profile does.
+fn valid_ascending(keys: usize, map: &Ascending<'_>) -> bool {
+    let members = map.members;
+    if !members.is_sorted_by(|a, b| a < b) || members.last().is_some_and(|&k| k as usize >= keys) {
+        return false;
+    }
+    let bit = |bits: &[u64], i: usize| bits.get(i / 64).is_some_and(|w| w >> (i % 64) & 1 == 1);
+    if !members.iter().all(|&k| bit(map.grouped, k as usize)) {
+        return false;
+    }
+    let mut set = 0u64;
+    for (w, &rank) in map.grouped.iter().zip(map.ranks) {
+        if rank as u64 != set {
+            return false;
+        }
+        set += w.count_ones() as u64;
+    }
+    if set != members.len() as u64 {
+        return false;
+    }
+    // Each profile from its first bit to the next one (or the end) has two keys or more.
+    let (mut profiles, mut at) = (0, 0);
+    while at < members.len() {
+        if !bit(map.firsts, at) {
+            return false;
+        }
+        let next = first_set_from(map.firsts, at + 1);
+        if next < at + 2 || (next != usize::MAX && next >= members.len()) {
+            return false;
+        }
+        profiles += 1;
+        at = next.min(members.len());
+    }
+    profiles == map.profiles && (!members.is_empty() || map.firsts.iter().all(|&w| w == 0))
+}
+
 fn save(dir: &Path, stamp: u128, map: &ProfileMap) -> std::io::Result<()> {
     let (group_of, starts, members) = map.arrays();
     // An empty (default) map has no `starts` at all; the file always has G + 1 of them.
     let starts: &[u32] = if starts.is_empty() { &[0] } else { starts };
+    let ascending = members.is_sorted_by(|a, b| a < b);
     let words = group_of.len() + starts.len() + members.len();
     let mut bytes = Vec::with_capacity(HEADER + 4 * words);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&VERSION.to_le_bytes());
-    bytes.extend_from_slice(&0u32.to_le_bytes());
+    let layout = if ascending { ASCENDING } else { ARRAYS };
+    bytes.extend_from_slice(&layout.to_le_bytes());
     bytes.extend_from_slice(&stamp.to_le_bytes());
     for n in [group_of.len(), starts.len() - 1, members.len()] {
         bytes.extend_from_slice(&(n as u64).to_le_bytes());
     }
-    for array in [group_of, starts, members] {
-        for w in array {
+    if ascending {
+        let (wk, wm) = ascending_words(group_of.len(), members.len());
+        let mut grouped = vec![0u64; wk];
+        for (k, _) in group_of.iter().enumerate().filter(|(_, g)| **g != ALONE) {
+            grouped[k / 64] |= 1 << (k % 64);
+        }
+        let mut firsts = vec![0u64; wm];
+        for &s in &starts[..starts.len() - 1] {
+            firsts[s as usize / 64] |= 1 << (s % 64);
+        }
+        for w in grouped.iter().chain(&firsts) {
             bytes.extend_from_slice(&w.to_le_bytes());
+        }
+        let mut set = 0u32;
+        for w in &grouped {
+            bytes.extend_from_slice(&set.to_le_bytes());
+            set += w.count_ones();
+        }
+        for w in members {
+            bytes.extend_from_slice(&w.to_le_bytes());
+        }
+    } else {
+        for array in [group_of, starts, members] {
+            for w in array {
+                bytes.extend_from_slice(&w.to_le_bytes());
+            }
         }
     }
     // A temporary file per process: readers run concurrently and may all save.
@@ -266,6 +409,75 @@ mod tests {
         assert_eq!(load(dir.path(), 1, 2).unwrap().multi_key_profiles(), 0);
         let (dir, _) = saved(&ProfileMap::default(), 1);
         assert_eq!(load(dir.path(), 1, 0).unwrap().multi_key_profiles(), 0);
+    }
+
+    /// 300 keys: profiles of 2 to 5 neighbouring keys (some across 64-key words), every
+    /// third stretch of keys alone; `members` ascends, so the file takes layout 1.
+    fn neighbours() -> ProfileMap {
+        let (mut rep, mut k, mut size) = (Vec::new(), 0u32, 2);
+        while k < 300 {
+            if k % 3 == 0 {
+                rep.push(k);
+                k += 1;
+                continue;
+            }
+            let n = size.min(300 - k);
+            rep.extend(std::iter::repeat_n(k, n as usize));
+            k += n;
+            size = size % 5 + 2;
+        }
+        ProfileMap::from_representatives(rep).expect("valid")
+    }
+
+    #[test]
+    fn a_map_of_neighbouring_keys_is_saved_smaller_and_reads_the_same() {
+        let map = neighbours();
+        let (dir, bytes) = saved(&map, 7);
+        let (group_of, starts, members) = map.arrays();
+        assert!(bytes.len() < HEADER + 4 * (group_of.len() + starts.len() + members.len()) / 2);
+        let p = load(dir.path(), 7, 300).expect("a matching file");
+        assert!(matches!(
+            p.inner,
+            Inner::Mapped {
+                ascending: true,
+                ..
+            }
+        ));
+        let want = Groups::from(&map);
+        assert!(want.multi_key_profiles() > 50);
+        assert_eq!(p.multi_key_profiles(), want.multi_key_profiles());
+        for k in 0..400 {
+            assert_eq!(p.groups().keys(k), want.keys(k), "key {k}");
+        }
+        // Where word `i` after the header is (u32 words): grouped 0..10, firsts, ranks, members.
+        let (wk, wm) = ascending_words(300, members.len());
+        let (ranks, member) = (2 * (wk + wm), 2 * (wk + wm) + wk);
+        fn at(i: usize) -> usize {
+            HEADER + 4 * i
+        }
+        type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+        let damaged: [(&str, Damage); 7] = [
+            ("cut short", Box::new(|b| b.truncate(b.len() - 4))),
+            ("profile count", Box::new(|b| b[40] += 1)),
+            ("a rank off", Box::new(move |b| b[at(ranks + 1)] += 1)),
+            ("a grouped key's bit cleared", Box::new(|b| b[at(0)] &= !2)),
+            ("a lone key's bit set", Box::new(|b| b[at(0)] |= 1)),
+            (
+                "a profile of one key",
+                Box::new(move |b| b[at(2 * wk)] |= 2),
+            ),
+            (
+                "members not ascending",
+                Box::new(move |b| b[at(member)] = 9),
+            ),
+        ];
+        let path = dir.path().join(MAP_FILE);
+        for (what, damage) in damaged {
+            let mut bytes = bytes.clone();
+            damage(&mut bytes);
+            std::fs::write(&path, &bytes).unwrap();
+            assert!(load(dir.path(), 7, 300).is_none(), "{what}");
+        }
     }
 
     #[test]
@@ -352,11 +564,20 @@ mod tests {
         let (p, cached) = run();
         assert!(cached && matches!(p.inner, Inner::Mapped { .. }));
         assert_eq!(reps(&p, snap.key_count() as u32), want);
-        // A lone key claims the profile: the file is ignored, the map built and saved again.
+        // A lone key claims to be in a profile (its bit in `grouped`, the first word of
+        // layout 1): the file is ignored, the map built and saved again.
+        assert!(matches!(
+            p.inner,
+            Inner::Mapped {
+                ascending: true,
+                ..
+            }
+        ));
         let path = dir.path().join(MAP_FILE);
         let mut bytes = std::fs::read(&path).unwrap();
         let bob = snap.customer_key("bob").unwrap() as usize;
-        bytes[HEADER + 4 * bob..HEADER + 4 * bob + 4].copy_from_slice(&0u32.to_le_bytes());
+        assert!(bob < 8 && p.groups().keys(bob as u32).is_none());
+        bytes[HEADER] |= 1 << bob;
         std::fs::write(&path, &bytes).unwrap();
         let (p, cached) = run();
         assert!(!cached);

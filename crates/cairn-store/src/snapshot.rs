@@ -407,6 +407,12 @@ impl Snapshot {
         bounds.windows(2).map(|w| w[0]..w[1]).collect()
     }
 
+    /// Whether `key` is the first of a group's `keys` that holds events (the one the group
+    /// is visited at), searching each source from its scan cursor in `near`.
+    fn first_with_events(&self, keys: &[u32], key: u32, near: &[usize]) -> bool {
+        keys.iter().find(|&&k| k == key || self.holds(k, near)) == Some(&key)
+    }
+
     /// Whether any source holds events of `key`, searching each from its scan cursor in `near`.
     fn holds(&self, key: u32, near: &[usize]) -> bool {
         self.sources
@@ -415,24 +421,18 @@ impl Snapshot {
             .any(|(s, &at)| s.scan.find_near(key, at).is_some())
     }
 
-    /// Visits the group of `keys` (see [`Snapshot::scan_grouped`]) if `key` is the first of
-    /// them with events, where the scan meets it; does nothing for its other keys.
-    /// `near` holds each source's scan cursor (its position of the first key at or after
-    /// `key`), where the group's other keys, usually neighbours, are searched from.
-    #[allow(clippy::too_many_arguments)]
+    /// Visits the group of `keys` (see [`Snapshot::scan_grouped`]), where the scan meets the
+    /// first of them with events. `near` holds each source's scan cursor, where the group's
+    /// other keys, usually neighbours, are searched from.
     fn visit_group<'s>(
         &self,
         grouped: &mut Grouped<'s>,
         texts: &[Vec<&'s str>],
         keys: &[u32],
-        key: u32,
         near: &[usize],
         columns: Columns,
         visit: &mut dyn FnMut(Customer<'_>),
     ) {
-        if keys.iter().find(|&&k| k == key || self.holds(k, near)) != Some(&key) {
-            return;
-        }
         grouped.fill(&self.sources, texts, keys, near, columns);
         let mut customer = grouped.out.view(keys[0]);
         if !columns.times {
@@ -455,104 +455,129 @@ impl Snapshot {
             .collect()
     }
 
-    fn scan_range<'g, G: Fn(u32) -> Option<&'g [u32]> + Sync + ?Sized>(
+    /// Visits the customers (and groups) whose keys are in `range`, in key order. The
+    /// sources' cursors advance together; where one source alone holds the smallest key, the
+    /// run of its keys below every other source's next key is read from it alone
+    /// ([`Snapshot::scan_stretch`]), without looking at the other sources for each key.
+    /// Segments written from the log hold the customers of a stretch of arrivals, so their key
+    /// ranges mostly follow one another: long stretches. A compacted store is one stretch.
+    fn scan_range<'s, 'g, G: Fn(u32) -> Option<&'g [u32]> + Sync + ?Sized>(
         &self,
         columns: Columns,
         group: Option<&G>,
-        texts: &[Vec<&str>],
+        texts: &[Vec<&'s str>],
         range: Range<u32>,
         visit: &mut dyn FnMut(Customer<'_>),
     ) {
-        let mut cursors: Vec<usize> = self
-            .sources
-            .iter()
-            .map(|s| s.scan.keys().partition_point(|&k| k < range.start))
-            .collect();
-        // Where each source's values for the next customer start (see `values_into_from`).
-        let mut value_cursors = vec![usize::MAX; self.sources.len()];
-        let mut merged = Merged::default();
-        let mut single = Merged::default();
-        let mut holders: Vec<usize> = Vec::with_capacity(self.sources.len());
-        let mut grouped = Grouped::default();
+        let keys: Vec<&[u32]> = self.sources.iter().map(|s| s.scan.keys()).collect();
+        let mut scan = Scan {
+            cursors: keys
+                .iter()
+                .map(|k| k.partition_point(|&k| k < range.start))
+                .collect(),
+            value_cursors: vec![usize::MAX; self.sources.len()],
+            merged: Merged::default(),
+            single: Merged::default(),
+            grouped: Grouped::default(),
+            holders: Vec::with_capacity(self.sources.len()),
+        };
         if group.is_some() {
-            grouped.times = self.sources.iter().map(|s| s.scan.times()).collect();
-        }
-        if let [only] = &self.sources[..] {
-            // One source (a compacted store): its customers in order, without the merge
-            // bookkeeping below, which cost as much as decoding a short customer.
-            let scan = &only.scan;
-            let (keys, times) = (scan.keys(), scan.times());
-            let from = keys.partition_point(|&k| k < range.start);
-            let to = keys.partition_point(|&k| k < range.end);
-            let mut value_cursor = usize::MAX;
-            let mut i = from;
-            while i < to {
-                let key = keys[i];
-                i += 1;
-                let Some(members) = group.and_then(|g| g(key)) else {
-                    let run = single.read_run(scan, &times, i - 1, columns, &mut value_cursor);
-                    visit(run.view(key, texts.first()));
-                    continue;
-                };
-                // The usual group: its keys are this file's next customers (an anonymous id
-                // and the id it signed in with get neighbouring keys) and their runs follow
-                // each other in time, so its events are one stretch of rows, read as one
-                // customer's, and its other keys are stepped over here.
-                let n = members.len();
-                let next = keys.get(i - 1..).unwrap_or_default();
-                if members[0] == key
-                    && n <= next.len()
-                    && members.iter().zip(next).all(|(a, b)| a == b)
-                {
-                    let at = i - 1..i - 1 + n;
-                    if let Some(run) =
-                        single.read_runs(scan, &times, at, columns, &mut value_cursor)
-                    {
-                        visit(run.view(key, texts.first()));
-                        i += n - 1;
-                        continue;
-                    }
-                }
-                // Visited already where an earlier key of the group has events (the
-                // usual case for all but a group's first key): skipped here, in line.
-                let mut earlier = members.iter().take_while(|&&k| k != key);
-                if !earlier.any(|&k| scan.find_near(k, i - 1).is_some()) {
-                    self.visit_group(&mut grouped, texts, members, key, &[i - 1], columns, visit);
-                }
-            }
-            return;
+            scan.grouped.times = self.sources.iter().map(|s| s.scan.times()).collect();
         }
         loop {
-            let mut min = u32::MAX;
-            for (s, &c) in self.sources.iter().zip(&cursors) {
-                if let Some(&k) = s.scan.keys().get(c) {
-                    min = min.min(k);
+            // The smallest key at the cursors, the sources holding it, and the smallest key
+            // any other source holds next.
+            let (mut min, mut next) = (u32::MAX, u32::MAX);
+            scan.holders.clear();
+            for (i, (keys, &c)) in keys.iter().zip(&scan.cursors).enumerate() {
+                match keys.get(c) {
+                    Some(&k) if k < min => {
+                        next = min;
+                        min = k;
+                        scan.holders.clear();
+                        scan.holders.push(i);
+                    }
+                    Some(&k) if k == min => scan.holders.push(i),
+                    Some(&k) => next = next.min(k),
+                    None => {}
                 }
             }
             if min >= range.end {
                 return;
             }
-            holders.clear();
-            for (i, (s, c)) in self.sources.iter().zip(cursors.iter_mut()).enumerate() {
-                if s.scan.keys().get(*c) == Some(&min) {
-                    holders.push(i);
+            if let [h] = scan.holders[..] {
+                let end = next.min(range.end);
+                self.scan_stretch(&mut scan, h, end, columns, group, texts, visit);
+                continue;
+            }
+            if let Some(members) = group.and_then(|g| g(min)) {
+                if self.first_with_events(members, min, &scan.cursors) {
+                    let (grouped, near) = (&mut scan.grouped, &scan.cursors);
+                    self.visit_group(grouped, texts, members, near, columns, visit);
                 }
-            }
-            if let Some(keys) = group.and_then(|g| g(min)) {
-                self.visit_group(&mut grouped, texts, keys, min, &cursors, columns, visit);
-            } else if let [only] = holders[..] {
-                let src = &self.sources[only].scan;
-                let (i, cursor) = (cursors[only], &mut value_cursors[only]);
-                let run = single.read_run(src, &src.times(), i, columns, cursor);
-                visit(run.view(min, texts.get(only)));
             } else {
-                merged.fill(&self.sources, texts, &cursors, &holders, columns);
-                visit(merged.view(min));
+                scan.merged
+                    .fill(&self.sources, texts, &scan.cursors, &scan.holders, columns);
+                visit(scan.merged.view(min));
             }
-            for &i in &holders {
-                cursors[i] += 1;
+            for &i in &scan.holders {
+                scan.cursors[i] += 1;
             }
         }
+    }
+
+    /// Visits the customers of source `h` from its cursor up to key `end`, knowing that no
+    /// other source holds any of them (every other cursor is at `end` or later), without the
+    /// per-key bookkeeping of merging sources, which cost as much as decoding a short customer.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_stretch<'s, 'g, G: Fn(u32) -> Option<&'g [u32]> + Sync + ?Sized>(
+        &self,
+        scan: &mut Scan<'s>,
+        h: usize,
+        end: u32,
+        columns: Columns,
+        group: Option<&G>,
+        texts: &[Vec<&'s str>],
+        visit: &mut dyn FnMut(Customer<'_>),
+    ) {
+        let data = &self.sources[h].scan;
+        let (keys, times, text) = (data.keys(), data.times(), texts.get(h));
+        let mut i = scan.cursors[h];
+        while let Some(&key) = keys.get(i).filter(|&&k| k < end) {
+            i += 1;
+            let value_cursor = &mut scan.value_cursors[h];
+            let Some(members) = group.and_then(|g| g(key)) else {
+                let run = scan
+                    .single
+                    .read_run(data, &times, i - 1, columns, value_cursor);
+                visit(run.view(key, text));
+                continue;
+            };
+            // The usual group: its keys are this source's next customers (an anonymous id
+            // and the id it signed in with get neighbouring keys), so before `end` and in no
+            // other source, and their runs follow each other in time: its events are one
+            // stretch of rows, read as one customer's, and its other keys are stepped over.
+            let (n, at) = (members.len(), i - 1..i - 1 + members.len());
+            let neighbours = members[0] == key && members[n - 1] < end;
+            if neighbours
+                && keys.get(at.clone()) == Some(members)
+                && let Some(run) = scan
+                    .single
+                    .read_runs(data, &times, at, columns, value_cursor)
+            {
+                visit(run.view(key, text));
+                i += n - 1;
+                continue;
+            }
+            // Visited already where an earlier key of the group has events (the usual case
+            // for all but a group's first key): skipped here.
+            scan.cursors[h] = i - 1;
+            if self.first_with_events(members, key, &scan.cursors) {
+                let (grouped, near) = (&mut scan.grouped, &scan.cursors);
+                self.visit_group(grouped, texts, members, near, columns, visit);
+            }
+        }
+        scan.cursors[h] = i;
     }
 
     /// One customer's events in order, with every field, from the Parquet segments and the log.
@@ -893,6 +918,21 @@ impl<'m, 's> Run<'m, 's> {
     }
 }
 
+/// Where a scan is, and its scratch space (see [`Snapshot::scan_range`]).
+struct Scan<'s> {
+    /// Per source: the index of its first key not visited yet.
+    cursors: Vec<usize>,
+    /// Per source: where the values of its next customer start (see `values_into_from`).
+    value_cursors: Vec<usize>,
+    /// A customer spread over several sources, merged.
+    merged: Merged<'s>,
+    /// A customer, or a group of neighbouring keys, read from one source.
+    single: Merged<'s>,
+    grouped: Grouped<'s>,
+    /// The sources holding the key at hand.
+    holders: Vec<usize>,
+}
+
 /// Scratch space for a group of keys scanned as one customer (see [`Snapshot::scan_grouped`]).
 #[derive(Default)]
 struct Grouped<'s> {
@@ -1145,6 +1185,65 @@ mod tests {
             })
             .collect();
         assert_eq!(names, want_names);
+    }
+
+    /// Segments holding neighbouring key ranges, as the log's flushes write them (read a
+    /// stretch at a time), overlapping at their edges, and a log tail: groups within one
+    /// stretch, across the edge of a stretch, over several sources, and with a key that holds
+    /// no events are read as the plain scan gives them.
+    #[test]
+    fn grouped_scans_of_segments_with_neighbouring_key_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        let id = |k: u32| format!("c{k:02}");
+        let mut n = 0;
+        let mut events = |keys: std::ops::Range<u32>, from: i64| {
+            let mut events = Vec::new();
+            for k in keys {
+                for j in 0..3 {
+                    n += 1;
+                    // Interleaved times across neighbours, some equal; runs one after
+                    // another for keys 3..6 and 8..10 (in the first segment).
+                    let t = match k {
+                        3..6 | 8..10 => from + (k as i64 * 100 + j * 10) * 1_000_000,
+                        _ => from + (j * 10 + (k as i64 % 3) * 4) * 1_000_000,
+                    };
+                    events.push(event(
+                        &id(k),
+                        ["x", "y", "z"][j as usize],
+                        t,
+                        &format!("m{n}"),
+                    ));
+                }
+            }
+            events
+        };
+        // Keys are given in order of first arrival: c00..c09, then c10..c14, then c15..c19.
+        for (keys, from) in [(0..10, 0), (7..15, 3_000_000)] {
+            let mut txn = store.import().unwrap();
+            txn.add(events(keys, from)).unwrap();
+            txn.commit().unwrap();
+        }
+        store.append(events(13..20, 1_000_000)).unwrap();
+        let snap = Snapshot::load(dir.path()).unwrap();
+        assert_eq!(snap.sources.len(), 3, "two segments and the log tail");
+        let key = |k: u32| snap.customer_key(&id(k)).unwrap();
+        assert!((0..20).all(|k| key(k) == k));
+        let groups: Vec<Vec<u32>> = vec![
+            // Neighbours inside the first segment's stretch.
+            vec![1, 2],
+            vec![3, 4, 5],
+            // Across the stretch's end: 6 in the first segment only, 7 in both.
+            vec![6, 7],
+            // In both segments, and in different ones.
+            vec![8, 9],
+            vec![0, 11],
+            // Over the second segment and the log tail; with a key that has no events.
+            vec![10, 14, 19],
+            vec![13, 16],
+            vec![17, 1000],
+        ];
+        check_grouped(&snap, &groups);
     }
 
     /// In one segment (a compacted store), a group whose keys are neighbours is read as one
