@@ -149,6 +149,8 @@ impl Durations {
         if self.ms {
             self.keep_micros();
         }
+        // The same three-way choice as `push`'s, written out again: shared through one
+        // function (even `#[inline(always)]`) the process map measured 5–8 % slower.
         if let Ok(v) = u16::try_from(d) {
             self.tiny.push(v);
         } else if let Ok(v) = u32::try_from(d) {
