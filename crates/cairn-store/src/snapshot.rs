@@ -409,12 +409,22 @@ impl Snapshot {
 
     /// Whether `key` is the first of a group's `keys` that holds events (the one the group
     /// is visited at), searching each source from its scan cursor in `near`.
-    fn first_with_events(&self, keys: &[u32], key: u32, near: &[usize]) -> bool {
-        keys.iter().find(|&&k| k == key || self.holds(k, near)) == Some(&key)
+    fn first_with_events(
+        &self,
+        keys: &[u32],
+        key: u32,
+        near: &[usize],
+        known: Option<&KeySources>,
+    ) -> bool {
+        keys.iter().find(|&&k| k == key || self.holds(k, near, known)) == Some(&key)
     }
 
-    /// Whether any source holds events of `key`, searching each from its scan cursor in `near`.
-    fn holds(&self, key: u32, near: &[usize]) -> bool {
+    /// Whether any source holds events of `key`: from `known` when it covers the key, else
+    /// searching each source from its scan cursor in `near`.
+    fn holds(&self, key: u32, near: &[usize], known: Option<&KeySources>) -> bool {
+        if let Some(mask) = known.and_then(|k| k.of(key)) {
+            return mask != 0;
+        }
         self.sources
             .iter()
             .zip(near)
@@ -483,6 +493,7 @@ impl Snapshot {
         };
         if group.is_some() {
             scan.grouped.times = self.sources.iter().map(|s| s.scan.times()).collect();
+            scan.grouped.key_sources = KeySources::new(&self.sources, range.clone());
         }
         loop {
             // The smallest key at the cursors, the sources holding it, and the smallest key
@@ -511,7 +522,8 @@ impl Snapshot {
                 continue;
             }
             if let Some(members) = group.and_then(|g| g(min)) {
-                if self.first_with_events(members, min, &scan.cursors) {
+                let known = scan.grouped.key_sources.as_ref();
+                if self.first_with_events(members, min, &scan.cursors, known) {
                     let (grouped, near) = (&mut scan.grouped, &scan.cursors);
                     self.visit_group(grouped, texts, members, near, columns, visit);
                 }
@@ -572,7 +584,8 @@ impl Snapshot {
             // Visited already where an earlier key of the group has events (the usual case
             // for all but a group's first key): skipped here.
             scan.cursors[h] = i - 1;
-            if self.first_with_events(members, key, &scan.cursors) {
+            let known = scan.grouped.key_sources.as_ref();
+            if self.first_with_events(members, key, &scan.cursors, known) {
                 let (grouped, near) = (&mut scan.grouped, &scan.cursors);
                 self.visit_group(grouped, texts, members, near, columns, visit);
             }
@@ -950,6 +963,53 @@ struct Grouped<'s> {
     /// Per source: where the values of the key read last from it end (see
     /// `values_into_from`).
     value_cursors: Vec<usize>,
+    /// Which sources hold each key of the scanned range, in a store of several sources.
+    key_sources: Option<KeySources>,
+}
+
+/// For a grouped scan of several sources: per key of the range scanned, a bit per source that
+/// holds it. In a store whose segments overlap in key range (a server's, fed every customer's
+/// events interleaved), a group's other keys were otherwise searched for in every source, and
+/// whether an earlier key of the group has events asked every source again: most of a stitched
+/// scan's time there. Built with one pass over each source's keys in the range.
+struct KeySources {
+    /// The first key covered.
+    from: u32,
+    bits: Vec<u16>,
+}
+
+impl KeySources {
+    /// `None` for one source (nothing to save) or more than 16 (no room in the bits).
+    fn new(sources: &[Source], range: Range<u32>) -> Option<KeySources> {
+        if !(2..=16).contains(&sources.len()) {
+            return None;
+        }
+        let top = sources
+            .iter()
+            .filter_map(|s| s.scan.keys().last())
+            .max()?
+            .saturating_add(1)
+            .min(range.end);
+        let mut bits = vec![0u16; top.checked_sub(range.start)? as usize];
+        for (i, src) in sources.iter().enumerate() {
+            let keys = src.scan.keys();
+            let from = keys.partition_point(|&k| k < range.start);
+            for &k in keys[from..].iter().take_while(|&&k| k < top) {
+                bits[(k - range.start) as usize] |= 1 << i;
+            }
+        }
+        Some(KeySources {
+            from: range.start,
+            bits,
+        })
+    }
+
+    /// The sources holding `key` (bit i: source i), when the key is in the range covered (a
+    /// group's keys can lie beyond it).
+    fn of(&self, key: u32) -> Option<u16> {
+        let i = key.checked_sub(self.from)?;
+        self.bits.get(i as usize).copied()
+    }
 }
 
 impl<'s> Grouped<'s> {
@@ -976,7 +1036,11 @@ impl<'s> Grouped<'s> {
         for &key in keys {
             let seam = runs.times.len();
             self.holders.clear();
+            let known = self.key_sources.as_ref().and_then(|k| k.of(key));
             for (h, (src, &at)) in sources.iter().zip(near).enumerate() {
+                if known.is_some_and(|mask| mask & (1 << h) == 0) {
+                    continue;
+                }
                 if let Some(i) = src.scan.find_near(key, at) {
                     self.cursors[h] = i;
                     self.holders.push(h);
