@@ -416,7 +416,9 @@ impl Snapshot {
         near: &[usize],
         known: Option<&KeySources>,
     ) -> bool {
-        keys.iter().find(|&&k| k == key || self.holds(k, near, known)) == Some(&key)
+        keys.iter()
+            .find(|&&k| k == key || self.holds(k, near, known))
+            == Some(&key)
     }
 
     /// Whether any source holds events of `key`: from `known` when it covers the key, else
