@@ -997,7 +997,11 @@ impl KeySources {
             let keys = src.scan.keys();
             let from = keys.partition_point(|&k| k < range.start);
             for &k in keys[from..].iter().take_while(|&&k| k < top) {
-                bits[(k - range.start) as usize] |= 1 << i;
+                // (Keys ascend in a sound file; a damaged one must not panic.)
+                let at = k.checked_sub(range.start);
+                if let Some(b) = at.and_then(|at| bits.get_mut(at as usize)) {
+                    *b |= 1 << i;
+                }
             }
         }
         Some(KeySources {
