@@ -734,7 +734,7 @@ impl StepsAcc {
 pub struct Scratch {
     /// `chains[k]`: events of the attempt kept for step k; read only where `reached[k]`.
     chains: Vec<[u32; MAX_STEPS]>,
-    /// Indexes of the events whose name a step has.
+    /// Indexes of the events whose name a step has or is excluded (see `find_named`).
     named: Vec<u32>,
     pairs: Vec<(i64, u8, u32)>,
     events: Vec<(u32, u32)>,

@@ -33,17 +33,11 @@ pub fn summarize(samples: &mut [i64]) -> Summary {
 /// empty.
 pub fn quantile(samples: &mut [i64], q: f64) -> f64 {
     debug_assert!(!samples.is_empty());
-    let pos = q * (samples.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let frac = pos - lo as f64;
-    let (_, &mut low, above) = samples.select_nth_unstable(lo);
-    let low = low as f64;
-    if frac == 0.0 || above.is_empty() {
-        return low;
-    }
+    let at = Interpolation::new(q, samples.len());
+    let (_, &mut low, above) = samples.select_nth_unstable(at.lo);
     // The next order statistic is the smallest sample above position `lo`.
-    let high = above.iter().copied().min().unwrap_or(low as i64) as f64;
-    low + (high - low) * frac
+    let high = above.iter().copied().min().unwrap_or(low);
+    at.value(low, high)
 }
 
 /// Duration samples (µs) for exact quantiles over millions of transitions, as a process map
@@ -259,14 +253,7 @@ impl Durations {
                 }
             }
             for (k, slot) in in_tiny {
-                let mut before = 0;
-                for (v, &c) in counts.iter().enumerate() {
-                    if before + c > k {
-                        out[slot] = v as i64 * unit;
-                        break;
-                    }
-                    before += c;
-                }
+                out[slot] = bucket_of_rank(&counts, k).0 as i64 * unit;
             }
         }
         if in_short.is_empty() {
@@ -289,19 +276,13 @@ impl Durations {
             }
         }
         // (bucket, samples before it) of each wanted rank.
-        let mut at: Vec<(u32, usize)> = Vec::with_capacity(in_short.len());
-        for &(k, _) in &in_short {
-            let mut before = 0;
-            let mut bucket = 0;
-            for (b, &c) in counts.iter().enumerate() {
-                if before + c > k {
-                    bucket = b as u32;
-                    break;
-                }
-                before += c;
-            }
-            at.push((bucket, before));
-        }
+        let at: Vec<(u32, usize)> = in_short
+            .iter()
+            .map(|&(k, _)| {
+                let (bucket, before) = bucket_of_rank(&counts, k);
+                (bucket as u32, before)
+            })
+            .collect();
         let mut buckets: Vec<u32> = at.iter().map(|&(b, _)| b).collect();
         buckets.sort_unstable();
         buckets.dedup();
@@ -328,8 +309,22 @@ impl Durations {
     }
 }
 
+/// The bucket that holds the sample of rank `k`, given each bucket's count of samples
+/// (buckets in ascending order of their samples), and how many samples come before it.
+fn bucket_of_rank(counts: &[usize], k: usize) -> (usize, usize) {
+    let mut before = 0;
+    for (b, &c) in counts.iter().enumerate() {
+        if before + c > k {
+            return (b, before);
+        }
+        before += c;
+    }
+    (0, before)
+}
+
 /// Where quantile `q` of `n` samples (n > 0) falls: between the order statistics of ranks
-/// `lo` and `hi`, with linear interpolation, as [`quantile`] computes it.
+/// `lo` and `hi`, with linear interpolation (see the module docs). [`quantile`] and
+/// [`Durations`] both use it.
 struct Interpolation {
     lo: usize,
     hi: usize,
@@ -394,15 +389,7 @@ fn nth_long(samples: &Chunks<i64>, k: usize) -> i64 {
                 }
             }
             if n > FEW {
-                let mut before = 0;
-                let mut bucket = 0;
-                for (b, &c) in counts.iter().enumerate() {
-                    if before + c > k {
-                        bucket = b;
-                        break;
-                    }
-                    before += c;
-                }
+                let (bucket, before) = bucket_of_rank(&counts, k);
                 k -= before;
                 let start = (bucket as u64) << shift;
                 lo = lo.wrapping_add(start as i64);
@@ -433,12 +420,7 @@ pub struct Bucket {
     pub customers: u64,
 }
 
-/// Counts durations (microseconds) into the fixed buckets.
-pub fn histogram(samples: &[i64]) -> Vec<Bucket> {
-    histogram_of(samples.iter().copied())
-}
-
-/// [`histogram`] of any samples, such as those of a [`Durations`].
+/// Counts durations (microseconds), such as those of a [`Durations`], into the fixed buckets.
 pub fn histogram_of(samples: impl IntoIterator<Item = i64>) -> Vec<Bucket> {
     let mut counts = [0u64; 9];
     for d in samples {
@@ -581,7 +563,7 @@ mod tests {
 
     #[test]
     fn histogram_buckets() {
-        let h = histogram(&[0, 59_999_999, 60_000_000, 40 * 86_400_000_000]);
+        let h = histogram_of([0, 59_999_999, 60_000_000, 40 * 86_400_000_000]);
         assert_eq!(h[0].customers, 2);
         assert_eq!(h[1].customers, 1);
         assert_eq!(h[8].customers, 1);
