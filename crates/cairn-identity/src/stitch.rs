@@ -79,7 +79,7 @@ impl<'a> Ascending<'a> {
 }
 
 /// The position of the last bit set at or before position `i` of `bits` (0 when none).
-pub(crate) fn last_set_up_to(bits: &[u64], i: usize) -> usize {
+fn last_set_up_to(bits: &[u64], i: usize) -> usize {
     let mut w = i / 64;
     let mut word = bits.get(w).map_or(0, |&x| x & (u64::MAX >> (63 - i % 64)));
     loop {

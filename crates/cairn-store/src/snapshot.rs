@@ -433,18 +433,22 @@ impl Snapshot {
             .any(|(s, &at)| s.scan.find_near(key, at).is_some())
     }
 
-    /// Visits the group of `keys` (see [`Snapshot::scan_grouped`]), where the scan meets the
-    /// first of them with events. `near` holds each source's scan cursor, where the group's
-    /// other keys, usually neighbours, are searched from.
+    /// Visits the group of `keys` (see [`Snapshot::scan_grouped`]) if `key` is the first of
+    /// them with events, where the scan meets it; does nothing for its other keys. The
+    /// group's other keys, usually neighbours, are searched from each source's scan cursor.
     fn visit_group<'s>(
         &self,
-        grouped: &mut Grouped<'s>,
+        scan: &mut Scan<'s>,
         texts: &[Vec<&'s str>],
         keys: &[u32],
-        near: &[usize],
+        key: u32,
         columns: Columns,
         visit: &mut dyn FnMut(Customer<'_>),
     ) {
+        let (grouped, near) = (&mut scan.grouped, &scan.cursors);
+        if !self.first_with_events(keys, key, near, grouped.key_sources.as_ref()) {
+            return;
+        }
         grouped.fill(&self.sources, texts, keys, near, columns);
         let mut customer = grouped.out.view(keys[0]);
         if !columns.times {
@@ -524,11 +528,7 @@ impl Snapshot {
                 continue;
             }
             if let Some(members) = group.and_then(|g| g(min)) {
-                let known = scan.grouped.key_sources.as_ref();
-                if self.first_with_events(members, min, &scan.cursors, known) {
-                    let (grouped, near) = (&mut scan.grouped, &scan.cursors);
-                    self.visit_group(grouped, texts, members, near, columns, visit);
-                }
+                self.visit_group(&mut scan, texts, members, min, columns, visit);
             } else {
                 scan.merged
                     .fill(&self.sources, texts, &scan.cursors, &scan.holders, columns);
@@ -586,11 +586,7 @@ impl Snapshot {
             // Visited already where an earlier key of the group has events (the usual case
             // for all but a group's first key): skipped here.
             scan.cursors[h] = i - 1;
-            let known = scan.grouped.key_sources.as_ref();
-            if self.first_with_events(members, key, &scan.cursors, known) {
-                let (grouped, near) = (&mut scan.grouped, &scan.cursors);
-                self.visit_group(grouped, texts, members, near, columns, visit);
-            }
+            self.visit_group(scan, texts, members, key, columns, visit);
         }
         scan.cursors[h] = i;
     }
