@@ -385,22 +385,36 @@ impl Snapshot {
         })
     }
 
-    /// Key ranges holding about equal numbers of events, cut on the largest source.
+    /// Key ranges holding about equal numbers of events of all sources together. (Cutting on
+    /// one source alone splits a store written in time order badly: each segment holds the
+    /// customers active in its stretch of time, whose keys cluster by when they first came.)
     fn key_ranges(&self, parts: usize) -> Vec<Range<u32>> {
-        let Some(big) = self.sources.iter().max_by_key(|s| s.scan.events()) else {
-            return std::iter::once(0..u32::MAX).collect();
+        // Events of all sources with a key below `key`.
+        let below = |key: u32| -> u64 {
+            self.sources
+                .iter()
+                .map(|s| {
+                    let i = s.scan.keys().partition_point(|&k| k < key);
+                    s.scan.starts().get(i).map_or(0, |&e| e as u64)
+                })
+                .sum()
         };
-        let (keys, starts) = (big.scan.keys(), big.scan.starts());
-        let total = big.scan.events() as u64;
+        let total: u64 = self.sources.iter().map(|s| s.scan.events() as u64).sum();
         let mut bounds = vec![0u32];
         for p in 1..parts {
             let target = total * p as u64 / parts as u64;
-            let i = starts
-                .partition_point(|&s| (s as u64) < target)
-                .min(keys.len().saturating_sub(1));
-            let key = keys.get(i).copied().unwrap_or(u32::MAX);
-            if key > *bounds.last().unwrap_or(&0) {
-                bounds.push(key);
+            // The smallest key with at least `target` events below it.
+            let (mut lo, mut hi) = (0u32, u32::MAX);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if below(mid) < target {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            if lo > *bounds.last().unwrap_or(&0) && lo < u32::MAX {
+                bounds.push(lo);
             }
         }
         bounds.push(u32::MAX);
@@ -1368,5 +1382,60 @@ mod tests {
             assert!(g.windows(2).all(|w| w[1] == w[0] + 1), "neighbours: {g:?}");
         }
         check_grouped(&snap, &groups);
+    }
+
+    /// Threads get about equal shares of all sources' events, even when the sources' keys
+    /// are spread differently (a store written in time order: each segment holds the
+    /// customers active in its time, whose keys cluster).
+    #[test]
+    fn key_ranges_share_the_events_of_all_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        let mut n = 0;
+        let mut events = |customers: std::ops::Range<u32>, each: i64| {
+            let mut out = Vec::new();
+            for c in customers {
+                for j in 0..each {
+                    n += 1;
+                    out.push(event(&format!("c{c:03}"), "x", j, &format!("m{n}")));
+                }
+            }
+            out
+        };
+        // Keys 0..100 with 10 events each; then keys 0..100 with one more, and keys
+        // 100..200 with 30 each (the largest segment, with most of its events above key 100).
+        let (first, mut second) = (events(0..100, 10), events(0..100, 1));
+        second.extend(events(100..200, 30));
+        for batch in [first, second] {
+            let mut txn = store.import().unwrap();
+            txn.add(batch).unwrap();
+            txn.commit().unwrap();
+        }
+        let snap = Snapshot::load(dir.path()).unwrap();
+        assert_eq!(snap.sources.len(), 2);
+        let mut per_key = vec![0u64; snap.key_count()];
+        snap.scan(Columns::ALL, |c| per_key[c.key as usize] += c.len() as u64)
+            .unwrap();
+        let total: u64 = per_key.iter().sum();
+        assert_eq!(total, 4_100);
+        for parts in [2, 3, 5] {
+            let ranges = snap.key_ranges(parts);
+            assert_eq!(ranges.len(), parts);
+            assert_eq!((ranges[0].start, ranges[parts - 1].end), (0, u32::MAX));
+            for r in &ranges {
+                let events: u64 = per_key
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, _)| r.contains(&(*k as u32)))
+                    .map(|(_, e)| e)
+                    .sum();
+                // Within one customer's events of an equal share.
+                let share = total / parts as u64;
+                assert!(
+                    events.abs_diff(share) <= 31,
+                    "{parts} parts: {r:?} has {events}"
+                );
+            }
+        }
     }
 }
