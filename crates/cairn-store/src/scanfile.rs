@@ -321,6 +321,7 @@ pub enum Ids<'a> {
 
 impl Ids<'_> {
     /// The index at row `r`. Rows come from the file's own offsets.
+    #[cfg(test)]
     pub fn get(&self, r: usize) -> u16 {
         match self {
             Ids::Narrow(ids) => ids.get(r).map_or(0, |&i| i as u16),
@@ -479,11 +480,6 @@ impl ScanData {
         self.ids(self.layout.channels, NARROW_CHANNELS)
     }
 
-    /// Appends the times of the customer at index `i` to `out`, in order.
-    pub fn times_into(&self, i: usize, out: &mut Vec<i64>) {
-        self.times().customer_into(i, out);
-    }
-
     /// The time column, ready to decode customer after customer (what a scan looks up once
     /// rather than for each of a million customers).
     pub fn times(&self) -> Times<'_> {
@@ -504,27 +500,9 @@ impl ScanData {
     }
 
     /// Fills `out` (one slot per row of `rows`) with the values of those rows, NaN where none.
-    pub fn values_into(&self, rows: Range<usize>, out: &mut Vec<f64>) {
-        out.clear();
-        out.resize(rows.len(), f64::NAN);
-        let l = self.layout;
-        if l.values == 0 {
-            return;
-        }
-        let value_rows: &[u32] = self.slice(l.value_rows, l.values);
-        let value_vals: &[f64] = self.slice(l.value_vals, l.values);
-        let from = value_rows.partition_point(|&r| (r as usize) < rows.start);
-        for (&r, &v) in value_rows[from..].iter().zip(&value_vals[from..]) {
-            if r as usize >= rows.end {
-                break;
-            }
-            out[r as usize - rows.start] = v;
-        }
-    }
-
-    /// Like [`ScanData::values_into`], for a scan that visits customers in ascending order:
-    /// `cursor` (start it at `usize::MAX`) remembers where the previous customer's values
-    /// ended, so finding a customer's values costs no search.
+    /// `cursor` (start it at `usize::MAX`) remembers where the previous call's values ended:
+    /// a scan visiting customers in ascending order finds each customer's values with no
+    /// search.
     pub fn values_into_from(&self, rows: Range<usize>, cursor: &mut usize, out: &mut Vec<f64>) {
         out.clear();
         out.resize(rows.len(), f64::NAN);
@@ -766,8 +744,8 @@ mod tests {
             for data in [ScanData::open(&path).unwrap(), ScanData::from_columns(&c)] {
                 assert_eq!(data.keys(), &[3, 7]);
                 let mut times = Vec::new();
-                data.times_into(0, &mut times);
-                data.times_into(1, &mut times);
+                data.times().customer_into(0, &mut times);
+                data.times().customer_into(1, &mut times);
                 assert_eq!(times, c.times);
                 let mut ids = Vec::new();
                 data.names().extend_into(0..3, &mut ids);
@@ -777,10 +755,10 @@ mod tests {
                     data.time_range(),
                     Some((i64::MIN / 2, 1_700_000_000_000_000))
                 );
-                let mut v = Vec::new();
-                data.values_into(0..2, &mut v);
+                let (mut v, mut cursor) = (Vec::new(), usize::MAX);
+                data.values_into_from(0..2, &mut cursor, &mut v);
                 assert!(v[0].is_nan() && v[1] == 9.5);
-                data.values_into(2..3, &mut v);
+                data.values_into_from(2..3, &mut cursor, &mut v);
                 assert_eq!(v, [1.0]);
                 assert_eq!(data.find(7), Some(1));
                 assert_eq!(data.rows(1), 2..3);
@@ -855,7 +833,7 @@ mod tests {
         assert!(size < n * 6, "{size} bytes for {n} events");
         let data = ScanData::from_columns(&c);
         let mut times = Vec::new();
-        data.times_into(0, &mut times);
+        data.times().customer_into(0, &mut times);
         assert_eq!(times, c.times);
     }
 
@@ -892,7 +870,7 @@ mod tests {
         let data = ScanData::from_columns(&c);
         let mut got = Vec::new();
         for i in 0..3 {
-            data.times_into(i, &mut got);
+            data.times().customer_into(i, &mut got);
         }
         assert_eq!(got, c.times);
     }
@@ -939,7 +917,7 @@ mod tests {
             let data = ScanData::from_columns(&c);
             let mut got = vec![7];
             for i in 0..runs.len() {
-                data.times_into(i, &mut got);
+                data.times().customer_into(i, &mut got);
             }
             proptest::prop_assert_eq!(&got[1..], &c.times[..]);
         }
@@ -970,7 +948,8 @@ mod tests {
             let (mut got, mut want) = (Vec::new(), Vec::new());
             for i in order {
                 data.values_into_from(data.rows(i), &mut cursor, &mut got);
-                data.values_into(data.rows(i), &mut want);
+                // Against a search from no cursor.
+                data.values_into_from(data.rows(i), &mut usize::MAX.clone(), &mut want);
                 let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&got), bits(&want), "customer {i}");
             }
@@ -1009,8 +988,8 @@ mod tests {
         std::fs::write(&path, &image).unwrap();
         let data = ScanData::open(&path).unwrap();
         let mut times = Vec::new();
-        data.times_into(0, &mut times);
-        data.times_into(1, &mut times);
+        data.times().customer_into(0, &mut times);
+        data.times().customer_into(1, &mut times);
         assert_eq!(times.len(), 3);
     }
 }

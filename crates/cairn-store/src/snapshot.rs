@@ -463,12 +463,10 @@ impl Snapshot {
         if !self.first_with_events(keys, key, near, grouped.key_sources.as_ref()) {
             return;
         }
-        grouped.fill(&self.sources, texts, keys, near, columns);
-        let mut customer = grouped.out.view(keys[0]);
-        if !columns.times {
-            customer.times = &[];
-        }
-        visit(customer);
+        grouped.find_spans(&self.sources, keys, near);
+        let merger = &mut grouped.merger;
+        merger.read(&self.sources, &scan.times, texts, columns);
+        visit(merger.view(keys[0], columns));
     }
 
     /// The properties column of every Parquet source, when the scan asks for it.
@@ -506,13 +504,13 @@ impl Snapshot {
                 .map(|k| k.partition_point(|&k| k < range.start))
                 .collect(),
             value_cursors: vec![usize::MAX; self.sources.len()],
-            merged: Merged::default(),
+            times: self.sources.iter().map(|s| s.scan.times()).collect(),
+            merged: Merger::default(),
             single: Merged::default(),
             grouped: Grouped::default(),
             holders: Vec::with_capacity(self.sources.len()),
         };
         if group.is_some() {
-            scan.grouped.times = self.sources.iter().map(|s| s.scan.times()).collect();
             scan.grouped.key_sources = KeySources::new(&self.sources, range.clone());
         }
         loop {
@@ -544,9 +542,13 @@ impl Snapshot {
             if let Some(members) = group.and_then(|g| g(min)) {
                 self.visit_group(&mut scan, texts, members, min, columns, visit);
             } else {
-                scan.merged
-                    .fill(&self.sources, texts, &scan.cursors, &scan.holders, columns);
-                visit(scan.merged.view(min));
+                let merged = &mut scan.merged;
+                merged.spans.clear();
+                merged
+                    .spans
+                    .extend(scan.holders.iter().map(|&h| (h, scan.cursors[h])));
+                merged.read(&self.sources, &scan.times, texts, columns);
+                visit(merged.view(min, columns));
             }
             for &i in &scan.holders {
                 scan.cursors[i] += 1;
@@ -777,62 +779,17 @@ fn property_texts<'a>(
         .collect()
 }
 
-/// Scratch space for decoding a customer's events, and merging them when they are spread
-/// over several sources.
+/// Scratch space for one customer's (or group's) events, column by column.
 #[derive(Default)]
 struct Merged<'s> {
-    order: Vec<(i64, usize, usize)>,
     times: Vec<i64>,
     names: Vec<u16>,
     channels: Vec<u16>,
     values: Vec<f64>,
     properties: Vec<&'s str>,
-    scratch: Vec<f64>,
-    scratch_times: Vec<i64>,
 }
 
 impl<'s> Merged<'s> {
-    fn fill(
-        &mut self,
-        sources: &[Source],
-        texts: &[Vec<&'s str>],
-        cursors: &[usize],
-        holders: &[usize],
-        c: Columns,
-    ) {
-        self.order.clear();
-        for &h in holders {
-            let scan = &sources[h].scan;
-            let rows = scan.rows(cursors[h]);
-            self.scratch_times.clear();
-            scan.times_into(cursors[h], &mut self.scratch_times);
-            self.order
-                .extend(self.scratch_times.iter().zip(rows).map(|(&t, r)| (t, h, r)));
-        }
-        // Stable: equal times keep source order (older segments first), which is log order.
-        self.order.sort_by_key(|&(t, _, _)| t);
-        self.clear();
-        for &(t, h, r) in &self.order {
-            let scan = &sources[h].scan;
-            if c.times {
-                self.times.push(t);
-            }
-            if c.names {
-                self.names.push(scan.names().get(r));
-            }
-            if c.channels {
-                self.channels.push(scan.channels().get(r));
-            }
-            if c.values {
-                scan.values_into(r..r + 1, &mut self.scratch);
-                self.values.push(self.scratch[0]);
-            }
-            if let Some(t) = texts.get(h) {
-                self.properties.push(t[r]);
-            }
-        }
-    }
-
     /// Customer `i` of one source `scan`, the columns asked for (times from `times`, that
     /// source's time column), for [`Run::view`]; `value_cursor` as in
     /// [`ScanData::values_into_from`].
@@ -949,8 +906,10 @@ struct Scan<'s> {
     cursors: Vec<usize>,
     /// Per source: where the values of its next customer start (see `values_into_from`).
     value_cursors: Vec<usize>,
+    /// Each source's time column (looked up once per scan, not per key).
+    times: Vec<Times<'s>>,
     /// A customer spread over several sources, merged.
-    merged: Merged<'s>,
+    merged: Merger<'s>,
     /// A customer, or a group of neighbouring keys, read from one source.
     single: Merged<'s>,
     grouped: Grouped<'s>,
@@ -958,23 +917,99 @@ struct Scan<'s> {
     holders: Vec<usize>,
 }
 
+/// Scratch space for a customer whose events several runs hold — one key's runs in several
+/// sources, or the runs of a group's keys — read as one customer, merged by time.
+#[derive(Default)]
+struct Merger<'s> {
+    /// The runs to read, as (source, customer index), in the order equal times keep.
+    spans: Vec<(usize, usize)>,
+    /// The events, merged.
+    out: Merged<'s>,
+    /// The runs back to back, when they interleave in time and need a merge.
+    runs: Merged<'s>,
+    order: Vec<u32>,
+    scratch: Vec<f64>,
+    /// Per source: where the values of the run read last from it end (see
+    /// `values_into_from`).
+    value_cursors: Vec<usize>,
+}
+
+impl<'s> Merger<'s> {
+    /// Reads the runs of `spans` into `out`, merged by time, ties in the order of `spans`.
+    /// Times are always read (the merge needs them).
+    fn read(
+        &mut self,
+        sources: &[Source],
+        times: &[Times<'s>],
+        texts: &[Vec<&'s str>],
+        c: Columns,
+    ) {
+        self.value_cursors.resize(sources.len(), usize::MAX);
+        // Runs usually follow one another in time (a key's runs in segments written one
+        // after the other; browsing anonymously, then signed in), so they are read straight
+        // into `runs`, checked at the seams, and reordered only when times go back.
+        let runs = &mut self.runs;
+        runs.clear();
+        let mut sorted = true;
+        for &(h, i) in &self.spans {
+            let scan = &sources[h].scan;
+            let rows = scan.rows(i);
+            let seam = runs.times.len();
+            times[h].customer_into(i, &mut runs.times);
+            if let (Some(end), Some(start)) = (seam.checked_sub(1), runs.times.get(seam)) {
+                sorted &= runs.times[end] <= *start;
+            }
+            if c.names {
+                scan.names().extend_into(rows.clone(), &mut runs.names);
+            }
+            if c.channels {
+                scan.channels()
+                    .extend_into(rows.clone(), &mut runs.channels);
+            }
+            if c.values {
+                // Runs come in key order per source, near each other: the cursor of the run
+                // read before is close (see `values_into_from`), where a fresh search per run
+                // cost as much as the values' copy.
+                let cursor = &mut self.value_cursors[h];
+                scan.values_into_from(rows.clone(), cursor, &mut self.scratch);
+                runs.values.extend_from_slice(&self.scratch);
+            }
+            if let Some(t) = texts.get(h) {
+                runs.properties.extend_from_slice(&t[rows]);
+            }
+        }
+        if sorted {
+            std::mem::swap(&mut self.out, &mut self.runs);
+            return;
+        }
+        // Stable: equal times keep the order of the spans.
+        let order = &mut self.order;
+        order.clear();
+        order.extend(0..runs.times.len() as u32);
+        order.sort_by_key(|&i| runs.times[i as usize]);
+        let out = &mut self.out;
+        out.clear();
+        pick(order, &runs.times, &mut out.times);
+        pick(order, &runs.names, &mut out.names);
+        pick(order, &runs.channels, &mut out.channels);
+        pick(order, &runs.values, &mut out.values);
+        pick(order, &runs.properties, &mut out.properties);
+    }
+
+    /// The merged customer, without times when `c` does not ask for them.
+    fn view(&self, key: u32, c: Columns) -> Customer<'_> {
+        let mut customer = self.out.view(key);
+        if !c.times {
+            customer.times = &[];
+        }
+        customer
+    }
+}
+
 /// Scratch space for a group of keys scanned as one customer (see [`Snapshot::scan_grouped`]).
 #[derive(Default)]
 struct Grouped<'s> {
-    /// The group's events, merged.
-    out: Merged<'s>,
-    /// The keys' runs back to back, when they interleave in time and need a merge.
-    runs: Merged<'s>,
-    /// One key's events when several sources hold them.
-    part: Merged<'s>,
-    /// Each source's time column (looked up once per scan, not per key).
-    times: Vec<Times<'s>>,
-    cursors: Vec<usize>,
-    holders: Vec<usize>,
-    order: Vec<u32>,
-    /// Per source: where the values of the key read last from it end (see
-    /// `values_into_from`).
-    value_cursors: Vec<usize>,
+    merger: Merger<'s>,
     /// Which sources hold each key of the scanned range, in a store of several sources.
     key_sources: Option<KeySources>,
 }
@@ -1028,98 +1063,24 @@ impl KeySources {
     }
 }
 
-impl<'s> Grouped<'s> {
-    /// Reads the events of every key of `keys` (ascending) into `out`, merged by time; each
-    /// source's keys are searched from its position in `near` (see `visit_group`).
-    fn fill(
-        &mut self,
-        sources: &[Source],
-        texts: &[Vec<&'s str>],
-        keys: &[u32],
-        near: &[usize],
-        c: Columns,
-    ) {
-        let c = Columns { times: true, ..c };
-        // Most groups' runs do not interleave (browsing anonymously, then signed in), so
-        // they are read straight into `out`; only when times go back is `out` reordered.
-        let runs = &mut self.runs;
-        runs.clear();
-        self.cursors.resize(sources.len(), 0);
-        self.value_cursors.resize(sources.len(), usize::MAX);
-        // Each key's run is in time order, so the whole is where every run starts no earlier
-        // than the one before ends: checked at the seams, not over every event.
-        let mut sorted = true;
+impl Grouped<'_> {
+    /// The runs of every key of `keys` (ascending) as `merger.spans`: key by key, each
+    /// source's keys searched from its position in `near` (see `visit_group`), sources in
+    /// store order (so equal times keep key order, then the store's order).
+    fn find_spans(&mut self, sources: &[Source], keys: &[u32], near: &[usize]) {
+        let spans = &mut self.merger.spans;
+        spans.clear();
         for &key in keys {
-            let seam = runs.times.len();
-            self.holders.clear();
             let known = self.key_sources.as_ref().and_then(|k| k.of(key));
             for (h, (src, &at)) in sources.iter().zip(near).enumerate() {
                 if known.is_some_and(|mask| mask & (1 << h) == 0) {
                     continue;
                 }
                 if let Some(i) = src.scan.find_near(key, at) {
-                    self.cursors[h] = i;
-                    self.holders.push(h);
+                    spans.push((h, i));
                 }
-            }
-            match self.holders[..] {
-                [] => {}
-                [h] => {
-                    let scan = &sources[h].scan;
-                    let i = self.cursors[h];
-                    let rows = scan.rows(i);
-                    self.times[h].customer_into(i, &mut runs.times);
-                    if c.names {
-                        scan.names().extend_into(rows.clone(), &mut runs.names);
-                    }
-                    if c.channels {
-                        scan.channels()
-                            .extend_into(rows.clone(), &mut runs.channels);
-                    }
-                    if c.values {
-                        // Groups come in the order of their first keys, and a group's keys
-                        // are often neighbours (an anonymous id, then the id it signed in
-                        // with): the cursor of the key read before is close (see
-                        // `values_into_from`), where a fresh search per key cost as much as
-                        // the values' copy.
-                        let cursor = &mut self.value_cursors[h];
-                        scan.values_into_from(rows.clone(), cursor, &mut runs.scratch);
-                        runs.values.extend_from_slice(&runs.scratch);
-                    }
-                    if let Some(t) = texts.get(h) {
-                        runs.properties.extend_from_slice(&t[rows]);
-                    }
-                }
-                _ => {
-                    self.part
-                        .fill(sources, texts, &self.cursors, &self.holders, c);
-                    runs.times.extend_from_slice(&self.part.times);
-                    runs.names.extend_from_slice(&self.part.names);
-                    runs.channels.extend_from_slice(&self.part.channels);
-                    runs.values.extend_from_slice(&self.part.values);
-                    runs.properties.extend_from_slice(&self.part.properties);
-                }
-            }
-            if let (Some(end), Some(start)) = (seam.checked_sub(1), runs.times.get(seam)) {
-                sorted &= runs.times[end] <= *start;
             }
         }
-        if sorted {
-            std::mem::swap(&mut self.out, &mut self.runs);
-            return;
-        }
-        // Stable: equal times keep key order, and within a key the store's order.
-        let order = &mut self.order;
-        order.clear();
-        order.extend(0..runs.times.len() as u32);
-        order.sort_by_key(|&i| runs.times[i as usize]);
-        let out = &mut self.out;
-        out.clear();
-        pick(order, &runs.times, &mut out.times);
-        pick(order, &runs.names, &mut out.names);
-        pick(order, &runs.channels, &mut out.channels);
-        pick(order, &runs.values, &mut out.values);
-        pick(order, &runs.properties, &mut out.properties);
     }
 }
 
