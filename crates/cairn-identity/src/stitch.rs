@@ -4,16 +4,17 @@
 //! may be far apart in that order. A stitched scan is the store's grouped scan
 //! ([`Snapshot::scan_grouped`]) with the profile map as the groups:
 //! - a customer whose profile has one key passes straight through, as in a plain scan;
-//! - a multi-key profile is read where the scan meets its first key: each key's run is
+//! - a multi-key profile is read where the scan meets its last key: each key's run is
 //!   decoded from the scan files straight into one buffer (the runs of the other keys are
 //!   found by key, one array read in a compacted store), merged by time only when the runs
 //!   interleave (rarely: browsing anonymously, then signed in, gives runs one after the
-//!   other), and handed out as one customer; its other keys are skipped when the scan
-//!   reaches them.
+//!   other), and handed out as one customer; its other keys are skipped where the scan
+//!   meets them.
 //!
 //! So analyses see merged profiles without anything being rewritten, whatever order identifies
-//! and events arrived in, and only multi-key profiles cost extra: no buffering until a
-//! profile's last key comes by, no copy of a run that needs no merge. The item type is the
+//! and events arrived in, and only multi-key profiles cost extra: no buffering (the runs of
+//! its earlier keys are read again from the scan files, just behind the scan), no copy of a
+//! run that needs no merge. The item type is the
 //! store's own [`Customer`]: an analysis written against [`Snapshot::scan`] switches by
 //! changing one call. A stitched customer's `key` is the lowest customer key of its profile.
 //!
@@ -176,7 +177,7 @@ impl<'a> From<&'a Profiles> for Groups<'a> {
 }
 
 /// Visits every profile once, with its merged events in time order, in the order of each
-/// profile's first key that holds events.
+/// profile's last key that holds events.
 pub fn scan_profiles<'a>(
     snapshot: &Snapshot,
     map: impl Into<Groups<'a>>,
@@ -189,7 +190,7 @@ pub fn scan_profiles<'a>(
 }
 
 /// [`Snapshot::scan_parallel`] over profiles: the same states, threads and callback. A
-/// profile is visited by the thread whose key range holds its first key with events.
+/// profile is visited by the thread whose key range holds its last key with events.
 pub fn scan_profiles_parallel<'a, S: Send>(
     snapshot: &Snapshot,
     map: impl Into<Groups<'a>>,

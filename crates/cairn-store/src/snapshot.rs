@@ -308,9 +308,11 @@ impl Snapshot {
     /// be one person: `group(key)` names the keys `key` is scanned with (ascending), or `None`
     /// when it stands alone. A group is visited once, as one customer under its lowest key,
     /// with its keys' events merged by time (equal times keep key order, then log order);
-    /// its keys' own runs are not visited. It is visited where the scan meets the first of
-    /// its keys that holds events, and reads the others' runs from there, so nothing is
-    /// buffered until a later key comes by. Keys alone are visited as by [`Snapshot::scan`].
+    /// its keys' own runs are not visited. It is visited where the scan meets the last of its
+    /// keys that holds events, and reads the others' runs from there, behind the scan's
+    /// cursors (data the scan has just passed, still in cache; reading ahead of the cursors
+    /// instead broke the forward streams the hardware prefetches), so nothing is buffered.
+    /// Keys alone are visited as by [`Snapshot::scan`].
     /// Times are always read for a group's keys (to merge them), whatever `columns.times`
     /// says, but handed out only when asked for.
     pub fn scan_grouped<'g, G: Fn(u32) -> Option<&'g [u32]> + Sync + ?Sized>(
@@ -326,7 +328,7 @@ impl Snapshot {
     }
 
     /// [`Snapshot::scan_grouped`] on `threads` threads, like [`Snapshot::scan_parallel`]: a
-    /// group is visited by the thread whose key range holds its first key with events.
+    /// group is visited by the thread whose key range holds its last key with events.
     pub fn scan_parallel_grouped<'g, S: Send, G: Fn(u32) -> Option<&'g [u32]> + Sync + ?Sized>(
         &self,
         columns: Columns,
@@ -421,9 +423,9 @@ impl Snapshot {
         bounds.windows(2).map(|w| w[0]..w[1]).collect()
     }
 
-    /// Whether `key` is the first of a group's `keys` that holds events (the one the group
+    /// Whether `key` is the last of a group's `keys` that holds events (the one the group
     /// is visited at), searching each source from its scan cursor in `near`.
-    fn first_with_events(
+    fn last_with_events(
         &self,
         keys: &[u32],
         key: u32,
@@ -431,6 +433,7 @@ impl Snapshot {
         known: Option<&KeySources>,
     ) -> bool {
         keys.iter()
+            .rev()
             .find(|&&k| k == key || self.holds(k, near, known))
             == Some(&key)
     }
@@ -447,9 +450,9 @@ impl Snapshot {
             .any(|(s, &at)| s.scan.find_near(key, at).is_some())
     }
 
-    /// Visits the group of `keys` (see [`Snapshot::scan_grouped`]) if `key` is the first of
+    /// Visits the group of `keys` (see [`Snapshot::scan_grouped`]) if `key` is the last of
     /// them with events, where the scan meets it; does nothing for its other keys. The
-    /// group's other keys, usually neighbours, are searched from each source's scan cursor.
+    /// group's other keys, usually close behind, are searched from each source's scan cursor.
     fn visit_group<'s>(
         &self,
         scan: &mut Scan<'s>,
@@ -460,10 +463,10 @@ impl Snapshot {
         visit: &mut dyn FnMut(Customer<'_>),
     ) {
         let (grouped, near) = (&mut scan.grouped, &scan.cursors);
-        if !self.first_with_events(keys, key, near, grouped.key_sources.as_ref()) {
+        if !self.last_with_events(keys, key, near, grouped.key_sources.as_ref()) {
             return;
         }
-        grouped.find_spans(&self.sources, keys, near);
+        grouped.find_spans(&self.sources, keys, key, &scan.holders, near);
         let merger = &mut grouped.merger;
         merger.read(&self.sources, &scan.times, texts, columns);
         visit(merger.view(keys[0], columns));
@@ -599,8 +602,8 @@ impl Snapshot {
                 i += n - 1;
                 continue;
             }
-            // Visited already where an earlier key of the group has events (the usual case
-            // for all but a group's first key): skipped here.
+            // Visited where the scan meets the group's last key with events: skipped at the
+            // others.
             scan.cursors[h] = i - 1;
             self.visit_group(scan, texts, members, key, columns, visit);
         }
@@ -1064,23 +1067,32 @@ impl KeySources {
 }
 
 impl Grouped<'_> {
-    /// The runs of every key of `keys` (ascending) as `merger.spans`: key by key, each
-    /// source's keys searched from its position in `near` (see `visit_group`), sources in
-    /// store order (so equal times keep key order, then the store's order).
-    fn find_spans(&mut self, sources: &[Source], keys: &[u32], near: &[usize]) {
+    /// The runs of the group of `keys` (ascending) as `merger.spans`, key by key, sources in
+    /// store order (so equal times keep key order, then the store's order). `key`, the last
+    /// with events, is where the scan is: its runs are the `holders`' runs at `near`. The keys
+    /// before it are searched in each source from its position in `near` (see `visit_group`).
+    fn find_spans(
+        &mut self,
+        sources: &[Source],
+        keys: &[u32],
+        key: u32,
+        holders: &[usize],
+        near: &[usize],
+    ) {
         let spans = &mut self.merger.spans;
         spans.clear();
-        for &key in keys {
-            let known = self.key_sources.as_ref().and_then(|k| k.of(key));
+        for &earlier in keys.iter().take_while(|&&k| k < key) {
+            let known = self.key_sources.as_ref().and_then(|k| k.of(earlier));
             for (h, (src, &at)) in sources.iter().zip(near).enumerate() {
                 if known.is_some_and(|mask| mask & (1 << h) == 0) {
                     continue;
                 }
-                if let Some(i) = src.scan.find_near(key, at) {
+                if let Some(i) = src.scan.find_near(earlier, at) {
                     spans.push((h, i));
                 }
             }
         }
+        spans.extend(holders.iter().map(|&h| (h, near[h])));
     }
 }
 
@@ -1132,7 +1144,7 @@ mod tests {
             .collect()
     }
 
-    /// Groups read where the scan meets their first key with events, from every source,
+    /// Groups read where the scan meets their last key with events, from every source,
     /// merged by time with ties in key order, on one thread and on several, equal what the
     /// plain scan gives per key, merged the same way.
     #[test]
@@ -1168,7 +1180,7 @@ mod tests {
     }
 
     /// Checks grouped scans of `snap` with `groups` against its plain scan: each group is
-    /// visited where the scan meets its first key with events, with its keys' events merged
+    /// visited where the scan meets its last key with events, with its keys' events merged
     /// by time, ties in key order; on one thread and on several; without times asked for.
     fn check_grouped(snap: &Snapshot, groups: &[Vec<u32>]) {
         let group = |k: u32| groups.iter().find(|g| g.contains(&k)).map(Vec::as_slice);
@@ -1177,7 +1189,9 @@ mod tests {
         for (key, rows) in &plain {
             match group(*key) {
                 None => want.push((*key, rows.clone())),
-                Some(g) if g.iter().find(|&&k| plain.iter().any(|p| p.0 == k)) == Some(key) => {
+                Some(g)
+                    if g.iter().rev().find(|&&k| plain.iter().any(|p| p.0 == k)) == Some(key) =>
+                {
                     let mut all: Vec<Row> = g
                         .iter()
                         .flat_map(|k| plain.iter().filter(move |p| p.0 == *k))
