@@ -949,7 +949,8 @@ mod tests {
             for i in order {
                 data.values_into_from(data.rows(i), &mut cursor, &mut got);
                 // Against a search from no cursor.
-                data.values_into_from(data.rows(i), &mut usize::MAX.clone(), &mut want);
+                let mut fresh = usize::MAX;
+                data.values_into_from(data.rows(i), &mut fresh, &mut want);
                 let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&got), bits(&want), "customer {i}");
             }
