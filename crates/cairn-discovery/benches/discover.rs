@@ -7,6 +7,11 @@
 //! The store is any Cairn data directory (`bench/discovery.py` makes the 12 M-event one). Each
 //! figure is the median of `CAIRN_BENCH_RUNS` runs (default 7) after one warm-up, on one
 //! thread and on two; every run's result must equal the first (the work cannot be skipped).
+//!
+//! With `CAIRN_BENCH_STITCH=1` each figure is taken twice, over stitched profiles (as `cairn`
+//! analyses by default) and over raw customer keys (`--no-stitch`), one run of each in turn,
+//! with the median of the pairwise ratios: where the stitched scan's extra time goes, without
+//! the per-process costs.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -16,7 +21,8 @@ use cairn_discovery::{
     Analysis, Funnel, FunnelMode, ProcessMap, ScanSize, StepSpec, Timeline, Variants,
     finish_partials,
 };
-use cairn_store::{Columns, Snapshot};
+use cairn_identity::cache::Profiles;
+use cairn_store::{Columns, Customer, Snapshot};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -40,6 +46,18 @@ fn main() {
         .unwrap_or(7);
     let only = std::env::var("CAIRN_BENCH_ONLY").unwrap_or_default();
     let snap = Snapshot::load(&dir).expect("load the store");
+    let profiles = std::env::var_os("CAIRN_BENCH_STITCH").map(|_| {
+        let config = cairn_identity::Config::load(&dir).expect("identity rules");
+        let splits = cairn_identity::Splits::load(&dir).expect("identity splits");
+        let (map, _) = cairn_identity::cache::profile_map(&dir, &snap, &config, &splits)
+            .expect("profile map");
+        map
+    });
+    let bench = Bench {
+        snap: &snap,
+        profiles: profiles.as_ref(),
+        runs,
+    };
     println!(
         "store {}: {} events, {} customers",
         dir.display(),
@@ -70,16 +88,16 @@ fn main() {
     };
     let want = |name: &str| only.is_empty() || only.split(',').any(|o| o == name);
     if want("scan") {
-        time(&snap, "scan", &ScanOnly, runs);
+        bench.time("scan", &ScanOnly);
     }
     if want("funnel") {
-        time(&snap, "funnel", &funnel, runs);
+        bench.time("funnel", &funnel);
     }
     if want("map") {
-        time(&snap, "map", &map, runs);
+        bench.time("map", &map);
     }
     if want("variants") {
-        time(&snap, "variants", &variants, runs);
+        bench.time("variants", &variants);
     }
 }
 
@@ -109,59 +127,93 @@ impl Analysis for ScanOnly {
     }
 }
 
-/// Runs `analysis` over the whole store on 1 and 2 threads; prints the median times.
-fn time<A: Analysis>(snap: &Snapshot, label: &str, analysis: &A, runs: usize)
-where
-    A::Output: serde::Serialize,
-{
-    let needs = analysis.needs();
-    let columns = Columns {
-        times: true,
-        names: true,
-        channels: needs.channels,
-        values: needs.values,
-        properties: needs.properties,
-    };
-    let size = ScanSize {
-        customers: snap.key_count(),
-        events: snap.events() as usize,
-    };
-    let once = |threads: usize| {
-        let partials = snap
-            .scan_parallel(
-                columns,
-                threads,
-                || analysis.partial_for(size),
-                |p, c| {
-                    let t = Timeline {
-                        customer: c.key,
-                        times: c.times,
-                        names: c.names,
-                        channels: c.channels,
-                        values: c.values,
-                        properties: c.properties,
-                    };
-                    analysis.add(p, &t);
-                },
-            )
-            .expect("scan");
+struct Bench<'a> {
+    snap: &'a Snapshot,
+    /// The profile map, for stitched runs next to the plain ones.
+    profiles: Option<&'a Profiles>,
+    runs: usize,
+}
+
+impl Bench<'_> {
+    /// Runs `analysis` over the whole store on 1 and 2 threads; prints the median times.
+    fn time<A: Analysis>(&self, label: &str, analysis: &A)
+    where
+        A::Output: serde::Serialize,
+    {
+        let runs = self.runs;
+        let firsts: Vec<String> = self.modes().map(|m| self.once(analysis, m, 1)).collect();
+        for threads in [1, 2] {
+            let mut secs = vec![Vec::new(); firsts.len()];
+            for _ in 0..runs {
+                for (m, first) in self.modes().zip(&firsts) {
+                    let started = Instant::now();
+                    let out = self.once(analysis, m, threads);
+                    secs[usize::from(m)].push(started.elapsed().as_secs_f64());
+                    assert_eq!(&out, first, "{label}: results differ between runs");
+                }
+            }
+            let median = |v: &[f64]| {
+                let mut v = v.to_vec();
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            print!(
+                "{label:>8}, {threads} thread(s): median {:.1} ms over {runs} runs",
+                median(&secs[0]) * 1e3
+            );
+            if let [plain, stitched] = &secs[..] {
+                let ratios: Vec<f64> = stitched.iter().zip(plain).map(|(s, p)| s / p).collect();
+                print!(
+                    "; stitched {:.1} ms, {:.3}x",
+                    median(stitched) * 1e3,
+                    median(&ratios)
+                );
+            }
+            println!();
+        }
+    }
+
+    /// The modes to run: plain, then stitched when there is a profile map.
+    fn modes(&self) -> impl Iterator<Item = bool> + use<> {
+        [false, true].into_iter().take(1 + usize::from(self.profiles.is_some()))
+    }
+
+    /// One run of `analysis`, stitched or not, as its JSON output.
+    fn once<A: Analysis>(&self, analysis: &A, stitched: bool, threads: usize) -> String
+    where
+        A::Output: serde::Serialize,
+    {
+        let needs = analysis.needs();
+        let columns = Columns {
+            times: true,
+            names: true,
+            channels: needs.channels,
+            values: needs.values,
+            properties: needs.properties,
+        };
+        let size = ScanSize {
+            customers: self.snap.key_count(),
+            events: self.snap.events() as usize,
+        };
+        let init = || analysis.partial_for(size);
+        let add = |p: &mut A::Partial, c: Customer<'_>| {
+            let t = Timeline {
+                customer: c.key,
+                times: c.times,
+                names: c.names,
+                channels: c.channels,
+                values: c.values,
+                properties: c.properties,
+            };
+            analysis.add(p, &t);
+        };
+        let partials = match self.profiles.filter(|_| stitched) {
+            Some(map) => cairn_identity::scan_profiles_parallel(
+                self.snap, map, columns, threads, init, add,
+            ),
+            None => self.snap.scan_parallel(columns, threads, init, add),
+        }
+        .expect("scan");
         serde_json::to_string(&finish_partials(analysis, partials)).expect("json")
-    };
-    let first = once(1);
-    for threads in [1, 2] {
-        let mut secs: Vec<f64> = (0..runs)
-            .map(|_| {
-                let started = Instant::now();
-                let out = once(threads);
-                let s = started.elapsed().as_secs_f64();
-                assert_eq!(out, first, "{label}: results differ between runs");
-                s
-            })
-            .collect();
-        secs.sort_by(f64::total_cmp);
-        println!(
-            "{label:>8}, {threads} thread(s): median {:.1} ms over {runs} runs",
-            secs[runs / 2] * 1e3
-        );
     }
 }
