@@ -49,8 +49,8 @@ fn main() {
     let profiles = std::env::var_os("CAIRN_BENCH_STITCH").map(|_| {
         let config = cairn_identity::Config::load(&dir).expect("identity rules");
         let splits = cairn_identity::Splits::load(&dir).expect("identity splits");
-        let (map, _) = cairn_identity::cache::profile_map(&dir, &snap, &config, &splits)
-            .expect("profile map");
+        let (map, _) =
+            cairn_identity::cache::profile_map(&dir, &snap, &config, &splits).expect("profile map");
         map
     });
     let bench = Bench {
@@ -175,7 +175,9 @@ impl Bench<'_> {
 
     /// The modes to run: plain, then stitched when there is a profile map.
     fn modes(&self) -> impl Iterator<Item = bool> + use<> {
-        [false, true].into_iter().take(1 + usize::from(self.profiles.is_some()))
+        [false, true]
+            .into_iter()
+            .take(1 + usize::from(self.profiles.is_some()))
     }
 
     /// One run of `analysis`, stitched or not, as its JSON output.
@@ -208,9 +210,9 @@ impl Bench<'_> {
             analysis.add(p, &t);
         };
         let partials = match self.profiles.filter(|_| stitched) {
-            Some(map) => cairn_identity::scan_profiles_parallel(
-                self.snap, map, columns, threads, init, add,
-            ),
+            Some(map) => {
+                cairn_identity::scan_profiles_parallel(self.snap, map, columns, threads, init, add)
+            }
             None => self.snap.scan_parallel(columns, threads, init, add),
         }
         .expect("scan");
