@@ -499,13 +499,12 @@ impl ScanData {
         }
     }
 
-    /// Fills `out` (one slot per row of `rows`) with the values of those rows, NaN where none.
-    /// `cursor` (start it at `usize::MAX`) remembers where the previous call's values ended:
-    /// a scan visiting customers in ascending order finds each customer's values with no
-    /// search.
+    /// Appends to `out` the values of `rows`, one slot per row, NaN where none. `cursor`
+    /// (start it at `usize::MAX`) remembers where the previous call's values ended: a scan
+    /// visiting customers in ascending order finds each customer's values with no search.
     pub fn values_into_from(&self, rows: Range<usize>, cursor: &mut usize, out: &mut Vec<f64>) {
-        out.clear();
-        out.resize(rows.len(), f64::NAN);
+        let at = out.len();
+        out.resize(at + rows.len(), f64::NAN);
         let l = self.layout;
         if l.values == 0 {
             return;
@@ -516,12 +515,13 @@ impl ScanData {
         // of it or past it when a grouped scan reads a profile's keys out of order: searched
         // from there either way.
         *cursor = partition_point_near(value_rows, *cursor, |&r| (r as usize) < rows.start);
+        let slots = &mut out[at..];
         while let Some(&r) = value_rows.get(*cursor) {
             let r = r as usize;
             if r >= rows.end {
                 break;
             }
-            if let Some(slot) = r.checked_sub(rows.start).and_then(|i| out.get_mut(i)) {
+            if let Some(slot) = r.checked_sub(rows.start).and_then(|i| slots.get_mut(i)) {
                 *slot = value_vals[*cursor];
             }
             *cursor += 1;
@@ -758,6 +758,7 @@ mod tests {
                 let (mut v, mut cursor) = (Vec::new(), usize::MAX);
                 data.values_into_from(0..2, &mut cursor, &mut v);
                 assert!(v[0].is_nan() && v[1] == 9.5);
+                v.clear();
                 data.values_into_from(2..3, &mut cursor, &mut v);
                 assert_eq!(v, [1.0]);
                 assert_eq!(data.find(7), Some(1));
@@ -947,6 +948,8 @@ mod tests {
             let mut cursor = usize::MAX;
             let (mut got, mut want) = (Vec::new(), Vec::new());
             for i in order {
+                got.clear();
+                want.clear();
                 data.values_into_from(data.rows(i), &mut cursor, &mut got);
                 // Against a search from no cursor.
                 let mut fresh = usize::MAX;

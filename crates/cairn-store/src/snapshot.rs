@@ -813,7 +813,10 @@ impl<'s> Merged<'s> {
         Run { read: self, rows }
     }
 
-    /// Rows `rows` of `scan`: every column `columns` asks for but times (read per customer).
+    /// Appends rows `rows` of `scan`: every column `columns` asks for but times (read per
+    /// customer). `value_cursor` as in [`ScanData::values_into_from`]: runs come in key order
+    /// per source, near each other, so the cursor of the run read before is close, where a
+    /// fresh search per run cost as much as the values' copy.
     fn read_rows(
         &mut self,
         scan: &ScanData,
@@ -931,7 +934,6 @@ struct Merger<'s> {
     /// The runs back to back, when they interleave in time and need a merge.
     runs: Merged<'s>,
     order: Vec<u32>,
-    scratch: Vec<f64>,
     /// Per source: where the values of the run read last from it end (see
     /// `values_into_from`).
     value_cursors: Vec<usize>,
@@ -962,21 +964,7 @@ impl<'s> Merger<'s> {
             if let (Some(end), Some(start)) = (seam.checked_sub(1), runs.times.get(seam)) {
                 sorted &= runs.times[end] <= *start;
             }
-            if c.names {
-                scan.names().extend_into(rows.clone(), &mut runs.names);
-            }
-            if c.channels {
-                scan.channels()
-                    .extend_into(rows.clone(), &mut runs.channels);
-            }
-            if c.values {
-                // Runs come in key order per source, near each other: the cursor of the run
-                // read before is close (see `values_into_from`), where a fresh search per run
-                // cost as much as the values' copy.
-                let cursor = &mut self.value_cursors[h];
-                scan.values_into_from(rows.clone(), cursor, &mut self.scratch);
-                runs.values.extend_from_slice(&self.scratch);
-            }
+            runs.read_rows(scan, rows.clone(), c, &mut self.value_cursors[h]);
             if let Some(t) = texts.get(h) {
                 runs.properties.extend_from_slice(&t[rows]);
             }
@@ -1020,8 +1008,8 @@ struct Grouped<'s> {
 /// For a grouped scan of several sources: per key of the range scanned, a bit per source that
 /// holds it. In a store whose segments overlap in key range (a server's, fed every customer's
 /// events interleaved), a group's other keys were otherwise searched for in every source, and
-/// whether an earlier key of the group has events asked every source again: most of a stitched
-/// scan's time there. Built with one pass over each source's keys in the range.
+/// whether a later key of the group has events (is this the key to visit it at?) asked every
+/// source ahead of the scan. Built with one pass over each source's keys in the range.
 struct KeySources {
     /// The first key covered.
     from: u32,
