@@ -464,11 +464,13 @@ impl Snapshot {
     ) {
         let (grouped, near) = (&mut scan.grouped, &scan.cursors);
         if !self.last_with_events(keys, key, near, grouped.key_sources.as_ref()) {
+            grouped.pass(key, &scan.holders, near);
             return;
         }
         grouped.find_spans(&self.sources, keys, key, &scan.holders, near);
         let merger = &mut grouped.merger;
-        merger.read(&self.sources, &scan.times, texts, columns);
+        let cursors = &mut scan.value_cursors;
+        merger.read(&self.sources, &scan.times, texts, columns, cursors);
         visit(merger.view(keys[0], columns));
     }
 
@@ -550,7 +552,8 @@ impl Snapshot {
                 merged
                     .spans
                     .extend(scan.holders.iter().map(|&h| (h, scan.cursors[h])));
-                merged.read(&self.sources, &scan.times, texts, columns);
+                let cursors = &mut scan.value_cursors;
+                merged.read(&self.sources, &scan.times, texts, columns, cursors);
                 visit(merged.view(min, columns));
             }
             for &i in &scan.holders {
@@ -934,22 +937,22 @@ struct Merger<'s> {
     /// The runs back to back, when they interleave in time and need a merge.
     runs: Merged<'s>,
     order: Vec<u32>,
-    /// Per source: where the values of the run read last from it end (see
-    /// `values_into_from`).
-    value_cursors: Vec<usize>,
 }
 
 impl<'s> Merger<'s> {
     /// Reads the runs of `spans` into `out`, merged by time, ties in the order of `spans`.
-    /// Times are always read (the merge needs them).
+    /// Times are always read (the merge needs them). `value_cursors` are the scan's (see
+    /// [`Scan::value_cursors`]): the runs are at or a little behind its cursors, where a
+    /// cursor of the merger's own, left at the last run it read from that source, was often
+    /// far behind.
     fn read(
         &mut self,
         sources: &[Source],
         times: &[Times<'s>],
         texts: &[Vec<&'s str>],
         c: Columns,
+        value_cursors: &mut [usize],
     ) {
-        self.value_cursors.resize(sources.len(), usize::MAX);
         // Runs usually follow one another in time (a key's runs in segments written one
         // after the other; browsing anonymously, then signed in), so they are read straight
         // into `runs`, checked at the seams, and reordered only when times go back.
@@ -964,7 +967,7 @@ impl<'s> Merger<'s> {
             if let (Some(end), Some(start)) = (seam.checked_sub(1), runs.times.get(seam)) {
                 sorted &= runs.times[end] <= *start;
             }
-            runs.read_rows(scan, rows.clone(), c, &mut self.value_cursors[h]);
+            runs.read_rows(scan, rows.clone(), c, &mut value_cursors[h]);
             if let Some(t) = texts.get(h) {
                 runs.properties.extend_from_slice(&t[rows]);
             }
@@ -1003,6 +1006,31 @@ struct Grouped<'s> {
     merger: Merger<'s>,
     /// Which sources hold each key of the scanned range, in a store of several sources.
     key_sources: Option<KeySources>,
+    /// Where the runs of the group keys the scan passed (to visit their group at a later key)
+    /// are, by key modulo its length: a group's keys are usually a few dozen keys apart, so
+    /// its earlier keys are found here rather than searched for in every source again.
+    passed: Vec<Passed>,
+}
+
+/// Slots of [`Grouped::passed`].
+const PASSED_SLOTS: usize = 1024;
+
+/// The runs of one passed key: up to two, as (source, customer index).
+#[derive(Clone, Copy)]
+struct Passed {
+    key: u32,
+    n: u8,
+    sources: [u8; 2],
+    at: [u32; 2],
+}
+
+impl Passed {
+    const EMPTY: Passed = Passed {
+        key: u32::MAX,
+        n: 0,
+        sources: [0; 2],
+        at: [0; 2],
+    };
 }
 
 /// For a grouped scan of several sources: per key of the range scanned, a bit per source that
@@ -1055,6 +1083,27 @@ impl KeySources {
 }
 
 impl Grouped<'_> {
+    /// Notes where `key`'s runs are (the `holders`' runs at `near`), as the scan passes it.
+    fn pass(&mut self, key: u32, holders: &[usize], near: &[usize]) {
+        if self.passed.is_empty() {
+            self.passed = vec![Passed::EMPTY; PASSED_SLOTS];
+        }
+        let mut entry = Passed {
+            key,
+            ..Passed::EMPTY
+        };
+        if holders.len() > entry.at.len() {
+            // Searched for again at the group's visit.
+            entry.key = u32::MAX;
+        }
+        for (j, &h) in holders.iter().take(entry.at.len()).enumerate() {
+            entry.sources[j] = h as u8;
+            entry.at[j] = near[h] as u32;
+        }
+        entry.n = holders.len().min(entry.at.len()) as u8;
+        self.passed[key as usize % PASSED_SLOTS] = entry;
+    }
+
     /// The runs of the group of `keys` (ascending) as `merger.spans`, key by key, sources in
     /// store order (so equal times keep key order, then the store's order). `key`, the last
     /// with events, is where the scan is: its runs are the `holders`' runs at `near`. The keys
@@ -1070,6 +1119,20 @@ impl Grouped<'_> {
         let spans = &mut self.merger.spans;
         spans.clear();
         for &earlier in keys.iter().take_while(|&&k| k < key) {
+            if let Some(p) = self
+                .passed
+                .get(earlier as usize % PASSED_SLOTS)
+                .filter(|p| p.key == earlier)
+            {
+                let n = usize::from(p.n);
+                spans.extend(
+                    p.sources[..n]
+                        .iter()
+                        .zip(&p.at[..n])
+                        .map(|(&h, &i)| (usize::from(h), i as usize)),
+                );
+                continue;
+            }
             let known = self.key_sources.as_ref().and_then(|k| k.of(earlier));
             for (h, (src, &at)) in sources.iter().zip(near).enumerate() {
                 if known.is_some_and(|mask| mask & (1 << h) == 0) {
@@ -1344,6 +1407,51 @@ mod tests {
         for g in &groups[..4] {
             assert!(g.windows(2).all(|w| w[1] == w[0] + 1), "neighbours: {g:?}");
         }
+        check_grouped(&snap, &groups);
+    }
+
+    /// A group's earlier keys are found where the scan passed them, and searched for again
+    /// when that note is gone: overwritten by a later key in the same slot, or not kept for a
+    /// key with more runs than a note holds.
+    #[test]
+    fn grouped_scans_find_earlier_keys_noted_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        let id = |k: u32| format!("c{k:04}");
+        let mut n = 0;
+        let mut events = |keys: &[u32], from: i64| {
+            let mut out = Vec::new();
+            for &k in keys {
+                n += 1;
+                let t = from + (k as i64 % 7) * 1_000_000;
+                out.push(event(&id(k), "x", t, &format!("m{n}")));
+            }
+            out
+        };
+        let all: Vec<u32> = (0..2100).collect();
+        let first = events(&all, 0);
+        let second = events(&[0, 3, 5, 7, 1029], 500_000);
+        for batch in [first, second] {
+            let mut txn = store.import().unwrap();
+            txn.add(batch).unwrap();
+            txn.commit().unwrap();
+        }
+        store.append(events(&[3, 5], 250_000)).unwrap();
+        let snap = Snapshot::load(dir.path()).unwrap();
+        assert_eq!(snap.sources.len(), 3, "two segments and the log tail");
+        assert!((0..2100).all(|k| snap.customer_key(&id(k)) == Some(k)));
+        let slots = PASSED_SLOTS as u32;
+        let groups: Vec<Vec<u32>> = vec![
+            // Key 3 in all three sources: more runs than a note holds.
+            vec![3, 1500],
+            // 5 and 5 + PASSED_SLOTS share a slot; the later note replaces the earlier.
+            vec![5, 2000],
+            vec![5 + slots, 1600],
+            // Far apart, noted, and in one source or two.
+            vec![9, 2050],
+            vec![7, 8, 1700],
+            vec![0, 12, 2099],
+        ];
         check_grouped(&snap, &groups);
     }
 
