@@ -19,7 +19,7 @@ use crate::dict::ReaderDict;
 use crate::error::{Result, StoreError};
 use crate::manifest::{Manifest, SegmentMeta};
 use crate::parquet_io::{self, EventColumns, SegmentFile, StoredEvent};
-use crate::scanfile::{ScanData, Times};
+use crate::scanfile::{ScanData, View};
 use crate::segment::{DictionaryIds, scan_columns};
 use crate::{SEGMENTS_DIR, wal};
 
@@ -426,7 +426,7 @@ impl Snapshot {
     /// Whether `key` is the last of a group's `keys` that holds events (the one the group
     /// is visited at), searching each source from its scan cursor in `near`.
     fn last_with_events(
-        &self,
+        views: &[View<'_>],
         keys: &[u32],
         key: u32,
         near: &[usize],
@@ -434,20 +434,20 @@ impl Snapshot {
     ) -> bool {
         keys.iter()
             .rev()
-            .find(|&&k| k == key || self.holds(k, near, known))
+            .find(|&&k| k == key || Self::holds(views, k, near, known))
             == Some(&key)
     }
 
     /// Whether any source holds events of `key`: from `known` when it covers the key, else
     /// searching each source from its scan cursor in `near`.
-    fn holds(&self, key: u32, near: &[usize], known: Option<&KeySources>) -> bool {
+    fn holds(views: &[View<'_>], key: u32, near: &[usize], known: Option<&KeySources>) -> bool {
         if let Some(mask) = known.and_then(|k| k.of(key)) {
             return mask != 0;
         }
-        self.sources
+        views
             .iter()
             .zip(near)
-            .any(|(s, &at)| s.scan.find_near(key, at).is_some())
+            .any(|(v, &at)| v.find_near(key, at).is_some())
     }
 
     /// Visits the group of `keys` (see [`Snapshot::scan_grouped`]) if `key` is the last of
@@ -462,15 +462,14 @@ impl Snapshot {
         columns: Columns,
         visit: &mut dyn FnMut(Customer<'_>),
     ) {
-        let (grouped, near) = (&mut scan.grouped, &scan.cursors);
-        if !self.last_with_events(keys, key, near, grouped.key_sources.as_ref()) {
+        let (grouped, near, views) = (&mut scan.grouped, &scan.cursors, &scan.views);
+        if !Self::last_with_events(views, keys, key, near, grouped.key_sources.as_ref()) {
             grouped.pass(key, &scan.holders, near);
             return;
         }
-        grouped.find_spans(&self.sources, keys, key, &scan.holders, near);
+        grouped.find_spans(views, keys, key, &scan.holders, near);
         let merger = &mut grouped.merger;
-        let cursors = &mut scan.value_cursors;
-        merger.read(&self.sources, &scan.times, texts, columns, cursors);
+        merger.read(views, texts, columns, &mut scan.value_cursors);
         visit(merger.view(keys[0], columns));
     }
 
@@ -502,14 +501,15 @@ impl Snapshot {
         range: Range<u32>,
         visit: &mut dyn FnMut(Customer<'_>),
     ) {
-        let keys: Vec<&[u32]> = self.sources.iter().map(|s| s.scan.keys()).collect();
+        let views: Vec<View<'_>> = self.sources.iter().map(|s| s.scan.view()).collect();
+        let keys: Vec<&[u32]> = views.iter().map(|v| v.keys()).collect();
         let mut scan = Scan {
             cursors: keys
                 .iter()
                 .map(|k| k.partition_point(|&k| k < range.start))
                 .collect(),
             value_cursors: vec![usize::MAX; self.sources.len()],
-            times: self.sources.iter().map(|s| s.scan.times()).collect(),
+            views,
             merged: Merger::default(),
             single: Merged::default(),
             grouped: Grouped::default(),
@@ -553,7 +553,7 @@ impl Snapshot {
                     .spans
                     .extend(scan.holders.iter().map(|&h| (h, scan.cursors[h])));
                 let cursors = &mut scan.value_cursors;
-                merged.read(&self.sources, &scan.times, texts, columns, cursors);
+                merged.read(&scan.views, texts, columns, cursors);
                 visit(merged.view(min, columns));
             }
             for &i in &scan.holders {
@@ -576,16 +576,14 @@ impl Snapshot {
         texts: &[Vec<&'s str>],
         visit: &mut dyn FnMut(Customer<'_>),
     ) {
-        let data = &self.sources[h].scan;
-        let (keys, times, text) = (data.keys(), data.times(), texts.get(h));
+        let (view, text) = (scan.views[h], texts.get(h));
+        let keys = view.keys();
         let mut i = scan.cursors[h];
         while let Some(&key) = keys.get(i).filter(|&&k| k < end) {
             i += 1;
             let value_cursor = &mut scan.value_cursors[h];
             let Some(members) = group.and_then(|g| g(key)) else {
-                let run = scan
-                    .single
-                    .read_run(data, &times, i - 1, columns, value_cursor);
+                let run = scan.single.read_run(&view, i - 1, columns, value_cursor);
                 visit(run.view(key, text));
                 continue;
             };
@@ -597,9 +595,7 @@ impl Snapshot {
             let neighbours = members[0] == key && members[n - 1] < end;
             if neighbours
                 && keys.get(at.clone()) == Some(members)
-                && let Some(run) = scan
-                    .single
-                    .read_runs(data, &times, at, columns, value_cursor)
+                && let Some(run) = scan.single.read_runs(&view, at, columns, value_cursor)
             {
                 visit(run.view(key, text));
                 i += n - 1;
@@ -796,58 +792,55 @@ struct Merged<'s> {
 }
 
 impl<'s> Merged<'s> {
-    /// Customer `i` of one source `scan`, the columns asked for (times from `times`, that
-    /// source's time column), for [`Run::view`]; `value_cursor` as in
-    /// [`ScanData::values_into_from`].
+    /// Customer `i` of one source `view`, the columns asked for, for [`Run::view`];
+    /// `value_cursor` as in [`View::values_into_from`].
     fn read_run(
         &mut self,
-        scan: &ScanData,
-        times: &Times<'_>,
+        view: &View<'_>,
         i: usize,
         columns: Columns,
         value_cursor: &mut usize,
     ) -> Run<'_, 's> {
-        let rows = scan.rows(i);
+        let rows = view.rows(i);
         self.clear();
         if columns.times {
-            times.customer_into(i, &mut self.times);
+            view.times().customer_into(i, &mut self.times);
         }
-        self.read_rows(scan, rows.clone(), columns, value_cursor);
+        self.read_rows(view, rows.clone(), columns, value_cursor);
         Run { read: self, rows }
     }
 
-    /// Appends rows `rows` of `scan`: every column `columns` asks for but times (read per
-    /// customer). `value_cursor` as in [`ScanData::values_into_from`]: runs come in key order
+    /// Appends rows `rows` of `view`: every column `columns` asks for but times (read per
+    /// customer). `value_cursor` as in [`View::values_into_from`]: runs come in key order
     /// per source, near each other, so the cursor of the run read before is close, where a
     /// fresh search per run cost as much as the values' copy.
     fn read_rows(
         &mut self,
-        scan: &ScanData,
+        view: &View<'_>,
         rows: Range<usize>,
         columns: Columns,
         value_cursor: &mut usize,
     ) {
         if columns.names {
-            scan.names().extend_into(rows.clone(), &mut self.names);
+            view.names().extend_into(rows.clone(), &mut self.names);
         }
         if columns.channels {
-            scan.channels()
+            view.channels()
                 .extend_into(rows.clone(), &mut self.channels);
         }
         if columns.values {
-            scan.values_into_from(rows, value_cursor, &mut self.values);
+            view.values_into_from(rows, value_cursor, &mut self.values);
         }
     }
 
-    /// Customers `at` of one source `scan` (neighbours) as one customer, like
+    /// Customers `at` of one source `view` (neighbours) as one customer, like
     /// [`Merged::read_run`], when their runs follow each other in time (each starts no
     /// earlier than the one before ends: then their rows in order are the group's events in
     /// order, ties in key order); `None` when they interleave. Times are read either way (to
     /// check), and handed out only when `columns` asks for them.
     fn read_runs(
         &mut self,
-        scan: &ScanData,
-        times: &Times<'_>,
+        view: &View<'_>,
         at: Range<usize>,
         columns: Columns,
         value_cursor: &mut usize,
@@ -856,7 +849,7 @@ impl<'s> Merged<'s> {
         let mut sorted = true;
         for i in at.clone() {
             let seam = self.times.len();
-            times.customer_into(i, &mut self.times);
+            view.times().customer_into(i, &mut self.times);
             if let (Some(end), Some(start)) = (seam.checked_sub(1), self.times.get(seam)) {
                 sorted &= self.times[end] <= *start;
             }
@@ -867,8 +860,8 @@ impl<'s> Merged<'s> {
         if !columns.times {
             self.times.clear();
         }
-        let rows = scan.rows(at.start).start..scan.rows(at.end - 1).end;
-        self.read_rows(scan, rows.clone(), columns, value_cursor);
+        let rows = view.rows(at.start).start..view.rows(at.end - 1).end;
+        self.read_rows(view, rows.clone(), columns, value_cursor);
         Some(Run { read: self, rows })
     }
 
@@ -915,8 +908,8 @@ struct Scan<'s> {
     cursors: Vec<usize>,
     /// Per source: where the values of its next customer start (see `values_into_from`).
     value_cursors: Vec<usize>,
-    /// Each source's time column (looked up once per scan, not per key).
-    times: Vec<Times<'s>>,
+    /// Each source's columns (looked up once per scan, not per key).
+    views: Vec<View<'s>>,
     /// A customer spread over several sources, merged.
     merged: Merger<'s>,
     /// A customer, or a group of neighbouring keys, read from one source.
@@ -947,8 +940,7 @@ impl<'s> Merger<'s> {
     /// far behind.
     fn read(
         &mut self,
-        sources: &[Source],
-        times: &[Times<'s>],
+        views: &[View<'_>],
         texts: &[Vec<&'s str>],
         c: Columns,
         value_cursors: &mut [usize],
@@ -960,14 +952,14 @@ impl<'s> Merger<'s> {
         runs.clear();
         let mut sorted = true;
         for &(h, i) in &self.spans {
-            let scan = &sources[h].scan;
-            let rows = scan.rows(i);
+            let view = &views[h];
+            let rows = view.rows(i);
             let seam = runs.times.len();
-            times[h].customer_into(i, &mut runs.times);
+            view.times().customer_into(i, &mut runs.times);
             if let (Some(end), Some(start)) = (seam.checked_sub(1), runs.times.get(seam)) {
                 sorted &= runs.times[end] <= *start;
             }
-            runs.read_rows(scan, rows.clone(), c, &mut value_cursors[h]);
+            runs.read_rows(view, rows.clone(), c, &mut value_cursors[h]);
             if let Some(t) = texts.get(h) {
                 runs.properties.extend_from_slice(&t[rows]);
             }
@@ -1110,7 +1102,7 @@ impl Grouped<'_> {
     /// before it are searched in each source from its position in `near` (see `visit_group`).
     fn find_spans(
         &mut self,
-        sources: &[Source],
+        views: &[View<'_>],
         keys: &[u32],
         key: u32,
         holders: &[usize],
@@ -1134,11 +1126,11 @@ impl Grouped<'_> {
                 continue;
             }
             let known = self.key_sources.as_ref().and_then(|k| k.of(earlier));
-            for (h, (src, &at)) in sources.iter().zip(near).enumerate() {
+            for (h, (view, &at)) in views.iter().zip(near).enumerate() {
                 if known.is_some_and(|mask| mask & (1 << h) == 0) {
                     continue;
                 }
-                if let Some(i) = src.scan.find_near(earlier, at) {
+                if let Some(i) = view.find_near(earlier, at) {
                     spans.push((h, i));
                 }
             }
