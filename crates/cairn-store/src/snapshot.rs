@@ -430,7 +430,7 @@ impl Snapshot {
         keys: &[u32],
         key: u32,
         near: &[usize],
-        known: Option<&KeySources>,
+        known: Option<&HasEvents>,
     ) -> bool {
         keys.iter()
             .rev()
@@ -440,9 +440,9 @@ impl Snapshot {
 
     /// Whether any source holds events of `key`: from `known` when it covers the key, else
     /// searching each source from its scan cursor in `near`.
-    fn holds(views: &[View<'_>], key: u32, near: &[usize], known: Option<&KeySources>) -> bool {
-        if let Some(mask) = known.and_then(|k| k.of(key)) {
-            return mask != 0;
+    fn holds(views: &[View<'_>], key: u32, near: &[usize], known: Option<&HasEvents>) -> bool {
+        if let Some(has) = known.and_then(|k| k.of(key)) {
+            return has;
         }
         views
             .iter()
@@ -463,7 +463,7 @@ impl Snapshot {
         visit: &mut dyn FnMut(Customer<'_>),
     ) {
         let (grouped, near, views) = (&mut scan.grouped, &scan.cursors, &scan.views);
-        if !Self::last_with_events(views, keys, key, near, grouped.key_sources.as_ref()) {
+        if !Self::last_with_events(views, keys, key, near, grouped.has_events.as_ref()) {
             grouped.pass(key, &scan.holders, near);
             return;
         }
@@ -516,7 +516,7 @@ impl Snapshot {
             holders: Vec::with_capacity(self.sources.len()),
         };
         if group.is_some() {
-            scan.grouped.key_sources = KeySources::new(&self.sources, range.clone());
+            scan.grouped.has_events = HasEvents::new(&self.sources, range.clone());
         }
         loop {
             // The smallest key at the cursors, the sources holding it, and the smallest key
@@ -996,8 +996,8 @@ impl<'s> Merger<'s> {
 #[derive(Default)]
 struct Grouped<'s> {
     merger: Merger<'s>,
-    /// Which sources hold each key of the scanned range, in a store of several sources.
-    key_sources: Option<KeySources>,
+    /// Which keys of the scanned range hold events, in a store of several sources.
+    has_events: Option<HasEvents>,
     /// Where the runs of the group keys the scan passed (to visit their group at a later key)
     /// are, by key modulo its length: a group's keys are usually a few dozen keys apart, so
     /// its earlier keys are found here rather than searched for in every source again.
@@ -1025,21 +1025,26 @@ impl Passed {
     };
 }
 
-/// For a grouped scan of several sources: per key of the range scanned, a bit per source that
-/// holds it. In a store whose segments overlap in key range (a server's, fed every customer's
-/// events interleaved), a group's other keys were otherwise searched for in every source, and
-/// whether a later key of the group has events (is this the key to visit it at?) asked every
-/// source ahead of the scan. Built with one pass over each source's keys in the range.
-struct KeySources {
+/// For a grouped scan of several sources: a bit per key of the range scanned, set when a
+/// source holds events of it. Whether a later key of a group has events (is this the key to
+/// visit the group at?) otherwise asked every source ahead of the scan, which in a store whose
+/// segments overlap in key range (a server's, fed every customer's events interleaved) cost a
+/// search in each. One bit, not one per source: the bits of 1 M keys fit in a core's cache (a
+/// 16-bit mask per key took 2 MB to write and as much to miss in). Built with one pass over
+/// each source's keys in the range.
+struct HasEvents {
     /// The first key covered.
     from: u32,
-    bits: Vec<u16>,
+    /// Bit `i % 64` of word `i / 64`: key `from + i`.
+    bits: Vec<u64>,
+    /// Number of keys covered.
+    len: u32,
 }
 
-impl KeySources {
-    /// `None` for one source (nothing to save) or more than 16 (no room in the bits).
-    fn new(sources: &[Source], range: Range<u32>) -> Option<KeySources> {
-        if !(2..=16).contains(&sources.len()) {
+impl HasEvents {
+    /// `None` for one source: its keys are searched as fast.
+    fn new(sources: &[Source], range: Range<u32>) -> Option<HasEvents> {
+        if sources.len() < 2 {
             return None;
         }
         let top = sources
@@ -1048,29 +1053,33 @@ impl KeySources {
             .max()?
             .saturating_add(1)
             .min(range.end);
-        let mut bits = vec![0u16; top.checked_sub(range.start)? as usize];
-        for (i, src) in sources.iter().enumerate() {
+        let len = top.checked_sub(range.start)?;
+        let mut bits = vec![0u64; (len as usize).div_ceil(64)];
+        for src in sources {
             let keys = src.scan.keys();
             let from = keys.partition_point(|&k| k < range.start);
             for &k in keys[from..].iter().take_while(|&&k| k < top) {
                 // (Keys ascend in a sound file; a damaged one must not panic.)
-                let at = k.checked_sub(range.start);
-                if let Some(b) = at.and_then(|at| bits.get_mut(at as usize)) {
-                    *b |= 1 << i;
+                let at = k
+                    .checked_sub(range.start)
+                    .map_or(usize::MAX, |i| i as usize);
+                if let Some(w) = bits.get_mut(at / 64) {
+                    *w |= 1 << (at % 64);
                 }
             }
         }
-        Some(KeySources {
+        Some(HasEvents {
             from: range.start,
             bits,
+            len,
         })
     }
 
-    /// The sources holding `key` (bit i: source i), when the key is in the range covered (a
+    /// Whether a source holds events of `key`, when the key is in the range covered (a
     /// group's keys can lie beyond it).
-    fn of(&self, key: u32) -> Option<u16> {
-        let i = key.checked_sub(self.from)?;
-        self.bits.get(i as usize).copied()
+    fn of(&self, key: u32) -> Option<bool> {
+        let i = key.checked_sub(self.from).filter(|&i| i < self.len)? as usize;
+        Some(self.bits.get(i / 64)? >> (i % 64) & 1 == 1)
     }
 }
 
@@ -1125,11 +1134,10 @@ impl Grouped<'_> {
                 );
                 continue;
             }
-            let known = self.key_sources.as_ref().and_then(|k| k.of(earlier));
+            if self.has_events.as_ref().and_then(|k| k.of(earlier)) == Some(false) {
+                continue;
+            }
             for (h, (view, &at)) in views.iter().zip(near).enumerate() {
-                if known.is_some_and(|mask| mask & (1 << h) == 0) {
-                    continue;
-                }
                 if let Some(i) = view.find_near(earlier, at) {
                     spans.push((h, i));
                 }
