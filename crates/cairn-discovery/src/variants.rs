@@ -99,6 +99,10 @@ pub struct VariantsPartial {
     /// of hundreds of thousands of variants owning a vector.
     duration_of: Vec<u32>,
     durations: Vec<Micros>,
+    /// The same two lists of each partial merged in, their indexes renumbered into this
+    /// one's: kept where they are rather than copied onto the end of this partial's, which
+    /// for 8 M customers wrote 100 MB of fresh memory on the one thread merging.
+    merged_durations: Vec<(Vec<u32>, Vec<Micros>)>,
     customers: u64,
 }
 
@@ -168,6 +172,7 @@ impl Analysis for Variants {
             accs: Vec::with_capacity(customers),
             duration_of: Vec::with_capacity(customers),
             durations: Vec::with_capacity(customers),
+            merged_durations: Vec::new(),
             customers: 0,
         }
     }
@@ -202,8 +207,6 @@ impl Analysis for Variants {
         into.ends.reserve(n);
         into.hashes.reserve(n);
         into.accs.reserve(n);
-        into.duration_of.reserve(other.duration_of.len());
-        into.durations.reserve(other.durations.len());
         // Other's indexes, renumbered into `into`'s.
         let renumber: Vec<u32> = (0..other.accs.len() as u32)
             .map(|i| {
@@ -215,9 +218,11 @@ impl Analysis for Variants {
                 j
             })
             .collect();
-        into.duration_of
-            .extend(other.duration_of.iter().map(|&i| renumber[i as usize]));
-        into.durations.extend_from_slice(&other.durations);
+        let lists = std::iter::once((other.duration_of, other.durations));
+        for (mut of, durations) in lists.chain(other.merged_durations) {
+            of.iter_mut().for_each(|i| *i = renumber[*i as usize]);
+            into.merged_durations.push((of, durations));
+        }
     }
 
     fn finish(&self, p: VariantsPartial) -> VariantsResult {
@@ -254,9 +259,12 @@ impl Analysis for Variants {
             slot[i as usize] = k;
         }
         let mut durations: Vec<Vec<Micros>> = vec![Vec::new(); all.len()];
-        for (&i, &d) in p.duration_of.iter().zip(&p.durations) {
-            if let Some(list) = durations.get_mut(slot[i as usize]) {
-                list.push(d);
+        let lists = std::iter::once((&p.duration_of, &p.durations));
+        for (of, ds) in lists.chain(p.merged_durations.iter().map(|(o, d)| (o, d))) {
+            for (&i, &d) in of.iter().zip(ds) {
+                if let Some(list) = durations.get_mut(slot[i as usize]) {
+                    list.push(d);
+                }
             }
         }
         let variants = all
