@@ -16,7 +16,10 @@ use std::cmp::Ordering;
 
 use serde::Serialize;
 
+use std::collections::HashMap;
+
 use hashbrown::hash_table::{Entry, HashTable};
+use rustc_hash::FxBuildHasher;
 
 use crate::stats::quantile;
 use crate::{Analysis, Micros, Needs, ScanSize, Timeline};
@@ -82,28 +85,53 @@ impl Money {
 }
 
 pub struct VariantsPartial {
-    /// Each variant's index in `accs`, found by its hash and its events: 4 bytes a slot (and
-    /// the table's control byte), where a map from hash to index took 17 and, with the many
-    /// variants of merged profiles, twice the fresh memory (which this VM zeroes slowly). Two
-    /// variants with one hash both have their slot.
+    /// Each variant's id, found by its hash and its events: 4 bytes a slot (and the table's
+    /// control byte), where a map from hash to index took 17 and, with the many variants of
+    /// merged profiles, twice the fresh memory (which this VM zeroes slowly). Two variants
+    /// with one hash both have their slot.
     by_seq: HashTable<u32>,
-    /// Every variant's events back to back, where each ends, and its hash: hundreds of
-    /// thousands of variants in one buffer rather than as many small allocations, and a
-    /// merge reuses the hashes instead of hashing every variant again.
-    events: Vec<u16>,
-    ends: Vec<usize>,
-    hashes: Vec<u64>,
-    accs: Vec<VariantAcc>,
-    /// Every journey's variant index and duration, in two parallel lists: medians are only
+    /// The variants: this partial's block, then the blocks of the partials merged in, kept
+    /// where they are rather than copied onto the end of this partial's (for 8 M customers,
+    /// 120 MB of fresh memory written by the one thread merging). Ids number the blocks'
+    /// variants one after another; new variants go to the last block.
+    blocks: Vec<Block>,
+    /// Every journey's variant id and duration, in two parallel lists: medians are only
     /// needed for the variants listed, so durations are sorted out at the end instead of each
     /// of hundreds of thousands of variants owning a vector.
     duration_of: Vec<u32>,
     durations: Vec<Micros>,
-    /// The same two lists of each partial merged in, their indexes renumbered into this
-    /// one's: kept where they are rather than copied onto the end of this partial's, which
-    /// for 8 M customers wrote 100 MB of fresh memory on the one thread merging.
+    /// The same two lists of each partial merged in, their ids renumbered into this one's,
+    /// kept where they are like the blocks.
     merged_durations: Vec<(Vec<u32>, Vec<Micros>)>,
     customers: u64,
+}
+
+/// Variants stored together, ids `first..first + accs.len()`: their events back to back,
+/// where each ends, and their hashes (hundreds of thousands of variants in one buffer rather
+/// than as many small allocations; a merge reuses the hashes instead of hashing every variant
+/// again).
+#[derive(Default)]
+struct Block {
+    first: u32,
+    events: Vec<u16>,
+    ends: Vec<usize>,
+    hashes: Vec<u64>,
+    /// A variant that a merge found in an earlier block has count 0 here (its counts went
+    /// there).
+    accs: Vec<VariantAcc>,
+}
+
+impl Block {
+    /// The events of this block's `i`-th variant.
+    fn seq(&self, i: usize) -> &[u16] {
+        let start = i.checked_sub(1).map_or(0, |j| self.ends[j]);
+        &self.events[start..self.ends[i]]
+    }
+
+    /// The id the next variant added here gets.
+    fn next_id(&self) -> u32 {
+        self.first + self.accs.len() as u32
+    }
 }
 
 fn seq_hash(seq: &[u16]) -> u64 {
@@ -111,36 +139,77 @@ fn seq_hash(seq: &[u16]) -> u64 {
     rustc_hash::FxBuildHasher.hash_one(seq)
 }
 
-/// The events of variant `i`, given the buffers of a [`VariantsPartial`].
-fn seq_of<'a>(events: &'a [u16], ends: &[usize], i: u32) -> &'a [u16] {
-    let i = i as usize;
-    let start = if i == 0 { 0 } else { ends[i - 1] };
-    &events[start..ends[i]]
+/// The block holding variant `id`, and the variant's place in it.
+fn locate(blocks: &[Block], id: u32) -> (usize, usize) {
+    let b = blocks.partition_point(|b| b.first <= id).saturating_sub(1);
+    (b, (id - blocks[b].first) as usize)
+}
+
+/// The id `by_seq` holds for variant `seq` (whose hash is `hash`) among `blocks`, or `None`
+/// after adding id `new` for it (where the caller puts it).
+fn find_or_insert(
+    by_seq: &mut HashTable<u32>,
+    blocks: &[Block],
+    seq: &[u16],
+    hash: u64,
+    new: u32,
+) -> Option<u32> {
+    let same = |&id: &u32| {
+        let (b, i) = locate(blocks, id);
+        blocks[b].seq(i) == seq
+    };
+    let hasher = |&id: &u32| {
+        let (b, i) = locate(blocks, id);
+        blocks[b].hashes[i]
+    };
+    match by_seq.entry(hash, same, hasher) {
+        Entry::Occupied(o) => Some(*o.get()),
+        Entry::Vacant(v) => {
+            v.insert(new);
+            None
+        }
+    }
 }
 
 impl VariantsPartial {
-    /// The events of variant `i`.
-    fn seq(&self, i: u32) -> &[u16] {
-        seq_of(&self.events, &self.ends, i)
+    /// The events of variant `id`.
+    fn seq(&self, id: u32) -> &[u16] {
+        let (b, i) = locate(&self.blocks, id);
+        self.blocks[b].seq(i)
     }
 
-    /// The index of variant `seq` (whose hash is `hash`), adding it when new.
+    fn acc(&self, id: u32) -> &VariantAcc {
+        let (b, i) = locate(&self.blocks, id);
+        &self.blocks[b].accs[i]
+    }
+
+    fn acc_mut(&mut self, id: u32) -> &mut VariantAcc {
+        let (b, i) = locate(&self.blocks, id);
+        &mut self.blocks[b].accs[i]
+    }
+
+    /// The id of variant `seq` (whose hash is `hash`), adding it when new.
     fn index(&mut self, seq: &[u16], hash: u64) -> u32 {
-        let (events, ends, hashes) = (&self.events, &self.ends, &self.hashes);
-        let same = |&i: &u32| seq_of(events, ends, i) == seq;
-        let entry = self.by_seq.entry(hash, same, |&i| hashes[i as usize]);
-        match entry {
-            Entry::Occupied(o) => *o.get(),
-            Entry::Vacant(v) => {
-                self.events.extend_from_slice(seq);
-                self.ends.push(self.events.len());
-                self.hashes.push(hash);
-                self.accs.push(VariantAcc::default());
-                let i = (self.accs.len() - 1) as u32;
-                v.insert(i);
-                i
-            }
+        let new = self.blocks.last().map_or(0, Block::next_id);
+        if let Some(id) = find_or_insert(&mut self.by_seq, &self.blocks, seq, hash, new) {
+            return id;
         }
+        if self.blocks.is_empty() {
+            self.blocks.push(Block::default());
+        }
+        let last = self.blocks.last_mut().expect("a block was just made");
+        last.events.extend_from_slice(seq);
+        last.ends.push(last.events.len());
+        last.hashes.push(hash);
+        last.accs.push(VariantAcc::default());
+        new
+    }
+
+    /// Every variant's id, those a merge moved to an earlier block left out.
+    fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.blocks.iter().flat_map(|b| {
+            (b.first..b.next_id()).filter(move |&id| b.accs[(id - b.first) as usize].count > 0)
+        })
     }
 }
 
@@ -166,10 +235,13 @@ impl Analysis for Variants {
         let ScanSize { customers, events } = size;
         VariantsPartial {
             by_seq: HashTable::new(),
-            events: Vec::with_capacity(events),
-            ends: Vec::with_capacity(customers),
-            hashes: Vec::with_capacity(customers),
-            accs: Vec::with_capacity(customers),
+            blocks: vec![Block {
+                first: 0,
+                events: Vec::with_capacity(events),
+                ends: Vec::with_capacity(customers),
+                hashes: Vec::with_capacity(customers),
+                accs: Vec::with_capacity(customers),
+            }],
             duration_of: Vec::with_capacity(customers),
             durations: Vec::with_capacity(customers),
             merged_durations: Vec::new(),
@@ -188,7 +260,7 @@ impl Analysis for Variants {
             None => (t.names, t.len() - 1),
         };
         let i = p.index(seq, seq_hash(seq));
-        let acc = &mut p.accs[i as usize];
+        let acc = p.acc_mut(i);
         acc.count += 1;
         acc.goal += u64::from(goal_at.is_some());
         acc.revenue.add(Money::of(t));
@@ -198,26 +270,42 @@ impl Analysis for Variants {
 
     fn merge(&self, into: &mut VariantsPartial, other: VariantsPartial) {
         into.customers += other.customers;
-        // Room for all of other's at once: growing these lists step by step while merging
-        // hundreds of thousands of variants copied them several times into fresh memory.
-        let n = other.accs.len();
-        let hashes = &into.hashes;
-        into.by_seq.reserve(n, |&i| hashes[i as usize]);
-        into.events.reserve(other.events.len());
-        into.ends.reserve(n);
-        into.hashes.reserve(n);
-        into.accs.reserve(n);
-        // Other's indexes, renumbered into `into`'s.
-        let renumber: Vec<u32> = (0..other.accs.len() as u32)
-            .map(|i| {
-                let j = into.index(other.seq(i), other.hashes[i as usize]);
-                let (acc, v) = (&mut into.accs[j as usize], other.accs[i as usize]);
-                acc.count += v.count;
-                acc.goal += v.goal;
-                acc.revenue.add(v.revenue);
-                j
-            })
-            .collect();
+        let n: usize = other.blocks.iter().map(|b| b.accs.len()).sum();
+        // Room for all of other's at once: growing the table step by step while merging
+        // hundreds of thousands of variants rehashed it several times into fresh memory.
+        let blocks = &into.blocks;
+        into.by_seq.reserve(n, |&id| {
+            let (b, i) = locate(blocks, id);
+            blocks[b].hashes[i]
+        });
+        // Other's ids (its blocks' variants in order), renumbered into `into`'s.
+        let mut renumber: Vec<u32> = Vec::with_capacity(n);
+        for mut block in other.blocks {
+            block.first = into.blocks.last().map_or(0, Block::next_id);
+            into.blocks.push(block);
+            let b = into.blocks.len() - 1;
+            for i in 0..into.blocks[b].accs.len() {
+                let block = &into.blocks[b];
+                let (id, v) = (block.first + i as u32, block.accs[i]);
+                if v.count == 0 {
+                    // Moved by an earlier merge; no journey refers to it any more.
+                    renumber.push(id);
+                    continue;
+                }
+                let (seq, hash) = (block.seq(i), block.hashes[i]);
+                match find_or_insert(&mut into.by_seq, &into.blocks, seq, hash, id) {
+                    None => renumber.push(id),
+                    Some(found) => {
+                        let acc = into.acc_mut(found);
+                        acc.count += v.count;
+                        acc.goal += v.goal;
+                        acc.revenue.add(v.revenue);
+                        into.blocks[b].accs[i].count = 0;
+                        renumber.push(found);
+                    }
+                }
+            }
+        }
         let lists = std::iter::once((other.duration_of, other.durations));
         for (mut of, durations) in lists.chain(other.merged_durations) {
             of.iter_mut().for_each(|i| *i = renumber[*i as usize]);
@@ -226,11 +314,10 @@ impl Analysis for Variants {
     }
 
     fn finish(&self, p: VariantsPartial) -> VariantsResult {
-        let total = p.accs.len() as u64;
-        let accs = &p.accs;
-        let mut all: Vec<u32> = (0..accs.len() as u32).collect();
+        let mut all: Vec<u32> = p.ids().collect();
+        let total = all.len() as u64;
         let names = &self.names;
-        let count = |i: u32| accs[i as usize].count;
+        let count = |i: u32| p.acc(i).count;
         let order = |&a: &u32, &b: &u32| -> Ordering {
             count(b).cmp(&count(a)).then_with(|| {
                 p.seq(a)
@@ -244,7 +331,7 @@ impl Analysis for Variants {
         // selection comparing the event names of the many variants seen once.
         if self.top < all.len() {
             if self.top > 0 {
-                let mut counts: Vec<u64> = accs.iter().map(|a| a.count).collect();
+                let mut counts: Vec<u64> = all.iter().map(|&i| count(i)).collect();
                 let (_, &mut kth, _) = counts.select_nth_unstable_by(self.top - 1, |a, b| b.cmp(a));
                 all.retain(|&v| count(v) >= kth);
                 all.select_nth_unstable_by(self.top - 1, order);
@@ -253,17 +340,24 @@ impl Analysis for Variants {
         }
         all.sort_by(order);
         let shown: u64 = all.iter().map(|&v| count(v)).sum();
-        // The durations of the listed variants, gathered in one pass.
-        let mut slot = vec![usize::MAX; accs.len()];
+        // The durations of the listed variants, gathered in one pass: a bit per id says
+        // whether it is listed, and only those look up where.
+        let ids = p.blocks.last().map_or(0, Block::next_id) as usize;
+        let mut listed = vec![0u64; ids.div_ceil(64)];
+        let mut slot: HashMap<u32, usize, FxBuildHasher> = HashMap::default();
         for (k, &i) in all.iter().enumerate() {
-            slot[i as usize] = k;
+            listed[i as usize / 64] |= 1 << (i % 64);
+            slot.insert(i, k);
         }
         let mut durations: Vec<Vec<Micros>> = vec![Vec::new(); all.len()];
         let lists = std::iter::once((&p.duration_of, &p.durations));
         for (of, ds) in lists.chain(p.merged_durations.iter().map(|(o, d)| (o, d))) {
             for (&i, &d) in of.iter().zip(ds) {
-                if let Some(list) = durations.get_mut(slot[i as usize]) {
-                    list.push(d);
+                let is_listed = listed
+                    .get(i as usize / 64)
+                    .is_some_and(|w| w >> (i % 64) & 1 == 1);
+                if is_listed && let Some(&k) = slot.get(&i) {
+                    durations[k].push(d);
                 }
             }
         }
@@ -271,7 +365,7 @@ impl Analysis for Variants {
             .into_iter()
             .zip(&mut durations)
             .map(|(i, durations)| {
-                let acc = accs[i as usize];
+                let acc = *p.acc(i);
                 Variant {
                     events: p
                         .seq(i)
@@ -308,9 +402,19 @@ mod tests {
             top: 10,
             goal: None,
         };
+        // One journey of `seq`, forced to one hash, as two different journeys could (in
+        // theory) have.
+        let journey = |p: &mut VariantsPartial, seq: &[u16]| {
+            let i = p.index(seq, 7);
+            p.acc_mut(i).count += 1;
+            i
+        };
         let mut p = v.partial();
-        // Forced to one hash, as two different journeys could (in theory) have.
-        let (a, b, c) = (p.index(&[0, 1], 7), p.index(&[1, 0], 7), p.index(&[1], 7));
+        let (a, b, c) = (
+            journey(&mut p, &[0, 1]),
+            journey(&mut p, &[1, 0]),
+            journey(&mut p, &[1]),
+        );
         assert_eq!((a, b, c), (0, 1, 2));
         assert_eq!(
             (p.index(&[1, 0], 7), p.index(&[0, 1], 7), p.index(&[1], 7)),
@@ -319,10 +423,48 @@ mod tests {
         assert_eq!(p.seq(1), &[1, 0]);
         // A merge keeps them apart too.
         let mut q = v.partial();
-        q.index(&[1], 7);
-        q.index(&[0, 1], 7);
+        journey(&mut q, &[1]);
+        journey(&mut q, &[0, 1]);
         v.merge(&mut q, p);
-        assert_eq!((q.accs.len(), q.index(&[1, 0], 7)), (3, 2));
+        // p's block follows q's (ids 2, 3, 4); its [0, 1] and [1] were q's already.
+        assert_eq!((q.ids().count(), q.index(&[1, 0], 7)), (3, 3));
+        assert_eq!((q.acc(0).count, q.acc(1).count, q.acc(3).count), (2, 2, 1));
+    }
+
+    /// Partials merged into one another in a chain (a merged partial, with blocks and moved
+    /// variants, merged again), with journeys added after a merge, give what one pass gives.
+    #[test]
+    fn merges_of_merged_partials_keep_every_journey() {
+        let v = Variants {
+            names: names(&["x", "y", "z"]),
+            top: 10,
+            goal: None,
+        };
+        let journeys: Vec<Owned> = (0..40u32)
+            .map(|c| {
+                let n = 1 + (c % 4) as i64;
+                let events: Vec<(u16, i64)> = (0..n)
+                    .map(|j| (((c as i64 + j) % 3) as u16, j * (1 + c as i64 % 5)))
+                    .collect();
+                Owned::new(c, &events)
+            })
+            .collect();
+        let part = |range: std::ops::Range<usize>| {
+            let mut p = v.partial();
+            for j in &journeys[range] {
+                v.add(&mut p, &j.view());
+            }
+            p
+        };
+        let (mut a, b, mut c, d) = (part(0..10), part(10..20), part(20..30), part(30..35));
+        v.merge(&mut a, b);
+        v.merge(&mut c, a);
+        for j in &journeys[35..] {
+            v.add(&mut c, &j.view());
+        }
+        v.merge(&mut c, d);
+        assert!(c.blocks.len() >= 3);
+        assert_eq!(v.finish(c), run(&v, journeys.iter().map(Owned::view)));
     }
 
     #[test]
