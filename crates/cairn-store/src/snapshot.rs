@@ -451,8 +451,9 @@ impl Snapshot {
     }
 
     /// Visits the group of `keys` (see [`Snapshot::scan_grouped`]) if `key` is the last of
-    /// them with events, where the scan meets it; does nothing for its other keys. The
-    /// group's other keys, usually close behind, are searched from each source's scan cursor.
+    /// them with events, where the scan meets it; at its other keys, notes where their runs
+    /// are (see [`Grouped::passed`]). The group's earlier keys, usually close behind, are read
+    /// from those notes, or searched from each source's scan cursor when a note is gone.
     fn visit_group<'s>(
         &self,
         scan: &mut Scan<'s>,
