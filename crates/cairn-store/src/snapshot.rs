@@ -432,10 +432,16 @@ impl Snapshot {
         near: &[usize],
         known: Option<&HasEvents>,
     ) -> bool {
-        keys.iter()
-            .rev()
-            .find(|&&k| k == key || Self::holds(views, k, near, known))
-            == Some(&key)
+        // No key after `key` holds events.
+        for &k in keys.iter().rev() {
+            if k <= key {
+                return true;
+            }
+            if Self::holds(views, k, near, known) {
+                return false;
+            }
+        }
+        true
     }
 
     /// Whether any source holds events of `key`: from `known` when it covers the key, else
@@ -1090,19 +1096,22 @@ impl Grouped<'_> {
         if self.passed.is_empty() {
             self.passed = vec![Passed::EMPTY; PASSED_SLOTS];
         }
-        let mut entry = Passed {
-            key,
-            ..Passed::EMPTY
+        let entry = match *holders {
+            [h] => Passed {
+                key,
+                n: 1,
+                sources: [h as u8, 0],
+                at: [near[h] as u32, 0],
+            },
+            [h, g] => Passed {
+                key,
+                n: 2,
+                sources: [h as u8, g as u8],
+                at: [near[h] as u32, near[g] as u32],
+            },
+            // More runs than a note holds: searched for again at the group's visit.
+            _ => Passed::EMPTY,
         };
-        if holders.len() > entry.at.len() {
-            // Searched for again at the group's visit.
-            entry.key = u32::MAX;
-        }
-        for (j, &h) in holders.iter().take(entry.at.len()).enumerate() {
-            entry.sources[j] = h as u8;
-            entry.at[j] = near[h] as u32;
-        }
-        entry.n = holders.len().min(entry.at.len()) as u8;
         self.passed[key as usize % PASSED_SLOTS] = entry;
     }
 
@@ -1126,13 +1135,10 @@ impl Grouped<'_> {
                 .get(earlier as usize % PASSED_SLOTS)
                 .filter(|p| p.key == earlier)
             {
-                let n = usize::from(p.n);
-                spans.extend(
-                    p.sources[..n]
-                        .iter()
-                        .zip(&p.at[..n])
-                        .map(|(&h, &i)| (usize::from(h), i as usize)),
-                );
+                spans.push((usize::from(p.sources[0]), p.at[0] as usize));
+                if p.n == 2 {
+                    spans.push((usize::from(p.sources[1]), p.at[1] as usize));
+                }
                 continue;
             }
             if self.has_events.as_ref().and_then(|k| k.of(earlier)) == Some(false) {
@@ -1144,7 +1150,9 @@ impl Grouped<'_> {
                 }
             }
         }
-        spans.extend(holders.iter().map(|&h| (h, near[h])));
+        for &h in holders {
+            spans.push((h, near[h]));
+        }
     }
 }
 
