@@ -64,7 +64,7 @@ use serde_json::Value;
 
 use crate::error::DiscoveryError;
 use crate::hash::FxHashMap;
-use crate::stats::{Bucket, Durations, histogram_of};
+use crate::stats::{Bucket, Durations};
 use crate::{Analysis, Micros, Needs, Timeline, name_id};
 
 /// Funnels have at most this many steps (one bit each in a `u32` mask).
@@ -941,7 +941,7 @@ impl Funnel {
                     histogram: if k == 0 {
                         Vec::new()
                     } else {
-                        histogram_of(times.iter())
+                        times.histogram()
                     },
                 }
             })
