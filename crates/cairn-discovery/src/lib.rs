@@ -34,6 +34,7 @@ pub mod funnel;
 mod hash;
 pub mod insights;
 pub mod map;
+pub mod near;
 pub mod paths;
 pub mod retention;
 pub mod scope;

@@ -10,19 +10,30 @@
 //! With a `keep` mask (e.g. the top K activities), events of other names are removed from each
 //! journey first, so `a → x → b` with `x` dropped becomes an edge `a → b`: the process-mining
 //! convention for an activity filter, and what keeps the map of a filtered log a valid map.
+//!
+//! Each edge's median and p90 time are exact. By default an edge keeps every transition's
+//! duration for them; given [`EdgeWindows`], planned by [`PlanWindows`] over a sample of the
+//! customers, it keeps only those near the two quantiles (see [`crate::near`]), and the
+//! result says when that was not enough ([`MapResult::incomplete`]): the caller then runs
+//! the map again without windows. [`run_windowed`] does both for callers that can scan a
+//! sample.
 
 use serde::{Serialize, Serializer};
 
 use crate::hash::FxHashMap;
-use crate::stats::Durations;
+use crate::near::{Near, Windows};
+use crate::stats::Summary;
 use crate::{Analysis, Micros, Needs, Timeline};
 
+#[derive(Debug, Clone)]
 pub struct ProcessMap {
     pub names: Vec<String>,
     /// Which name ids take part; `None` keeps all.
     pub keep: Option<Vec<bool>>,
     /// Edges seen fewer times are left out of the result (but counted in `hidden_edges`).
     pub min_count: u64,
+    /// Which durations each edge keeps for its median and p90; `None` keeps them all.
+    pub windows: Option<EdgeWindows>,
 }
 
 impl ProcessMap {
@@ -31,7 +42,15 @@ impl ProcessMap {
             names,
             keep: None,
             min_count: 1,
+            windows: None,
         }
+    }
+
+    /// The windows of edge `a → b`: every duration when it has none.
+    fn windows_of(&self, a: u16, b: u16) -> Windows {
+        (self.windows.as_ref())
+            .and_then(|w| w.0.get(&(a, b)).copied())
+            .unwrap_or(Windows::ALL)
     }
 
     fn kept(&self, n: u16) -> bool {
@@ -79,6 +98,77 @@ pub struct MapResult {
     pub end: Vec<(String, u64)>,
     /// Edges left out because they occurred fewer than `min_count` times.
     pub hidden_edges: u64,
+    /// Some edge's median or p90 lay outside the durations its [`EdgeWindows`] kept, so its
+    /// times here are 0: run the map again without windows. Never set without windows.
+    #[serde(skip)]
+    pub incomplete: bool,
+}
+
+/// For each edge, the durations it keeps for its median and p90 ([`Windows`]); edges not
+/// listed keep all of theirs.
+#[derive(Debug, Clone, Default)]
+pub struct EdgeWindows(FxHashMap<(u16, u16), Windows>);
+
+/// The sample pass of a windowed process map: the map of a sample of the customers, whose
+/// output is each edge's windows (see [`Windows::around_quantiles`]).
+pub struct PlanWindows(ProcessMap);
+
+impl PlanWindows {
+    /// Plans windows for `map` (its own windows, if any, are not used).
+    pub fn new(map: &ProcessMap) -> PlanWindows {
+        PlanWindows(ProcessMap {
+            windows: None,
+            ..map.clone()
+        })
+    }
+}
+
+impl Analysis for PlanWindows {
+    type Partial = MapPartial;
+    type Output = EdgeWindows;
+
+    fn needs(&self) -> Needs {
+        self.0.needs()
+    }
+    fn partial(&self) -> MapPartial {
+        self.0.partial()
+    }
+    fn add(&self, p: &mut MapPartial, t: &Timeline<'_>) {
+        self.0.add(p, t)
+    }
+    fn merge(&self, into: &mut MapPartial, other: MapPartial) {
+        self.0.merge(into, other)
+    }
+    fn finish(&self, p: MapPartial) -> EdgeWindows {
+        EdgeWindows(
+            (p.edges.iter())
+                .map(|e| ((e.from, e.to), Windows::around_quantiles(&e.durations)))
+                .filter(|(_, w)| *w != Windows::ALL)
+                .collect(),
+        )
+    }
+}
+
+/// Runs `map` keeping only the durations near each edge's quantiles: `sample` runs the
+/// [`PlanWindows`] it is given over a sample of the customers (1 in 32 is plenty: a tenth of
+/// the durations kept, for a thirtieth of a scan), `scan` runs a map over all of them. When
+/// the windows were not enough ([`MapResult::incomplete`], rare), `scan` runs once more
+/// with `map` itself. The result is always the one `scan(map)` gives.
+pub fn run_windowed<E>(
+    map: &ProcessMap,
+    sample: impl FnOnce(PlanWindows) -> Result<EdgeWindows, E>,
+    mut scan: impl FnMut(&ProcessMap) -> Result<MapResult, E>,
+) -> Result<MapResult, E> {
+    let windows = sample(PlanWindows::new(map))?;
+    let windowed = ProcessMap {
+        windows: Some(windows),
+        ..map.clone()
+    };
+    let result = scan(&windowed)?;
+    if result.incomplete {
+        return scan(map);
+    }
+    Ok(result)
 }
 
 /// Serializes `(key, count)` pairs as a JSON object, keeping their order.
@@ -89,11 +179,10 @@ pub(crate) fn as_map<S: Serializer>(pairs: &[(String, u64)], s: S) -> Result<S::
 struct EdgeAcc {
     from: u16,
     to: u16,
-    count: u64,
     customers: u64,
     /// The customer (partial-local sequence number) that last used this edge.
     last: u32,
-    durations: Durations,
+    durations: Near,
 }
 
 /// Finds an edge's slot: a dense matrix for the usual few hundred names, a hash map beyond.
@@ -156,20 +245,18 @@ pub struct MapPartial {
 
 impl MapPartial {
     #[inline]
-    fn edge(&mut self, a: u16, b: u16, dt: Micros) {
+    fn edge(&mut self, map: &ProcessMap, a: u16, b: u16, dt: Micros) {
         let (slot, new) = self.index.slot(a, b, self.edges.len() as u32);
         if new {
             self.edges.push(EdgeAcc {
                 from: a,
                 to: b,
-                count: 0,
                 customers: 0,
                 last: 0,
-                durations: Durations::default(),
+                durations: Near::new(map.windows_of(a, b)),
             });
         }
         let e = &mut self.edges[slot as usize];
-        e.count += 1;
         if e.last != self.seq {
             e.last = self.seq;
             e.customers += 1;
@@ -218,7 +305,7 @@ impl Analysis for ProcessMap {
                 p.customers_by[i] += 1;
             }
             match prev {
-                Some((a, at)) => p.edge(a, n, time - at),
+                Some((a, at)) => p.edge(self, a, n, time - at),
                 None => first = Some(n),
             }
             prev = Some((n, time));
@@ -238,7 +325,6 @@ impl Analysis for ProcessMap {
                 continue;
             }
             let acc = &mut into.edges[slot as usize];
-            acc.count += e.count;
             acc.customers += e.customers;
             acc.durations.append(e.durations);
         }
@@ -254,20 +340,24 @@ impl Analysis for ProcessMap {
     fn finish(&self, p: MapPartial) -> MapResult {
         let name = |i: u16| self.names[i as usize].clone();
         let mut hidden = 0;
+        let mut incomplete = false;
         let mut edges: Vec<Edge> = p
             .edges
             .into_iter()
             .filter(|e| {
-                let keep = e.count >= self.min_count;
+                let keep = e.durations.len() as u64 >= self.min_count;
                 hidden += u64::from(!keep);
                 keep
             })
-            .map(|mut e| {
-                let s = e.durations.summarize();
+            .map(|e| {
+                let s = e.durations.summarize().unwrap_or_else(|| {
+                    incomplete = true;
+                    Summary::default()
+                });
                 Edge {
                     from: name(e.from),
                     to: name(e.to),
-                    count: e.count,
+                    count: e.durations.len() as u64,
                     customers: e.customers,
                     // An edge exists only with at least one sample.
                     mean_s: s.mean_s.unwrap_or(0.0),
@@ -299,6 +389,7 @@ impl Analysis for ProcessMap {
             start: ranked(&self.names, &p.start),
             end: ranked(&self.names, &p.end),
             hidden_edges: hidden,
+            incomplete,
         }
     }
 }
@@ -391,5 +482,89 @@ mod tests {
             parts.push(p);
         }
         assert_eq!(finish_partials(&map, parts), whole);
+    }
+
+    /// `count` customers of 3–12 events over names 0–2, gaps of 0 to 10 minutes in whole
+    /// ms, times scaled by `slow` (deterministic).
+    fn many(count: u32, seed: u64, slow: i64) -> Vec<Owned> {
+        let mut x = seed | 1;
+        let mut next = move |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        (0..count)
+            .map(|c| {
+                let mut t = 0i64;
+                let events: Vec<(u16, i64)> = (0..3 + next(10))
+                    .map(|_| {
+                        t += next(600_000) as i64 * slow;
+                        (next(3) as u16, t)
+                    })
+                    .collect();
+                let mut o = Owned::new(c, &[]);
+                o.names = events.iter().map(|e| e.0).collect();
+                o.times = events.iter().map(|e| e.1 * 1000).collect();
+                o.channels = vec![0; events.len()];
+                o.values = vec![f64::NAN; events.len()];
+                o.properties = vec![""; events.len()];
+                o
+            })
+            .collect()
+    }
+
+    #[test]
+    fn windows_planned_on_a_sample_give_the_same_map() {
+        let js = many(30_000, 42, 1);
+        let map = ProcessMap::new(names(&["a", "b", "c"]));
+        let whole = run(&map, js.iter().map(|o| o.view()));
+        let plan = PlanWindows::new(&map);
+        let windows = run(&plan, js.iter().step_by(16).map(|o| o.view()));
+        assert_eq!(windows.0.len(), 9, "every edge has enough samples");
+        let windowed = ProcessMap {
+            windows: Some(windows),
+            ..map.clone()
+        };
+        // On two partials, as two scan threads would.
+        let (a, b) = js.split_at(js.len() / 3);
+        let parts = [a, b].map(|half| {
+            let mut p = windowed.partial();
+            half.iter().for_each(|o| windowed.add(&mut p, &o.view()));
+            p
+        });
+        let r = finish_partials(&windowed, parts);
+        assert!(!r.incomplete);
+        assert_eq!(r, whole);
+    }
+
+    #[test]
+    fn windows_that_miss_are_noticed_and_the_map_scanned_again() {
+        let js = many(20_000, 7, 1);
+        let map = ProcessMap::new(names(&["a", "b", "c"]));
+        let whole = run(&map, js.iter().map(|o| o.view()));
+        let mut scans = 0;
+        let r = run_windowed(
+            &map,
+            // A sample of other journeys, ten times slower: its windows miss.
+            |plan| Ok::<_, ()>(run(&plan, many(2_000, 9, 10).iter().map(|o| o.view()))),
+            |m| {
+                scans += 1;
+                Ok(run(m, js.iter().map(|o| o.view())))
+            },
+        );
+        assert_eq!(r, Ok(whole.clone()));
+        assert_eq!(scans, 2);
+        // A sample of the same journeys: one scan.
+        scans = 0;
+        let r = run_windowed(
+            &map,
+            |plan| Ok::<_, ()>(run(&plan, js.iter().step_by(8).map(|o| o.view()))),
+            |m| {
+                scans += 1;
+                Ok(run(m, js.iter().map(|o| o.view())))
+            },
+        );
+        assert_eq!((r, scans), (Ok(whole), 1));
     }
 }

@@ -278,7 +278,7 @@ impl Durations {
     }
 
     /// The samples of ranks `ranks` (0-based, ascending order; each below `len()`).
-    fn ranks<const N: usize>(&self, ranks: [usize; N]) -> [i64; N] {
+    pub(crate) fn ranks<const N: usize>(&self, ranks: [usize; N]) -> [i64; N] {
         // In ascending order: negative samples (long), tiny, short, then the long positive
         // ones.
         let negative = self.long.iter().filter(|&d| d < 0).count();
@@ -297,6 +297,14 @@ impl Durations {
                 in_short.push((k - negative - tiny, slot));
             } else {
                 out[slot] = nth_long(&self.long, k - tiny - short);
+            }
+        }
+        if !in_tiny.is_empty() && tiny < RADIX_MIN {
+            // Few: a copy to select among costs less than clearing a count per value.
+            let mut all: Vec<u16> = self.tiny.iter().collect();
+            for (k, slot) in in_tiny.drain(..) {
+                let (_, &mut v, _) = all.select_nth_unstable(k);
+                out[slot] = i64::from(v) * unit;
             }
         }
         if !in_tiny.is_empty() {
@@ -378,16 +386,16 @@ fn bucket_of_rank(counts: &[usize], k: usize) -> (usize, usize) {
 }
 
 /// Where quantile `q` of `n` samples (n > 0) falls: between the order statistics of ranks
-/// `lo` and `hi`, with linear interpolation (see the module docs). [`quantile`] and
-/// [`Durations`] both use it.
-struct Interpolation {
-    lo: usize,
-    hi: usize,
+/// `lo` and `hi`, with linear interpolation (see the module docs). [`quantile`],
+/// [`Durations`] and [`crate::near::Near`] use it.
+pub(crate) struct Interpolation {
+    pub(crate) lo: usize,
+    pub(crate) hi: usize,
     frac: f64,
 }
 
 impl Interpolation {
-    fn new(q: f64, n: usize) -> Interpolation {
+    pub(crate) fn new(q: f64, n: usize) -> Interpolation {
         let pos = q * n.saturating_sub(1) as f64;
         let lo = pos.floor() as usize;
         Interpolation {
@@ -398,7 +406,7 @@ impl Interpolation {
     }
 
     /// The quantile, given the samples of ranks `lo` and `hi`.
-    fn value(&self, low: i64, high: i64) -> f64 {
+    pub(crate) fn value(&self, low: i64, high: i64) -> f64 {
         let low = low as f64;
         if self.frac == 0.0 {
             return low;

@@ -189,6 +189,20 @@ pub fn scan_profiles<'a>(
     snapshot.scan_grouped(columns, &group, visit)
 }
 
+/// [`Snapshot::scan_sample`] over profiles: about one profile in `every`, those whose last
+/// key with events is in the sample's keys.
+pub fn scan_profiles_sample<'a>(
+    snapshot: &Snapshot,
+    map: impl Into<Groups<'a>>,
+    columns: Columns,
+    every: u32,
+    visit: impl FnMut(Customer<'_>),
+) -> Result<(), StoreError> {
+    let map = map.into();
+    let group = |key| map.keys(key);
+    snapshot.scan_sample_grouped(columns, every, &group, visit)
+}
+
 /// [`Snapshot::scan_parallel`] over profiles: the same states, threads and callback. A
 /// profile is visited by the thread whose key range holds its last key with events.
 pub fn scan_profiles_parallel<'a, S: Send>(

@@ -49,6 +49,9 @@ impl Columns {
 /// The `group` of scans without groups: every key alone.
 type Alone = fn(u32) -> Option<&'static [u32]>;
 
+/// How many runs of adjacent keys [`Snapshot::scan_sample`] reads.
+pub const SAMPLE_SLICES: u64 = 256;
+
 /// One customer's events, as parallel slices in time order.
 #[derive(Debug, Clone, Copy)]
 pub struct Customer<'a> {
@@ -350,6 +353,54 @@ impl Snapshot {
         visit: impl Fn(&mut S, Customer<'_>) + Sync,
     ) -> Result<Vec<S>> {
         self.parallel(columns, None::<&Alone>, threads, init, visit)
+    }
+
+    /// Visits about one customer in `every` (all of them when `every` is 1), in key order,
+    /// as [`Snapshot::scan`] does, for analyses that plan on a sample before they scan
+    /// everything. The sample is [`SAMPLE_SLICES`] runs of adjacent keys spread evenly over
+    /// the key space, so that it holds customers of every age (keys are handed out in order
+    /// of first appearance) and reads a few stretches of each file, not one customer here
+    /// and there.
+    pub fn scan_sample(
+        &self,
+        columns: Columns,
+        every: u32,
+        mut visit: impl FnMut(Customer<'_>),
+    ) -> Result<()> {
+        self.sample(columns, every, None::<&Alone>, &mut visit)
+    }
+
+    /// [`Snapshot::scan_sample`] over groups of keys, as [`Snapshot::scan_grouped`]: a group
+    /// is in the sample when its last key with events is.
+    pub fn scan_sample_grouped<'g, G: Fn(u32) -> Option<&'g [u32]> + Sync + ?Sized>(
+        &self,
+        columns: Columns,
+        every: u32,
+        group: &G,
+        mut visit: impl FnMut(Customer<'_>),
+    ) -> Result<()> {
+        self.sample(columns, every, Some(group), &mut visit)
+    }
+
+    fn sample<'g, G: Fn(u32) -> Option<&'g [u32]> + Sync + ?Sized>(
+        &self,
+        columns: Columns,
+        every: u32,
+        group: Option<&G>,
+        visit: &mut dyn FnMut(Customer<'_>),
+    ) -> Result<()> {
+        let arrays = self.load_properties(columns)?;
+        let texts = property_texts(&self.sources, &arrays, columns);
+        let keys = self.key_count() as u64;
+        let slices = SAMPLE_SLICES.min(keys.max(1));
+        let per_slice = (keys / slices / u64::from(every.max(1))).max(1);
+        for i in 0..slices {
+            let start = keys * i / slices;
+            let end = (start + per_slice).min(keys);
+            // Keys fit u32 (the dictionary hands them out as such).
+            self.scan_range(columns, group, &texts, start as u32..end as u32, visit);
+        }
+        Ok(())
     }
 
     /// Generic over `group` (not `dyn`): the scan asks it about every key, and most keys are
@@ -1237,6 +1288,44 @@ mod tests {
         assert!(snap.sources.len() >= 2, "segments and the log tail");
         // Keys 0 (no events), 2 and 4; keys 1 and 5; key 3 alone.
         check_grouped(&snap, &[vec![0, 2, 4], vec![1, 5]]);
+    }
+
+    /// A sample is about one customer in `every`, from runs of keys spread over the whole key
+    /// space, in key order, each customer as the plain scan gives it; `every` = 1 is all.
+    #[test]
+    fn samples_spread_over_the_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        let customers = 4 * SAMPLE_SLICES as usize * 8;
+        let events: Vec<Event> = (0..customers)
+            .flat_map(|c| {
+                let id = format!("c{c}");
+                (0..2).map(move |j| event(&id, "x", j * 1000, &format!("m{c}-{j}")))
+            })
+            .collect();
+        let mut txn = store.import().unwrap();
+        txn.add(events).unwrap();
+        txn.commit().unwrap();
+        let snap = Snapshot::load(dir.path()).unwrap();
+        let plain = by_key(&snap);
+        let sample = |every: u32| {
+            let mut got = Vec::new();
+            (snap.scan_sample(Columns::ALL, every, |c| got.push((c.key, rows(&c))))).unwrap();
+            got
+        };
+        assert_eq!(sample(1), plain);
+        // Grouped: key 1 scanned with key 0, visited at key 1.
+        let group = |k: u32| (k < 2).then_some(&[0u32, 1][..]);
+        let mut grouped = Vec::new();
+        (snap.scan_sample_grouped(Columns::ALL, 1, &group, |c| grouped.push(c.key))).unwrap();
+        assert_eq!(grouped.len(), customers - 1);
+        assert_eq!(grouped[0], 0);
+        let got = sample(8);
+        assert_eq!(got.len(), customers / 8);
+        assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "key order");
+        assert!(got.iter().all(|g| plain.contains(g)));
+        // Both ends of the key space are in it.
+        assert!(got[0].0 == 0 && got.last().unwrap().0 as usize >= customers * 7 / 8);
     }
 
     /// Checks grouped scans of `snap` with `groups` against its plain scan: each group is

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use cairn_discovery::funnel::{BreakdownBy, FunnelResult, FunnelSpec, StepResult};
-use cairn_discovery::map::MapResult;
+use cairn_discovery::map::{MapResult, run_windowed};
 use cairn_discovery::stats::human_duration;
 use cairn_discovery::{
     ActivityCounts, Analysis, Funnel, FunnelMode, ProcessMap, ScanSize, Scope, Scoped, StepSpec,
@@ -199,14 +199,7 @@ fn print_result<R: serde::Serialize>(
 
 /// Runs an analysis over every customer (profile, when stitching) of the source, on all cores.
 pub fn execute<A: Analysis>(src: &Source, analysis: &A) -> Result<A::Output> {
-    let needs = analysis.needs();
-    let columns = Columns {
-        times: true,
-        names: true,
-        channels: needs.channels,
-        values: needs.values,
-        properties: needs.properties,
-    };
+    let columns = columns_for(analysis);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let size = ScanSize {
         customers: src.snap.key_count(),
@@ -239,6 +232,46 @@ pub fn execute<A: Analysis>(src: &Source, analysis: &A) -> Result<A::Output> {
     Ok(finish_partials(analysis, partials))
 }
 
+/// The columns a scan for `analysis` reads.
+fn columns_for<A: Analysis>(analysis: &A) -> Columns {
+    let needs = analysis.needs();
+    Columns {
+        times: true,
+        names: true,
+        channels: needs.channels,
+        values: needs.values,
+        properties: needs.properties,
+    }
+}
+
+/// Runs an analysis over about one customer (or profile) in `every`
+/// ([`Snapshot::scan_sample`]) on one thread: for plans, such as a process map's duration
+/// windows, that the full scan checks.
+pub fn execute_sample<A: Analysis>(src: &Source, analysis: &A, every: u32) -> Result<A::Output> {
+    let mut partial = analysis.partial();
+    let columns = columns_for(analysis);
+    let add = |c: Customer<'_>| {
+        let t = Timeline {
+            customer: c.key,
+            times: c.times,
+            names: c.names,
+            channels: c.channels,
+            values: c.values,
+            properties: c.properties,
+        };
+        analysis.add(&mut partial, &t);
+    };
+    match &src.profiles {
+        Some(map) => cairn_identity::scan_profiles_sample(&src.snap, map, columns, every, add)?,
+        None => src.snap.scan_sample(columns, every, add)?,
+    }
+    Ok(analysis.finish(partial))
+}
+
+/// One customer in this many plans a process map's duration windows: about a tenth of the
+/// durations kept, for a thirtieth of a scan.
+const MAP_SAMPLE: u32 = 32;
+
 // ---------------------------------------------------------------------------------------------
 // cairn map
 
@@ -265,6 +298,10 @@ pub struct MapArgs {
     pub rows: usize,
     #[arg(long, value_enum, default_value_t = MapFormat::Table)]
     pub format: MapFormat,
+    /// Keep every transition's duration for the medians and p90s, instead of only those near
+    /// them (as planned on a sample of the customers). Same output, for comparisons.
+    #[arg(long, hide = true)]
+    pub keep_all_durations: bool,
     #[command(flatten)]
     pub scope: ScopeArgs,
     #[command(flatten)]
@@ -292,15 +329,31 @@ pub fn map(dir: &Path, args: &MapArgs) -> Result<()> {
             Some(keep)
         }
     };
-    let analysis = Scoped {
-        scope,
-        inner: ProcessMap {
-            names,
-            keep,
-            min_count: args.min_count,
-        },
+    let map = ProcessMap {
+        names,
+        keep,
+        min_count: args.min_count,
+        windows: None,
     };
-    let r = execute(&snap, &analysis)?;
+    let scoped = |inner: &ProcessMap| Scoped {
+        scope: scope.clone(),
+        inner: inner.clone(),
+    };
+    let r = if args.keep_all_durations {
+        execute(&snap, &scoped(&map))?
+    } else {
+        run_windowed(
+            &map,
+            |plan| {
+                let plan = Scoped {
+                    scope: scope.clone(),
+                    inner: plan,
+                };
+                execute_sample(&snap, &plan, MAP_SAMPLE)
+            },
+            |m| execute(&snap, &scoped(m)),
+        )?
+    };
     match args.format {
         MapFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
         MapFormat::Dot => print!("{}", map_dot(&r)),

@@ -391,6 +391,47 @@ fn answers_do_not_depend_on_import_order_or_segments() {
     }
 }
 
+/// The process map keeps only the durations near each edge's median and p90 (windows planned
+/// on a sample of the customers) and gives the same map as keeping them all: stitched or
+/// not, scoped or not.
+#[test]
+fn map_durations_kept_near_the_quantiles_give_the_same_map() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("all.jsonl");
+    let file = file.to_str().unwrap();
+    // Enough customers for the busiest edges to get windows (256 samples in the sample).
+    ok(
+        tmp.path(),
+        &[
+            "generate",
+            "--customers",
+            "8000",
+            "--seed",
+            "3",
+            "--out",
+            file,
+        ],
+    );
+    let d = tmp.path().join("data");
+    ok(&d, &["import", file]);
+    let scoped = ["--where-did", "Product Added within 7d"];
+    for extra in [&[][..], &["--no-stitch"], &scoped] {
+        let args: Vec<&str> = ["map", "--format", "json"]
+            .iter()
+            .chain(extra)
+            .copied()
+            .collect();
+        let all: Vec<&str> = args
+            .iter()
+            .copied()
+            .chain(["--keep-all-durations"])
+            .collect();
+        let map = json(&d, &args);
+        assert!(map["edges"].as_array().unwrap().len() > 20);
+        assert_eq!(map, json(&d, &all), "{args:?}");
+    }
+}
+
 /// "Did X within a window" and "did not", and cohorts, split customers cleanly.
 #[test]
 fn behaviour_and_cohort_segments_partition_customers() {
