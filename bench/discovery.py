@@ -21,6 +21,8 @@ What it does:
         ClickHouse and DuckDB window `lag` (count, mean, median per edge) and pm4py
         `discover_performance_dfg` (skippable: slow);
       - variants: `cairn variants` vs ClickHouse `groupArray` and DuckDB `string_agg`;
+  * before every timed command, the files that tool reads are read once into the page cache
+    (see `warm`), so that every tool is timed on data in memory;
   * every timed command is a whole process (spawn to exit, peak RSS from wait4); for the
     anchors, the query time measured inside the process (after opening the database) is reported
     too, and the ratio uses that in-process time, which favours the anchors;
@@ -65,6 +67,25 @@ FROM read_parquet('{path}')
 
 def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def warm(path: str, skip_suffix: str | None = None) -> None:
+    """Reads every file under `path` (but those ending in `skip_suffix`) into the page cache.
+
+    Run before every timed command, for every tool alike, so that each is timed on data in
+    memory: the kernel of the machines this runs on pages out memory left untouched for a
+    minute (DAMON's `pageout` scheme), and between one tool's rounds the others' runs take
+    longer than that, so without it a run read its data from disk or not, by chance.
+    """
+    root = Path(path)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    buf = bytearray(8 << 20)
+    for f in files:
+        if skip_suffix and f.name.endswith(skip_suffix):
+            continue
+        with open(f, "rb", buffering=0) as fh:
+            while fh.readinto(buf):
+                pass
 
 
 def run_timed(name: str, cmd: list[str]) -> dict:
@@ -282,10 +303,13 @@ def run_size(args, customers: int, skip: set) -> dict:
             for tool, db_key in order:
                 name = f"{work}-{tool}-c{customers}-{r}"
                 if tool == "cairn":
+                    # The Parquet files: not read by these commands (the scan files are).
+                    warm(env["data"], skip_suffix=".parquet")
                     m = run_timed(name, cairn_cmd(args.cairn, env["data"], work))
                     m["inner"] = m["seconds"]
                     m["out"] = json.loads(m.pop("stdout"))
                 else:
+                    warm(env[db_key])
                     m = run_timed(name, [PY, __file__, "--anchor", tool, work, env[db_key]])
                     out = json.loads(m.pop("stdout"))
                     m["inner"], m["out"] = out["seconds"], out["rows"]
