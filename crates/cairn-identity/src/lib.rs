@@ -36,7 +36,7 @@ pub use graph::{Conflict, GraphBuilder, IdentityGraph, Merge, ProfileId, Profile
 pub use ident::{IdKind, Identifier};
 pub use profile::{Computed, Profile, Tracked};
 pub use splits::{Detached, SPLITS_FILE, Splits, SplitsError};
-pub use stitch::{Groups, scan_profiles, scan_profiles_parallel, scan_profiles_sample};
+pub use stitch::{Groups, scan_profiles, scan_profiles_parallel, scan_profiles_sample_parallel};
 
 use cairn_store::{Snapshot, StoreError};
 

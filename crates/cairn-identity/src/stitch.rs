@@ -189,18 +189,20 @@ pub fn scan_profiles<'a>(
     snapshot.scan_grouped(columns, &group, visit)
 }
 
-/// [`Snapshot::scan_sample`] over profiles: about one profile in `every`, those whose last
-/// key with events is in the sample's keys.
-pub fn scan_profiles_sample<'a>(
+/// [`Snapshot::scan_sample_parallel`] over profiles: about one profile in `every`, those
+/// whose last key with events is in the sample's keys.
+pub fn scan_profiles_sample_parallel<'a, S: Send>(
     snapshot: &Snapshot,
     map: impl Into<Groups<'a>>,
     columns: Columns,
     every: u32,
-    visit: impl FnMut(Customer<'_>),
-) -> Result<(), StoreError> {
+    threads: usize,
+    init: impl Fn() -> S + Sync,
+    visit: impl Fn(&mut S, Customer<'_>) + Sync,
+) -> Result<Vec<S>, StoreError> {
     let map = map.into();
     let group = |key| map.keys(key);
-    snapshot.scan_sample_grouped(columns, every, &group, visit)
+    snapshot.scan_sample_parallel_grouped(columns, every, &group, threads, init, visit)
 }
 
 /// [`Snapshot::scan_parallel`] over profiles: the same states, threads and callback. A

@@ -355,52 +355,88 @@ impl Snapshot {
         self.parallel(columns, None::<&Alone>, threads, init, visit)
     }
 
-    /// Visits about one customer in `every` (all of them when `every` is 1), in key order,
-    /// as [`Snapshot::scan`] does, for analyses that plan on a sample before they scan
-    /// everything. The sample is [`SAMPLE_SLICES`] runs of adjacent keys spread evenly over
-    /// the key space, so that it holds customers of every age (keys are handed out in order
-    /// of first appearance) and reads a few stretches of each file, not one customer here
-    /// and there.
-    pub fn scan_sample(
+    /// Visits about one customer in `every` (all of them when `every` is 1) on `threads`
+    /// threads, as [`Snapshot::scan_parallel`] visits all of them, for analyses that plan on
+    /// a sample before they scan everything; returns each thread's state, in key order.
+    /// The sample is [`SAMPLE_SLICES`] runs of adjacent keys spread evenly over the key
+    /// space, so that it holds customers of every age (keys are handed out in order of first
+    /// appearance) and reads a few stretches of each file, not one customer here and there.
+    pub fn scan_sample_parallel<S: Send>(
         &self,
         columns: Columns,
         every: u32,
-        mut visit: impl FnMut(Customer<'_>),
-    ) -> Result<()> {
-        self.sample(columns, every, None::<&Alone>, &mut visit)
+        threads: usize,
+        init: impl Fn() -> S + Sync,
+        visit: impl Fn(&mut S, Customer<'_>) + Sync,
+    ) -> Result<Vec<S>> {
+        self.sample(columns, every, None::<&Alone>, threads, init, visit)
     }
 
-    /// [`Snapshot::scan_sample`] over groups of keys, as [`Snapshot::scan_grouped`]: a group
-    /// is in the sample when its last key with events is.
-    pub fn scan_sample_grouped<'g, G: Fn(u32) -> Option<&'g [u32]> + Sync + ?Sized>(
+    /// [`Snapshot::scan_sample_parallel`] over groups of keys, as
+    /// [`Snapshot::scan_parallel_grouped`]: a group is in the sample when its last key with
+    /// events is.
+    pub fn scan_sample_parallel_grouped<
+        'g,
+        S: Send,
+        G: Fn(u32) -> Option<&'g [u32]> + Sync + ?Sized,
+    >(
         &self,
         columns: Columns,
         every: u32,
         group: &G,
-        mut visit: impl FnMut(Customer<'_>),
-    ) -> Result<()> {
-        self.sample(columns, every, Some(group), &mut visit)
+        threads: usize,
+        init: impl Fn() -> S + Sync,
+        visit: impl Fn(&mut S, Customer<'_>) + Sync,
+    ) -> Result<Vec<S>> {
+        self.sample(columns, every, Some(group), threads, init, visit)
     }
 
-    fn sample<'g, G: Fn(u32) -> Option<&'g [u32]> + Sync + ?Sized>(
+    fn sample<'g, S: Send, G: Fn(u32) -> Option<&'g [u32]> + Sync + ?Sized>(
         &self,
         columns: Columns,
         every: u32,
         group: Option<&G>,
-        visit: &mut dyn FnMut(Customer<'_>),
-    ) -> Result<()> {
+        threads: usize,
+        init: impl Fn() -> S + Sync,
+        visit: impl Fn(&mut S, Customer<'_>) + Sync,
+    ) -> Result<Vec<S>> {
         let arrays = self.load_properties(columns)?;
         let texts = property_texts(&self.sources, &arrays, columns);
+        let texts = &texts;
         let keys = self.key_count() as u64;
         let slices = SAMPLE_SLICES.min(keys.max(1));
         let per_slice = (keys / slices / u64::from(every.max(1))).max(1);
-        for i in 0..slices {
-            let start = keys * i / slices;
-            let end = (start + per_slice).min(keys);
-            // Keys fit u32 (the dictionary hands them out as such).
-            self.scan_range(columns, group, &texts, start as u32..end as u32, visit);
-        }
-        Ok(())
+        let ranges: Vec<Range<u32>> = (0..slices)
+            .map(|i| {
+                let start = keys * i / slices;
+                let end = (start + per_slice).min(keys);
+                // Keys fit u32 (the dictionary hands them out as such).
+                start as u32..end as u32
+            })
+            .collect();
+        // Each thread a run of consecutive slices, so each state holds keys in order.
+        let threads = threads.clamp(1, ranges.len());
+        let (ranges, init, visit) = (&ranges, &init, &visit);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    scope.spawn(move || {
+                        let mut state = init();
+                        let visit = &mut |c: Customer<'_>| visit(&mut state, c);
+                        let mine = ranges.len() * t / threads..ranges.len() * (t + 1) / threads;
+                        for range in &ranges[mine] {
+                            self.scan_range(columns, group, texts, range.clone(), visit);
+                        }
+                        state
+                    })
+                })
+                .collect();
+            // A scan thread only panics on a bug; re-raise it in the caller.
+            Ok(handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect())
+        })
     }
 
     /// Generic over `group` (not `dyn`): the scan asks it about every key, and most keys are
@@ -1308,19 +1344,27 @@ mod tests {
         txn.commit().unwrap();
         let snap = Snapshot::load(dir.path()).unwrap();
         let plain = by_key(&snap);
-        let sample = |every: u32| {
-            let mut got = Vec::new();
-            (snap.scan_sample(Columns::ALL, every, |c| got.push((c.key, rows(&c))))).unwrap();
-            got
+        let sample = |every: u32, threads: usize| {
+            let parts =
+                snap.scan_sample_parallel(Columns::ALL, every, threads, Vec::new, |v, c| {
+                    v.push((c.key, rows(&c)))
+                });
+            parts.unwrap().concat()
         };
-        assert_eq!(sample(1), plain);
+        assert_eq!(sample(1, 1), plain);
+        assert_eq!(sample(1, 3), plain);
         // Grouped: key 1 scanned with key 0, visited at key 1.
         let group = |k: u32| (k < 2).then_some(&[0u32, 1][..]);
-        let mut grouped = Vec::new();
-        (snap.scan_sample_grouped(Columns::ALL, 1, &group, |c| grouped.push(c.key))).unwrap();
+        let grouped =
+            (snap.scan_sample_parallel_grouped(Columns::ALL, 1, &group, 2, Vec::new, |v, c| {
+                v.push(c.key)
+            }))
+            .unwrap()
+            .concat();
         assert_eq!(grouped.len(), customers - 1);
         assert_eq!(grouped[0], 0);
-        let got = sample(8);
+        let got = sample(8, 2);
+        assert_eq!(got, sample(8, 1));
         assert_eq!(got.len(), customers / 8);
         assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "key order");
         assert!(got.iter().all(|g| plain.contains(g)));

@@ -245,12 +245,12 @@ fn columns_for<A: Analysis>(analysis: &A) -> Columns {
 }
 
 /// Runs an analysis over about one customer (or profile) in `every`
-/// ([`Snapshot::scan_sample`]) on one thread: for plans, such as a process map's duration
+/// ([`Snapshot::scan_sample_parallel`]): for plans, such as a process map's duration
 /// windows, that the full scan checks.
 pub fn execute_sample<A: Analysis>(src: &Source, analysis: &A, every: u32) -> Result<A::Output> {
-    let mut partial = analysis.partial();
     let columns = columns_for(analysis);
-    let add = |c: Customer<'_>| {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let add = |p: &mut A::Partial, c: Customer<'_>| {
         let t = Timeline {
             customer: c.key,
             times: c.times,
@@ -259,13 +259,16 @@ pub fn execute_sample<A: Analysis>(src: &Source, analysis: &A, every: u32) -> Re
             values: c.values,
             properties: c.properties,
         };
-        analysis.add(&mut partial, &t);
+        analysis.add(p, &t);
     };
-    match &src.profiles {
-        Some(map) => cairn_identity::scan_profiles_sample(&src.snap, map, columns, every, add)?,
-        None => src.snap.scan_sample(columns, every, add)?,
-    }
-    Ok(analysis.finish(partial))
+    let init = || analysis.partial();
+    let partials = match &src.profiles {
+        Some(map) => cairn_identity::scan_profiles_sample_parallel(
+            &src.snap, map, columns, every, threads, init, add,
+        )?,
+        None => (src.snap).scan_sample_parallel(columns, every, threads, init, add)?,
+    };
+    Ok(finish_partials(analysis, partials))
 }
 
 /// One customer in this many plans a process map's duration windows: about a tenth of the
