@@ -400,9 +400,6 @@ impl Snapshot {
         init: impl Fn() -> S + Sync,
         visit: impl Fn(&mut S, Customer<'_>) + Sync,
     ) -> Result<Vec<S>> {
-        let arrays = self.load_properties(columns)?;
-        let texts = property_texts(&self.sources, &arrays, columns);
-        let texts = &texts;
         let keys = self.key_count() as u64;
         let slices = SAMPLE_SLICES.min(keys.max(1));
         let per_slice = (keys / slices / u64::from(every.max(1))).max(1);
@@ -416,27 +413,10 @@ impl Snapshot {
             .collect();
         // Each thread a run of consecutive slices, so each state holds keys in order.
         let threads = threads.clamp(1, ranges.len());
-        let (ranges, init, visit) = (&ranges, &init, &visit);
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    scope.spawn(move || {
-                        let mut state = init();
-                        let visit = &mut |c: Customer<'_>| visit(&mut state, c);
-                        let mine = ranges.len() * t / threads..ranges.len() * (t + 1) / threads;
-                        for range in &ranges[mine] {
-                            self.scan_range(columns, group, texts, range.clone(), visit);
-                        }
-                        state
-                    })
-                })
-                .collect();
-            // A scan thread only panics on a bug; re-raise it in the caller.
-            Ok(handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect())
-        })
+        let parts = (0..threads)
+            .map(|t| ranges[ranges.len() * t / threads..ranges.len() * (t + 1) / threads].to_vec())
+            .collect();
+        self.on_threads(columns, group, parts, init, visit)
     }
 
     /// Generic over `group` (not `dyn`): the scan asks it about every key, and most keys are
@@ -449,19 +429,37 @@ impl Snapshot {
         init: impl Fn() -> S + Sync,
         visit: impl Fn(&mut S, Customer<'_>) + Sync,
     ) -> Result<Vec<S>> {
+        let parts = self
+            .key_ranges(threads.max(1))
+            .into_iter()
+            .map(|r| vec![r])
+            .collect();
+        self.on_threads(columns, group, parts, init, visit)
+    }
+
+    /// Scans each part's key ranges, in order, on a thread of its own; returns each part's
+    /// state.
+    fn on_threads<'g, S: Send, G: Fn(u32) -> Option<&'g [u32]> + Sync + ?Sized>(
+        &self,
+        columns: Columns,
+        group: Option<&G>,
+        parts: Vec<Vec<Range<u32>>>,
+        init: impl Fn() -> S + Sync,
+        visit: impl Fn(&mut S, Customer<'_>) + Sync,
+    ) -> Result<Vec<S>> {
         let arrays = self.load_properties(columns)?;
         let texts = property_texts(&self.sources, &arrays, columns);
-        let texts = &texts;
-        let ranges = self.key_ranges(threads.max(1));
+        let (texts, init, visit) = (&texts, &init, &visit);
         std::thread::scope(|scope| {
-            let handles: Vec<_> = ranges
+            let handles: Vec<_> = parts
                 .into_iter()
-                .map(|range| {
-                    let (init, visit) = (&init, &visit);
+                .map(|ranges| {
                     scope.spawn(move || {
                         let mut state = init();
                         let visit = &mut |c: Customer<'_>| visit(&mut state, c);
-                        self.scan_range(columns, group, texts, range, visit);
+                        for range in ranges {
+                            self.scan_range(columns, group, texts, range, visit);
+                        }
                         state
                     })
                 })

@@ -199,57 +199,44 @@ fn print_result<R: serde::Serialize>(
 
 /// Runs an analysis over every customer (profile, when stitching) of the source, on all cores.
 pub fn execute<A: Analysis>(src: &Source, analysis: &A) -> Result<A::Output> {
-    let columns = columns_for(analysis);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let size = ScanSize {
-        customers: src.snap.key_count(),
-        events: src.snap.events() as usize,
-    };
-    let add = |p: &mut A::Partial, c: Customer<'_>| {
-        let t = Timeline {
-            customer: c.key,
-            times: c.times,
-            names: c.names,
-            channels: c.channels,
-            values: c.values,
-            properties: c.properties,
-        };
-        analysis.add(p, &t);
-    };
-    let partials = match &src.profiles {
-        Some(map) => cairn_identity::scan_profiles_parallel(
-            &src.snap,
-            map,
-            columns,
-            threads,
-            || analysis.partial_for(size),
-            add,
-        )?,
-        None => src
-            .snap
-            .scan_parallel(columns, threads, || analysis.partial_for(size), add)?,
-    };
-    Ok(finish_partials(analysis, partials))
-}
-
-/// The columns a scan for `analysis` reads.
-fn columns_for<A: Analysis>(analysis: &A) -> Columns {
-    let needs = analysis.needs();
-    Columns {
-        times: true,
-        names: true,
-        channels: needs.channels,
-        values: needs.values,
-        properties: needs.properties,
-    }
+    Ok(finish_partials(analysis, partials(src, analysis, None)?))
 }
 
 /// Runs an analysis over about one customer (or profile) in `every`
 /// ([`Snapshot::scan_sample_parallel`]): for plans, such as a process map's duration
 /// windows, that the full scan checks.
 pub fn execute_sample<A: Analysis>(src: &Source, analysis: &A, every: u32) -> Result<A::Output> {
-    let columns = columns_for(analysis);
+    Ok(finish_partials(
+        analysis,
+        partials(src, analysis, Some(every))?,
+    ))
+}
+
+/// One partial of `analysis` per core, over all the source's customers (profiles, when
+/// stitching) or about one in `sample`.
+fn partials<A: Analysis>(
+    src: &Source,
+    analysis: &A,
+    sample: Option<u32>,
+) -> Result<Vec<A::Partial>> {
+    let needs = analysis.needs();
+    let columns = Columns {
+        times: true,
+        names: true,
+        channels: needs.channels,
+        values: needs.values,
+        properties: needs.properties,
+    };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let size = ScanSize {
+        customers: src.snap.key_count(),
+        events: src.snap.events() as usize,
+    };
+    // A sample's partials stay small: reserving for the whole scan would be waste.
+    let init = || match sample {
+        None => analysis.partial_for(size),
+        Some(_) => analysis.partial(),
+    };
     let add = |p: &mut A::Partial, c: Customer<'_>| {
         let t = Timeline {
             customer: c.key,
@@ -261,14 +248,17 @@ pub fn execute_sample<A: Analysis>(src: &Source, analysis: &A, every: u32) -> Re
         };
         analysis.add(p, &t);
     };
-    let init = || analysis.partial();
-    let partials = match &src.profiles {
-        Some(map) => cairn_identity::scan_profiles_sample_parallel(
-            &src.snap, map, columns, every, threads, init, add,
+    let snap = &src.snap;
+    Ok(match (&src.profiles, sample) {
+        (Some(map), None) => {
+            cairn_identity::scan_profiles_parallel(snap, map, columns, threads, init, add)?
+        }
+        (Some(map), Some(every)) => cairn_identity::scan_profiles_sample_parallel(
+            snap, map, columns, every, threads, init, add,
         )?,
-        None => (src.snap).scan_sample_parallel(columns, every, threads, init, add)?,
-    };
-    Ok(finish_partials(analysis, partials))
+        (None, None) => snap.scan_parallel(columns, threads, init, add)?,
+        (None, Some(every)) => snap.scan_sample_parallel(columns, every, threads, init, add)?,
+    })
 }
 
 /// One customer in this many plans a process map's duration windows: about a tenth of the
