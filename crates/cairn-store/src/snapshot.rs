@@ -49,7 +49,7 @@ impl Columns {
 /// The `group` of scans without groups: every key alone.
 type Alone = fn(u32) -> Option<&'static [u32]>;
 
-/// How many runs of adjacent keys [`Snapshot::scan_sample`] reads.
+/// How many runs of adjacent keys [`Snapshot::scan_sample_parallel`] reads.
 pub const SAMPLE_SLICES: u64 = 256;
 
 /// One customer's events, as parallel slices in time order.

@@ -261,8 +261,8 @@ fn partials<A: Analysis>(
     })
 }
 
-/// One customer in this many plans a process map's duration windows: about a tenth of the
-/// durations kept, for a thirtieth of a scan.
+/// One customer in this many plans a process map's duration windows, for a thirtieth of a
+/// scan. 1 in 16 measured no faster at 12 M events (windows narrower, sample dearer).
 const MAP_SAMPLE: u32 = 32;
 
 // ---------------------------------------------------------------------------------------------
