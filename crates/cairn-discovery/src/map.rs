@@ -152,9 +152,9 @@ impl Analysis for PlanWindows {
 /// Runs `map` keeping only the durations near each edge's quantiles: `sample` runs the
 /// [`PlanWindows`] it is given over a sample of the customers (with 1 in 32, the generated
 /// 12 M events keep 18 % of their durations and 96 M events 6.6 %, for a thirtieth of a
-/// scan), `scan` runs a map over all of them. When
-/// the windows were not enough ([`MapResult::incomplete`], rare), `scan` runs once more
-/// with `map` itself. The result is always the one `scan(map)` gives.
+/// scan), `scan` runs a map over all of them. When the windows were not enough
+/// ([`MapResult::incomplete`], rare), `scan` runs once more with `map` itself. The result
+/// is always the one `scan(map)` gives.
 pub fn run_windowed<E>(
     map: &ProcessMap,
     sample: impl FnOnce(PlanWindows) -> Result<EdgeWindows, E>,

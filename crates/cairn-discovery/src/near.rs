@@ -131,11 +131,20 @@ impl Near {
     /// one analysis do); with others, every quantile is given up on.
     pub fn append(&mut self, other: Near) {
         if self.windows != other.windows {
-            // Which of the other's uncounted samples lie inside our windows is unknown.
+            // Which of either's uncounted samples lie inside the other's windows is unknown:
+            // keep the count and the sum, and no sample, so that no quantile is answered.
             debug_assert!(false, "merging samples kept in different windows");
-            self.windows = Windows {
-                ranges: [EMPTY, EMPTY],
+            let (count, sum) = (self.count + other.count, self.sum + other.sum);
+            *self = Near {
+                windows: Windows {
+                    ranges: [EMPTY, EMPTY],
+                },
+                below: [count; 2],
+                count,
+                sum,
+                kept: Default::default(),
             };
+            return;
         }
         let [a, b] = *other.kept;
         self.kept[0].append(a);
@@ -157,20 +166,7 @@ impl Near {
     /// Mean, median and p90 in seconds, exactly as [`Durations::summarize`] gives them for
     /// every sample; `None` when the median or p90 lies outside the kept samples.
     pub fn summarize(&self) -> Option<Summary> {
-        let n = self.len();
-        if n == 0 {
-            return Some(Summary::default());
-        }
-        let (p50, p90) = (
-            Interpolation::new(QUANTILES[0], n),
-            Interpolation::new(QUANTILES[1], n),
-        );
-        let v = self.values_of_ranks([p50.lo, p50.hi, p90.lo, p90.hi])?;
-        Some(Summary {
-            mean_s: Some(self.sum as f64 / n as f64 / 1e6),
-            median_s: Some(p50.value(v[0], v[1]) / 1e6),
-            p90_s: Some(p90.value(v[2], v[3]) / 1e6),
-        })
+        Summary::from_ranks(self.len(), self.sum, |ranks| self.values_of_ranks(ranks))
     }
 
     /// The samples of ranks `ranks` (0-based, ascending order), if they are all kept ones.

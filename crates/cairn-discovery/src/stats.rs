@@ -15,6 +15,27 @@ pub struct Summary {
     pub p90_s: Option<f64>,
 }
 
+impl Summary {
+    /// The summary of `n` samples (µs) that sum to `sum`, given `values`, which finds the
+    /// samples of four ranks (0-based, ascending order) at once, or `None` when it cannot.
+    pub(crate) fn from_ranks(
+        n: usize,
+        sum: i128,
+        values: impl FnOnce([usize; 4]) -> Option<[i64; 4]>,
+    ) -> Option<Summary> {
+        if n == 0 {
+            return Some(Summary::default());
+        }
+        let (p50, p90) = (Interpolation::new(0.5, n), Interpolation::new(0.9, n));
+        let v = values([p50.lo, p50.hi, p90.lo, p90.hi])?;
+        Some(Summary {
+            mean_s: Some(sum as f64 / n as f64 / 1e6),
+            median_s: Some(p50.value(v[0], v[1]) / 1e6),
+            p90_s: Some(p90.value(v[2], v[3]) / 1e6),
+        })
+    }
+}
+
 /// Summarises durations given in microseconds. Reorders `samples`.
 pub fn summarize(samples: &mut [i64]) -> Summary {
     if samples.is_empty() {
@@ -195,22 +216,11 @@ impl Durations {
 
     /// Mean, median and p90 in seconds, like [`summarize`].
     pub fn summarize(&mut self) -> Summary {
-        let n = self.len();
-        if n == 0 {
-            return Summary::default();
-        }
-        let mean = self.sum() as f64 / n as f64;
         // The order statistics both quantiles interpolate between, found together: one
         // counting pass and one gathering pass over the samples for all four, where one
         // quantile at a time took four of each.
-        let (p50, p90) = (Interpolation::new(0.5, n), Interpolation::new(0.9, n));
-        let ranks = [p50.lo, p50.hi, p90.lo, p90.hi];
-        let v = self.ranks(ranks);
-        Summary {
-            mean_s: Some(mean / 1e6),
-            median_s: Some(p50.value(v[0], v[1]) / 1e6),
-            p90_s: Some(p90.value(v[2], v[3]) / 1e6),
-        }
+        Summary::from_ranks(self.len(), self.sum(), |ranks| Some(self.ranks(ranks)))
+            .unwrap_or_default()
     }
 
     /// The sum of the samples in microseconds, list by list with a plain loop each: summing
@@ -406,7 +416,7 @@ impl Interpolation {
     }
 
     /// The quantile, given the samples of ranks `lo` and `hi`.
-    pub(crate) fn value(&self, low: i64, high: i64) -> f64 {
+    fn value(&self, low: i64, high: i64) -> f64 {
         let low = low as f64;
         if self.frac == 0.0 {
             return low;
