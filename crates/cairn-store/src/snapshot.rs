@@ -1,9 +1,10 @@
 //! Read views: a consistent snapshot of the store and the two read paths every feature uses.
 //!
 //! - [`Snapshot::scan`] / [`Snapshot::scan_parallel`]: customers one at a time, in customer-key
-//!   order, each with its events in time order, reading only the columns asked for. The data
-//!   comes straight from the memory-mapped scan files; a customer whose events sit in one
-//!   segment is handed out without copying, one spread over several is merged first.
+//!   order (in parallel, within each range of keys a thread takes), each with its events in
+//!   time order, reading only the columns asked for. The data comes straight from the
+//!   memory-mapped scan files; a customer whose events sit in one segment is handed out
+//!   without copying, one spread over several is merged first.
 //! - [`Snapshot::timeline`]: one customer's full events, in order, from Parquet.
 //!
 //! A snapshot is what the manifest named when it was taken plus the log's batches after the
@@ -11,6 +12,7 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow_array::{Array, StringArray};
 use cairn_model::Micros;
@@ -51,6 +53,11 @@ type Alone = fn(u32) -> Option<&'static [u32]>;
 
 /// How many runs of adjacent keys [`Snapshot::scan_sample_parallel`] reads.
 pub const SAMPLE_SLICES: u64 = 256;
+
+/// About how many events a parallel scan hands a thread at a time (see
+/// [`Snapshot::scan_parallel`]). Each range costs a few lookups per source to start, so
+/// ranges stay large; each thread still takes a few dozen at 10 M events.
+const RANGE_EVENTS: u64 = 1 << 19;
 
 /// One customer's events, as parallel slices in time order.
 #[derive(Debug, Clone, Copy)]
@@ -331,7 +338,8 @@ impl Snapshot {
     }
 
     /// [`Snapshot::scan_grouped`] on `threads` threads, like [`Snapshot::scan_parallel`]: a
-    /// group is visited by the thread whose key range holds its last key with events.
+    /// group is visited by the thread that takes the key range holding its last key with
+    /// events.
     pub fn scan_parallel_grouped<'g, S: Send, G: Fn(u32) -> Option<&'g [u32]> + Sync + ?Sized>(
         &self,
         columns: Columns,
@@ -343,8 +351,14 @@ impl Snapshot {
         self.parallel(columns, Some(group), threads, init, visit)
     }
 
-    /// Splits the customers into `threads` key ranges of similar event counts and scans them
-    /// in parallel; returns each thread's state, in key order.
+    /// Scans the customers on `threads` threads; returns each thread's state. The key space
+    /// is cut into ranges of similar event counts, many more than threads, and each thread
+    /// takes the next range not yet taken until none is left. A fixed half each made the
+    /// scan wait for the slower thread: on a shared VM one core can run much slower than the
+    /// other for a whole scan, whichever half it has (0.17 s against 0.11 s for the halves of
+    /// a 12 M-event funnel, in a slow phase of the host). So a state holds the
+    /// customers of the ranges its thread took, each range in key order, and which ranges
+    /// those are changes from run to run: analyses merge states without regard to order.
     pub fn scan_parallel<S: Send>(
         &self,
         columns: Columns,
@@ -357,10 +371,11 @@ impl Snapshot {
 
     /// Visits about one customer in `every` (all of them when `every` is 1) on `threads`
     /// threads, as [`Snapshot::scan_parallel`] visits all of them, for analyses that plan on
-    /// a sample before they scan everything; returns each thread's state, in key order.
+    /// a sample before they scan everything; returns each thread's state.
     /// The sample is [`SAMPLE_SLICES`] runs of adjacent keys spread evenly over the key
     /// space, so that it holds customers of every age (keys are handed out in order of first
     /// appearance) and reads a few stretches of each file, not one customer here and there.
+    /// Threads take slices as they take ranges in a full scan.
     pub fn scan_sample_parallel<S: Send>(
         &self,
         columns: Columns,
@@ -411,12 +426,7 @@ impl Snapshot {
                 start as u32..end as u32
             })
             .collect();
-        // Each thread a run of consecutive slices, so each state holds keys in order.
-        let threads = threads.clamp(1, ranges.len());
-        let parts = (0..threads)
-            .map(|t| ranges[ranges.len() * t / threads..ranges.len() * (t + 1) / threads].to_vec())
-            .collect();
-        self.on_threads(columns, group, parts, init, visit)
+        self.on_threads(columns, group, ranges, threads, init, visit)
     }
 
     /// Generic over `group` (not `dyn`): the scan asks it about every key, and most keys are
@@ -429,36 +439,45 @@ impl Snapshot {
         init: impl Fn() -> S + Sync,
         visit: impl Fn(&mut S, Customer<'_>) + Sync,
     ) -> Result<Vec<S>> {
-        let parts = self
-            .key_ranges(threads.max(1))
-            .into_iter()
-            .map(|r| vec![r])
-            .collect();
-        self.on_threads(columns, group, parts, init, visit)
+        let threads = threads.max(1);
+        let ranges = if threads == 1 {
+            1
+        } else {
+            (self.events() / RANGE_EVENTS).clamp(4 * threads as u64, 64 * threads as u64) as usize
+        };
+        self.on_threads(
+            columns,
+            group,
+            self.key_ranges(ranges),
+            threads,
+            init,
+            visit,
+        )
     }
 
-    /// Scans each part's key ranges, in order, on a thread of its own; returns each part's
-    /// state.
+    /// Scans `ranges` on `threads` threads, each taking the next range not yet taken; returns
+    /// each thread's state.
     fn on_threads<'g, S: Send, G: Fn(u32) -> Option<&'g [u32]> + Sync + ?Sized>(
         &self,
         columns: Columns,
         group: Option<&G>,
-        parts: Vec<Vec<Range<u32>>>,
+        ranges: Vec<Range<u32>>,
+        threads: usize,
         init: impl Fn() -> S + Sync,
         visit: impl Fn(&mut S, Customer<'_>) + Sync,
     ) -> Result<Vec<S>> {
         let arrays = self.load_properties(columns)?;
         let texts = property_texts(&self.sources, &arrays, columns);
-        let (texts, init, visit) = (&texts, &init, &visit);
+        let next = AtomicUsize::new(0);
+        let (texts, init, visit, ranges, next) = (&texts, &init, &visit, &ranges, &next);
         std::thread::scope(|scope| {
-            let handles: Vec<_> = parts
-                .into_iter()
-                .map(|ranges| {
+            let handles: Vec<_> = (0..threads.clamp(1, ranges.len().max(1)))
+                .map(|_| {
                     scope.spawn(move || {
                         let mut state = init();
                         let visit = &mut |c: Customer<'_>| visit(&mut state, c);
-                        for range in ranges {
-                            self.scan_range(columns, group, texts, range, visit);
+                        while let Some(range) = ranges.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            self.scan_range(columns, group, texts, range.clone(), visit);
                         }
                         state
                     })
@@ -1325,7 +1344,8 @@ mod tests {
     }
 
     /// A sample is about one customer in `every`, from runs of keys spread over the whole key
-    /// space, in key order, each customer as the plain scan gives it; `every` = 1 is all.
+    /// space, each customer as the plain scan gives it and each thread's in key order;
+    /// `every` = 1 is all.
     #[test]
     fn samples_spread_over_the_keys() {
         let dir = tempfile::tempdir().unwrap();
@@ -1343,28 +1363,36 @@ mod tests {
         let snap = Snapshot::load(dir.path()).unwrap();
         let plain = by_key(&snap);
         let sample = |every: u32, threads: usize| {
-            let parts =
-                snap.scan_sample_parallel(Columns::ALL, every, threads, Vec::new, |v, c| {
+            let parts = snap
+                .scan_sample_parallel(Columns::ALL, every, threads, Vec::new, |v, c| {
                     v.push((c.key, rows(&c)))
-                });
-            parts.unwrap().concat()
+                })
+                .unwrap();
+            assert!(
+                parts.iter().all(|p| p.is_sorted_by(|a, b| a.0 < b.0)),
+                "key order"
+            );
+            let mut all = parts.concat();
+            all.sort_by_key(|c| c.0);
+            all
         };
         assert_eq!(sample(1, 1), plain);
         assert_eq!(sample(1, 3), plain);
         // Grouped: key 1 scanned with key 0, visited at key 1.
         let group = |k: u32| (k < 2).then_some(&[0u32, 1][..]);
-        let grouped =
+        let mut grouped =
             (snap.scan_sample_parallel_grouped(Columns::ALL, 1, &group, 2, Vec::new, |v, c| {
                 v.push(c.key)
             }))
             .unwrap()
             .concat();
+        grouped.sort_unstable();
         assert_eq!(grouped.len(), customers - 1);
         assert_eq!(grouped[0], 0);
         let got = sample(8, 2);
         assert_eq!(got, sample(8, 1));
         assert_eq!(got.len(), customers / 8);
-        assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "key order");
+        assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "no customer twice");
         assert!(got.iter().all(|g| plain.contains(g)));
         // Both ends of the key space are in it.
         assert!(got[0].0 == 0 && got.last().unwrap().0 as usize >= customers * 7 / 8);

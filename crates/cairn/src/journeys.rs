@@ -315,7 +315,9 @@ struct Tally {
     delayed: u64,
     treatment: Arm,
     holdout: Arm,
-    trace: Vec<String>,
+    /// Lines of the --trace file, each with its customer's key: the scan's threads take
+    /// ranges of keys in no fixed order, so the lines are put in key order at the end.
+    trace: Vec<(u32, String)>,
 }
 
 /// Profile changes of one customer: (time, traits, consent).
@@ -446,7 +448,7 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
         }
         advance(&mut engine, from.max(to - 1), &mut effects);
         effects.extend(engine.on_time(to - 1));
-        count(tally, id, &effects, tracing);
+        count(tally, c.key, id, &effects, tracing);
     })?;
 
     let mut total = Tally::default();
@@ -475,7 +477,9 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
         let mut w = std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
         );
-        for line in &total.trace {
+        // Stable: a customer's lines keep their order.
+        total.trace.sort_by_key(|t| t.0);
+        for (_, line) in &total.trace {
             writeln!(w, "{line}")?;
         }
         w.flush()?;
@@ -522,7 +526,7 @@ fn apply(engine: &mut Engine, customer: &str, up: &Updates0, from: Micros) -> Ve
     engine.on_event(customer, &ev, up.0)
 }
 
-fn count(tally: &mut Tally, customer: &str, effects: &[Effect], tracing: bool) {
+fn count(tally: &mut Tally, key: u32, customer: &str, effects: &[Effect], tracing: bool) {
     let mut steps = BTreeSet::new();
     // Entry number → held out?
     let mut arms: HashMap<u32, bool> = HashMap::new();
@@ -543,10 +547,11 @@ fn count(tally: &mut Tally, customer: &str, effects: &[Effect], tracing: bool) {
                 JourneyEventKind::StepReached { step } => {
                     steps.insert(step.clone());
                     if tracing {
-                        tally.trace.push(
+                        tally.trace.push((
+                            key,
                             json!({"customer": customer, "step": step, "at": format_micros(j.at)})
                                 .to_string(),
-                        );
+                        ));
                     }
                 }
                 JourneyEventKind::GoalReached => {
