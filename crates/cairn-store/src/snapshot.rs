@@ -506,19 +506,44 @@ impl Snapshot {
                 .sum()
         };
         let total: u64 = self.sources.iter().map(|s| s.scan.events() as u64).sum();
+        // Every event is below this key.
+        let end = self
+            .sources
+            .iter()
+            .filter_map(|s| s.scan.keys().last())
+            .max();
+        let end = end.map_or(0, |&k| k.saturating_add(1));
         let mut bounds = vec![0u32];
         for p in 1..parts {
             let target = total * p as u64 / parts as u64;
-            // The smallest key with at least `target` events below it.
-            let (mut lo, mut hi) = (0u32, u32::MAX);
-            while lo < hi {
-                let mid = lo + (hi - lo) / 2;
-                if below(mid) < target {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
+            // The smallest key with at least `target` events below it, searched from the
+            // bound before: the searches are the scan's wait to start (a few dozen of them).
+            let lo = match &self.sources[..] {
+                // One source: the key after the last one whose events start below `target`.
+                [s] => {
+                    let i = s.scan.starts().partition_point(|&e| (e as u64) < target);
+                    match i.checked_sub(1) {
+                        None => 0,
+                        Some(j) => s
+                            .scan
+                            .keys()
+                            .get(j)
+                            .map_or(u32::MAX, |k| k.saturating_add(1)),
+                    }
                 }
-            }
+                _ => {
+                    let (mut lo, mut hi) = (*bounds.last().unwrap_or(&0), end);
+                    while lo < hi {
+                        let mid = lo + (hi - lo) / 2;
+                        if below(mid) < target {
+                            lo = mid + 1;
+                        } else {
+                            hi = mid;
+                        }
+                    }
+                    lo
+                }
+            };
             if lo > *bounds.last().unwrap_or(&0) && lo < u32::MAX {
                 bounds.push(lo);
             }
@@ -1652,11 +1677,33 @@ mod tests {
         }
         let snap = Snapshot::load(dir.path()).unwrap();
         assert_eq!(snap.sources.len(), 2);
+        store.compact(true).unwrap();
+        let one = Snapshot::load(dir.path()).unwrap();
+        assert_eq!(one.sources.len(), 1);
         let mut per_key = vec![0u64; snap.key_count()];
         snap.scan(Columns::ALL, |c| per_key[c.key as usize] += c.len() as u64)
             .unwrap();
         let total: u64 = per_key.iter().sum();
         assert_eq!(total, 4_100);
+        // Each bound is the smallest key with at least its share of the events below it,
+        // whether the search runs over two sources or reads one source's starts.
+        let below = |key: u32| per_key.iter().take(key as usize).sum::<u64>();
+        for parts in [2, 3, 5, 64] {
+            let mut want = vec![0u32];
+            for p in 1..parts {
+                let target = total * p as u64 / parts as u64;
+                let bound = (0..=per_key.len() as u32)
+                    .find(|&k| below(k) >= target)
+                    .unwrap();
+                if bound > *want.last().unwrap() {
+                    want.push(bound);
+                }
+            }
+            want.push(u32::MAX);
+            let want: Vec<_> = want.windows(2).map(|w| w[0]..w[1]).collect();
+            assert_eq!(snap.key_ranges(parts), want, "{parts} parts");
+            assert_eq!(one.key_ranges(parts), want, "{parts} parts, one source");
+        }
         for parts in [2, 3, 5] {
             let ranges = snap.key_ranges(parts);
             assert_eq!(ranges.len(), parts);
