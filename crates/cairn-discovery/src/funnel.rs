@@ -923,12 +923,17 @@ impl Funnel {
         // Customers reaching at least step k = those whose level is above k.
         let reached: Vec<u64> = (0..s).map(|k| acc.by_level[k + 1..].iter().sum()).collect();
         let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-        acc.times
+        // Step 0 has no time to convert: its list is empty.
+        let summaries = crate::each_on_cores(
+            &acc.times,
+            |times| times.len(),
+            |times| (times.summarize(), times.histogram()),
+        );
+        summaries
             .into_iter()
             .enumerate()
-            .map(|(k, mut times)| {
+            .map(|(k, (sum, histogram))| {
                 let prev = if k == 0 { reached[0] } else { reached[k - 1] };
-                let sum = times.summarize();
                 StepResult {
                     name: self.labels[k].clone(),
                     customers: reached[k],
@@ -938,11 +943,7 @@ impl Funnel {
                     median_s: sum.median_s,
                     mean_s: sum.mean_s,
                     p90_s: sum.p90_s,
-                    histogram: if k == 0 {
-                        Vec::new()
-                    } else {
-                        times.histogram()
-                    },
+                    histogram: if k == 0 { Vec::new() } else { histogram },
                 }
             })
             .collect()

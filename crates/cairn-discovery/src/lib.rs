@@ -196,6 +196,52 @@ pub fn name_id(names: &[String], name: &str) -> Result<u16, DiscoveryError> {
         })
 }
 
+/// Below this many samples in all, [`each_on_cores`] stays on the calling thread: starting
+/// threads would cost more than it saves.
+const CORES_MIN_WORK: usize = 1 << 16;
+
+/// `f` of every item, in the items' order, computed on all cores when there is enough work
+/// (`size` of each item, in samples): each thread takes the largest item left. For the
+/// quantiles a finishing analysis takes of each edge or step, which otherwise leave every
+/// core but one idle after the scan (a tenth of a 12 M-event process map's time).
+pub(crate) fn each_on_cores<T: Sync, R: Send + Default>(
+    items: &[T],
+    size: impl Fn(&T) -> usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = threads.min(items.len());
+    if threads < 2 || items.iter().map(&size).sum::<usize>() < CORES_MIN_WORK {
+        return items.iter().map(f).collect();
+    }
+    let mut largest_first: Vec<usize> = (0..items.len()).collect();
+    largest_first.sort_by_key(|&i| std::cmp::Reverse(size(&items[i])));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (order, next, f) = (&largest_first, &next, &f);
+    let done: Vec<Vec<(usize, R)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    let take = || next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    while let Some(&i) = order.get(take()) {
+                        out.push((i, f(&items[i])));
+                    }
+                    out
+                })
+            })
+            .collect();
+        (handles.into_iter())
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut results: Vec<R> = items.iter().map(|_| R::default()).collect();
+    for (i, r) in done.into_iter().flatten() {
+        results[i] = r;
+    }
+    results
+}
+
 #[cfg(test)]
 pub(crate) mod testutil {
     use super::*;
@@ -238,5 +284,20 @@ pub(crate) mod testutil {
 
     pub fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// On threads or not, every item's result lands at the item's place.
+    #[test]
+    fn each_on_cores_keeps_the_items_order() {
+        let items: Vec<u64> = (0..1000).map(|i| (i * 7919) % 1000).collect();
+        let want: Vec<u64> = items.iter().map(|x| x * 2).collect();
+        for size in [1, 1000] {
+            // 1 000 samples in all stay on this thread; a million go to every core.
+            assert_eq!(super::each_on_cores(&items, |_| size, |x| x * 2), want);
+        }
+        assert!(super::each_on_cores(&[] as &[u64], |_| 1, |x| *x).is_empty());
     }
 }

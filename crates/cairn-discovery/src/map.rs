@@ -342,7 +342,7 @@ impl Analysis for ProcessMap {
         let name = |i: u16| self.names[i as usize].clone();
         let mut hidden = 0;
         let mut incomplete = false;
-        let mut edges: Vec<Edge> = p
+        let shown: Vec<EdgeAcc> = p
             .edges
             .into_iter()
             .filter(|e| {
@@ -350,8 +350,12 @@ impl Analysis for ProcessMap {
                 hidden += u64::from(!keep);
                 keep
             })
-            .map(|e| {
-                let s = e.durations.summarize().unwrap_or_else(|| {
+            .collect();
+        let summaries =
+            crate::each_on_cores(&shown, |e| e.durations.len(), |e| e.durations.summarize());
+        let mut edges: Vec<Edge> = (shown.iter().zip(summaries))
+            .map(|(e, s)| {
+                let s = s.unwrap_or_else(|| {
                     incomplete = true;
                     Summary::default()
                 });

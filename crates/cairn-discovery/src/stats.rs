@@ -215,7 +215,7 @@ impl Durations {
     }
 
     /// Mean, median and p90 in seconds, like [`summarize`].
-    pub fn summarize(&mut self) -> Summary {
+    pub fn summarize(&self) -> Summary {
         // The order statistics both quantiles interpolate between, found together: one
         // counting pass and one gathering pass over the samples for all four, where one
         // quantile at a time took four of each.
