@@ -396,12 +396,12 @@ pub fn ingest(dir: &Path, args: &IngestArgs) -> Result<()> {
     Ok(())
 }
 
-/// Import frees and allocates gigabytes in large buffers, chunk after chunk: an import is a
-/// bounded, short-lived job, so it keeps all of its memory until it ends (a third of its CPU
-/// time went to page faults and zeroing before), and uses 4 KB pages (see `crate::memory`;
-/// the 10 M-event CSV import is no slower without huge pages, BENCHMARKS.md).
+/// Import frees and allocates gigabytes in large buffers, chunk after chunk: like every
+/// command but the server, it keeps the memory it frees until it ends (set in `main`; a third
+/// of its CPU time went to page faults and zeroing before), and it commits arenas at once and
+/// uses 4 KB pages (see `crate::memory`; the 10 M-event CSV import is no slower without huge
+/// pages, BENCHMARKS.md).
 fn tune_memory_for_import() {
     crate::memory::commit_arenas_eagerly();
-    crate::memory::keep_freed_memory(None);
     crate::memory::no_transparent_huge_pages();
 }

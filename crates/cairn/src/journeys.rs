@@ -196,7 +196,11 @@ pub fn run(dir: &Path, command: &JourneysCommand) -> Result<()> {
         JourneysCommand::Pause { id } => set_status(dir, id, Status::Paused),
         JourneysCommand::Resume { id } => set_status(dir, id, Status::Active),
         JourneysCommand::Archive { id } => set_status(dir, id, Status::Archived),
-        JourneysCommand::Run(args) => Ok(runner::run(dir, crate::cli::open_store(dir)?, args)?),
+        JourneysCommand::Run(args) => {
+            // A process that runs for days gives back what it frees, as the server does.
+            crate::memory::keep_freed_memory(Some(std::time::Duration::from_secs(10)));
+            Ok(runner::run(dir, crate::cli::open_store(dir)?, args)?)
+        }
     }
 }
 

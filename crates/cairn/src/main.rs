@@ -25,6 +25,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     restore_sigpipe();
     keep_c_heap();
+    // Every command but the server (which sets its own delay) is a job that ends soon:
+    // memory it frees is worth keeping for its next allocations, since handing it back to the
+    // kernel makes their pages fault and be zeroed again. Scan threads free the tables they
+    // outgrow and the one thread finishing an analysis then allocates its own: 96 M events
+    // as a process map 0.90x, variants 0.93x, funnel 0.95x wall.
+    memory::keep_freed_memory(None);
     let cli = cli::Cli::parse();
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
