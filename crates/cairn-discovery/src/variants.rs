@@ -324,7 +324,8 @@ impl Analysis for Variants {
         // count: at 100 M events those lists were 50 MB of fresh memory for the one thread
         // that finishes, where the kernel's zeroing alone took a fifth of a second.
         let mut total = 0u64;
-        let mut largest: BinaryHeap<Reverse<u64>> = BinaryHeap::with_capacity(self.top);
+        // Grown as needed, not reserved for `top`: `--top` may ask for more than exist.
+        let mut largest: BinaryHeap<Reverse<u64>> = BinaryHeap::new();
         for c in p.ids().map(count) {
             total += 1;
             if largest.len() < self.top {
@@ -505,6 +506,10 @@ mod tests {
         assert_eq!(top.goal_rate, None);
         assert_eq!(top.revenue, 20.5);
         assert_eq!(r.other_customers, 2);
+        // Any `--top` beyond the variants lists them all.
+        v.top = usize::MAX;
+        let all = run(&v, [a.view(), b.view(), c.view(), d.view()]);
+        assert_eq!((all.variants.len(), all.other_customers), (3, 0));
         // With goal y: a and b did x before it, d did x and stopped, c reached y first.
         v.goal = Some(1);
         v.top = 10;
