@@ -600,10 +600,10 @@ impl Snapshot {
     ) {
         let (grouped, near, views) = (&mut scan.grouped, &scan.cursors, &scan.views);
         if !Self::last_with_events(views, keys, key, near, grouped.has_events.as_ref()) {
-            grouped.pass(key, &scan.holders, near);
+            grouped.pass(key, &scan.holders, near, &scan.value_cursors);
             return;
         }
-        grouped.find_spans(views, keys, key, &scan.holders, near);
+        grouped.find_spans(views, keys, key, &scan.holders, near, &scan.value_cursors);
         let merger = &mut grouped.merger;
         merger.read(views, texts, columns, &mut scan.value_cursors);
         visit(merger.view(keys[0], columns));
@@ -685,9 +685,11 @@ impl Snapshot {
             } else {
                 let merged = &mut scan.merged;
                 merged.spans.clear();
-                merged
-                    .spans
-                    .extend(scan.holders.iter().map(|&h| (h, scan.cursors[h])));
+                merged.spans.extend(
+                    scan.holders
+                        .iter()
+                        .map(|&h| Span::at_scan(h, scan.cursors[h])),
+                );
                 let cursors = &mut scan.value_cursors;
                 merged.read(&scan.views, texts, columns, cursors);
                 visit(merged.view(min, columns));
@@ -1059,13 +1061,37 @@ struct Scan<'s> {
 /// sources, or the runs of a group's keys — read as one customer, merged by time.
 #[derive(Default)]
 struct Merger<'s> {
-    /// The runs to read, as (source, customer index), in the order equal times keep.
-    spans: Vec<(usize, usize)>,
+    /// The runs to read, in the order equal times keep.
+    spans: Vec<Span>,
     /// The events, merged.
     out: Merged<'s>,
     /// The runs back to back, when they interleave in time and need a merge.
     runs: Merged<'s>,
     order: Vec<u32>,
+}
+
+/// One run of a customer to read: source `h`'s customer at index `i`.
+#[derive(Clone, Copy)]
+struct Span {
+    h: usize,
+    i: usize,
+    /// Where to look for the run's values from: [`Span::SCAN`] for a run at the scan's
+    /// position, read with the scan's values cursor (which it then advances); otherwise a
+    /// run behind the scan (a group's earlier key), searched for from here without moving the
+    /// scan's cursor, so that the scan's next customer needs no search back.
+    values_from: usize,
+}
+
+impl Span {
+    const SCAN: usize = usize::MAX;
+
+    fn at_scan(h: usize, i: usize) -> Span {
+        Span {
+            h,
+            i,
+            values_from: Span::SCAN,
+        }
+    }
 }
 
 impl<'s> Merger<'s> {
@@ -1087,7 +1113,7 @@ impl<'s> Merger<'s> {
         let runs = &mut self.runs;
         runs.clear();
         let mut sorted = true;
-        for &(h, i) in &self.spans {
+        for &Span { h, i, values_from } in &self.spans {
             let view = &views[h];
             let rows = view.rows(i);
             let seam = runs.times.len();
@@ -1095,7 +1121,13 @@ impl<'s> Merger<'s> {
             if let (Some(end), Some(start)) = (seam.checked_sub(1), runs.times.get(seam)) {
                 sorted &= runs.times[end] <= *start;
             }
-            runs.read_rows(view, rows.clone(), c, &mut value_cursors[h]);
+            let mut behind = values_from;
+            let cursor = if values_from == Span::SCAN {
+                &mut value_cursors[h]
+            } else {
+                &mut behind
+            };
+            runs.read_rows(view, rows.clone(), c, cursor);
             if let Some(t) = texts.get(h) {
                 runs.properties.extend_from_slice(&t[rows]);
             }
@@ -1150,6 +1182,9 @@ struct Passed {
     n: u8,
     sources: [u8; 2],
     at: [u32; 2],
+    /// The scan's values cursor in each source as it passed the key: where the run's values
+    /// start, or a little before (see [`Span::values_from`]).
+    values_from: [u32; 2],
 }
 
 impl Passed {
@@ -1158,6 +1193,7 @@ impl Passed {
         n: 0,
         sources: [0; 2],
         at: [0; 2],
+        values_from: [0; 2],
     };
 }
 
@@ -1221,22 +1257,28 @@ impl HasEvents {
 
 impl Grouped<'_> {
     /// Notes where `key`'s runs are (the `holders`' runs at `near`), as the scan passes it.
-    fn pass(&mut self, key: u32, holders: &[usize], near: &[usize]) {
+    /// `values` are the scan's values cursors.
+    fn pass(&mut self, key: u32, holders: &[usize], near: &[usize], values: &[usize]) {
         if self.passed.is_empty() {
             self.passed = vec![Passed::EMPTY; PASSED_SLOTS];
         }
+        // A cursor past u32 (still `usize::MAX`: nothing read from that source yet) is only
+        // a worse place to search from.
+        let value = |h: usize| u32::try_from(values[h]).unwrap_or(u32::MAX);
         let entry = match *holders {
             [h] => Passed {
                 key,
                 n: 1,
                 sources: [h as u8, 0],
                 at: [near[h] as u32, 0],
+                values_from: [value(h), 0],
             },
             [h, g] => Passed {
                 key,
                 n: 2,
                 sources: [h as u8, g as u8],
                 at: [near[h] as u32, near[g] as u32],
+                values_from: [value(h), value(g)],
             },
             // More runs than a note holds: searched for again at the group's visit.
             _ => Passed::EMPTY,
@@ -1255,6 +1297,7 @@ impl Grouped<'_> {
         key: u32,
         holders: &[usize],
         near: &[usize],
+        values: &[usize],
     ) {
         let spans = &mut self.merger.spans;
         spans.clear();
@@ -1264,9 +1307,12 @@ impl Grouped<'_> {
                 .get(earlier as usize % PASSED_SLOTS)
                 .filter(|p| p.key == earlier)
             {
-                spans.push((usize::from(p.sources[0]), p.at[0] as usize));
-                if p.n == 2 {
-                    spans.push((usize::from(p.sources[1]), p.at[1] as usize));
+                for r in 0..usize::from(p.n) {
+                    spans.push(Span {
+                        h: usize::from(p.sources[r]),
+                        i: p.at[r] as usize,
+                        values_from: p.values_from[r] as usize,
+                    });
                 }
                 continue;
             }
@@ -1275,12 +1321,17 @@ impl Grouped<'_> {
             }
             for (h, (view, &at)) in views.iter().zip(near).enumerate() {
                 if let Some(i) = view.find_near(earlier, at) {
-                    spans.push((h, i));
+                    // Behind the scan's values cursor in that source: searched back from it.
+                    spans.push(Span {
+                        h,
+                        i,
+                        values_from: values[h].min(Span::SCAN - 1),
+                    });
                 }
             }
         }
         for &h in holders {
-            spans.push((h, near[h]));
+            spans.push(Span::at_scan(h, near[h]));
         }
     }
 }
