@@ -22,12 +22,16 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use cairn_model::{Event, EventKind};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelector,
+};
 use parquet::arrow::arrow_writer::{
     ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn, ArrowRowGroupWriterFactory,
     compute_leaves,
 };
 use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
@@ -731,10 +735,19 @@ impl SegmentCursor {
 /// A segment's Parquet file, opened once and held: a snapshot opens its segments when it is
 /// taken, so that a compaction removing them afterwards (the background flusher compacts while
 /// readers read) cannot pull a file from under it — an open file outlives its name.
+///
+/// It also keeps the file's footer once read for picking rows ([`read`] with ranges): a
+/// server answering profile lookups from one snapshot parsed it, and its page index, for
+/// every lookup.
 #[derive(Debug)]
 pub struct SegmentFile {
     path: PathBuf,
     held: File,
+    /// The footer with its offset index (where each page starts and which rows it holds), so
+    /// that reading a few rows decodes only the pages holding them: without it, every page of
+    /// a row group up to those rows was decompressed (tens of milliseconds for one customer
+    /// of a million-row group).
+    picking: std::sync::OnceLock<ArrowReaderMetadata>,
 }
 
 impl SegmentFile {
@@ -742,7 +755,21 @@ impl SegmentFile {
         Ok(SegmentFile {
             path: path.to_path_buf(),
             held: File::open(path).at(path)?,
+            picking: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The footer and offset index for [`read`] with ranges, read at the first call.
+    fn picking_metadata(&self, file: &File) -> Result<ArrowReaderMetadata> {
+        if let Some(m) = self.picking.get() {
+            return Ok(m.clone());
+        }
+        let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional);
+        let m = ArrowReaderMetadata::load(file, options).map_err(|source| StoreError::Parquet {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(self.picking.get_or_init(|| m).clone())
     }
 
     pub fn path(&self) -> &Path {
@@ -773,9 +800,14 @@ pub fn read(seg: &SegmentFile, ranges: Option<&[Range<usize>]>) -> Result<Vec<St
         source,
     };
     let file = seg.reader()?;
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(pq)?
-        .with_batch_size(WRITE_BATCH);
+    let mut builder = match ranges {
+        Some(_) => {
+            let metadata = seg.picking_metadata(&file)?;
+            ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata)
+        }
+        None => ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?,
+    }
+    .with_batch_size(WRITE_BATCH);
     if let Some(ranges) = ranges {
         let total = builder.metadata().file_metadata().num_rows() as usize;
         let mut selectors = Vec::with_capacity(ranges.len() * 2 + 1);
