@@ -86,15 +86,11 @@ pub fn profile_events(
     graph: &IdentityGraph,
     profile: ProfileId,
 ) -> Result<Vec<cairn_store::StoredEvent>, StoreError> {
-    let mut events = Vec::new();
-    for key in graph.keys(profile) {
-        let Some(id) = snapshot.customer_id(key) else {
-            continue;
-        };
-        if let Some(t) = snapshot.timeline(id)? {
-            events.extend(t);
-        }
-    }
-    events.sort_by_key(|e| (e.event.timestamp, e.seq));
-    Ok(events)
+    snapshot.check_customers()?;
+    let keys: Vec<u32> = graph
+        .keys(profile)
+        .into_iter()
+        .filter(|&key| snapshot.customer_id(key).is_some())
+        .collect();
+    snapshot.events_of_keys(&keys)
 }

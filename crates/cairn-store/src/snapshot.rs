@@ -753,19 +753,38 @@ impl Snapshot {
         let Some(key) = self.customer_key(customer_id) else {
             return Ok(None);
         };
+        self.events_of_keys(&[key]).map(Some)
+    }
+
+    /// The events of the customers `keys` (a profile's), with every field, in (timestamp,
+    /// seq) order. Each source is read once for all of them: a profile's keys are often
+    /// neighbours in a segment, in the same Parquet pages, which a read per key decoded again.
+    pub fn events_of_keys(&self, keys: &[u32]) -> Result<Vec<StoredEvent>> {
         let mut events = Vec::new();
+        let mut ranges = Vec::with_capacity(keys.len());
         for src in &self.sources {
-            let Some(i) = src.scan.find(key) else {
+            ranges.clear();
+            ranges.extend(
+                keys.iter()
+                    .filter_map(|&key| src.scan.find(key))
+                    .map(|i| src.scan.rows(i)),
+            );
+            if ranges.is_empty() {
                 continue;
-            };
-            let rows = src.scan.rows(i);
+            }
+            ranges.sort_by_key(|r| r.start);
+            ranges.dedup();
             match &src.rows {
-                Rows::Parquet(path) => events.extend(parquet_io::read(path, Some(&[rows]))?),
-                Rows::Memory(all) => events.extend_from_slice(&all[rows]),
+                Rows::Parquet(path) => events.extend(parquet_io::read(path, Some(&ranges))?),
+                Rows::Memory(all) => {
+                    for r in &ranges {
+                        events.extend_from_slice(&all[r.clone()]);
+                    }
+                }
             }
         }
         events.sort_by_key(|e| (e.event.timestamp, e.seq));
-        Ok(Some(events))
+        Ok(events)
     }
 
     /// Visits every event with all its fields, source by source (segments in log order, then
