@@ -740,7 +740,6 @@ pub struct Scratch {
     events: Vec<(u32, u32)>,
 }
 
-/// The chains buffer, grown to its full size on first use.
 /// ClickHouse `windowFunnel`'s state: for each step reached, the second of the first step of
 /// its chain; `chains[k]` holds the events of that chain.
 struct WindowLevels {
@@ -788,6 +787,7 @@ impl WindowLevels {
     }
 }
 
+/// The chains buffer, grown to its full size on first use.
 fn chains(v: &mut Vec<[u32; MAX_STEPS]>) -> &mut [[u32; MAX_STEPS]] {
     if v.len() < MAX_STEPS {
         v.resize(MAX_STEPS, [0; MAX_STEPS]);
