@@ -1094,21 +1094,19 @@ struct Merger<'s> {
 struct Span {
     h: usize,
     i: usize,
-    /// Where to look for the run's values from: [`Span::SCAN`] for a run at the scan's
-    /// position, read with the scan's values cursor (which it then advances); otherwise a
-    /// run behind the scan (a group's earlier key), searched for from here without moving the
-    /// scan's cursor, so that the scan's next customer needs no search back.
-    values_from: usize,
+    /// Where to look for the run's values from: `None` for a run at the scan's position,
+    /// read with the scan's values cursor (which it then advances); for a run behind the scan
+    /// (a group's earlier key), searched for from here without moving the scan's cursor, so
+    /// that the scan's next customer needs no search back.
+    values_from: Option<usize>,
 }
 
 impl Span {
-    const SCAN: usize = usize::MAX;
-
     fn at_scan(h: usize, i: usize) -> Span {
         Span {
             h,
             i,
-            values_from: Span::SCAN,
+            values_from: None,
         }
     }
 }
@@ -1140,11 +1138,13 @@ impl<'s> Merger<'s> {
             if let (Some(end), Some(start)) = (seam.checked_sub(1), runs.times.get(seam)) {
                 sorted &= runs.times[end] <= *start;
             }
-            let mut behind = values_from;
-            let cursor = if values_from == Span::SCAN {
-                &mut value_cursors[h]
-            } else {
-                &mut behind
+            let mut behind;
+            let cursor = match values_from {
+                None => &mut value_cursors[h],
+                Some(from) => {
+                    behind = from;
+                    &mut behind
+                }
             };
             runs.read_rows(view, rows.clone(), c, cursor);
             if let Some(t) = texts.get(h) {
@@ -1330,7 +1330,7 @@ impl Grouped<'_> {
                     spans.push(Span {
                         h: usize::from(p.sources[r]),
                         i: p.at[r] as usize,
-                        values_from: p.values_from[r] as usize,
+                        values_from: Some(p.values_from[r] as usize),
                     });
                 }
                 continue;
@@ -1344,7 +1344,7 @@ impl Grouped<'_> {
                     spans.push(Span {
                         h,
                         i,
-                        values_from: values[h].min(Span::SCAN - 1),
+                        values_from: Some(values[h]),
                     });
                 }
             }
