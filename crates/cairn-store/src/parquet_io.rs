@@ -838,6 +838,18 @@ pub fn read(seg: &SegmentFile, ranges: Option<&[Range<usize>]>) -> Result<Vec<St
             .iter()
             .map(|g| usize::try_from(g.num_rows()).unwrap_or(0))
             .collect();
+        // Rows come from the segment's scan file; rows past this file's end mean the two
+        // disagree, which a read must not pass over as "no events".
+        let rows: usize = group_rows.iter().sum();
+        if let Some(past) = ranges.iter().find(|r| r.end > rows) {
+            return Err(StoreError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "rows {}..{} asked for, but the file holds {rows} rows",
+                    past.start, past.end
+                ),
+            });
+        }
         let (groups, selectors) = pick_rows(&group_rows, ranges);
         builder = builder
             .with_row_groups(groups)
@@ -1217,6 +1229,45 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Rows picked from a written segment come back whole and in order;
+    /// rows past its end are refused with the file named, not read as nothing.
+    #[test]
+    fn picked_rows_read_back_and_rows_past_the_end_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg.parquet");
+        let mut columns = EventColumns::default();
+        for n in 0..10u32 {
+            let e = Event {
+                message_id: format!("m{n}"),
+                event: "Viewed".into(),
+                user_id: Some(format!("u{}", n / 2)),
+                timestamp: i64::from(n) * 1_000_000,
+                channel: "web".into(),
+                ..Event::default()
+            };
+            columns.push(n / 2, u64::from(n), 0, 0, &e);
+        }
+        let mut sink = ParquetSink::create(&path).unwrap();
+        let order: Vec<u32> = (0..10).collect();
+        sink.write(&columns, &order, &["Viewed".into()], &["web".into()])
+            .unwrap();
+        sink.finish().unwrap();
+        let seg = SegmentFile::open(&path).unwrap();
+        let got = read(&seg, Some(&[1..3, 8..10])).unwrap();
+        let ids: Vec<&str> = got.iter().map(|e| e.event.message_id.as_str()).collect();
+        assert_eq!(ids, ["m1", "m2", "m8", "m9"]);
+        match read(&seg, Some(&[0..1, 8..12])) {
+            Err(StoreError::Corrupt { path: p, reason }) => {
+                assert_eq!(p, path);
+                assert!(
+                    reason.contains("8..12") && reason.contains("10 rows"),
+                    "{reason}"
+                );
+            }
+            other => panic!("expected a corrupt-file error, got {other:?}"),
         }
     }
 
