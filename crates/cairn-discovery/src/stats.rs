@@ -319,15 +319,16 @@ impl Durations {
         }
         if !in_tiny.is_empty() {
             // A count per value, then a walk to each wanted rank: no copy at all.
-            let mut counts = vec![0usize; 1 << 16];
-            for chunk in &self.tiny.0 {
-                for &v in chunk {
-                    counts[v as usize] += 1;
+            with_counts(|counts| {
+                for chunk in &self.tiny.0 {
+                    for &v in chunk {
+                        counts[v as usize] += 1;
+                    }
                 }
-            }
-            for (k, slot) in in_tiny {
-                out[slot] = bucket_of_rank(&counts, k).0 as i64 * unit;
-            }
+                for &(k, slot) in &in_tiny {
+                    out[slot] = bucket_of_rank(counts, k).0 as i64 * unit;
+                }
+            });
         }
         if in_short.is_empty() {
             return out;
@@ -342,27 +343,28 @@ impl Durations {
         }
         // One counting pass over the top 16 bits; then the samples of the (at most N) buckets
         // that hold a wanted rank, gathered in one pass and selected among.
-        let mut counts = vec![0usize; 1 << 16];
-        for chunk in &self.short.0 {
-            for &d in chunk {
-                counts[(d >> 16) as usize] += 1;
+        // (bucket, samples before it) of each wanted rank, and the sizes of those buckets.
+        let (at, sizes): (Vec<(u32, usize)>, Vec<usize>) = with_counts(|counts| {
+            for chunk in &self.short.0 {
+                for &d in chunk {
+                    counts[(d >> 16) as usize] += 1;
+                }
             }
-        }
-        // (bucket, samples before it) of each wanted rank.
-        let at: Vec<(u32, usize)> = in_short
-            .iter()
-            .map(|&(k, _)| {
-                let (bucket, before) = bucket_of_rank(&counts, k);
-                (bucket as u32, before)
-            })
-            .collect();
-        let mut buckets: Vec<u32> = at.iter().map(|&(b, _)| b).collect();
+            (in_short.iter())
+                .map(|&(k, _)| {
+                    let (bucket, before) = bucket_of_rank(counts, k);
+                    ((bucket as u32, before), counts[bucket])
+                })
+                .unzip()
+        });
+        let mut buckets: Vec<(u32, usize)> = at.iter().map(|&(b, _)| b).zip(sizes).collect();
         buckets.sort_unstable();
         buckets.dedup();
         let mut gathered: Vec<Vec<u32>> = buckets
             .iter()
-            .map(|&b| Vec::with_capacity(counts[b as usize]))
+            .map(|&(_, size)| Vec::with_capacity(size))
             .collect();
+        let buckets: Vec<u32> = buckets.into_iter().map(|(b, _)| b).collect();
         for chunk in &self.short.0 {
             for &d in chunk {
                 if let Some(i) = buckets.iter().position(|&b| b == d >> 16) {
@@ -380,6 +382,26 @@ impl Durations {
         }
         out
     }
+}
+
+/// Runs `f` with this thread's table of 2¹⁶ counts, all zero, and zeroes it again after.
+/// Kept from call to call because a process map asks for one per large edge (two for some),
+/// and a fresh 512 KB table is fresh memory each time: the allocator hands large blocks back
+/// to the system, and on VMs the kernel's zeroing of new pages cost more than the counting.
+fn with_counts<R>(f: impl FnOnce(&mut [usize]) -> R) -> R {
+    thread_local! {
+        static COUNTS: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    COUNTS.with(|cell| {
+        // A table already lent out (never, as no caller nests) gets a fresh one instead.
+        let Ok(mut counts) = cell.try_borrow_mut() else {
+            return f(&mut vec![0; 1 << 16]);
+        };
+        counts.resize(1 << 16, 0);
+        let r = f(&mut counts);
+        counts.fill(0);
+        r
+    })
 }
 
 /// The bucket that holds the sample of rank `k`, given each bucket's count of samples
