@@ -397,11 +397,10 @@ pub fn ingest(dir: &Path, args: &IngestArgs) -> Result<()> {
 }
 
 /// Import frees and allocates gigabytes in large buffers, chunk after chunk: like every
-/// command but the server, it keeps the memory it frees until it ends (set in `main`; a third
-/// of its CPU time went to page faults and zeroing before), and it commits arenas at once and
-/// uses 4 KB pages (see `crate::memory`; the 10 M-event CSV import is no slower without huge
-/// pages, BENCHMARKS.md).
+/// command but the server, it keeps the memory it frees until it ends and uses 4 KB pages (set
+/// in `main`; a third of its CPU time went to page faults and zeroing before, and the 10 M-event
+/// CSV import is no slower without huge pages, BENCHMARKS.md), and it commits arenas at once
+/// (see `crate::memory`).
 fn tune_memory_for_import() {
     crate::memory::commit_arenas_eagerly();
-    crate::memory::no_transparent_huge_pages();
 }

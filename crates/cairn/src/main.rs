@@ -31,6 +31,13 @@ fn main() -> ExitCode {
     // outgrow and the one thread finishing an analysis then allocates its own: 96 M events
     // as a process map 0.90x, variants 0.93x, funnel 0.95x wall.
     memory::keep_freed_memory(None);
+    // And every command runs with 4 KB pages: with huge pages, the first touch of each 2 MB
+    // page has the kernel zero all of it, used or not (see `memory`). Timed after reading
+    // other files, as a command runs after other work (`bench/discovery.py`'s conditions):
+    // 12 M events: funnel 0.91x, variants 0.78x, map 0.87x and 1.07x wall; 96 M: 0.99x, 0.95x,
+    // 0.89x. Back to back on a machine doing nothing else, huge pages are a little faster
+    // (12 M variants 1.06x without), but that is not how commands are run.
+    memory::no_transparent_huge_pages();
     let cli = cli::Cli::parse();
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -32,8 +32,9 @@ pub fn commit_arenas_eagerly() {
 /// it: for import, most of its CPU time on small inputs (62 % for the 21 K-event
 /// helpdesk.xes.gz, against 8 % with 4 KB pages, and a third less memory); for the server,
 /// stalls of hundreds of milliseconds on the request path whenever its memory grew (a fresh
-/// server's first seconds at 67 k events/s: p99 395 ms, against 31 ms with 4 KB pages).
-/// Best effort: on a kernel without `PR_SET_THP_DISABLE` huge pages stay on, which is slower
+/// server's first seconds at 67 k events/s: p99 395 ms, against 31 ms with 4 KB pages); for
+/// analyses, a fifth of the time of a 12 M-event `variants` run after other work. Set for
+/// every command in `main`. Best effort: on a kernel without `PR_SET_THP_DISABLE` huge pages stay on, which is slower
 /// but correct.
 pub fn no_transparent_huge_pages() {
     // SAFETY: prctl(PR_SET_THP_DISABLE) only sets a flag of this process.

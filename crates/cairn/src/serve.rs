@@ -166,9 +166,9 @@ pub fn keys(dir: &Path, args: KeysArgs) -> Result<()> {
 /// frees them all when a background flush has written them as a segment, every few seconds.
 /// Keep freed memory for 10 s (mimalloc's default is 10 ms: each cycle paid again for page
 /// faults and zeroing): long enough to be reused by the next cycle at any rate where it
-/// matters, short enough that an idle server gives it back. And no huge pages: zeroing 2 MB
-/// at a time stalled requests for hundreds of milliseconds (see `crate::memory`).
+/// matters, short enough that an idle server gives it back. (Like every command, the server
+/// runs without huge pages, set in `main`: zeroing 2 MB at a time stalled requests for hundreds
+/// of milliseconds; see `crate::memory`.)
 fn tune_memory_for_serving() {
     crate::memory::keep_freed_memory(Some(std::time::Duration::from_secs(10)));
-    crate::memory::no_transparent_huge_pages();
 }
