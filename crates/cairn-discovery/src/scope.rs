@@ -127,6 +127,27 @@ impl Scope {
         *self == Scope::default()
     }
 
+    /// Whether every customer is kept whole: [`Scope::is_everything`] without comparing
+    /// vectors, for each customer of a scan.
+    fn keeps_everyone(&self) -> bool {
+        let Scope {
+            since,
+            until,
+            did,
+            did_not,
+            first_channel,
+            behaviours,
+            cohort,
+        } = self;
+        since.is_none()
+            && until.is_none()
+            && did.is_empty()
+            && did_not.is_empty()
+            && first_channel.is_none()
+            && behaviours.is_empty()
+            && cohort.is_none()
+    }
+
     pub fn needs(&self) -> Needs {
         Needs {
             channels: self.first_channel.is_some(),
@@ -198,6 +219,10 @@ impl<A: Analysis> Analysis for Scoped<A> {
         self.inner.partial_for(size)
     }
     fn add(&self, partial: &mut A::Partial, t: &Timeline<'_>) {
+        // The usual scope, everything: the timeline as it is, without a copy cut from it.
+        if self.scope.keeps_everyone() {
+            return self.inner.add(partial, t);
+        }
         if let Some(cut) = self.scope.apply(t) {
             self.inner.add(partial, &cut);
         }
@@ -214,6 +239,40 @@ impl<A: Analysis> Analysis for Scoped<A> {
 mod tests {
     use super::*;
     use crate::testutil::Owned;
+
+    #[test]
+    fn keeps_everyone_exactly_when_the_scope_is_everything() {
+        let narrowed = [
+            Scope {
+                since: Some(1),
+                ..Scope::default()
+            },
+            Scope {
+                until: Some(1),
+                ..Scope::default()
+            },
+            Scope {
+                did: vec![0],
+                ..Scope::default()
+            },
+            Scope {
+                did_not: vec![0],
+                ..Scope::default()
+            },
+            Scope {
+                first_channel: Some(0),
+                ..Scope::default()
+            },
+            Scope {
+                cohort: Some((0, 1)),
+                ..Scope::default()
+            },
+        ];
+        assert!(Scope::default().keeps_everyone() && Scope::default().is_everything());
+        for s in narrowed {
+            assert!(!s.keeps_everyone() && !s.is_everything(), "{s:?}");
+        }
+    }
 
     #[test]
     fn time_range_and_conditions() {
