@@ -40,6 +40,21 @@ fn main() {
         eprintln!("set CAIRN_BENCH_STORE to a Cairn data directory (see the file's comment)");
         return;
     };
+    // `cargo bench` runs this from the package's directory: a relative path is meant from the
+    // workspace root, where the command is typed.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = if dir.is_relative() {
+        root.join(dir)
+    } else {
+        dir
+    };
+    if !dir.join("MANIFEST.json").is_file() {
+        eprintln!(
+            "CAIRN_BENCH_STORE: {} is not a Cairn data directory",
+            dir.display()
+        );
+        std::process::exit(2);
+    }
     let runs: usize = std::env::var("CAIRN_BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
