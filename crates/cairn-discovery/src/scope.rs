@@ -123,13 +123,9 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// Whether every customer is kept whole: the default scope. Field by field rather than
+    /// compared with a `Scope::default()`, since [`Scoped`] asks for every customer of a scan.
     pub fn is_everything(&self) -> bool {
-        *self == Scope::default()
-    }
-
-    /// Whether every customer is kept whole: [`Scope::is_everything`] without comparing
-    /// vectors, for each customer of a scan.
-    fn keeps_everyone(&self) -> bool {
         let Scope {
             since,
             until,
@@ -220,7 +216,7 @@ impl<A: Analysis> Analysis for Scoped<A> {
     }
     fn add(&self, partial: &mut A::Partial, t: &Timeline<'_>) {
         // The usual scope, everything: the timeline as it is, without a copy cut from it.
-        if self.scope.keeps_everyone() {
+        if self.scope.is_everything() {
             return self.inner.add(partial, t);
         }
         if let Some(cut) = self.scope.apply(t) {
@@ -241,7 +237,7 @@ mod tests {
     use crate::testutil::Owned;
 
     #[test]
-    fn keeps_everyone_exactly_when_the_scope_is_everything() {
+    fn only_the_default_scope_is_everything() {
         let narrowed = [
             Scope {
                 since: Some(1),
@@ -268,9 +264,9 @@ mod tests {
                 ..Scope::default()
             },
         ];
-        assert!(Scope::default().keeps_everyone() && Scope::default().is_everything());
+        assert!(Scope::default().is_everything());
         for s in narrowed {
-            assert!(!s.keeps_everyone() && !s.is_everything(), "{s:?}");
+            assert!(!s.is_everything(), "{s:?}");
         }
     }
 
