@@ -343,28 +343,29 @@ impl Durations {
         }
         // One counting pass over the top 16 bits; then the samples of the (at most N) buckets
         // that hold a wanted rank, gathered in one pass and selected among.
-        // (bucket, samples before it) of each wanted rank, and the sizes of those buckets.
-        let (at, sizes): (Vec<(u32, usize)>, Vec<usize>) = with_counts(|counts| {
+        let (at, buckets, mut gathered) = with_counts(|counts| {
             for chunk in &self.short.0 {
                 for &d in chunk {
                     counts[(d >> 16) as usize] += 1;
                 }
             }
-            (in_short.iter())
+            // (bucket, samples before it) of each wanted rank.
+            let at: Vec<(u32, usize)> = in_short
+                .iter()
                 .map(|&(k, _)| {
                     let (bucket, before) = bucket_of_rank(counts, k);
-                    ((bucket as u32, before), counts[bucket])
+                    (bucket as u32, before)
                 })
-                .unzip()
+                .collect();
+            let mut buckets: Vec<u32> = at.iter().map(|&(b, _)| b).collect();
+            buckets.sort_unstable();
+            buckets.dedup();
+            let gathered: Vec<Vec<u32>> = buckets
+                .iter()
+                .map(|&b| Vec::with_capacity(counts[b as usize]))
+                .collect();
+            (at, buckets, gathered)
         });
-        let mut buckets: Vec<(u32, usize)> = at.iter().map(|&(b, _)| b).zip(sizes).collect();
-        buckets.sort_unstable();
-        buckets.dedup();
-        let mut gathered: Vec<Vec<u32>> = buckets
-            .iter()
-            .map(|&(_, size)| Vec::with_capacity(size))
-            .collect();
-        let buckets: Vec<u32> = buckets.into_iter().map(|(b, _)| b).collect();
         for chunk in &self.short.0 {
             for &d in chunk {
                 if let Some(i) = buckets.iter().position(|&b| b == d >> 16) {
