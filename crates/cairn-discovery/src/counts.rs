@@ -54,13 +54,17 @@ impl Analysis for ActivityCounts {
         }
     }
     fn add(&self, p: &mut CountsPartial, t: &Timeline<'_>) {
-        if t.is_empty() {
-            return;
+        self.add_by_names(p, t.names);
+    }
+    /// Names are all the counts need: a scan decodes no times for them.
+    fn add_by_names(&self, p: &mut CountsPartial, names: &[u16]) -> bool {
+        if names.is_empty() {
+            return true;
         }
         p.seq += 1;
         p.counts.customers += 1;
-        p.counts.events += t.len() as u64;
-        for &n in t.names {
+        p.counts.events += names.len() as u64;
+        for &n in names {
             let n = n as usize;
             if n >= self.names {
                 continue;
@@ -71,6 +75,7 @@ impl Analysis for ActivityCounts {
                 p.counts.customers_by_name[n] += 1;
             }
         }
+        true
     }
     fn merge(&self, into: &mut CountsPartial, other: CountsPartial) {
         let (a, b) = (&mut into.counts, other.counts);

@@ -265,7 +265,10 @@ impl Funnel {
         }
         let mut excluded = vec![false; names.len()];
         for e in &spec.exclude {
-            excluded[name_id(names, e)? as usize] = true;
+            let id = name_id(names, e)? as usize;
+            excluded[id] = true;
+            // Every mode checks exclusion first: an excluded event is never a step.
+            step_mask[id] = 0;
         }
         let named = step_mask
             .iter()
@@ -554,6 +557,29 @@ impl Funnel {
             }
         }
         levels.furthest(chains, s)
+    }
+
+    /// A customer's level when their event names alone settle it (in any order), which they
+    /// do below level 2: level 1 needs nothing but a first-step event, in every mode, while
+    /// level 2 depends on times (a window, an order). So without any event named as the
+    /// second step (in any-order mode: without events of two different steps), the level is
+    /// 1 with an event named as the first step, else 0. Such a customer has no time to
+    /// convert to record, and about half of all customers are one in a typical funnel: their
+    /// times need not be decoded. Not with conditions on steps (they need properties) or a
+    /// breakdown (it needs the first-step event's channel or properties).
+    fn level_by_names(&self, names: &[u16]) -> Option<usize> {
+        if self.conditional != 0 || self.breakdown.is_some() {
+            return None;
+        }
+        let mut present = 0u32;
+        for &n in names {
+            present |= self.step_mask.get(n as usize).copied().unwrap_or(0);
+        }
+        let ones = present.count_ones() as usize;
+        match self.mode {
+            FunnelMode::AnyOrder => (ones <= 1).then_some(ones),
+            _ => (present & 0b10 == 0).then_some((present & 1) as usize),
+        }
     }
 
     /// Puts the indexes of the events whose name a step has or is excluded at the start of
@@ -871,6 +897,19 @@ impl Analysis for Funnel {
                 .entry(key)
                 .or_insert_with(|| StepsAcc::new(self.steps()))
                 .add(t, &o);
+        }
+    }
+
+    fn add_by_names(&self, p: &mut FunnelPartial, names: &[u16]) -> bool {
+        if names.is_empty() {
+            return true;
+        }
+        match self.level_by_names(names) {
+            Some(level) => {
+                p.all.by_level[level] += 1;
+                true
+            }
+            None => false,
         }
     }
 

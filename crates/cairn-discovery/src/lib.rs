@@ -153,6 +153,17 @@ pub trait Analysis: Sync {
     }
     /// Folds one customer's timeline in.
     fn add(&self, partial: &mut Self::Partial, timeline: &Timeline<'_>);
+    /// Folds one customer in from its event names alone, when they are all this analysis
+    /// needs of it; returns whether it did (then [`Analysis::add`] is not called for this
+    /// customer). `names` are the customer's events in no particular order. A scan offers
+    /// names before it decodes anything else, so a customer taken here costs no time
+    /// decoding: a funnel's customers who never did its second step, for one. Whatever this
+    /// returns, the result must be the one `add` of the whole timeline gives. By default
+    /// nothing is taken from names alone.
+    fn add_by_names(&self, partial: &mut Self::Partial, names: &[u16]) -> bool {
+        let _ = (partial, names);
+        false
+    }
     /// Folds the partial of a disjoint set of customers in.
     fn merge(&self, into: &mut Self::Partial, other: Self::Partial);
     /// The result.

@@ -223,6 +223,10 @@ impl<A: Analysis> Analysis for Scoped<A> {
             self.inner.add(partial, &cut);
         }
     }
+    fn add_by_names(&self, partial: &mut A::Partial, names: &[u16]) -> bool {
+        // A narrower scope needs times or other columns to cut the timeline first.
+        self.scope.is_everything() && self.inner.add_by_names(partial, names)
+    }
     fn merge(&self, into: &mut A::Partial, other: A::Partial) {
         self.inner.merge(into, other)
     }

@@ -21,7 +21,7 @@
 //! Equal timestamps from different keys of a profile keep key order (the scan files do not
 //! carry sequence numbers); within one key the store's (timestamp, seq) order is kept.
 
-use cairn_store::{Columns, Customer, Snapshot, StoreError};
+use cairn_store::{Columns, Customer, Snapshot, StoreError, Visit};
 
 use crate::cache::Profiles;
 use crate::graph::{ALONE, ProfileMap};
@@ -198,7 +198,7 @@ pub fn scan_profiles_sample_parallel<'a, S: Send>(
     every: u32,
     threads: usize,
     init: impl Fn() -> S + Sync,
-    visit: impl Fn(&mut S, Customer<'_>) + Sync,
+    visit: impl Visit<S>,
 ) -> Result<Vec<S>, StoreError> {
     let map = map.into();
     let group = |key| map.keys(key);
@@ -213,7 +213,7 @@ pub fn scan_profiles_parallel<'a, S: Send>(
     columns: Columns,
     threads: usize,
     init: impl Fn() -> S + Sync,
-    visit: impl Fn(&mut S, Customer<'_>) + Sync,
+    visit: impl Visit<S>,
 ) -> Result<Vec<S>, StoreError> {
     let map = map.into();
     let group = |key| map.keys(key);

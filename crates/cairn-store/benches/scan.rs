@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use cairn_generate::{GenerateOptions, generate};
-use cairn_store::{Columns, Options, Store};
+use cairn_store::{Columns, Customer, Options, Store};
 
 fn main() {
     let customers: u64 = std::env::var("CAIRN_BENCH_CUSTOMERS")
@@ -84,7 +84,7 @@ fn main() {
                 cols,
                 2,
                 || (0u64, 0u64),
-                |s, c| {
+                |s: &mut (u64, u64), c: Customer<'_>| {
                     s.1 += c.times.len() as u64;
                     for (&t, &n) in c.times.iter().zip(c.names) {
                         s.0 = s.0.wrapping_add(t as u64 ^ n as u64);

@@ -86,6 +86,64 @@ impl Customer<'_> {
     }
 }
 
+/// What a scan does with each customer. Any `Fn(&mut S, Customer)` is one: it is handed
+/// every customer whole. A visitor of its own can also take customers in from their event
+/// names alone ([`Visit::by_names`]), and the scan then decodes nothing else of them.
+pub trait Visit<S>: Sync {
+    /// Offered a customer's event names before the scan reads anything else of it; returns
+    /// whether they were all it needed (it took the customer into `state`), in which case the
+    /// scan reads nothing more of the customer and does not [`Visit::visit`] it. The names
+    /// are the customer's events but not necessarily in time order (a profile's keys are
+    /// offered one run after the other). Only scans that read names offer them, and not every
+    /// customer is offered (not a profile whose keys sit in several segments): those are
+    /// visited as usual. By default nothing is taken from names alone.
+    fn by_names(&self, state: &mut S, names: &[u16]) -> bool {
+        let _ = (state, names);
+        false
+    }
+
+    /// One customer, with the columns the scan reads.
+    fn visit(&self, state: &mut S, customer: Customer<'_>);
+}
+
+impl<S, F: Fn(&mut S, Customer<'_>) + Sync> Visit<S> for F {
+    fn visit(&self, state: &mut S, customer: Customer<'_>) {
+        self(state, customer)
+    }
+}
+
+/// A scan thread's visitor bound to its state, as the scan loop calls it.
+trait Sink {
+    fn by_names(&mut self, names: &[u16]) -> bool;
+    fn visit(&mut self, customer: Customer<'_>);
+}
+
+struct Bound<'a, S, V> {
+    state: &'a mut S,
+    visitor: &'a V,
+}
+
+impl<S, V: Visit<S>> Sink for Bound<'_, S, V> {
+    fn by_names(&mut self, names: &[u16]) -> bool {
+        self.visitor.by_names(self.state, names)
+    }
+    fn visit(&mut self, customer: Customer<'_>) {
+        self.visitor.visit(self.state, customer)
+    }
+}
+
+/// The serial scans' callback: every customer whole.
+struct Each<F>(F);
+
+impl<F: FnMut(Customer<'_>)> Sink for Each<F> {
+    fn by_names(&mut self, _: &[u16]) -> bool {
+        false
+    }
+    fn visit(&mut self, customer: Customer<'_>) {
+        (self.0)(customer)
+    }
+}
+
 struct Source {
     scan: ScanData,
     /// Where the full events live: a Parquet file, or memory for events still in the log.
@@ -307,10 +365,11 @@ impl Snapshot {
 
     /// Visits every customer in key order. Fails only when properties are asked for and a
     /// segment cannot be read.
-    pub fn scan(&self, columns: Columns, mut visit: impl FnMut(Customer<'_>)) -> Result<()> {
+    pub fn scan(&self, columns: Columns, visit: impl FnMut(Customer<'_>)) -> Result<()> {
         let arrays = self.load_properties(columns)?;
         let texts = property_texts(&self.sources, &arrays, columns);
-        self.scan_range(columns, None::<&Alone>, &texts, 0..u32::MAX, &mut visit);
+        let all = 0..u32::MAX;
+        self.scan_range(columns, None::<&Alone>, &texts, all, &mut Each(visit));
         Ok(())
     }
 
@@ -329,11 +388,12 @@ impl Snapshot {
         &self,
         columns: Columns,
         group: &G,
-        mut visit: impl FnMut(Customer<'_>),
+        visit: impl FnMut(Customer<'_>),
     ) -> Result<()> {
         let arrays = self.load_properties(columns)?;
         let texts = property_texts(&self.sources, &arrays, columns);
-        self.scan_range(columns, Some(group), &texts, 0..u32::MAX, &mut visit);
+        let all = 0..u32::MAX;
+        self.scan_range(columns, Some(group), &texts, all, &mut Each(visit));
         Ok(())
     }
 
@@ -346,7 +406,7 @@ impl Snapshot {
         group: &G,
         threads: usize,
         init: impl Fn() -> S + Sync,
-        visit: impl Fn(&mut S, Customer<'_>) + Sync,
+        visit: impl Visit<S>,
     ) -> Result<Vec<S>> {
         self.parallel(columns, Some(group), threads, init, visit)
     }
@@ -364,7 +424,7 @@ impl Snapshot {
         columns: Columns,
         threads: usize,
         init: impl Fn() -> S + Sync,
-        visit: impl Fn(&mut S, Customer<'_>) + Sync,
+        visit: impl Visit<S>,
     ) -> Result<Vec<S>> {
         self.parallel(columns, None::<&Alone>, threads, init, visit)
     }
@@ -382,7 +442,7 @@ impl Snapshot {
         every: u32,
         threads: usize,
         init: impl Fn() -> S + Sync,
-        visit: impl Fn(&mut S, Customer<'_>) + Sync,
+        visit: impl Visit<S>,
     ) -> Result<Vec<S>> {
         self.sample(columns, every, None::<&Alone>, threads, init, visit)
     }
@@ -401,7 +461,7 @@ impl Snapshot {
         group: &G,
         threads: usize,
         init: impl Fn() -> S + Sync,
-        visit: impl Fn(&mut S, Customer<'_>) + Sync,
+        visit: impl Visit<S>,
     ) -> Result<Vec<S>> {
         self.sample(columns, every, Some(group), threads, init, visit)
     }
@@ -413,7 +473,7 @@ impl Snapshot {
         group: Option<&G>,
         threads: usize,
         init: impl Fn() -> S + Sync,
-        visit: impl Fn(&mut S, Customer<'_>) + Sync,
+        visit: impl Visit<S>,
     ) -> Result<Vec<S>> {
         let keys = self.key_count() as u64;
         let slices = SAMPLE_SLICES.min(keys.max(1));
@@ -437,7 +497,7 @@ impl Snapshot {
         group: Option<&G>,
         threads: usize,
         init: impl Fn() -> S + Sync,
-        visit: impl Fn(&mut S, Customer<'_>) + Sync,
+        visit: impl Visit<S>,
     ) -> Result<Vec<S>> {
         let threads = threads.max(1);
         let ranges = if threads == 1 {
@@ -464,7 +524,7 @@ impl Snapshot {
         ranges: Vec<Range<u32>>,
         threads: usize,
         init: impl Fn() -> S + Sync,
-        visit: impl Fn(&mut S, Customer<'_>) + Sync,
+        visit: impl Visit<S>,
     ) -> Result<Vec<S>> {
         let arrays = self.load_properties(columns)?;
         let texts = property_texts(&self.sources, &arrays, columns);
@@ -475,9 +535,12 @@ impl Snapshot {
                 .map(|_| {
                     scope.spawn(move || {
                         let mut state = init();
-                        let visit = &mut |c: Customer<'_>| visit(&mut state, c);
+                        let sink = &mut Bound {
+                            state: &mut state,
+                            visitor: visit,
+                        };
                         while let Some(range) = ranges.get(next.fetch_add(1, Ordering::Relaxed)) {
-                            self.scan_range(columns, group, texts, range.clone(), visit);
+                            self.scan_range(columns, group, texts, range.clone(), sink);
                         }
                         state
                     })
@@ -596,7 +659,7 @@ impl Snapshot {
         keys: &[u32],
         key: u32,
         columns: Columns,
-        visit: &mut dyn FnMut(Customer<'_>),
+        sink: &mut dyn Sink,
     ) {
         let (grouped, near, views) = (&mut scan.grouped, &scan.cursors, &scan.views);
         if !Self::last_with_events(views, keys, key, near, grouped.has_events.as_ref()) {
@@ -606,7 +669,7 @@ impl Snapshot {
         grouped.find_spans(views, keys, key, &scan.holders, near, &scan.value_cursors);
         let merger = &mut grouped.merger;
         merger.read(views, texts, columns, &mut scan.value_cursors);
-        visit(merger.view(keys[0], columns));
+        sink.visit(merger.view(keys[0], columns));
     }
 
     /// The properties column of every Parquet source, when the scan asks for it.
@@ -635,7 +698,7 @@ impl Snapshot {
         group: Option<&G>,
         texts: &[Vec<&'s str>],
         range: Range<u32>,
-        visit: &mut dyn FnMut(Customer<'_>),
+        sink: &mut dyn Sink,
     ) {
         let views: Vec<View<'_>> = self.sources.iter().map(|s| s.scan.view()).collect();
         let keys: Vec<&[u32]> = views.iter().map(|v| v.keys()).collect();
@@ -677,11 +740,11 @@ impl Snapshot {
             }
             if let [h] = scan.holders[..] {
                 let end = next.min(range.end);
-                self.scan_stretch(&mut scan, h, end, columns, group, texts, visit);
+                self.scan_stretch(&mut scan, h, end, columns, group, texts, sink);
                 continue;
             }
             if let Some(members) = group.and_then(|g| g(min)) {
-                self.visit_group(&mut scan, texts, members, min, columns, visit);
+                self.visit_group(&mut scan, texts, members, min, columns, sink);
             } else {
                 let merged = &mut scan.merged;
                 merged.spans.clear();
@@ -692,7 +755,7 @@ impl Snapshot {
                 );
                 let cursors = &mut scan.value_cursors;
                 merged.read(&scan.views, texts, columns, cursors);
-                visit(merged.view(min, columns));
+                sink.visit(merged.view(min, columns));
             }
             for &i in &scan.holders {
                 scan.cursors[i] += 1;
@@ -712,7 +775,7 @@ impl Snapshot {
         columns: Columns,
         group: Option<&G>,
         texts: &[Vec<&'s str>],
-        visit: &mut dyn FnMut(Customer<'_>),
+        sink: &mut dyn Sink,
     ) {
         let (view, text) = (scan.views[h], texts.get(h));
         let keys = view.keys();
@@ -721,8 +784,12 @@ impl Snapshot {
             i += 1;
             let value_cursor = &mut scan.value_cursors[h];
             let Some(members) = group.and_then(|g| g(key)) else {
-                let run = scan.single.read_run(&view, i - 1, columns, value_cursor);
-                visit(run.view(key, text));
+                if let Some(run) = scan
+                    .single
+                    .read_run(&view, i - 1, columns, value_cursor, sink)
+                {
+                    sink.visit(run.view(key, text));
+                }
                 continue;
             };
             // The usual group: its keys are this source's next customers (an anonymous id
@@ -731,18 +798,22 @@ impl Snapshot {
             // stretch of rows, read as one customer's, and its other keys are stepped over.
             let (n, at) = (members.len(), i - 1..i - 1 + members.len());
             let neighbours = members[0] == key && members[n - 1] < end;
-            if neighbours
-                && keys.get(at.clone()) == Some(members)
-                && let Some(run) = scan.single.read_runs(&view, at, columns, value_cursor)
-            {
-                visit(run.view(key, text));
-                i += n - 1;
-                continue;
+            if neighbours && keys.get(at.clone()) == Some(members) {
+                let read = scan
+                    .single
+                    .read_runs(&view, at, columns, value_cursor, sink);
+                if !matches!(read, Read::Interleaved) {
+                    if let Read::Whole(run) = read {
+                        sink.visit(run.view(key, text));
+                    }
+                    i += n - 1;
+                    continue;
+                }
             }
             // Visited where the scan meets the group's last key with events: skipped at the
             // others.
             scan.cursors[h] = i - 1;
-            self.visit_group(scan, texts, members, key, columns, visit);
+            self.visit_group(scan, texts, members, key, columns, sink);
         }
         scan.cursors[h] = i;
     }
@@ -949,22 +1020,47 @@ struct Merged<'s> {
 }
 
 impl<'s> Merged<'s> {
-    /// Customer `i` of one source `view`, the columns asked for, for [`Run::view`];
-    /// `value_cursor` as in [`View::values_into_from`].
+    /// Customer `i` of one source `view`, the columns asked for, for [`Run::view`], unless
+    /// `sink` takes it by its names (`None`); `value_cursor` as in
+    /// [`View::values_into_from`].
     fn read_run(
         &mut self,
         view: &View<'_>,
         i: usize,
         columns: Columns,
         value_cursor: &mut usize,
-    ) -> Run<'_, 's> {
+        sink: &mut dyn Sink,
+    ) -> Option<Run<'_, 's>> {
         let rows = view.rows(i);
         self.clear();
+        if self.taken_by_names(view, rows.clone(), columns, sink) {
+            return None;
+        }
         if columns.times {
             view.times().customer_into(i, &mut self.times);
         }
-        self.read_rows(view, rows.clone(), columns, value_cursor);
-        Run { read: self, rows }
+        let rest = Columns {
+            names: false,
+            ..columns
+        };
+        self.read_rows(view, rows.clone(), rest, value_cursor);
+        Some(Run { read: self, rows })
+    }
+
+    /// Reads the names of `rows`, when the scan reads names, and offers them to `sink`:
+    /// whether it took the customer by them. The names stay read either way.
+    fn taken_by_names(
+        &mut self,
+        view: &View<'_>,
+        rows: Range<usize>,
+        columns: Columns,
+        sink: &mut dyn Sink,
+    ) -> bool {
+        if !columns.names {
+            return false;
+        }
+        view.names().extend_into(rows, &mut self.names);
+        sink.by_names(&self.names)
     }
 
     /// Appends rows `rows` of `view`: every column `columns` asks for but times (read per
@@ -993,16 +1089,22 @@ impl<'s> Merged<'s> {
     /// Customers `at` of one source `view` (neighbours) as one customer, like
     /// [`Merged::read_run`], when their runs follow each other in time (each starts no
     /// earlier than the one before ends: then their rows in order are the group's events in
-    /// order, ties in key order); `None` when they interleave. Times are read either way (to
-    /// check), and handed out only when `columns` asks for them.
+    /// order, ties in key order); [`Read::Interleaved`] when they do not. Their names are
+    /// offered to `sink` first (whatever their order). Times are read otherwise (to check),
+    /// and handed out only when `columns` asks for them.
     fn read_runs(
         &mut self,
         view: &View<'_>,
         at: Range<usize>,
         columns: Columns,
         value_cursor: &mut usize,
-    ) -> Option<Run<'_, 's>> {
+        sink: &mut dyn Sink,
+    ) -> Read<'_, 's> {
         self.clear();
+        let rows = view.rows(at.start).start..view.rows(at.end - 1).end;
+        if self.taken_by_names(view, rows.clone(), columns, sink) {
+            return Read::ByNames;
+        }
         let mut sorted = true;
         for i in at.clone() {
             let seam = self.times.len();
@@ -1012,14 +1114,17 @@ impl<'s> Merged<'s> {
             }
         }
         if !sorted {
-            return None;
+            return Read::Interleaved;
         }
         if !columns.times {
             self.times.clear();
         }
-        let rows = view.rows(at.start).start..view.rows(at.end - 1).end;
-        self.read_rows(view, rows.clone(), columns, value_cursor);
-        Some(Run { read: self, rows })
+        let rest = Columns {
+            names: false,
+            ..columns
+        };
+        self.read_rows(view, rows.clone(), rest, value_cursor);
+        Read::Whole(Run { read: self, rows })
     }
 
     fn clear(&mut self) {
@@ -1040,6 +1145,15 @@ impl<'s> Merged<'s> {
             properties: &self.properties,
         }
     }
+}
+
+/// What [`Merged::read_runs`] made of a group's runs.
+enum Read<'m, 's> {
+    Whole(Run<'m, 's>),
+    /// The scan's visitor took the group by its names.
+    ByNames,
+    /// The runs interleave in time: they need a merge.
+    Interleaved,
 }
 
 /// One customer's run read by [`Merged::read_run`].
@@ -1459,9 +1573,13 @@ mod tests {
         let plain = by_key(&snap);
         let sample = |every: u32, threads: usize| {
             let parts = snap
-                .scan_sample_parallel(Columns::ALL, every, threads, Vec::new, |v, c| {
-                    v.push((c.key, rows(&c)))
-                })
+                .scan_sample_parallel(
+                    Columns::ALL,
+                    every,
+                    threads,
+                    Vec::new,
+                    |v: &mut Vec<_>, c: Customer<'_>| v.push((c.key, rows(&c))),
+                )
                 .unwrap();
             assert!(
                 parts.iter().all(|p| p.is_sorted_by(|a, b| a.0 < b.0)),
@@ -1475,12 +1593,16 @@ mod tests {
         assert_eq!(sample(1, 3), plain);
         // Grouped: key 1 scanned with key 0, visited at key 1.
         let group = |k: u32| (k < 2).then_some(&[0u32, 1][..]);
-        let mut grouped =
-            (snap.scan_sample_parallel_grouped(Columns::ALL, 1, &group, 2, Vec::new, |v, c| {
-                v.push(c.key)
-            }))
-            .unwrap()
-            .concat();
+        let mut grouped = (snap.scan_sample_parallel_grouped(
+            Columns::ALL,
+            1,
+            &group,
+            2,
+            Vec::new,
+            |v: &mut Vec<u32>, c: Customer<'_>| v.push(c.key),
+        ))
+        .unwrap()
+        .concat();
         grouped.sort_unstable();
         assert_eq!(grouped.len(), customers - 1);
         assert_eq!(grouped[0], 0);
@@ -1493,10 +1615,58 @@ mod tests {
         assert!(got[0].0 == 0 && got.last().unwrap().0 as usize >= customers * 7 / 8);
     }
 
+    /// Takes the customers whose name ids add up to an odd number by their names (sorted),
+    /// and keeps the others whole.
+    struct OddByNames;
+
+    type Taken = (Vec<Vec<u16>>, Vec<(u32, Vec<Row>)>);
+
+    impl Visit<Taken> for OddByNames {
+        fn by_names(&self, state: &mut Taken, names: &[u16]) -> bool {
+            if names.iter().map(|&n| usize::from(n)).sum::<usize>() % 2 == 0 {
+                return false;
+            }
+            let mut names = names.to_vec();
+            names.sort_unstable();
+            state.0.push(names);
+            true
+        }
+        fn visit(&self, state: &mut Taken, c: Customer<'_>) {
+            state.1.push((c.key, rows(&c)));
+        }
+    }
+
+    /// Checks the states of a scan with [`OddByNames`] against `want` (key order), the
+    /// customers it should see: each was either visited whole or taken by its names, and
+    /// not both. Returns how many were taken.
+    fn check_taken(parts: Vec<Taken>, want: &[(u32, Vec<Row>)]) -> usize {
+        let (mut taken, mut visited): (Vec<Vec<u16>>, Vec<_>) = (Vec::new(), Vec::new());
+        for (t, v) in parts {
+            taken.extend(t);
+            visited.extend(v);
+        }
+        visited.sort_by_key(|g: &(u32, Vec<Row>)| g.0);
+        assert!(visited.iter().all(|v| want.contains(v)));
+        let not_visited = want.iter().filter(|w| !visited.iter().any(|v| v.0 == w.0));
+        let mut want_taken: Vec<Vec<u16>> = not_visited
+            .map(|(_, rows)| {
+                let mut names: Vec<u16> = rows.iter().map(|r| r.1).collect();
+                names.sort_unstable();
+                names
+            })
+            .collect();
+        want_taken.sort();
+        taken.sort();
+        assert_eq!(taken, want_taken);
+        taken.len()
+    }
+
     /// Checks grouped scans of `snap` with `groups` against its plain scan: each group is
     /// visited where the scan meets its last key with events, with its keys' events merged
     /// by time, ties in key order; on one thread and on several; without times asked for.
-    fn check_grouped(snap: &Snapshot, groups: &[Vec<u32>]) {
+    /// Returns how many customers a scan on one thread took by their names, with the groups
+    /// and without.
+    fn check_grouped(snap: &Snapshot, groups: &[Vec<u32>]) -> (usize, usize) {
         let group = |k: u32| groups.iter().find(|g| g.contains(&k)).map(Vec::as_slice);
         let plain = by_key(snap);
         let mut want: Vec<(u32, Vec<Row>)> = Vec::new();
@@ -1525,13 +1695,32 @@ mod tests {
         want_sorted.sort_by_key(|g| g.0);
         for threads in [2, 3, 5] {
             let parts = snap
-                .scan_parallel_grouped(Columns::ALL, &group, threads, Vec::new, |v, c| {
-                    v.push((c.key, rows(&c)))
-                })
+                .scan_parallel_grouped(
+                    Columns::ALL,
+                    &group,
+                    threads,
+                    Vec::new,
+                    |v: &mut Vec<_>, c: Customer<'_>| v.push((c.key, rows(&c))),
+                )
                 .unwrap();
             let mut got: Vec<_> = parts.into_iter().flatten().collect();
             got.sort_by_key(|g| g.0);
             assert_eq!(got, want_sorted);
+        }
+        // A visitor taking some customers by their names: those are not visited, and the
+        // others are visited whole; with groups and without.
+        let mut taken_on_one_thread = (0, 0);
+        for threads in [1, 2, 3] {
+            let parts = snap
+                .scan_parallel_grouped(Columns::ALL, &group, threads, Default::default, OddByNames)
+                .unwrap();
+            let taken = check_taken(parts, &want_sorted);
+            let parts =
+                (snap.scan_parallel(Columns::ALL, threads, Default::default, OddByNames)).unwrap();
+            let alone = check_taken(parts, &plain);
+            if threads == 1 {
+                taken_on_one_thread = (taken, alone);
+            }
         }
         // Without times asked for, groups still merge by them but hand none out.
         let mut names = Vec::new();
@@ -1554,6 +1743,7 @@ mod tests {
             })
             .collect();
         assert_eq!(names, want_names);
+        taken_on_one_thread
     }
 
     /// Segments holding neighbouring key ranges, as the log's flushes write them (read a
@@ -1670,7 +1860,11 @@ mod tests {
         for g in &groups[..4] {
             assert!(g.windows(2).all(|w| w[1] == w[0] + 1), "neighbours: {g:?}");
         }
-        check_grouped(&snap, &groups);
+        let (grouped, alone) = check_grouped(&snap, &groups);
+        assert!(
+            grouped > 0 && alone > 0,
+            "names are offered in both kinds of scan"
+        );
     }
 
     /// A group's earlier keys are found where the scan passed them, and searched for again

@@ -23,7 +23,7 @@ use cairn_discovery::{
 };
 use cairn_identity::Splits;
 use cairn_identity::cache::Profiles;
-use cairn_store::{Columns, Customer, Snapshot};
+use cairn_store::{Columns, Customer, Snapshot, Visit};
 use clap::{Args, ValueEnum};
 
 use crate::cli::{Format, open_snapshot};
@@ -237,17 +237,7 @@ fn partials<A: Analysis>(
         None => analysis.partial_for(size),
         Some(_) => analysis.partial(),
     };
-    let add = |p: &mut A::Partial, c: Customer<'_>| {
-        let t = Timeline {
-            customer: c.key,
-            times: c.times,
-            names: c.names,
-            channels: c.channels,
-            values: c.values,
-            properties: c.properties,
-        };
-        analysis.add(p, &t);
-    };
+    let add = Fold(analysis);
     let snap = &src.snap;
     Ok(match (&src.profiles, sample) {
         (Some(map), None) => {
@@ -259,6 +249,29 @@ fn partials<A: Analysis>(
         (None, None) => snap.scan_parallel(columns, threads, init, add)?,
         (None, Some(every)) => snap.scan_sample_parallel(columns, every, threads, init, add)?,
     })
+}
+
+/// A scan's visitor folding customers into an analysis's partials: from their names alone
+/// where the analysis can ([`Analysis::add_by_names`]), so the scan decodes nothing else of
+/// them, else as timelines.
+struct Fold<'a, A>(&'a A);
+
+impl<A: Analysis> Visit<A::Partial> for Fold<'_, A> {
+    fn by_names(&self, p: &mut A::Partial, names: &[u16]) -> bool {
+        self.0.add_by_names(p, names)
+    }
+
+    fn visit(&self, p: &mut A::Partial, c: Customer<'_>) {
+        let t = Timeline {
+            customer: c.key,
+            times: c.times,
+            names: c.names,
+            channels: c.channels,
+            values: c.values,
+            properties: c.properties,
+        };
+        self.0.add(p, &t);
+    }
 }
 
 /// One customer in this many plans a process map's duration windows, for a thirtieth of a

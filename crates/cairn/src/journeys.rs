@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use cairn_journey::definition::EntryOn;
 use cairn_journey::{Effect, Engine, InputEvent, Journey, JourneyEventKind};
 use cairn_model::{EventKind, Micros, format_micros, parse_timestamp};
-use cairn_store::Columns;
+use cairn_store::{Columns, Customer};
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
 
@@ -388,72 +388,77 @@ fn simulate(dir: &Path, args: &SimulateArgs) -> Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let tracing = args.trace.is_some();
     let empty = Map::new();
-    let parts = snap.scan_parallel(columns, threads, Tally::default, |tally, c| {
-        let id = snap.customer_id(c.key).unwrap_or("?");
-        let mut engine = Engine::new(vec![Arc::clone(&journey)]);
-        let mut effects = Vec::new();
-        let none: &Updates = &Vec::new();
-        let ups = updates.get(&c.key).unwrap_or(none);
-        let mut u = 0;
-        // Before --from, history only builds profiles, segments and computed traits as they
-        // stood at --from (nothing enters); `started` once the engine is past it.
-        // Once past it, timers due before each input fire at their own due times, as in a
-        // live runner (see `tick_until`).
-        let mut started = false;
-        let mut advance = |engine: &mut Engine, at: Micros, effects: &mut Vec<Effect>| {
-            if at < from {
-                return;
-            }
-            if !started {
-                engine.observe_time(from.saturating_sub(1));
-                started = true;
-            }
-            tick_until(engine, at, effects);
-        };
-        for i in 0..c.len() {
-            let t = c.times[i];
-            if t >= to {
-                continue;
-            }
-            // Profile changes up to this event, each as an event of its own at its time.
-            // (also those before --from: they are the profile as it stood).
-            while u < ups.len() && ups[u].0 <= t {
-                advance(&mut engine, ups[u].0, &mut effects);
-                effects.extend(apply(&mut engine, id, &ups[u], from));
-                u += 1;
-            }
-            if !wanted[c.names[i] as usize] {
-                continue;
-            }
-            let props = match c.properties.get(i) {
-                Some(p) if !p.is_empty() => serde_json::from_str(p).unwrap_or_default(),
-                _ => Map::new(),
+    let parts = snap.scan_parallel(
+        columns,
+        threads,
+        Tally::default,
+        |tally: &mut Tally, c: Customer<'_>| {
+            let id = snap.customer_id(c.key).unwrap_or("?");
+            let mut engine = Engine::new(vec![Arc::clone(&journey)]);
+            let mut effects = Vec::new();
+            let none: &Updates = &Vec::new();
+            let ups = updates.get(&c.key).unwrap_or(none);
+            let mut u = 0;
+            // Before --from, history only builds profiles, segments and computed traits as they
+            // stood at --from (nothing enters); `started` once the engine is past it.
+            // Once past it, timers due before each input fire at their own due times, as in a
+            // live runner (see `tick_until`).
+            let mut started = false;
+            let mut advance = |engine: &mut Engine, at: Micros, effects: &mut Vec<Effect>| {
+                if at < from {
+                    return;
+                }
+                if !started {
+                    engine.observe_time(from.saturating_sub(1));
+                    started = true;
+                }
+                tick_until(engine, at, effects);
             };
-            let ev = InputEvent {
-                name: names[c.names[i] as usize],
-                properties: &props,
-                traits: &empty,
-                consent: &[],
-            };
-            let facts = cairn_journey::segment::EventFacts {
-                value: c.values.get(i).copied().filter(|v| !v.is_nan()),
-                channel: c.channels.get(i).map(|ch| channels[*ch as usize].as_str()),
-            };
-            if t < from {
-                engine.observe(id, &ev, facts, t);
-                continue;
+            for i in 0..c.len() {
+                let t = c.times[i];
+                if t >= to {
+                    continue;
+                }
+                // Profile changes up to this event, each as an event of its own at its time.
+                // (also those before --from: they are the profile as it stood).
+                while u < ups.len() && ups[u].0 <= t {
+                    advance(&mut engine, ups[u].0, &mut effects);
+                    effects.extend(apply(&mut engine, id, &ups[u], from));
+                    u += 1;
+                }
+                if !wanted[c.names[i] as usize] {
+                    continue;
+                }
+                let props = match c.properties.get(i) {
+                    Some(p) if !p.is_empty() => serde_json::from_str(p).unwrap_or_default(),
+                    _ => Map::new(),
+                };
+                let ev = InputEvent {
+                    name: names[c.names[i] as usize],
+                    properties: &props,
+                    traits: &empty,
+                    consent: &[],
+                };
+                let facts = cairn_journey::segment::EventFacts {
+                    value: c.values.get(i).copied().filter(|v| !v.is_nan()),
+                    channel: c.channels.get(i).map(|ch| channels[*ch as usize].as_str()),
+                };
+                if t < from {
+                    engine.observe(id, &ev, facts, t);
+                    continue;
+                }
+                advance(&mut engine, t, &mut effects);
+                effects.extend(engine.on_event_with(id, &ev, facts, t));
             }
-            advance(&mut engine, t, &mut effects);
-            effects.extend(engine.on_event_with(id, &ev, facts, t));
-        }
-        for up in &ups[u..] {
-            advance(&mut engine, up.0, &mut effects);
-            effects.extend(apply(&mut engine, id, up, from));
-        }
-        advance(&mut engine, from.max(to - 1), &mut effects);
-        effects.extend(engine.on_time(to - 1));
-        count(tally, c.key, id, &effects, tracing);
-    })?;
+            for up in &ups[u..] {
+                advance(&mut engine, up.0, &mut effects);
+                effects.extend(apply(&mut engine, id, up, from));
+            }
+            advance(&mut engine, from.max(to - 1), &mut effects);
+            effects.extend(engine.on_time(to - 1));
+            count(tally, c.key, id, &effects, tracing);
+        },
+    )?;
 
     let mut total = Tally::default();
     for p in parts {

@@ -2,8 +2,8 @@ use cairn_discovery::funnel::{BreakdownBy, FunnelSpec};
 use cairn_discovery::insights::{Churn, Rank};
 use cairn_discovery::scope::Behaviour;
 use cairn_discovery::{
-    Analysis, Anchor, Funnel, FunnelMode, Insights, Paths, Period, ProcessMap, Rename, Retention,
-    Scope, Scoped, StepSpec, Timeline, Variants, finish_partials, run,
+    ActivityCounts, Analysis, Anchor, Funnel, FunnelMode, Insights, Paths, Period, ProcessMap,
+    Rename, Retention, Scope, Scoped, StepSpec, Timeline, Variants, finish_partials, run,
 };
 use proptest::prelude::*;
 
@@ -111,6 +111,23 @@ fn split_run<A: Analysis>(a: &A, groups: &[Vec<&Journey>]) -> A::Output {
     finish_partials(a, partials.collect::<Vec<_>>())
 }
 
+/// Folds the journeys as a scan does: each offered by its names first (reversed, as names
+/// come in no particular order), folded whole where the analysis does not take it by them;
+/// returns the output and how many were taken by names.
+fn by_names_run<A: Analysis>(a: &A, js: &[Journey]) -> (A::Output, usize) {
+    let mut p = a.partial();
+    let mut taken = 0;
+    for j in js {
+        let reversed: Vec<u16> = j.names.iter().rev().copied().collect();
+        if a.add_by_names(&mut p, &reversed) {
+            taken += 1;
+        } else {
+            a.add(&mut p, &j.view());
+        }
+    }
+    (a.finish(p), taken)
+}
+
 /// Assigns each journey to one of `k` groups by the random `picks`, in reverse order (so the
 /// order customers arrive in differs from the one-pass run too).
 fn groups<'a>(js: &'a [Journey], picks: &[u8], k: usize) -> Vec<Vec<&'a Journey>> {
@@ -185,6 +202,59 @@ proptest! {
             rank: Rank::Revenue,
         };
         prop_assert_eq!(split_run(&i, &parts), run(&i, js.iter().map(Journey::view)));
+    }
+
+    /// Customers an analysis takes by their names alone add what their whole timelines add.
+    #[test]
+    fn taking_customers_by_names_changes_nothing(
+        js in journeys(),
+        steps in prop::collection::vec(0u16..5, 1..5),
+        window in 1i64..20_000,
+        mode in mode(),
+        exclude in prop::option::of(0u16..5),
+    ) {
+        let exclude: Vec<String> = match (mode, exclude) {
+            (FunnelMode::ClickHouse, _) | (_, None) => Vec::new(),
+            (_, Some(x)) => vec![NAMES[x as usize].to_string()],
+        };
+        let new = || Funnel::new(
+            &names(),
+            CHANNELS.iter().map(|s| s.to_string()).collect(),
+            FunnelSpec {
+                steps: steps.iter().map(|&s| StepSpec::parse(NAMES[s as usize]).unwrap()).collect(),
+                window: window * 1_000_000,
+                mode,
+                exclude: exclude.clone(),
+                breakdown: None,
+            },
+        )
+        .unwrap();
+        let f = new();
+        let whole = run(&f, js.iter().map(Journey::view));
+        let (got, taken) = by_names_run(&f, &js);
+        prop_assert_eq!(&got, &whole);
+        // Without a second step's name (nor, in any order, two steps' names), the level
+        // is settled by names: a customer with only first-step events is taken when no
+        // other step has that name.
+        let only_first = js.iter().filter(|j| j.names.iter().all(|&n| n == steps[0])).count();
+        if steps[1..].iter().all(|&s| s != steps[0]) {
+            prop_assert!(taken >= only_first);
+        }
+        // A scope that keeps everyone passes names on; a narrower one takes none by names.
+        let everyone = Scoped { scope: Scope::default(), inner: new() };
+        prop_assert_eq!(by_names_run(&everyone, &js).0, whole.clone());
+        let narrowed = Scoped {
+            scope: Scope { since: Some(1_700_000_000_000_000 + 3_600_000_000), ..Scope::default() },
+            inner: new(),
+        };
+        let (narrow, none) = by_names_run(&narrowed, &js);
+        prop_assert_eq!(none, 0);
+        prop_assert_eq!(narrow, run(&narrowed, js.iter().map(Journey::view)));
+        // Activity counts need nothing but names: every customer is taken.
+        let counts = ActivityCounts { names: NAMES.len() };
+        let (c, all) = by_names_run(&counts, &js);
+        prop_assert_eq!(all, js.len());
+        prop_assert_eq!(c, run(&counts, js.iter().map(Journey::view)));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use cairn_identity::{
     scan_profiles, scan_profiles_parallel,
 };
 use cairn_model::{Event, EventKind};
-use cairn_store::{Columns, Options, Snapshot, Store};
+use cairn_store::{Columns, Customer, Options, Snapshot, Store};
 
 const MIN: i64 = 60_000_000;
 
@@ -501,7 +501,9 @@ fn stitched_scans_merge_by_time_and_parallel_equals_sequential() {
         Columns::ALL,
         2,
         Vec::new,
-        |v: &mut Vec<_>, c| v.push((c.key, c.times.to_vec(), c.names.to_vec(), c.values.len())),
+        |v: &mut Vec<_>, c: Customer<'_>| {
+            v.push((c.key, c.times.to_vec(), c.names.to_vec(), c.values.len()))
+        },
     )
     .unwrap();
     let mut par: Vec<_> = states.into_iter().flatten().collect();

@@ -5,7 +5,7 @@ mod forget;
 use std::path::Path;
 
 use cairn_model::{Event, EventKind};
-use cairn_store::{Columns, Options, Snapshot, Store, StoreError, StoredEvent};
+use cairn_store::{Columns, Customer, Options, Snapshot, Store, StoreError, StoredEvent};
 
 fn event(customer: &str, name: &str, t: i64, id: &str) -> Event {
     Event {
@@ -423,7 +423,7 @@ fn parallel_scan_sees_each_customer_once() {
             },
             2,
             Vec::new,
-            |v: &mut Vec<(u32, usize)>, c| v.push((c.key, c.times.len())),
+            |v: &mut Vec<(u32, usize)>, c: Customer<'_>| v.push((c.key, c.times.len())),
         )
         .unwrap();
     let all: Vec<(u32, usize)> = parts.into_iter().flatten().collect();
