@@ -236,11 +236,9 @@ pub struct MapPartial {
     edges: Vec<EdgeAcc>,
     start: Vec<u64>,
     end: Vec<u64>,
-    events: Vec<u64>,
     customers_by: Vec<u64>,
     stamp: Vec<u32>,
     customers: u64,
-    total_events: u64,
     seq: u32,
 }
 
@@ -281,11 +279,9 @@ impl Analysis for ProcessMap {
             edges: Vec::new(),
             start: vec![0; n],
             end: vec![0; n],
-            events: vec![0; n],
             customers_by: vec![0; n],
             stamp: vec![0; n],
             customers: 0,
-            total_events: 0,
             seq: 0,
         }
     }
@@ -299,8 +295,6 @@ impl Analysis for ProcessMap {
                 continue;
             }
             let i = n as usize;
-            p.events[i] += 1;
-            p.total_events += 1;
             p.customers_by[i] += u64::from(p.stamp[i] != p.seq);
             p.stamp[i] = p.seq;
             match prev {
@@ -330,14 +324,18 @@ impl Analysis for ProcessMap {
         let add = |a: &mut Vec<u64>, b: Vec<u64>| a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
         add(&mut into.start, other.start);
         add(&mut into.end, other.end);
-        add(&mut into.events, other.events);
         add(&mut into.customers_by, other.customers_by);
         into.customers += other.customers;
-        into.total_events += other.total_events;
     }
 
     fn finish(&self, p: MapPartial) -> MapResult {
         let name = |i: u16| self.names[i as usize].clone();
+        // Each event is followed by another (an edge from it) or ends its journey, so the
+        // events per activity need no count of their own as the scan goes.
+        let mut events = p.end.clone();
+        for e in &p.edges {
+            events[e.from as usize] += e.durations.len() as u64;
+        }
         let mut hidden = 0;
         let mut incomplete = false;
         let shown: Vec<EdgeAcc> = p
@@ -376,17 +374,17 @@ impl Analysis for ProcessMap {
                 .then_with(|| a.to.cmp(&b.to))
         });
         let mut activities: Vec<Activity> = (0..self.names.len())
-            .filter(|&i| p.events[i] > 0)
+            .filter(|&i| events[i] > 0)
             .map(|i| Activity {
                 name: self.names[i].clone(),
-                events: p.events[i],
+                events: events[i],
                 customers: p.customers_by[i],
             })
             .collect();
         activities.sort_by(|a, b| b.events.cmp(&a.events).then_with(|| a.name.cmp(&b.name)));
         MapResult {
             customers: p.customers,
-            events: p.total_events,
+            events: events.iter().sum(),
             activities,
             edges,
             start: ranked(&self.names, &p.start),
