@@ -350,7 +350,7 @@ impl Funnel {
         let found = self.find_named(t, &mut scratch.named);
         let chains = chains(&mut scratch.chains);
         let mut best = Outcome::NONE;
-        for &i in &scratch.named[..found] {
+        for &(i, _) in &scratch.named[..found] {
             let i = i as usize;
             if self.is_excluded(t.names[i]) {
                 keep_best(&mut best, &reached, chains, s);
@@ -526,9 +526,9 @@ impl Funnel {
         let chains = chains(&mut scratch.chains);
         // The last (second, step) taken: the next must not sort before it.
         let mut last = (i64::MIN, 0u32);
-        for &i in &scratch.named[..found] {
+        for &(i, m) in &scratch.named[..found] {
             let i = i as usize;
-            let mut m = self.steps_matched(t, i, t.names[i]);
+            let mut m = self.with_conditions(t, i, m);
             if m == 0 {
                 continue;
             }
@@ -586,14 +586,20 @@ impl Funnel {
     /// `named`; returns how many there are. Without a branch per event: about half of a
     /// journey's events have such a name, so "does this one?" was a coin toss for the branch
     /// predictor on every event, and only these events need the state machine.
-    fn find_named(&self, t: &Timeline<'_>, named: &mut Vec<u32>) -> usize {
+    ///
+    /// Each comes with the steps its name has (before any property condition): looked up
+    /// here, where the events are independent of one another, rather than in the state
+    /// machine's loop, where it was one more load to wait for after the event's index and
+    /// name.
+    fn find_named(&self, t: &Timeline<'_>, named: &mut Vec<(u32, u32)>) -> usize {
         if named.len() < t.names.len() {
-            named.resize(t.names.len(), 0);
+            named.resize(t.names.len(), (0, 0));
         }
         let mut found = 0;
         for (i, &n) in t.names.iter().enumerate() {
-            named[found] = i as u32;
-            found += usize::from(self.named.get(n as usize).copied().unwrap_or(false));
+            let n = n as usize;
+            named[found] = (i as u32, self.step_mask.get(n).copied().unwrap_or(0));
+            found += usize::from(self.named.get(n).copied().unwrap_or(false));
         }
         found
     }
@@ -603,6 +609,12 @@ impl Funnel {
     /// whose name some conditional step has.
     fn steps_matched(&self, t: &Timeline<'_>, i: usize, n: u16) -> u32 {
         let m = self.step_mask.get(n as usize).copied().unwrap_or(0);
+        self.with_conditions(t, i, m)
+    }
+
+    /// The steps of `by_name` (those of event `i`'s name) whose conditions event `i` meets.
+    fn with_conditions(&self, t: &Timeline<'_>, i: usize, by_name: u32) -> u32 {
+        let m = by_name;
         if m & self.conditional != 0 {
             self.matches(t, i)
         } else {
@@ -761,7 +773,7 @@ pub struct Scratch {
     /// `chains[k]`: events of the attempt kept for step k; read only where `reached[k]`.
     chains: Vec<[u32; MAX_STEPS]>,
     /// Indexes of the events whose name a step has or is excluded (see `find_named`).
-    named: Vec<u32>,
+    named: Vec<(u32, u32)>,
     pairs: Vec<(i64, u8, u32)>,
     events: Vec<(u32, u32)>,
 }
