@@ -114,6 +114,10 @@ struct Block {
 /// How many events a [`Stored`] variant holds itself.
 const INLINE: usize = 16;
 
+/// At most this many events of long journeys in one [`Block`] (their offsets are `u32`); a
+/// few dozen in tests, so that they make new blocks as they add journeys.
+const BLOCK_EVENTS: usize = if cfg!(test) { 40 } else { u32::MAX as usize };
+
 /// One variant: its tallies and its events, in one cache line. Finding a customer's variant
 /// among millions (3 M at 96 M events) is a walk through memory the caches do not hold:
 /// after the id table, reading where the variant's events are, the events, and its tallies,
@@ -231,8 +235,14 @@ impl VariantsPartial {
         if let Some(id) = find_or_insert(&mut self.by_seq, &self.blocks, seq, hash, new) {
             return id;
         }
-        if self.blocks.is_empty() {
-            self.blocks.push(Block::default());
+        // A block's long journeys are found by `u32` offsets: a new block before they would
+        // pass them.
+        let full = |b: &Block| b.long_events.len() + seq.len() > BLOCK_EVENTS;
+        if self.blocks.last().is_none_or(full) {
+            self.blocks.push(Block {
+                first: new,
+                ..Block::default()
+            });
         }
         let last = self.blocks.last_mut().expect("a block was just made");
         last.push(seq, hash);
@@ -515,6 +525,44 @@ mod tests {
         v.merge(&mut c, d);
         assert!(c.blocks.len() >= 3);
         assert_eq!(v.finish(c), run(&v, journeys.iter().map(Owned::view)));
+    }
+
+    /// Journeys longer than a variant holds itself, enough to fill several blocks (a few
+    /// dozen events each in tests), added and merged, give what one pass gives.
+    #[test]
+    fn long_journeys_fill_blocks_one_after_another() {
+        let v = Variants {
+            names: names(&["x", "y", "z"]),
+            top: 100,
+            goal: None,
+        };
+        let journeys: Vec<Owned> = (0..30u32)
+            .map(|c| {
+                let n = INLINE as i64 + 1 + (c % 7) as i64;
+                let events: Vec<(u16, i64)> = (0..n)
+                    .map(|j| (((c as i64 * j) % 3) as u16, j * (1 + c as i64 % 4)))
+                    .collect();
+                Owned::new(c, &events)
+            })
+            .collect();
+        let part = |range: std::ops::Range<usize>| {
+            let mut p = v.partial();
+            for j in &journeys[range] {
+                v.add(&mut p, &j.view());
+            }
+            p
+        };
+        let (mut a, b) = (part(0..20), part(10..30));
+        assert!(a.blocks.len() > 5, "{} blocks", a.blocks.len());
+        v.merge(&mut a, b);
+        let twice: Vec<Owned> = journeys[..20]
+            .iter()
+            .chain(&journeys[10..])
+            .cloned()
+            .collect();
+        let want = run(&v, twice.iter().map(Owned::view));
+        assert_eq!(v.finish(a), want);
+        assert!(want.variants.iter().any(|x| x.count == 2));
     }
 
     #[test]
