@@ -491,6 +491,15 @@ mod tests {
         assert_eq!((count(0), count(1), count(3)), (2, 2, 1));
     }
 
+    /// The partial of `journeys`.
+    fn partial_of(v: &Variants, journeys: &[Owned]) -> VariantsPartial {
+        let mut p = v.partial();
+        for j in journeys {
+            v.add(&mut p, &j.view());
+        }
+        p
+    }
+
     /// Partials merged into one another in a chain (a merged partial, with blocks and moved
     /// variants, merged again), with journeys added after a merge, give what one pass gives.
     #[test]
@@ -509,13 +518,7 @@ mod tests {
                 Owned::new(c, &events)
             })
             .collect();
-        let part = |range: std::ops::Range<usize>| {
-            let mut p = v.partial();
-            for j in &journeys[range] {
-                v.add(&mut p, &j.view());
-            }
-            p
-        };
+        let part = |range: std::ops::Range<usize>| partial_of(&v, &journeys[range]);
         let (mut a, b, mut c, d) = (part(0..10), part(10..20), part(20..30), part(30..35));
         v.merge(&mut a, b);
         v.merge(&mut c, a);
@@ -545,14 +548,10 @@ mod tests {
                 Owned::new(c, &events)
             })
             .collect();
-        let part = |range: std::ops::Range<usize>| {
-            let mut p = v.partial();
-            for j in &journeys[range] {
-                v.add(&mut p, &j.view());
-            }
-            p
-        };
-        let (mut a, b) = (part(0..20), part(10..30));
+        let (mut a, b) = (
+            partial_of(&v, &journeys[..20]),
+            partial_of(&v, &journeys[10..]),
+        );
         assert!(a.blocks.len() > 5, "{} blocks", a.blocks.len());
         v.merge(&mut a, b);
         let twice: Vec<Owned> = journeys[..20]
