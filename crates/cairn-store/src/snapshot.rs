@@ -799,13 +799,15 @@ impl Snapshot {
             let (n, at) = (members.len(), i - 1..i - 1 + members.len());
             let neighbours = members[0] == key && members[n - 1] < end;
             if neighbours && keys.get(at.clone()) == Some(members) {
-                let read = scan
-                    .single
-                    .read_runs(&view, at, columns, value_cursor, sink);
-                if !matches!(read, Read::Interleaved) {
-                    if let Read::Whole(run) = read {
+                let read = match (scan.single).read_runs(&view, at, columns, value_cursor, sink) {
+                    Read::Whole(run) => {
                         sink.visit(run.view(key, text));
+                        true
                     }
+                    Read::ByNames => true,
+                    Read::Interleaved => false,
+                };
+                if read {
                     i += n - 1;
                     continue;
                 }
