@@ -612,9 +612,8 @@ impl Funnel {
         self.with_conditions(t, i, m)
     }
 
-    /// The steps of `by_name` (those of event `i`'s name) whose conditions event `i` meets.
-    fn with_conditions(&self, t: &Timeline<'_>, i: usize, by_name: u32) -> u32 {
-        let m = by_name;
+    /// The steps of `m` (those of event `i`'s name) whose conditions event `i` meets.
+    fn with_conditions(&self, t: &Timeline<'_>, i: usize, m: u32) -> u32 {
         if m & self.conditional != 0 {
             self.matches(t, i)
         } else {
@@ -772,7 +771,8 @@ impl StepsAcc {
 pub struct Scratch {
     /// `chains[k]`: events of the attempt kept for step k; read only where `reached[k]`.
     chains: Vec<[u32; MAX_STEPS]>,
-    /// Indexes of the events whose name a step has or is excluded (see `find_named`).
+    /// The events whose name a step has or is excluded, as (index, steps of the name); see
+    /// `find_named`.
     named: Vec<(u32, u32)>,
     pairs: Vec<(i64, u8, u32)>,
     events: Vec<(u32, u32)>,
