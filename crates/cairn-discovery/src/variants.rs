@@ -315,7 +315,7 @@ impl Analysis for Variants {
         into.customers += other.customers;
         let n: usize = other.blocks.iter().map(|b| b.variants.len()).sum();
         // Room for all of other's at once: growing the table step by step while merging
-        // hundreds of thousands of variants rebuilt it several times.
+        // hundreds of thousands of variants rehashed it several times into fresh memory.
         let blocks = &into.blocks;
         into.by_seq.reserve(n, |&id| {
             let (b, i) = locate(blocks, id);
