@@ -1,6 +1,6 @@
 //! Events and distinct customers per event name: the first pass behind "top K activities".
 
-use crate::{Analysis, Needs, Timeline};
+use crate::{Analysis, NameIndex, Needs, Timeline};
 
 pub struct ActivityCounts {
     /// Size of the name table.
@@ -57,7 +57,7 @@ impl Analysis for ActivityCounts {
         self.add_by_names(p, t.names);
     }
     /// Names are all the counts need: a scan decodes no times for them.
-    fn add_by_names(&self, p: &mut CountsPartial, names: &[u16]) -> bool {
+    fn add_by_names<N: NameIndex>(&self, p: &mut CountsPartial, names: &[N]) -> bool {
         if names.is_empty() {
             return true;
         }
@@ -65,7 +65,7 @@ impl Analysis for ActivityCounts {
         p.counts.customers += 1;
         p.counts.events += names.len() as u64;
         for &n in names {
-            let n = n as usize;
+            let n: usize = n.into();
             if n >= self.names {
                 continue;
             }

@@ -65,7 +65,7 @@ use serde_json::Value;
 use crate::error::DiscoveryError;
 use crate::hash::FxHashMap;
 use crate::stats::{Bucket, Durations};
-use crate::{Analysis, Micros, Needs, Timeline, name_id};
+use crate::{Analysis, Micros, NameIndex, Needs, Timeline, name_id};
 
 /// Funnels have at most this many steps (one bit each in a `u32` mask).
 pub const MAX_STEPS: usize = 32;
@@ -190,7 +190,8 @@ pub struct Funnel {
     labels: Vec<String>,
     /// Per step, its property conditions.
     conditions: Vec<Vec<(String, String)>>,
-    /// Per name id, the steps it can match (bit k = step k).
+    /// Per name id, the steps it can match (bit k = step k); at least 256 ids long, so that a
+    /// one-byte name index needs no bounds check (see [`Funnel::level_by_names`]).
     step_mask: Vec<u32>,
     /// Steps with property conditions.
     conditional: u32,
@@ -241,7 +242,7 @@ impl Funnel {
                 with: "--mode clickhouse (windowFunnel has no exclusions)".into(),
             });
         }
-        let mut step_mask = vec![0u32; names.len()];
+        let mut step_mask = vec![0u32; names.len().max(256)];
         let mut conditional = 0u32;
         let mut requirement = Vec::with_capacity(n);
         let mut multiplicity: Vec<u32> = Vec::new();
@@ -567,13 +568,17 @@ impl Funnel {
     /// convert to record, and about half of all customers are one in a typical funnel: their
     /// times need not be decoded. Not with conditions on steps (they need properties) or a
     /// breakdown (it needs the first-step event's channel or properties).
-    fn level_by_names(&self, names: &[u16]) -> Option<usize> {
+    fn level_by_names<N: NameIndex>(&self, names: &[N]) -> Option<usize> {
         if self.conditional != 0 || self.breakdown.is_some() {
             return None;
         }
+        let narrow: &[u32; 256] = self.step_mask.first_chunk()?;
         let mut present = 0u32;
         for &n in names {
-            present |= self.step_mask.get(n as usize).copied().unwrap_or(0);
+            let n: usize = n.into();
+            // Always in the first 256 for one-byte indexes, a lookup without a branch.
+            let m = narrow.get(n).or_else(|| self.step_mask.get(n));
+            present |= m.copied().unwrap_or(0);
         }
         let ones = present.count_ones() as usize;
         match self.mode {
@@ -912,7 +917,7 @@ impl Analysis for Funnel {
         }
     }
 
-    fn add_by_names(&self, p: &mut FunnelPartial, names: &[u16]) -> bool {
+    fn add_by_names<N: NameIndex>(&self, p: &mut FunnelPartial, names: &[N]) -> bool {
         if names.is_empty() {
             return true;
         }

@@ -159,8 +159,9 @@ pub trait Analysis: Sync {
     /// names before it decodes anything else, so a customer taken here costs no time
     /// decoding: a funnel's customers who never did its second step, for one. Whatever this
     /// returns, the result must be the one `add` of the whole timeline gives. By default
-    /// nothing is taken from names alone.
-    fn add_by_names(&self, partial: &mut Self::Partial, names: &[u16]) -> bool {
+    /// nothing is taken from names alone. Names come as the store holds them (`u8` or `u16`
+    /// name indexes), so that a customer taken here costs no copy either.
+    fn add_by_names<N: NameIndex>(&self, partial: &mut Self::Partial, names: &[N]) -> bool {
         let _ = (partial, names);
         false
     }
@@ -169,6 +170,12 @@ pub trait Analysis: Sync {
     /// The result.
     fn finish(&self, partial: Self::Partial) -> Self::Output;
 }
+
+/// An event name's index into the analysis's names, as a store keeps it: one byte each in a
+/// store of at most 256 names, two otherwise.
+pub trait NameIndex: Copy + Into<usize> {}
+impl NameIndex for u8 {}
+impl NameIndex for u16 {}
 
 /// Runs an analysis over timelines on the calling thread.
 pub fn run<'a, A: Analysis>(

@@ -13,7 +13,7 @@ use jiff::tz::TimeZone;
 
 use crate::error::DiscoveryError;
 use crate::funnel::properties_match;
-use crate::{Analysis, Micros, Needs, ScanSize, Timeline};
+use crate::{Analysis, Micros, NameIndex, Needs, ScanSize, Timeline};
 
 /// A behavioural condition richer than "did EVENT": the event must carry property values,
 /// and/or happen within a window after the journey's first event (e.g. "ordered within 7 days
@@ -223,7 +223,7 @@ impl<A: Analysis> Analysis for Scoped<A> {
             self.inner.add(partial, &cut);
         }
     }
-    fn add_by_names(&self, partial: &mut A::Partial, names: &[u16]) -> bool {
+    fn add_by_names<N: NameIndex>(&self, partial: &mut A::Partial, names: &[N]) -> bool {
         // A narrower scope needs times or other columns to cut the timeline first.
         self.scope.is_everything() && self.inner.add_by_names(partial, names)
     }

@@ -319,13 +319,21 @@ pub enum Ids<'a> {
     Wide(&'a [u16]),
 }
 
-impl Ids<'_> {
+impl<'a> Ids<'a> {
     /// The index at row `r`. Rows come from the file's own offsets.
     #[cfg(test)]
     pub fn get(&self, r: usize) -> u16 {
         match self {
             Ids::Narrow(ids) => ids.get(r).map_or(0, |&i| i as u16),
             Ids::Wide(ids) => ids.get(r).copied().unwrap_or(0),
+        }
+    }
+
+    /// The indexes of `rows` (none where they lie beyond the column).
+    pub fn slice(&self, rows: Range<usize>) -> Ids<'a> {
+        match self {
+            Ids::Narrow(ids) => Ids::Narrow(ids.get(rows).unwrap_or_default()),
+            Ids::Wide(ids) => Ids::Wide(ids.get(rows).unwrap_or_default()),
         }
     }
 

@@ -23,7 +23,7 @@ use cairn_discovery::{
 };
 use cairn_identity::Splits;
 use cairn_identity::cache::Profiles;
-use cairn_store::{Columns, Customer, Snapshot, Visit};
+use cairn_store::{Columns, Customer, Ids, Snapshot, Visit};
 use clap::{Args, ValueEnum};
 
 use crate::cli::{Format, open_snapshot};
@@ -257,8 +257,11 @@ fn partials<A: Analysis>(
 struct Fold<'a, A>(&'a A);
 
 impl<A: Analysis> Visit<A::Partial> for Fold<'_, A> {
-    fn by_names(&self, p: &mut A::Partial, names: &[u16]) -> bool {
-        self.0.add_by_names(p, names)
+    fn by_names(&self, p: &mut A::Partial, names: Ids<'_>) -> bool {
+        match names {
+            Ids::Narrow(names) => self.0.add_by_names(p, names),
+            Ids::Wide(names) => self.0.add_by_names(p, names),
+        }
     }
 
     fn visit(&self, p: &mut A::Partial, c: Customer<'_>) {

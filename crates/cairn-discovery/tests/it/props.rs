@@ -112,14 +112,21 @@ fn split_run<A: Analysis>(a: &A, groups: &[Vec<&Journey>]) -> A::Output {
 }
 
 /// Folds the journeys as a scan does: each offered by its names first (reversed, as names
-/// come in no particular order), folded whole where the analysis does not take it by them;
-/// returns the output and how many were taken by names.
+/// come in no particular order; every other journey's as one-byte indexes, as a store of few
+/// names holds them), folded whole where the analysis does not take it by them; returns the
+/// output and how many were taken by names.
 fn by_names_run<A: Analysis>(a: &A, js: &[Journey]) -> (A::Output, usize) {
     let mut p = a.partial();
     let mut taken = 0;
-    for j in js {
+    for (i, j) in js.iter().enumerate() {
         let reversed: Vec<u16> = j.names.iter().rev().copied().collect();
-        if a.add_by_names(&mut p, &reversed) {
+        let took = if i % 2 == 0 {
+            a.add_by_names(&mut p, &reversed)
+        } else {
+            let narrow: Vec<u8> = reversed.iter().map(|&n| u8::try_from(n).unwrap()).collect();
+            a.add_by_names(&mut p, &narrow)
+        };
+        if took {
             taken += 1;
         } else {
             a.add(&mut p, &j.view());
