@@ -139,10 +139,17 @@ impl Analysis for PlanWindows {
     fn merge(&self, into: &mut MapPartial, other: MapPartial) {
         self.0.merge(into, other)
     }
+    /// Each edge's windows on all cores, like the map's own quantiles: on one thread, this
+    /// left the other core idle between the two scans.
     fn finish(&self, p: MapPartial) -> EdgeWindows {
+        let windows = crate::each_on_cores(
+            &p.edges,
+            |e| e.durations.len(),
+            |e| Some(Windows::around_quantiles(&e.durations)),
+        );
         EdgeWindows(
-            (p.edges.iter())
-                .map(|e| ((e.from, e.to), Windows::around_quantiles(&e.durations)))
+            (p.edges.iter().zip(windows))
+                .filter_map(|(e, w)| Some(((e.from, e.to), w?)))
                 .filter(|(_, w)| *w != Windows::ALL)
                 .collect(),
         )
