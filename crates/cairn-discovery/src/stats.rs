@@ -108,39 +108,65 @@ const CHUNK: usize = 1 << 16;
 
 /// A list kept in chunks of at most [`CHUNK`] items.
 #[derive(Debug, Clone)]
-struct Chunks<T>(Vec<Vec<T>>);
+struct Chunks<T> {
+    /// The chunks before the one being filled (any length up to [`CHUNK`] after a merge).
+    full: Vec<Vec<T>>,
+    /// The chunk being filled, kept here rather than as the last of `full`: a push reads its
+    /// length and room from this struct, with no list of chunks to go through first, and is
+    /// small enough to inline into every caller's loop (with [`Durations::push`] inlined too:
+    /// 12 M map 0.97–0.98× wall in three sets of 21 rounds, funnel 0.99×, 96 M map 0.99×).
+    current: Vec<T>,
+}
 
 impl<T> Default for Chunks<T> {
     fn default() -> Self {
-        Chunks(Vec::new())
+        Chunks {
+            full: Vec::new(),
+            current: Vec::new(),
+        }
     }
 }
 
 impl<T: Copy> Chunks<T> {
     #[inline]
     fn push(&mut self, v: T) {
-        match self.0.last_mut() {
-            Some(chunk) if chunk.len() < CHUNK => chunk.push(v),
-            Some(_) => {
-                let mut chunk = Vec::with_capacity(CHUNK);
-                chunk.push(v);
-                self.0.push(chunk);
-            }
-            None => self.0.push(vec![v]),
+        if self.current.len() == CHUNK {
+            self.start_chunk();
+        }
+        self.current.push(v);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn start_chunk(&mut self) {
+        let done = std::mem::replace(&mut self.current, Vec::with_capacity(CHUNK));
+        self.full.push(done);
+    }
+
+    /// Every chunk, in no particular order.
+    fn chunks(&self) -> impl Iterator<Item = &[T]> + '_ {
+        (self.full.iter().map(Vec::as_slice)).chain(std::iter::once(self.current.as_slice()))
+    }
+
+    /// Adds the samples of `other`.
+    fn append(&mut self, other: Chunks<T>) {
+        self.full.extend(other.full);
+        if !other.current.is_empty() {
+            self.full.push(other.current);
         }
     }
 
     fn len(&self) -> usize {
-        self.0.iter().map(Vec::len).sum()
+        self.chunks().map(<[T]>::len).sum()
     }
 
     fn iter(&self) -> impl Iterator<Item = T> + '_ {
-        self.0.iter().flatten().copied()
+        self.chunks().flatten().copied()
     }
 }
 
 impl Durations {
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, d: i64) {
         // The usual sample, whole milliseconds, in a few inlined instructions; others (and
         // the switch to microseconds) out of line.
@@ -201,9 +227,9 @@ impl Durations {
             self.keep_micros();
             other.keep_micros();
         }
-        self.tiny.0.append(&mut other.tiny.0);
-        self.short.0.append(&mut other.short.0);
-        self.long.0.append(&mut other.long.0);
+        self.tiny.append(other.tiny);
+        self.short.append(other.short);
+        self.long.append(other.long);
     }
 
     pub fn len(&self) -> usize {
@@ -229,10 +255,10 @@ impl Durations {
     fn sum(&self) -> i128 {
         // Per chunk in 64 bits: at most 2¹⁶ samples of 32 bits each.
         let total = |chunks: &[u64]| chunks.iter().map(|&c| u128::from(c)).sum::<u128>();
-        let tiny: Vec<u64> = (self.tiny.0.iter())
+        let tiny: Vec<u64> = (self.tiny.chunks())
             .map(|c| c.iter().map(|&v| u64::from(v)).sum())
             .collect();
-        let short: Vec<u64> = (self.short.0.iter())
+        let short: Vec<u64> = (self.short.chunks())
             .map(|c| c.iter().map(|&v| u64::from(v)).sum())
             .collect();
         let long: i128 = self.long.iter().map(i128::from).sum();
@@ -260,7 +286,7 @@ impl Durations {
                 if b > max.into() {
                     break;
                 }
-                out[i + 1] = (chunks.0.iter())
+                out[i + 1] = (chunks.chunks())
                     .map(|c| c.iter().filter(|&&v| v.into() >= b).count() as u64)
                     .sum();
             }
@@ -320,7 +346,7 @@ impl Durations {
         if !in_tiny.is_empty() {
             // A count per value, then a walk to each wanted rank: no copy at all.
             with_counts(|counts| {
-                for chunk in &self.tiny.0 {
+                for chunk in self.tiny.chunks() {
                     for &v in chunk {
                         counts[v as usize] += 1;
                     }
@@ -344,7 +370,7 @@ impl Durations {
         // One counting pass over the top 16 bits; then the samples of the (at most N) buckets
         // that hold a wanted rank, gathered in one pass and selected among.
         let (at, buckets, mut gathered) = with_counts(|counts| {
-            for chunk in &self.short.0 {
+            for chunk in self.short.chunks() {
                 for &d in chunk {
                     counts[(d >> 16) as usize] += 1;
                 }
@@ -366,7 +392,7 @@ impl Durations {
                 .collect();
             (at, buckets, gathered)
         });
-        for chunk in &self.short.0 {
+        for chunk in self.short.chunks() {
             for &d in chunk {
                 if let Some(i) = buckets.iter().position(|&b| b == d >> 16) {
                     gathered[i].push(d);
