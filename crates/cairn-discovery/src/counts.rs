@@ -1,6 +1,6 @@
 //! Events and distinct customers per event name: the first pass behind "top K activities".
 
-use crate::{Analysis, NameIndex, Needs, Timeline};
+use crate::{Analysis, NameIndex, NameSet, Needs, Timeline};
 
 pub struct ActivityCounts {
     /// Size of the name table.
@@ -54,10 +54,15 @@ impl Analysis for ActivityCounts {
         }
     }
     fn add(&self, p: &mut CountsPartial, t: &Timeline<'_>) {
-        self.add_by_names(p, t.names);
+        self.add_by_names(p, t.names, None);
     }
     /// Names are all the counts need: a scan decodes no times for them.
-    fn add_by_names<N: NameIndex>(&self, p: &mut CountsPartial, names: &[N]) -> bool {
+    fn add_by_names<N: NameIndex>(
+        &self,
+        p: &mut CountsPartial,
+        names: &[N],
+        _: Option<NameSet>,
+    ) -> bool {
         if names.is_empty() {
             return true;
         }

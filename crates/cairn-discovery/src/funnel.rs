@@ -65,7 +65,7 @@ use serde_json::Value;
 use crate::error::DiscoveryError;
 use crate::hash::FxHashMap;
 use crate::stats::{Bucket, Durations};
-use crate::{Analysis, Micros, NameIndex, Needs, Timeline, name_id};
+use crate::{Analysis, Micros, NameIndex, NameSet, Needs, Timeline, name_id};
 
 /// Funnels have at most this many steps (one bit each in a `u32` mask).
 pub const MAX_STEPS: usize = 32;
@@ -198,6 +198,10 @@ pub struct Funnel {
     excluded: Vec<bool>,
     /// Per name id: whether a step has it or it is excluded (the events the modes look at).
     named: Vec<bool>,
+    /// Per step, the [`NameSet`] bits of the names it has.
+    step_bits: Vec<u64>,
+    /// Whether name sets tell exactly which names a customer has (see [`NameSet::is_exact`]).
+    exact_sets: bool,
     window: Micros,
     mode: FunnelMode,
     breakdown: Option<BreakdownBy>,
@@ -276,6 +280,15 @@ impl Funnel {
             .zip(&excluded)
             .map(|(&m, &x)| m != 0 || x)
             .collect();
+        let step_bits = (0..n)
+            .map(|k| {
+                let has = step_mask
+                    .iter()
+                    .enumerate()
+                    .filter(|&(_, m)| m >> k & 1 != 0);
+                has.fold(0, |bits, (id, _)| bits | NameSet::bit(id))
+            })
+            .collect();
         Ok(Funnel {
             labels: spec.steps.iter().map(|s| s.to_string()).collect(),
             conditions: spec.steps.into_iter().map(|s| s.conditions).collect(),
@@ -283,6 +296,8 @@ impl Funnel {
             conditional,
             excluded,
             named,
+            step_bits,
+            exact_sets: NameSet::is_exact(names.len()),
             window: spec.window,
             mode: spec.mode,
             breakdown: spec.breakdown,
@@ -568,10 +583,31 @@ impl Funnel {
     /// convert to record, and about half of all customers are one in a typical funnel: their
     /// times need not be decoded. Not with conditions on steps (they need properties) or a
     /// breakdown (it needs the first-step event's channel or properties).
-    fn level_by_names<N: NameIndex>(&self, names: &[N]) -> Option<usize> {
+    ///
+    /// The customer's [`NameSet`], where exact, answers without reading the names.
+    fn level_by_names<N: NameIndex>(&self, names: &[N], set: Option<NameSet>) -> Option<usize> {
         if self.conditional != 0 || self.breakdown.is_some() {
             return None;
         }
+        let present = match set {
+            Some(set) if self.exact_sets => self.steps_in(set),
+            _ => self.steps_named(names)?,
+        };
+        let ones = present.count_ones() as usize;
+        match self.mode {
+            FunnelMode::AnyOrder => (ones <= 1).then_some(ones),
+            _ => (present & 0b10 == 0).then_some((present & 1) as usize),
+        }
+    }
+
+    /// The steps (a bit each) whose names are in `set`, an exact set.
+    fn steps_in(&self, set: NameSet) -> u32 {
+        let bits = self.step_bits.iter().enumerate();
+        bits.fold(0, |steps, (k, &b)| steps | u32::from(set.meets(b)) << k)
+    }
+
+    /// The steps (a bit each) whose names are among `names`.
+    fn steps_named<N: NameIndex>(&self, names: &[N]) -> Option<u32> {
         let narrow: &[u32; 256] = self.step_mask.first_chunk()?;
         let mut present = 0u32;
         for &n in names {
@@ -580,11 +616,7 @@ impl Funnel {
             let m = narrow.get(n).or_else(|| self.step_mask.get(n));
             present |= m.copied().unwrap_or(0);
         }
-        let ones = present.count_ones() as usize;
-        match self.mode {
-            FunnelMode::AnyOrder => (ones <= 1).then_some(ones),
-            _ => (present & 0b10 == 0).then_some((present & 1) as usize),
-        }
+        Some(present)
     }
 
     /// Puts the indexes of the events whose name a step has or is excluded at the start of
@@ -917,11 +949,16 @@ impl Analysis for Funnel {
         }
     }
 
-    fn add_by_names<N: NameIndex>(&self, p: &mut FunnelPartial, names: &[N]) -> bool {
+    fn add_by_names<N: NameIndex>(
+        &self,
+        p: &mut FunnelPartial,
+        names: &[N],
+        set: Option<NameSet>,
+    ) -> bool {
         if names.is_empty() {
             return true;
         }
-        match self.level_by_names(names) {
+        match self.level_by_names(names, set) {
             Some(level) => {
                 p.all.by_level[level] += 1;
                 true
@@ -1036,6 +1073,33 @@ mod tests {
     const B: u16 = 1;
     const C: u16 = 2;
     const X: u16 = 3;
+
+    #[test]
+    fn name_sets_settle_levels_only_when_exact() {
+        let spec = || FunnelSpec {
+            steps: vec![
+                StepSpec::parse("n1").unwrap(),
+                StepSpec::parse("n2").unwrap(),
+            ],
+            window: H * 1_000_000,
+            mode: FunnelMode::ClickHouse,
+            ..FunnelSpec::default()
+        };
+        let few: Vec<String> = (0..64).map(|i| format!("n{i}")).collect();
+        let many: Vec<String> = (0..70).map(|i| format!("n{i}")).collect();
+        let exact = Funnel::new(&few, vec![], spec()).unwrap();
+        let inexact = Funnel::new(&many, vec![], spec()).unwrap();
+        // Name 65 shares its bit with name 1, the first step: only the names tell them apart.
+        let set = |ids: &[u16]| Some(NameSet::of(ids));
+        assert_eq!(inexact.level_by_names(&[65u16], set(&[65])), Some(0));
+        assert_eq!(inexact.level_by_names(&[1u16], set(&[1])), Some(1));
+        assert_eq!(exact.level_by_names(&[1u16, 5], set(&[1, 5])), Some(1));
+        assert_eq!(exact.level_by_names(&[5u16], set(&[5])), Some(0));
+        // The set alone answers where it is exact: these names are not read.
+        assert_eq!(exact.level_by_names(&[0u16], set(&[1])), Some(1));
+        assert_eq!(exact.level_by_names(&[1u16], set(&[1, 2])), None);
+        assert_eq!(exact.level_by_names(&[1u16], None), Some(1));
+    }
 
     #[test]
     fn worked_examples_default() {

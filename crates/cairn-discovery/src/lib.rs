@@ -160,9 +160,15 @@ pub trait Analysis: Sync {
     /// decoding: a funnel's customers who never did its second step, for one. Whatever this
     /// returns, the result must be the one `add` of the whole timeline gives. By default
     /// nothing is taken from names alone. Names come as the store holds them (`u8` or `u16`
-    /// name indexes), so that a customer taken here costs no copy either.
-    fn add_by_names<N: NameIndex>(&self, partial: &mut Self::Partial, names: &[N]) -> bool {
-        let _ = (partial, names);
+    /// name indexes), so that a customer taken here costs no copy either, with their
+    /// [`NameSet`] where the store keeps one.
+    fn add_by_names<N: NameIndex>(
+        &self,
+        partial: &mut Self::Partial,
+        names: &[N],
+        set: Option<NameSet>,
+    ) -> bool {
+        let _ = (partial, names, set);
         false
     }
     /// Folds the partial of a disjoint set of customers in.
@@ -176,6 +182,35 @@ pub trait Analysis: Sync {
 pub trait NameIndex: Copy + Into<usize> {}
 impl NameIndex for u8 {}
 impl NameIndex for u16 {}
+
+/// Which event names a customer has, one bit per name index modulo 64, as the store keeps it
+/// beside each customer's events: a clear bit proves that no name of that bit is among them.
+/// Where the analysis's names number at most 64, each bit is one name, and a set bit proves
+/// it is there (see [`NameSet::is_exact`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameSet(pub u64);
+
+impl NameSet {
+    /// The bit of name index `name`.
+    pub fn bit(name: usize) -> u64 {
+        1 << (name % 64)
+    }
+
+    /// The set of `names`.
+    pub fn of<N: NameIndex>(names: &[N]) -> NameSet {
+        NameSet(names.iter().fold(0, |set, &n| set | NameSet::bit(n.into())))
+    }
+
+    /// Whether sets over `names` names tell exactly which names are there.
+    pub fn is_exact(names: usize) -> bool {
+        names <= 64
+    }
+
+    /// Whether a name of `bits` may be there (surely, when exact).
+    pub fn meets(self, bits: u64) -> bool {
+        self.0 & bits != 0
+    }
+}
 
 /// Runs an analysis over timelines on the calling thread.
 pub fn run<'a, A: Analysis>(

@@ -13,7 +13,7 @@ use jiff::tz::TimeZone;
 
 use crate::error::DiscoveryError;
 use crate::funnel::properties_match;
-use crate::{Analysis, Micros, NameIndex, Needs, ScanSize, Timeline};
+use crate::{Analysis, Micros, NameIndex, NameSet, Needs, ScanSize, Timeline};
 
 /// A behavioural condition richer than "did EVENT": the event must carry property values,
 /// and/or happen within a window after the journey's first event (e.g. "ordered within 7 days
@@ -223,9 +223,14 @@ impl<A: Analysis> Analysis for Scoped<A> {
             self.inner.add(partial, &cut);
         }
     }
-    fn add_by_names<N: NameIndex>(&self, partial: &mut A::Partial, names: &[N]) -> bool {
+    fn add_by_names<N: NameIndex>(
+        &self,
+        partial: &mut A::Partial,
+        names: &[N],
+        set: Option<NameSet>,
+    ) -> bool {
         // A narrower scope needs times or other columns to cut the timeline first.
-        self.scope.is_everything() && self.inner.add_by_names(partial, names)
+        self.scope.is_everything() && self.inner.add_by_names(partial, names, set)
     }
     fn merge(&self, into: &mut A::Partial, other: A::Partial) {
         self.inner.merge(into, other)

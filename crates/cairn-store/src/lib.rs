@@ -53,8 +53,8 @@ pub use forget::{ForgetOutcome, SUPPRESSION_FILE};
 pub use manifest::{MANIFEST_FILE, Manifest, SegmentMeta};
 pub use parquet_io::StoredEvent;
 pub use repair::{RepairReport, repair};
-pub use scanfile::Ids;
-pub use snapshot::{Columns, Customer, Snapshot, Stats, Visit};
+pub use scanfile::{Ids, name_set, name_set_bit};
+pub use snapshot::{Columns, Customer, Names, Snapshot, Stats, Visit};
 pub use wal::{LogSyncStats, SYNC_BOUNDS_MICROS};
 
 use dict::CustomerDict;

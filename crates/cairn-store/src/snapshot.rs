@@ -99,7 +99,7 @@ pub trait Visit<S>: Sync {
     /// offer them, and not every customer is offered (not a profile whose keys sit in
     /// several segments): those are visited as usual. By default nothing is taken from names
     /// alone.
-    fn by_names(&self, state: &mut S, names: Ids<'_>) -> bool {
+    fn by_names(&self, state: &mut S, names: Names<'_>) -> bool {
         let _ = (state, names);
         false
     }
@@ -114,9 +114,19 @@ impl<S, F: Fn(&mut S, Customer<'_>) + Sync> Visit<S> for F {
     }
 }
 
+/// A customer's event names as offered to [`Visit::by_names`].
+#[derive(Clone, Copy)]
+pub struct Names<'a> {
+    /// The names' indexes, as the scan file holds them.
+    pub ids: Ids<'a>,
+    /// Which names they are, one bit per index modulo 64 ([`crate::name_set_bit`]), when
+    /// the scan file keeps it (files written before format 5 do not).
+    pub set: Option<u64>,
+}
+
 /// A scan thread's visitor bound to its state, as the scan loop calls it.
 trait Sink {
-    fn by_names(&mut self, names: Ids<'_>) -> bool;
+    fn by_names(&mut self, names: Names<'_>) -> bool;
     fn visit(&mut self, customer: Customer<'_>);
 }
 
@@ -126,7 +136,7 @@ struct Bound<'a, S, V> {
 }
 
 impl<S, V: Visit<S>> Sink for Bound<'_, S, V> {
-    fn by_names(&mut self, names: Ids<'_>) -> bool {
+    fn by_names(&mut self, names: Names<'_>) -> bool {
         self.visitor.by_names(self.state, names)
     }
     fn visit(&mut self, customer: Customer<'_>) {
@@ -138,7 +148,7 @@ impl<S, V: Visit<S>> Sink for Bound<'_, S, V> {
 struct Each<F>(F);
 
 impl<F: FnMut(Customer<'_>)> Sink for Each<F> {
-    fn by_names(&mut self, _: Ids<'_>) -> bool {
+    fn by_names(&mut self, _: Names<'_>) -> bool {
         false
     }
     fn visit(&mut self, customer: Customer<'_>) {
@@ -1037,7 +1047,7 @@ impl<'s> Merged<'s> {
     ) -> Option<Run<'_, 's>> {
         let rows = view.rows(i);
         self.clear();
-        if self.taken_by_names(view, rows.clone(), columns, sink) {
+        if self.taken_by_names(view, i..i + 1, rows.clone(), columns, sink) {
             return None;
         }
         if columns.times {
@@ -1051,13 +1061,14 @@ impl<'s> Merged<'s> {
         Some(Run { read: self, rows })
     }
 
-    /// Offers the names of `rows`, when the scan reads names, to `sink`, as the file holds
-    /// them: whether it took the customer by them. Read into `names` when it did not. (Half
-    /// a funnel's customers are taken, and widening their names first was a tenth of its
-    /// time.)
+    /// Offers the names of `rows`, those of the customers at `at`, when the scan reads names,
+    /// to `sink`, as the file holds them: whether it took the customer by them. Read into
+    /// `names` when it did not. (Half a funnel's customers are taken, and widening their
+    /// names first was a tenth of its time.)
     fn taken_by_names(
         &mut self,
         view: &View<'_>,
+        at: Range<usize>,
         rows: Range<usize>,
         columns: Columns,
         sink: &mut dyn Sink,
@@ -1066,7 +1077,11 @@ impl<'s> Merged<'s> {
             return false;
         }
         let names = view.names();
-        if sink.by_names(names.slice(rows.clone())) {
+        let offered = Names {
+            ids: names.slice(rows.clone()),
+            set: view.name_set(at),
+        };
+        if sink.by_names(offered) {
             return true;
         }
         names.extend_into(rows, &mut self.names);
@@ -1112,7 +1127,7 @@ impl<'s> Merged<'s> {
     ) -> Read<'_, 's> {
         self.clear();
         let rows = view.rows(at.start).start..view.rows(at.end - 1).end;
-        if self.taken_by_names(view, rows.clone(), columns, sink) {
+        if self.taken_by_names(view, at.clone(), rows.clone(), columns, sink) {
             return Read::ByNames;
         }
         let mut sorted = true;
@@ -1632,11 +1647,14 @@ mod tests {
     type Taken = (Vec<Vec<u16>>, Vec<(u32, Vec<Row>)>);
 
     impl Visit<Taken> for OddByNames {
-        fn by_names(&self, state: &mut Taken, names: Ids<'_>) -> bool {
-            let mut names = match names {
+        fn by_names(&self, state: &mut Taken, names: Names<'_>) -> bool {
+            let set = names.set;
+            let mut names = match names.ids {
                 Ids::Narrow(ids) => ids.iter().map(|&n| u16::from(n)).collect(),
                 Ids::Wide(ids) => ids.to_vec(),
             };
+            // Every file this version writes keeps name sets, and a run's set is its names'.
+            assert_eq!(set, Some(crate::name_set(&names)));
             if names.iter().map(|&n| usize::from(n)).sum::<usize>() % 2 == 0 {
                 return false;
             }

@@ -2,8 +2,9 @@ use cairn_discovery::funnel::{BreakdownBy, FunnelSpec};
 use cairn_discovery::insights::{Churn, Rank};
 use cairn_discovery::scope::Behaviour;
 use cairn_discovery::{
-    ActivityCounts, Analysis, Anchor, Funnel, FunnelMode, Insights, Paths, Period, ProcessMap,
-    Rename, Retention, Scope, Scoped, StepSpec, Timeline, Variants, finish_partials, run,
+    ActivityCounts, Analysis, Anchor, Funnel, FunnelMode, Insights, NameSet, Paths, Period,
+    ProcessMap, Rename, Retention, Scope, Scoped, StepSpec, Timeline, Variants, finish_partials,
+    run,
 };
 use proptest::prelude::*;
 
@@ -113,18 +114,20 @@ fn split_run<A: Analysis>(a: &A, groups: &[Vec<&Journey>]) -> A::Output {
 
 /// Folds the journeys as a scan does: each offered by its names first (reversed, as names
 /// come in no particular order; every other journey's as one-byte indexes, as a store of few
-/// names holds them), folded whole where the analysis does not take it by them; returns the
-/// output and how many were taken by names.
+/// names holds them; with their name set for two journeys in three, as a store keeps it since
+/// format 5), folded whole where the analysis does not take it by them; returns the output
+/// and how many were taken by names.
 fn by_names_run<A: Analysis>(a: &A, js: &[Journey]) -> (A::Output, usize) {
     let mut p = a.partial();
     let mut taken = 0;
     for (i, j) in js.iter().enumerate() {
         let reversed: Vec<u16> = j.names.iter().rev().copied().collect();
+        let set = (i % 3 != 0).then(|| NameSet::of(&j.names));
         let took = if i % 2 == 0 {
-            a.add_by_names(&mut p, &reversed)
+            a.add_by_names(&mut p, &reversed, set)
         } else {
             let narrow: Vec<u8> = reversed.iter().map(|&n| u8::try_from(n).unwrap()).collect();
-            a.add_by_names(&mut p, &narrow)
+            a.add_by_names(&mut p, &narrow, set)
         };
         if took {
             taken += 1;
