@@ -515,6 +515,8 @@ impl Store {
 
     /// Merges segments: all of them when `all` (into segments of at most
     /// [`MAX_COMPACT_EVENTS`] events), else only while there are more than `max_segments`.
+    /// With `all`, a segment whose scan file an older version wrote is also written again on
+    /// its own, so that a compacted store has every part of the current format (name sets).
     pub fn compact(&self, all: bool) -> Result<Compaction> {
         self.compact_reporting(all, &mut |_| {})
     }
@@ -535,7 +537,25 @@ impl Store {
         while let Some(range) = neighbours_within(&inner.manifest.segments, MAX_COMPACT_EVENTS) {
             done += self.merge(&mut inner, range, report)?;
         }
+        let seg_dir = self.dir.join(SEGMENTS_DIR);
+        while let Some(i) = self.first_of_older_format(&inner.manifest.segments, &seg_dir)? {
+            done += self.merge(&mut inner, i..i + 1, report)?;
+        }
         Ok(done)
+    }
+
+    /// The first of `segments` whose scan file is of an older format than this version writes.
+    fn first_of_older_format(
+        &self,
+        segments: &[SegmentMeta],
+        seg_dir: &Path,
+    ) -> Result<Option<usize>> {
+        for (i, seg) in segments.iter().enumerate() {
+            if scanfile::is_older_format(&seg_dir.join(seg.scan_name()))? {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
     }
 
     fn maybe_compact(&self, inner: &mut Inner) -> Result<Compaction> {
@@ -1478,6 +1498,65 @@ impl Drop for Import<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store whose one segment an older version wrote gets it written again by a full
+    /// compaction (with name sets), and its events stay the same.
+    #[test]
+    fn a_full_compaction_writes_older_scan_files_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        let events = (0..30)
+            .map(|i| Event {
+                message_id: format!("m{i}"),
+                event: format!("e{}", i % 4),
+                user_id: Some(format!("u{}", i % 7)),
+                timestamp: i,
+                channel: "web".into(),
+                ..Event::default()
+            })
+            .collect();
+        let mut txn = store.import().unwrap();
+        txn.add(events).unwrap();
+        txn.commit().unwrap();
+        store.compact(true).unwrap();
+        let scan_files = || -> Vec<PathBuf> {
+            let seg_dir = dir.path().join(SEGMENTS_DIR);
+            let mut files: Vec<PathBuf> = std::fs::read_dir(seg_dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "scan"))
+                .collect();
+            files.sort();
+            files
+        };
+        let timelines = |store: &Store| {
+            let mut all = Vec::new();
+            let snap = store.snapshot().unwrap();
+            snap.scan(Columns::ALL, |c| {
+                all.push((c.key, c.names.to_vec(), c.times.to_vec()))
+            })
+            .unwrap();
+            all
+        };
+        let [old] = &scan_files()[..] else {
+            panic!("one segment expected")
+        };
+        let before = timelines(&store);
+        std::fs::write(old, scanfile::as_format_4(&std::fs::read(old).unwrap())).unwrap();
+        assert!(scanfile::is_older_format(old).unwrap());
+        drop(store);
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        assert_eq!(timelines(&store), before, "format 4 reads the same");
+        assert_eq!(store.compact(true).unwrap().merged_segments, 1);
+        let [new] = &scan_files()[..] else {
+            panic!("one segment expected")
+        };
+        assert_ne!(new, old);
+        assert!(!scanfile::is_older_format(new).unwrap());
+        assert_eq!(timelines(&store), before);
+        // Nothing is left to write again.
+        assert_eq!(store.compact(true).unwrap().merged_segments, 0);
+    }
 
     #[test]
     fn a_full_compaction_merges_neighbours_only_up_to_the_cap() {

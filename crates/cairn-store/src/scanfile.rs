@@ -406,6 +406,28 @@ impl<'a> Ids<'a> {
     }
 }
 
+/// Whether the scan file at `path` is of a format older than the one this version writes
+/// (read from its header alone).
+pub fn is_older_format(path: &Path) -> Result<bool> {
+    let mut header = [0u8; 12];
+    std::io::Read::read_exact(&mut File::open(path).at(path)?, &mut header).at(path)?;
+    let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+    Ok(version < VERSION)
+}
+
+/// A format 5 image as format 4 (format 5 without name sets), as an older version wrote it.
+#[cfg(test)]
+pub(crate) fn as_format_4(v5: &[u8]) -> Vec<u8> {
+    let customers = u64::from_le_bytes(v5[24..32].try_into().unwrap()) as usize;
+    let at = Layout::new(0, customers, 0, 0, 0, VERSION)
+        .and_then(|l| l.name_sets)
+        .unwrap_or_else(|| unreachable!("format 5 has name sets"));
+    let mut v4 = v5[..at].to_vec();
+    v4.extend_from_slice(&v5[at + 8 * customers..]);
+    v4[8..12].copy_from_slice(&4u32.to_le_bytes());
+    v4
+}
+
 /// A scan file in memory: mapped from disk, or built in memory for events still in the log.
 pub struct ScanData {
     backing: Backing,
@@ -1108,18 +1130,12 @@ mod tests {
     #[test]
     fn format_4_reads_without_name_sets() {
         let c = sample(vec![4, 1, 4]);
-        let v5 = encode(&c);
-        // Format 4 is format 5 without the name sets (one word per customer after the
-        // time offsets).
-        let l = Layout::new(3, 2, 2, 0, 0, VERSION).unwrap();
-        let at = l.name_sets.unwrap();
-        let mut v4 = v5[..at].to_vec();
-        v4.extend_from_slice(&v5[at + 2 * 8..]);
-        v4[8..12].copy_from_slice(&4u32.to_le_bytes());
+        let v4 = as_format_4(&encode(&c));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.scan");
         std::fs::write(&path, &v4).unwrap();
         let old = ScanData::open(&path).unwrap();
+        assert!(is_older_format(&path).unwrap());
         let new = ScanData::from_columns(&c);
         assert_eq!(old.view().name_set(0..1), None);
         assert_eq!(new.view().name_set(0..1), Some(name_set(&[4, 1])));

@@ -69,6 +69,8 @@ count of accepted messages) only once it is durable. Reads FILE, or stdin when F
     Timeline(TimelineArgs),
     /// Merge all segments into one, for the fastest scans. A merge reads a range of customers
     /// at a time, so its memory stays near 1 GB plus 14 bytes an event, whatever the store's size.
+    /// A segment an older version wrote is written again in the current format (its scan file
+    /// then keeps each customer's event names as a set, which funnels read instead of names).
     Compact(FormatArgs),
     /// Make a damaged store openable again: move a corrupt part of the log aside.
     Repair,
