@@ -183,34 +183,8 @@ pub trait NameIndex: Copy + Into<usize> {}
 impl NameIndex for u8 {}
 impl NameIndex for u16 {}
 
-/// Which event names a customer has, one bit per name index modulo 64, as the store keeps it
-/// beside each customer's events: a clear bit proves that no name of that bit is among them.
-/// Where the analysis's names number at most 64, each bit is one name, and a set bit proves
-/// it is there (see [`NameSet::is_exact`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NameSet(pub u64);
-
-impl NameSet {
-    /// The bit of name index `name`.
-    pub fn bit(name: usize) -> u64 {
-        1 << (name % 64)
-    }
-
-    /// The set of `names`.
-    pub fn of<N: NameIndex>(names: &[N]) -> NameSet {
-        NameSet(names.iter().fold(0, |set, &n| set | NameSet::bit(n.into())))
-    }
-
-    /// Whether sets over `names` names tell exactly which names are there.
-    pub fn is_exact(names: usize) -> bool {
-        names <= 64
-    }
-
-    /// Whether a name of `bits` may be there (surely, when exact).
-    pub fn meets(self, bits: u64) -> bool {
-        self.0 & bits != 0
-    }
-}
+/// A customer's name set, as the store keeps it (the one definition, shared with the store).
+pub use cairn_model::NameSet;
 
 /// Runs an analysis over timelines on the calling thread.
 pub fn run<'a, A: Analysis>(

@@ -10,10 +10,12 @@
 
 pub mod channel;
 pub mod event;
+pub mod name_set;
 pub mod segment;
 pub mod time;
 
 pub use channel::derive_channel;
 pub use event::{Event, EventKind, Micros, derive_message_id, derived_id_text};
+pub use name_set::NameSet;
 pub use segment::{FieldError, MessageDefaults, parse_message};
 pub use time::{TimeError, epoch_to_micros, format_micros, parse_timestamp};

@@ -53,7 +53,7 @@ pub use forget::{ForgetOutcome, SUPPRESSION_FILE};
 pub use manifest::{MANIFEST_FILE, Manifest, SegmentMeta};
 pub use parquet_io::StoredEvent;
 pub use repair::{RepairReport, repair};
-pub use scanfile::{Ids, name_set, name_set_bit};
+pub use scanfile::Ids;
 pub use snapshot::{Columns, Customer, Names, Snapshot, Stats, Visit};
 pub use wal::{LogSyncStats, SYNC_BOUNDS_MICROS};
 
@@ -538,24 +538,10 @@ impl Store {
             done += self.merge(&mut inner, range, report)?;
         }
         let seg_dir = self.dir.join(SEGMENTS_DIR);
-        while let Some(i) = self.first_of_older_format(&inner.manifest.segments, &seg_dir)? {
+        while let Some(i) = first_of_older_format(&inner.manifest.segments, &seg_dir)? {
             done += self.merge(&mut inner, i..i + 1, report)?;
         }
         Ok(done)
-    }
-
-    /// The first of `segments` whose scan file is of an older format than this version writes.
-    fn first_of_older_format(
-        &self,
-        segments: &[SegmentMeta],
-        seg_dir: &Path,
-    ) -> Result<Option<usize>> {
-        for (i, seg) in segments.iter().enumerate() {
-            if scanfile::is_older_format(&seg_dir.join(seg.scan_name()))? {
-                return Ok(Some(i));
-            }
-        }
-        Ok(None)
     }
 
     fn maybe_compact(&self, inner: &mut Inner) -> Result<Compaction> {
@@ -674,6 +660,17 @@ pub const MAX_COMPACT_EVENTS: u64 = 1 << 31;
 
 /// The first run of two or more neighbouring segments whose events add up to at most
 /// `max_events`, taken as long as it fits.
+/// The first of `segments` (in `seg_dir`) whose scan file is of an older format than this
+/// version writes.
+fn first_of_older_format(segments: &[SegmentMeta], seg_dir: &Path) -> Result<Option<usize>> {
+    for (i, seg) in segments.iter().enumerate() {
+        if scanfile::is_older_format(&seg_dir.join(seg.scan_name()))? {
+            return Ok(Some(i));
+        }
+    }
+    Ok(None)
+}
+
 fn neighbours_within(segs: &[SegmentMeta], max_events: u64) -> Option<std::ops::Range<usize>> {
     (0..segs.len().saturating_sub(1)).find_map(|start| {
         let mut total = 0;

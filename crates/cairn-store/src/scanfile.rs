@@ -52,6 +52,8 @@ use std::io::Write;
 use std::ops::Range;
 use std::path::Path;
 
+use cairn_model::NameSet;
+
 use crate::error::{IoContext, Result, StoreError};
 
 const MAGIC: &[u8; 8] = b"CAIRNSC4";
@@ -280,7 +282,7 @@ fn encode_into(c: &ScanColumns, out: &mut impl Write) -> std::io::Result<usize> 
         let sets: Vec<u64> = c
             .starts
             .windows(2)
-            .map(|run| name_set(&c.names[run[0] as usize..run[1] as usize]))
+            .map(|run| NameSet::of(&c.names[run[0] as usize..run[1] as usize]).0)
             .collect();
         put(at, bytemuck::cast_slice(&sets))?;
     }
@@ -297,16 +299,6 @@ fn encode_into(c: &ScanColumns, out: &mut impl Write) -> std::io::Result<usize> 
     put(l.times, &times)?;
     debug_assert_eq!(at, l.end);
     Ok(l.end)
-}
-
-/// The bit of name index `id` in a customer's name set.
-pub fn name_set_bit(id: u16) -> u64 {
-    1 << (id % 64)
-}
-
-/// The name set of `ids`: the bits of all of them.
-pub fn name_set(ids: &[u16]) -> u64 {
-    ids.iter().fold(0, |set, &id| set | name_set_bit(id))
 }
 
 /// Writes one- or two-byte dictionary indexes at `offset` through `put`.
@@ -648,12 +640,11 @@ impl<'a> View<'a> {
         self.channels
     }
 
-    /// The name set of the customers at indexes `at` together (see [`name_set`]), if the
-    /// file has name sets.
+    /// The name set of the customers at indexes `at` together, if the file has name sets.
     #[inline]
-    pub fn name_set(&self, at: Range<usize>) -> Option<u64> {
+    pub fn name_set(&self, at: Range<usize>) -> Option<NameSet> {
         let sets = self.name_sets?.get(at)?;
-        Some(sets.iter().fold(0, |all, &set| all | set))
+        Some(NameSet(sets.iter().fold(0, |all, &set| all | set)))
     }
 
     /// Row range of the customer at index `i`.
@@ -1118,13 +1109,12 @@ mod tests {
             let c = sample(names.clone());
             let data = ScanData::from_columns(&c);
             let view = data.view();
-            let want = |from: usize, to: usize| name_set(&names[from..to]);
+            let want = |from: usize, to: usize| NameSet::of(&names[from..to]);
             assert_eq!(view.name_set(0..1), Some(want(0, 2)));
             assert_eq!(view.name_set(1..2), Some(want(2, 3)));
             assert_eq!(view.name_set(0..2), Some(want(0, 3)));
             assert_eq!(view.name_set(1..3), None, "beyond the customers");
         }
-        assert_eq!(name_set(&[1, 65, 2]), 0b110);
     }
 
     #[test]
@@ -1138,7 +1128,7 @@ mod tests {
         assert!(is_older_format(&path).unwrap());
         let new = ScanData::from_columns(&c);
         assert_eq!(old.view().name_set(0..1), None);
-        assert_eq!(new.view().name_set(0..1), Some(name_set(&[4, 1])));
+        assert_eq!(new.view().name_set(0..1), Some(NameSet::of(&[4u16, 1])));
         let ids = |d: &ScanData| (0..3).map(|r| d.names().get(r)).collect::<Vec<_>>();
         assert_eq!(ids(&old), ids(&new));
         let times = |d: &ScanData| {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow_array::{Array, StringArray};
-use cairn_model::Micros;
+use cairn_model::{Micros, NameSet};
 
 use crate::dict::ReaderDict;
 use crate::error::{Result, StoreError};
@@ -119,9 +119,9 @@ impl<S, F: Fn(&mut S, Customer<'_>) + Sync> Visit<S> for F {
 pub struct Names<'a> {
     /// The names' indexes, as the scan file holds them.
     pub ids: Ids<'a>,
-    /// Which names they are, one bit per index modulo 64 ([`crate::name_set_bit`]), when
-    /// the scan file keeps it (files written before format 5 do not).
-    pub set: Option<u64>,
+    /// Which names they are, when the scan file keeps it (files written before format 5 do
+    /// not).
+    pub set: Option<NameSet>,
 }
 
 /// A scan thread's visitor bound to its state, as the scan loop calls it.
@@ -1654,7 +1654,7 @@ mod tests {
                 Ids::Wide(ids) => ids.to_vec(),
             };
             // Every file this version writes keeps name sets, and a run's set is its names'.
-            assert_eq!(set, Some(crate::name_set(&names)));
+            assert_eq!(set, Some(NameSet::of(&names)));
             if names.iter().map(|&n| usize::from(n)).sum::<usize>() % 2 == 0 {
                 return false;
             }

@@ -18,8 +18,8 @@ use cairn_discovery::funnel::{BreakdownBy, FunnelResult, FunnelSpec, StepResult}
 use cairn_discovery::map::{MapResult, run_windowed};
 use cairn_discovery::stats::human_duration;
 use cairn_discovery::{
-    ActivityCounts, Analysis, Funnel, FunnelMode, NameSet, ProcessMap, ScanSize, Scope, Scoped,
-    StepSpec, Timeline, Variants, VariantsResult, error::parse_duration, finish_partials, name_id,
+    ActivityCounts, Analysis, Funnel, FunnelMode, ProcessMap, ScanSize, Scope, Scoped, StepSpec,
+    Timeline, Variants, VariantsResult, error::parse_duration, finish_partials, name_id,
 };
 use cairn_identity::Splits;
 use cairn_identity::cache::Profiles;
@@ -258,11 +258,9 @@ struct Fold<'a, A>(&'a A);
 
 impl<A: Analysis> Visit<A::Partial> for Fold<'_, A> {
     fn by_names(&self, p: &mut A::Partial, names: Names<'_>) -> bool {
-        // The store's name sets are the analysis's: the same bit per name index.
-        let set = names.set.map(NameSet);
         match names.ids {
-            Ids::Narrow(ids) => self.0.add_by_names(p, ids, set),
-            Ids::Wide(ids) => self.0.add_by_names(p, ids, set),
+            Ids::Narrow(ids) => self.0.add_by_names(p, ids, names.set),
+            Ids::Wide(ids) => self.0.add_by_names(p, ids, names.set),
         }
     }
 
@@ -1338,20 +1336,4 @@ pub fn compare(dir: &Path, args: &CompareArgs) -> Result<()> {
     }
     print!("{o}");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `Fold` hands the store's name sets to analyses as they are: both must give a name
-    /// index the same bit.
-    #[test]
-    fn store_and_analyses_agree_on_name_set_bits() {
-        for id in 0..=u16::MAX {
-            assert_eq!(cairn_store::name_set_bit(id), NameSet::bit(usize::from(id)));
-        }
-        let ids = [0u16, 7, 64, 300, 65_535];
-        assert_eq!(cairn_store::name_set(&ids), NameSet::of(&ids).0);
-    }
 }
