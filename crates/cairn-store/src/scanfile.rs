@@ -1152,6 +1152,15 @@ mod tests {
     }
 
     #[test]
+    fn a_header_too_short_for_its_version_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("short.scan");
+        std::fs::write(&path, b"CAIRNSC4").unwrap();
+        let err = is_older_format(&path).unwrap_err().to_string();
+        assert!(err.contains("short.scan"), "{err}");
+    }
+
+    #[test]
     fn damaged_files_are_refused_or_read_without_panicking() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.scan");
