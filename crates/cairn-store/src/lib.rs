@@ -165,13 +165,19 @@ impl std::ops::AddAssign for Outcome {
 /// What compaction did.
 #[derive(Debug, Clone, Default)]
 pub struct Compaction {
+    /// Segments merged with their neighbours into fewer.
     pub merged_segments: usize,
+    /// Segments written again on their own because an older version wrote their scan file
+    /// (see [`Store::compact`]).
+    pub rewritten_segments: usize,
+    /// Events written.
     pub events: u64,
 }
 
 impl std::ops::AddAssign for Compaction {
     fn add_assign(&mut self, o: Compaction) {
         self.merged_segments += o.merged_segments;
+        self.rewritten_segments += o.rewritten_segments;
         self.events += o.events;
     }
 }
@@ -539,7 +545,12 @@ impl Store {
         }
         let seg_dir = self.dir.join(SEGMENTS_DIR);
         while let Some(i) = first_of_older_format(&inner.manifest.segments, &seg_dir)? {
-            done += self.merge(&mut inner, i..i + 1, report)?;
+            let alone = self.merge(&mut inner, i..i + 1, report)?;
+            done += Compaction {
+                merged_segments: 0,
+                rewritten_segments: alone.merged_segments,
+                events: alone.events,
+            };
         }
         Ok(done)
     }
@@ -575,6 +586,7 @@ impl Store {
         crate::fsutil::fsync_dir(&seg_dir).at(&seg_dir)?;
         Ok(Compaction {
             merged_segments: old.len(),
+            rewritten_segments: 0,
             events,
         })
     }
@@ -1544,7 +1556,9 @@ mod tests {
         drop(store);
         let store = Store::open(dir.path(), Options::default()).unwrap();
         assert_eq!(timelines(&store), before, "format 4 reads the same");
-        assert_eq!(store.compact(true).unwrap().merged_segments, 1);
+        let c = store.compact(true).unwrap();
+        assert_eq!((c.merged_segments, c.rewritten_segments), (0, 1));
+        assert_eq!(c.events, 30, "every event written again");
         let [new] = &scan_files()[..] else {
             panic!("one segment expected")
         };
@@ -1552,7 +1566,11 @@ mod tests {
         assert!(!scanfile::is_older_format(new).unwrap());
         assert_eq!(timelines(&store), before);
         // Nothing is left to write again.
-        assert_eq!(store.compact(true).unwrap().merged_segments, 0);
+        let c = store.compact(true).unwrap();
+        assert_eq!(
+            (c.merged_segments, c.rewritten_segments, c.events),
+            (0, 0, 0)
+        );
     }
 
     #[test]

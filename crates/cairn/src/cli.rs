@@ -303,6 +303,27 @@ fn compact_with_bar(store: &cairn_store::Store) -> Result<cairn_store::Compactio
     Ok(compacted?)
 }
 
+/// What `cairn compact` did, in a line: e.g. "merged 3 segments and rewrote 1 in the current
+/// format (1200 events); 1 segment now".
+fn compaction_summary(c: &cairn_store::Compaction, segments: usize) -> String {
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let done = match (c.merged_segments, c.rewritten_segments) {
+        (0, 0) => "nothing to merge".to_string(),
+        (m, 0) => format!("merged {}", plural(m, "segment")),
+        (0, r) => format!("rewrote {} in the current format", plural(r, "segment")),
+        (m, r) => format!(
+            "merged {} and rewrote {r} in the current format",
+            plural(m, "segment")
+        ),
+    };
+    let events = if c.events > 0 {
+        format!(" ({} events)", c.events)
+    } else {
+        String::new()
+    };
+    format!("{done}{events}; {} now", plural(segments, "segment"))
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     let dir = cli.data_dir;
     match cli.command {
@@ -319,14 +340,14 @@ pub fn run(cli: Cli) -> Result<()> {
             match args.format {
                 Format::Json => println!(
                     "{}",
-                    serde_json::json!({"merged_segments": c.merged_segments, "events": c.events, "segments": snap.segments().len()})
+                    serde_json::json!({
+                        "merged_segments": c.merged_segments,
+                        "rewritten_segments": c.rewritten_segments,
+                        "events": c.events,
+                        "segments": snap.segments().len(),
+                    })
                 ),
-                Format::Table => println!(
-                    "merged {} segments ({} events); {} segment(s) now",
-                    c.merged_segments,
-                    c.events,
-                    snap.segments().len()
-                ),
+                Format::Table => println!("{}", compaction_summary(&c, snap.segments().len())),
             }
             Ok(())
         }
@@ -348,5 +369,41 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Serve(args) => crate::serve::serve(&dir, args),
         Command::Keys(args) => crate::serve::keys(&dir, args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compaction_summary;
+    use cairn_store::Compaction;
+
+    #[test]
+    fn compaction_summary_says_what_was_merged_and_rewritten() {
+        let c = |merged_segments, rewritten_segments, events| Compaction {
+            merged_segments,
+            rewritten_segments,
+            events,
+        };
+        let cases = [
+            (c(0, 0, 0), 1, "nothing to merge; 1 segment now"),
+            (
+                c(3, 0, 90),
+                1,
+                "merged 3 segments (90 events); 1 segment now",
+            ),
+            (
+                c(0, 1, 12),
+                1,
+                "rewrote 1 segment in the current format (12 events); 1 segment now",
+            ),
+            (
+                c(2, 1, 50),
+                2,
+                "merged 2 segments and rewrote 1 in the current format (50 events); 2 segments now",
+            ),
+        ];
+        for (done, segments, want) in cases {
+            assert_eq!(compaction_summary(&done, segments), want);
+        }
     }
 }
