@@ -670,8 +670,6 @@ pub struct MergeProgress {
 /// merge's memory no longer grows with its size: see [`merge_into`].)
 pub const MAX_COMPACT_EVENTS: u64 = 1 << 31;
 
-/// The first run of two or more neighbouring segments whose events add up to at most
-/// `max_events`, taken as long as it fits.
 /// The first of `segments` (in `seg_dir`) whose scan file is of an older format than this
 /// version writes.
 fn first_of_older_format(segments: &[SegmentMeta], seg_dir: &Path) -> Result<Option<usize>> {
@@ -683,6 +681,8 @@ fn first_of_older_format(segments: &[SegmentMeta], seg_dir: &Path) -> Result<Opt
     Ok(None)
 }
 
+/// The first run of two or more neighbouring segments whose events add up to at most
+/// `max_events`, taken as long as it fits.
 fn neighbours_within(segs: &[SegmentMeta], max_events: u64) -> Option<std::ops::Range<usize>> {
     (0..segs.len().saturating_sub(1)).find_map(|start| {
         let mut total = 0;

@@ -83,6 +83,8 @@ pub struct ScanColumns {
 /// Where each array starts, from the header's counts.
 #[derive(Debug, Clone, Copy)]
 struct Layout {
+    /// The format the file is written in.
+    version: u32,
     events: usize,
     customers: usize,
     values: usize,
@@ -135,6 +137,7 @@ impl Layout {
         let times = time_codes.checked_add(events.div_ceil(4))?;
         let end = times.checked_add(time_bytes)?;
         Some(Layout {
+            version,
             events,
             customers,
             values,
@@ -398,13 +401,10 @@ impl<'a> Ids<'a> {
     }
 }
 
-/// Whether the scan file at `path` is of a format older than the one this version writes
-/// (read from its header alone).
+/// Whether the scan file at `path` is of a format older than the one this version writes.
+/// It is opened (mapped and checked) as for a scan, so a damaged file is an error naming it.
 pub fn is_older_format(path: &Path) -> Result<bool> {
-    let mut header = [0u8; 12];
-    std::io::Read::read_exact(&mut File::open(path).at(path)?, &mut header).at(path)?;
-    let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
-    Ok(version < VERSION)
+    Ok(ScanData::open(path)?.layout.version < VERSION)
 }
 
 /// A format 5 image as format 4 (format 5 without name sets), as an older version wrote it.

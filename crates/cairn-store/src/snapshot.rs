@@ -59,8 +59,9 @@ pub const SAMPLE_SLICES: u64 = 256;
 /// what matters is the scan's end, where one thread finishes its last range while the
 /// others have none left. With ranges of 2¹⁹ events (22 at 12 M events), one core sat idle
 /// for about 15 ms of a 12 M-event map's 215 ms under `perf`; ranges of 2¹⁶ (128 there,
-/// the cap of 64 per thread) are a few milliseconds each: 12 M map 0.95–0.98× wall, funnel 0.98–0.99×
-/// (31 interleaved rounds); 96 M events were cut at the cap before and are unchanged.
+/// the cap of 64 per thread) are a few milliseconds each: 12 M map 0.95–0.98× wall, funnel
+/// 0.99× (21 and 31 interleaved rounds); 96 M events were cut at the cap before and are
+/// unchanged.
 const RANGE_EVENTS: u64 = 1 << 16;
 
 /// One customer's events, as parallel slices in time order.
